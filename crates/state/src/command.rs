@@ -1,0 +1,157 @@
+//! Commands (what goes into the Raft log) and their outcomes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{SpawnerState, Token, User};
+use crate::Millis;
+
+/// One entry of the Raft log.
+///
+/// `client_id` + `serial` name the request uniquely: a proposer that retries
+/// after a leader change sends the same pair again, and `apply` answers the
+/// retry with the response recorded the first time instead of applying it
+/// twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub client_id: String,
+    pub serial: u64,
+    /// The proposer's wall clock; used for every timestamp the command sets.
+    pub at: Millis,
+    pub command: Command,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    CreateUser {
+        name: String,
+        admin: bool,
+    },
+    /// Deleting a user with an active server is refused; stop it first.
+    DeleteUser {
+        name: String,
+    },
+    SetAdmin {
+        name: String,
+        admin: bool,
+    },
+    RequestSpawn {
+        user: String,
+        server_name: String,
+        #[serde(default)]
+        user_options: serde_json::Value,
+    },
+    /// The leader's spawner started the process of spawn `generation`.
+    SpawnStarted {
+        user: String,
+        server_name: String,
+        generation: u64,
+        spawner: SpawnerState,
+    },
+    /// The process answers HTTP: publish its route.
+    ServerReady {
+        user: String,
+        server_name: String,
+        generation: u64,
+    },
+    RequestStop {
+        user: String,
+        server_name: String,
+    },
+    /// The process is gone (stopped on request, failed to start, or found
+    /// dead): remove the server, its route and its token.
+    ServerStopped {
+        user: String,
+        server_name: String,
+        generation: u64,
+        reason: String,
+    },
+    CreateToken {
+        token: Token,
+    },
+    RevokeToken {
+        id: String,
+    },
+    RecordActivity {
+        user: String,
+        server_name: Option<String>,
+        at: Millis,
+    },
+    /// Does nothing; used to probe the write path.
+    Noop,
+}
+
+impl Command {
+    /// Short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateUser { .. } => "create_user",
+            Command::DeleteUser { .. } => "delete_user",
+            Command::SetAdmin { .. } => "set_admin",
+            Command::RequestSpawn { .. } => "request_spawn",
+            Command::SpawnStarted { .. } => "spawn_started",
+            Command::ServerReady { .. } => "server_ready",
+            Command::RequestStop { .. } => "request_stop",
+            Command::ServerStopped { .. } => "server_stopped",
+            Command::CreateToken { .. } => "create_token",
+            Command::RevokeToken { .. } => "revoke_token",
+            Command::RecordActivity { .. } => "record_activity",
+            Command::Noop => "noop",
+        }
+    }
+}
+
+/// What applying a command produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Done,
+    User { user: Box<User> },
+    /// The generation of the spawn that was requested.
+    SpawnRequested { generation: u64 },
+    TokenCreated { id: String },
+    Rejected { rejection: Rejection },
+}
+
+/// Why a command changed nothing. Every rejection is a normal outcome of
+/// apply, replicated like any other, and leaves the state untouched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Rejection {
+    #[error("User {name} already exists")]
+    UserExists { name: String },
+    #[error("No such user: {name}")]
+    NoSuchUser { name: String },
+    #[error("Invalid name {name:?}: {why}")]
+    InvalidName { name: String, why: String },
+    #[error("{user}'s server{} is already running", server_label(.server_name))]
+    AlreadyRunning { user: String, server_name: String },
+    #[error("{user}'s server{} is pending {pending}, please wait", server_label(.server_name))]
+    Pending {
+        user: String,
+        server_name: String,
+        pending: String,
+    },
+    #[error("{user} has no active server{}", server_label(.server_name))]
+    NotRunning { user: String, server_name: String },
+    #[error("{user} still has an active server; stop it first")]
+    HasActiveServers { user: String },
+    #[error("report for an earlier spawn of {user}'s server (generation {got}, current {current})")]
+    StaleGeneration {
+        user: String,
+        got: u64,
+        current: u64,
+    },
+    #[error("No such token: {id}")]
+    NoSuchToken { id: String },
+    #[error("Token {id} already exists")]
+    TokenExists { id: String },
+}
+
+fn server_label(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" {name}")
+    }
+}

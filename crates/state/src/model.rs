@@ -1,0 +1,171 @@
+//! The domain model: what the hub remembers.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Millis;
+
+/// The default (unnamed) server of a user.
+pub const DEFAULT_SERVER: &str = "";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub admin: bool,
+    pub created: Millis,
+    pub last_activity: Option<Millis>,
+    /// Active servers by name ("" is the default server). A stopped server is
+    /// removed from this map.
+    pub servers: BTreeMap<String, Server>,
+    /// Reserved for groups and roles (later issues); kept sorted.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl User {
+    pub fn new(name: String, admin: bool, created: Millis) -> Self {
+        User {
+            name,
+            admin,
+            created,
+            last_activity: None,
+            servers: BTreeMap::new(),
+            groups: Vec::new(),
+        }
+    }
+}
+
+/// Where a server is in its life. A stopped server does not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Requested; the leader's spawner is starting it.
+    Spawning,
+    /// Answering HTTP; its route is in the route table.
+    Running,
+    /// Stop requested; the leader's spawner is stopping it.
+    Stopping,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Server {
+    pub name: String,
+    pub phase: Phase,
+    /// Distinguishes one spawn of this server from the next, so that a late
+    /// report about an earlier spawn can be recognised and refused. It is the
+    /// log index of the command that requested the spawn.
+    pub generation: u64,
+    pub requested: Millis,
+    /// When it became ready.
+    pub started: Option<Millis>,
+    pub last_activity: Option<Millis>,
+    pub user_options: serde_json::Value,
+    /// What the spawner needs to find the process again; set once the
+    /// process exists.
+    pub spawner: Option<SpawnerState>,
+}
+
+impl Server {
+    pub fn ready(&self) -> bool {
+        self.phase == Phase::Running
+    }
+
+    /// JupyterHub's `pending` field.
+    pub fn pending(&self) -> Option<&'static str> {
+        match self.phase {
+            Phase::Spawning => Some("spawn"),
+            Phase::Stopping => Some("stop"),
+            Phase::Running => None,
+        }
+    }
+}
+
+/// Replicated so that a new leader can adopt a running server instead of
+/// starting it again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnerState {
+    /// Which spawner started it ("process", later "docker", ...).
+    pub kind: String,
+    /// Host (name) the process runs on.
+    pub host: String,
+    pub pid: u32,
+    /// Process start time as the kernel reports it (clock ticks since boot),
+    /// to tell the process from a later one that reuses its pid.
+    pub proc_start: u64,
+    pub port: u16,
+    /// Base URL the proxy forwards to, e.g. `http://127.0.0.1:40123`.
+    pub target: String,
+    /// Id of the API token handed to the server.
+    pub token_id: Option<String>,
+}
+
+/// One entry of the proxy's route table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// Path prefix, always starting and ending with `/`.
+    pub prefix: String,
+    pub target: String,
+    pub user: String,
+    pub server_name: String,
+}
+
+impl Route {
+    pub fn prefix_for(user: &str, server_name: &str) -> String {
+        if server_name.is_empty() {
+            format!("/user/{user}/")
+        } else {
+            format!("/user/{user}/{server_name}/")
+        }
+    }
+}
+
+/// A change to the route table, produced by `apply` for watchers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RouteEvent {
+    Upsert(Route),
+    Delete { prefix: String },
+}
+
+/// Who a token acts for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TokenOwner {
+    User { name: String },
+    /// The token handed to one of a user's servers.
+    Server { user: String, server_name: String },
+}
+
+impl TokenOwner {
+    pub fn user(&self) -> &str {
+        match self {
+            TokenOwner::User { name } => name,
+            TokenOwner::Server { user, .. } => user,
+        }
+    }
+}
+
+/// An API token. Only its SHA-256 hash is stored; the plain text is shown
+/// once, to whoever created it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: String,
+    pub owner: TokenOwner,
+    /// Hex SHA-256 of the token text.
+    pub hash: String,
+    /// First characters of the token, to help people tell tokens apart.
+    pub prefix: String,
+    pub note: String,
+    pub created: Millis,
+    pub expires_at: Option<Millis>,
+    pub last_activity: Option<Millis>,
+    /// Scopes; empty means the owner's default scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+impl Token {
+    pub fn expired(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+}

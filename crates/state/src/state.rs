@@ -1,0 +1,428 @@
+//! [`HubState`] and its deterministic `apply`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::command::{Command, Rejection, Request, Response};
+use crate::dedupe::Dedupe;
+use crate::model::{Phase, Route, RouteEvent, Server, Token, TokenOwner, User};
+use crate::names::{validate_server_name, validate_username};
+use crate::Millis;
+
+/// Version of the command set and entry encoding this build understands.
+/// A command introduced in version N may only be proposed once every voter
+/// runs a build with `LOG_FORMAT_VERSION >= N`.
+pub const LOG_FORMAT_VERSION: u32 = 1;
+
+/// The whole replicated state of the hub.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HubState {
+    /// Log index of the last applied entry: the revision watchers resume from.
+    pub revision: u64,
+    pub users: BTreeMap<String, User>,
+    /// The proxy route table, by prefix.
+    pub routes: BTreeMap<String, Route>,
+    pub tokens: BTreeMap<String, Token>,
+    pub next_token_id: u64,
+    pub dedupe: Dedupe,
+    /// Derived: token id by hash. Rebuilt after a snapshot is restored.
+    #[serde(skip)]
+    token_by_hash: HashMap<String, String>,
+    /// Derived: every active server as (user, server name).
+    #[serde(skip)]
+    active: BTreeSet<(String, String)>,
+}
+
+/// The outcome of applying one entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    pub response: Response,
+    /// Changes to the route table, in order.
+    pub route_events: Vec<RouteEvent>,
+    /// The request had been applied before; this is the recorded response.
+    pub duplicate: bool,
+}
+
+type Outcome = Result<(Response, Vec<RouteEvent>), Rejection>;
+
+impl HubState {
+    /// Apply the request stored at log `index`.
+    pub fn apply(&mut self, index: u64, req: &Request) -> Applied {
+        self.revision = self.revision.max(index);
+        if let Some(prev) = self.dedupe.get(&req.client_id, req.serial) {
+            return Applied {
+                response: prev.clone(),
+                route_events: Vec::new(),
+                duplicate: true,
+            };
+        }
+        let (response, route_events) = match self.exec(index, req.at, &req.command) {
+            Ok(ok) => ok,
+            Err(rejection) => (Response::Rejected { rejection }, Vec::new()),
+        };
+        self.dedupe
+            .record(&req.client_id, req.serial, response.clone());
+        Applied {
+            response,
+            route_events,
+            duplicate: false,
+        }
+    }
+
+    /// Advance the revision for a log entry that carries no command
+    /// (a leader's blank entry or a membership change).
+    pub fn advance(&mut self, index: u64) {
+        self.revision = self.revision.max(index);
+    }
+
+    fn exec(&mut self, index: u64, at: Millis, cmd: &Command) -> Outcome {
+        match cmd {
+            Command::CreateUser { name, admin } => self.create_user(name, *admin, at),
+            Command::DeleteUser { name } => self.delete_user(name),
+            Command::SetAdmin { name, admin } => {
+                let user = self.user_mut(name)?;
+                user.admin = *admin;
+                Ok((user_response(user), vec![]))
+            }
+            Command::RequestSpawn {
+                user,
+                server_name,
+                user_options,
+            } => self.request_spawn(index, at, user, server_name, user_options),
+            Command::SpawnStarted {
+                user,
+                server_name,
+                generation,
+                spawner,
+            } => {
+                let server = self.server_mut(user, server_name, *generation)?;
+                if server.phase == Phase::Running {
+                    return Err(already_running(user, server_name));
+                }
+                server.spawner = Some(spawner.clone());
+                Ok((Response::Done, vec![]))
+            }
+            Command::ServerReady {
+                user,
+                server_name,
+                generation,
+            } => self.server_ready(at, user, server_name, *generation),
+            Command::RequestStop { user, server_name } => self.request_stop(user, server_name),
+            Command::ServerStopped {
+                user,
+                server_name,
+                generation,
+                reason: _,
+            } => self.server_stopped(user, server_name, *generation),
+            Command::CreateToken { token } => self.create_token(token),
+            Command::RevokeToken { id } => {
+                let token = self
+                    .tokens
+                    .remove(id)
+                    .ok_or_else(|| Rejection::NoSuchToken { id: id.clone() })?;
+                self.token_by_hash.remove(&token.hash);
+                Ok((Response::Done, vec![]))
+            }
+            Command::RecordActivity {
+                user,
+                server_name,
+                at,
+            } => {
+                let u = self.user_mut(user)?;
+                u.last_activity = Some(u.last_activity.unwrap_or(0).max(*at));
+                if let Some(s) = server_name.as_ref().and_then(|n| u.servers.get_mut(n)) {
+                    s.last_activity = Some(s.last_activity.unwrap_or(0).max(*at));
+                }
+                Ok((Response::Done, vec![]))
+            }
+            Command::Noop => Ok((Response::Done, vec![])),
+        }
+    }
+
+    fn create_user(&mut self, name: &str, admin: bool, at: Millis) -> Outcome {
+        validate_username(name).map_err(|why| Rejection::InvalidName {
+            name: name.to_string(),
+            why,
+        })?;
+        if self.users.contains_key(name) {
+            return Err(Rejection::UserExists {
+                name: name.to_string(),
+            });
+        }
+        let user = User::new(name.to_string(), admin, at);
+        let response = user_response(&user);
+        self.users.insert(name.to_string(), user);
+        Ok((response, vec![]))
+    }
+
+    fn delete_user(&mut self, name: &str) -> Outcome {
+        let user = self.user(name).ok_or_else(|| no_such_user(name))?;
+        if !user.servers.is_empty() {
+            return Err(Rejection::HasActiveServers {
+                user: name.to_string(),
+            });
+        }
+        self.users.remove(name);
+        let owned: Vec<String> = self
+            .tokens
+            .values()
+            .filter(|t| t.owner.user() == name)
+            .map(|t| t.id.clone())
+            .collect();
+        for id in owned {
+            if let Some(t) = self.tokens.remove(&id) {
+                self.token_by_hash.remove(&t.hash);
+            }
+        }
+        Ok((Response::Done, vec![]))
+    }
+
+    fn request_spawn(
+        &mut self,
+        index: u64,
+        at: Millis,
+        user: &str,
+        server_name: &str,
+        user_options: &serde_json::Value,
+    ) -> Outcome {
+        validate_server_name(server_name).map_err(|why| Rejection::InvalidName {
+            name: server_name.to_string(),
+            why,
+        })?;
+        let u = self.user_mut(user)?;
+        if let Some(existing) = u.servers.get(server_name) {
+            return Err(match existing.pending() {
+                None => already_running(user, server_name),
+                Some(p) => Rejection::Pending {
+                    user: user.to_string(),
+                    server_name: server_name.to_string(),
+                    pending: p.to_string(),
+                },
+            });
+        }
+        u.servers.insert(
+            server_name.to_string(),
+            Server {
+                name: server_name.to_string(),
+                phase: Phase::Spawning,
+                generation: index,
+                requested: at,
+                started: None,
+                last_activity: None,
+                user_options: user_options.clone(),
+                spawner: None,
+            },
+        );
+        self.active
+            .insert((user.to_string(), server_name.to_string()));
+        Ok((Response::SpawnRequested { generation: index }, vec![]))
+    }
+
+    fn server_ready(
+        &mut self,
+        at: Millis,
+        user: &str,
+        server_name: &str,
+        generation: u64,
+    ) -> Outcome {
+        let server = self.server_mut(user, server_name, generation)?;
+        match server.phase {
+            Phase::Running => return Err(already_running(user, server_name)),
+            Phase::Stopping => {
+                return Err(Rejection::Pending {
+                    user: user.to_string(),
+                    server_name: server_name.to_string(),
+                    pending: "stop".into(),
+                })
+            }
+            Phase::Spawning => {}
+        }
+        let Some(target) = server.spawner.as_ref().map(|s| s.target.clone()) else {
+            return Err(Rejection::NotRunning {
+                user: user.to_string(),
+                server_name: server_name.to_string(),
+            });
+        };
+        server.phase = Phase::Running;
+        server.started = Some(at);
+        server.last_activity = Some(at);
+        let route = Route {
+            prefix: Route::prefix_for(user, server_name),
+            target,
+            user: user.to_string(),
+            server_name: server_name.to_string(),
+        };
+        self.routes.insert(route.prefix.clone(), route.clone());
+        Ok((Response::Done, vec![RouteEvent::Upsert(route)]))
+    }
+
+    fn request_stop(&mut self, user: &str, server_name: &str) -> Outcome {
+        let u = self.user_mut(user)?;
+        let not_running = || Rejection::NotRunning {
+            user: user.to_string(),
+            server_name: server_name.to_string(),
+        };
+        let server = u.servers.get_mut(server_name).ok_or_else(not_running)?;
+        if server.phase == Phase::Stopping {
+            return Err(Rejection::Pending {
+                user: user.to_string(),
+                server_name: server_name.to_string(),
+                pending: "stop".into(),
+            });
+        }
+        server.phase = Phase::Stopping;
+        Ok((Response::Done, self.remove_route(user, server_name)))
+    }
+
+    fn server_stopped(&mut self, user: &str, server_name: &str, generation: u64) -> Outcome {
+        let server = self.server_mut(user, server_name, generation)?;
+        let token_id = server.spawner.as_ref().and_then(|s| s.token_id.clone());
+        if let Some(u) = self.users.get_mut(user) {
+            u.servers.remove(server_name);
+        }
+        self.active
+            .remove(&(user.to_string(), server_name.to_string()));
+        if let Some(t) = token_id.and_then(|id| self.tokens.remove(&id)) {
+            self.token_by_hash.remove(&t.hash);
+        }
+        Ok((Response::Done, self.remove_route(user, server_name)))
+    }
+
+    fn create_token(&mut self, token: &Token) -> Outcome {
+        if !self.users.contains_key(token.owner.user()) {
+            return Err(no_such_user(token.owner.user()));
+        }
+        if let Some(id) = self.token_by_hash.get(&token.hash) {
+            return Err(Rejection::TokenExists { id: id.clone() });
+        }
+        self.next_token_id += 1;
+        let id = format!("a{}", self.next_token_id);
+        let mut stored = token.clone();
+        stored.id = id.clone();
+        self.token_by_hash.insert(stored.hash.clone(), id.clone());
+        self.tokens.insert(id.clone(), stored);
+        Ok((Response::TokenCreated { id }, vec![]))
+    }
+
+    fn remove_route(&mut self, user: &str, server_name: &str) -> Vec<RouteEvent> {
+        let prefix = Route::prefix_for(user, server_name);
+        match self.routes.remove(&prefix) {
+            Some(_) => vec![RouteEvent::Delete { prefix }],
+            None => vec![],
+        }
+    }
+
+    fn user_mut(&mut self, name: &str) -> Result<&mut User, Rejection> {
+        self.users.get_mut(name).ok_or_else(|| no_such_user(name))
+    }
+
+    fn server_mut(
+        &mut self,
+        user: &str,
+        server_name: &str,
+        generation: u64,
+    ) -> Result<&mut Server, Rejection> {
+        let server = self
+            .user_mut(user)?
+            .servers
+            .get_mut(server_name)
+            .ok_or_else(|| Rejection::NotRunning {
+                user: user.to_string(),
+                server_name: server_name.to_string(),
+            })?;
+        if server.generation != generation {
+            return Err(Rejection::StaleGeneration {
+                user: user.to_string(),
+                got: generation,
+                current: server.generation,
+            });
+        }
+        Ok(server)
+    }
+
+    // ----- reads -----
+
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.users.get(name)
+    }
+
+    pub fn server(&self, user: &str, server_name: &str) -> Option<&Server> {
+        self.users.get(user)?.servers.get(server_name)
+    }
+
+    /// Every active server (spawning, running or stopping), in a stable order.
+    pub fn active_servers(&self) -> impl Iterator<Item = (&User, &Server)> {
+        self.active.iter().filter_map(|(u, s)| {
+            let user = self.users.get(u)?;
+            Some((user, user.servers.get(s)?))
+        })
+    }
+
+    /// The token whose hash is `hash`, if it exists and has not expired.
+    pub fn token_by_hash(&self, hash: &str, now: Millis) -> Option<&Token> {
+        let id = self.token_by_hash.get(hash)?;
+        self.tokens.get(id).filter(|t| !t.expired(now))
+    }
+
+    pub fn tokens_of(&self, owner: &TokenOwner) -> impl Iterator<Item = &Token> {
+        let owner = owner.clone();
+        self.tokens.values().filter(move |t| t.owner == owner)
+    }
+
+    // ----- snapshots -----
+
+    /// Canonical encoding: every map is ordered, so equal states encode to
+    /// equal bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("HubState serializes: all keys are strings")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<HubState, serde_json::Error> {
+        let mut state: HubState = serde_json::from_slice(bytes)?;
+        state.rebuild_indexes();
+        Ok(state)
+    }
+
+    fn rebuild_indexes(&mut self) {
+        self.token_by_hash = self
+            .tokens
+            .values()
+            .map(|t| (t.hash.clone(), t.id.clone()))
+            .collect();
+        self.active = self
+            .users
+            .values()
+            .flat_map(|u| u.servers.keys().map(|s| (u.name.clone(), s.clone())))
+            .collect();
+    }
+
+    /// Hex SHA-256 of the canonical encoding; equal on replicas that applied
+    /// the same log prefix.
+    pub fn digest(&self) -> String {
+        hex::encode(Sha256::digest(self.encode()))
+    }
+}
+
+fn user_response(user: &User) -> Response {
+    Response::User {
+        user: Box::new(user.clone()),
+    }
+}
+
+fn no_such_user(name: &str) -> Rejection {
+    Rejection::NoSuchUser {
+        name: name.to_string(),
+    }
+}
+
+fn already_running(user: &str, server_name: &str) -> Rejection {
+    Rejection::AlreadyRunning {
+        user: user.to_string(),
+        server_name: server_name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,439 @@
+//! apply() as data: a script of commands and the transcript they produce.
+
+use expect_test::{expect, Expect};
+
+use super::*;
+use crate::model::SpawnerState;
+
+fn spawner(port: u16) -> SpawnerState {
+    SpawnerState {
+        kind: "process".into(),
+        host: "h".into(),
+        pid: 4242,
+        proc_start: 99,
+        port,
+        target: format!("http://127.0.0.1:{port}"),
+        token_id: None,
+    }
+}
+
+fn token(owner: &str, hash: &str) -> Token {
+    Token {
+        id: String::new(),
+        owner: TokenOwner::User { name: owner.into() },
+        hash: hash.into(),
+        prefix: hash[..2].into(),
+        note: "test".into(),
+        created: 7,
+        expires_at: Some(1_000),
+        last_activity: None,
+        scopes: vec![],
+    }
+}
+
+/// Applies `script` from index 1 on and renders one line per entry.
+fn run(state: &mut HubState, script: Vec<Command>) -> String {
+    let mut out = String::new();
+    let start = state.revision + 1;
+    for (i, command) in script.into_iter().enumerate() {
+        let index = start + i as u64;
+        let req = Request {
+            client_id: "c".into(),
+            serial: index,
+            at: 1_000 + index,
+            command,
+        };
+        let applied = state.apply(index, &req);
+        let response = match &applied.response {
+            Response::Done => "done".to_string(),
+            Response::User { user } => format!("user {} admin={}", user.name, user.admin),
+            Response::SpawnRequested { generation } => format!("spawn gen={generation}"),
+            Response::TokenCreated { id } => format!("token {id}"),
+            Response::Rejected { rejection } => format!("REJECTED {rejection}"),
+        };
+        let events: Vec<String> = applied
+            .route_events
+            .iter()
+            .map(|e| match e {
+                RouteEvent::Upsert(r) => format!("+{}->{}", r.prefix, r.target),
+                RouteEvent::Delete { prefix } => format!("-{prefix}"),
+            })
+            .collect();
+        out += &format!(
+            "{index} {}: {response} {}\n",
+            req.command.name(),
+            events.join(" ")
+        );
+    }
+    out
+}
+
+fn check(script: Vec<Command>, expect: Expect) -> HubState {
+    let mut state = HubState::default();
+    let transcript = run(&mut state, script);
+    expect.assert_eq(&transcript);
+    state
+}
+
+fn create(name: &str) -> Command {
+    Command::CreateUser {
+        name: name.into(),
+        admin: false,
+    }
+}
+fn spawn(user: &str) -> Command {
+    Command::RequestSpawn {
+        user: user.into(),
+        server_name: String::new(),
+        user_options: serde_json::Value::Null,
+    }
+}
+fn started(user: &str, generation: u64) -> Command {
+    Command::SpawnStarted {
+        user: user.into(),
+        server_name: String::new(),
+        generation,
+        spawner: spawner(9000),
+    }
+}
+fn ready(user: &str, generation: u64) -> Command {
+    Command::ServerReady {
+        user: user.into(),
+        server_name: String::new(),
+        generation,
+    }
+}
+fn stop(user: &str) -> Command {
+    Command::RequestStop {
+        user: user.into(),
+        server_name: String::new(),
+    }
+}
+fn stopped(user: &str, generation: u64) -> Command {
+    Command::ServerStopped {
+        user: user.into(),
+        server_name: String::new(),
+        generation,
+        reason: "test".into(),
+    }
+}
+
+#[test]
+fn users() {
+    let state = check(
+        vec![
+            create("alice"),
+            create("alice"),
+            create("Bad Name"),
+            create(""),
+            Command::SetAdmin {
+                name: "alice".into(),
+                admin: true,
+            },
+            Command::SetAdmin {
+                name: "nobody".into(),
+                admin: true,
+            },
+            Command::DeleteUser {
+                name: "nobody".into(),
+            },
+            create("bob"),
+            Command::DeleteUser { name: "bob".into() },
+            Command::Noop,
+        ],
+        expect![[r#"
+            1 create_user: user alice admin=false 
+            2 create_user: REJECTED User alice already exists 
+            3 create_user: REJECTED Invalid name "Bad Name": username contains ' '; allowed are a-z, 0-9 and -_.@+ 
+            4 create_user: REJECTED Invalid name "": username must not be empty 
+            5 set_admin: user alice admin=true 
+            6 set_admin: REJECTED No such user: nobody 
+            7 delete_user: REJECTED No such user: nobody 
+            8 create_user: user bob admin=false 
+            9 delete_user: done 
+            10 noop: done 
+        "#]],
+    );
+    assert_eq!(state.revision, 10);
+    assert_eq!(state.users.keys().collect::<Vec<_>>(), vec!["alice"]);
+    assert_eq!(state.user("alice").map(|u| u.created), Some(1_001));
+}
+
+#[test]
+fn server_lifecycle() {
+    let state = check(
+        vec![
+            create("alice"),
+            spawn("nobody"),
+            spawn("alice"),
+            spawn("alice"),
+            ready("alice", 3),
+            started("alice", 99),
+            started("alice", 3),
+            ready("alice", 3),
+            spawn("alice"),
+            ready("alice", 3),
+            Command::DeleteUser {
+                name: "alice".into(),
+            },
+            stop("alice"),
+            stop("alice"),
+            stopped("alice", 4),
+            stopped("alice", 3),
+            stop("alice"),
+            Command::DeleteUser {
+                name: "alice".into(),
+            },
+        ],
+        expect![[r#"
+            1 create_user: user alice admin=false 
+            2 request_spawn: REJECTED No such user: nobody 
+            3 request_spawn: spawn gen=3 
+            4 request_spawn: REJECTED alice's server is pending spawn, please wait 
+            5 server_ready: REJECTED alice has no active server 
+            6 spawn_started: REJECTED report for an earlier spawn of alice's server (generation 99, current 3) 
+            7 spawn_started: done 
+            8 server_ready: done +/user/alice/->http://127.0.0.1:9000
+            9 request_spawn: REJECTED alice's server is already running 
+            10 server_ready: REJECTED alice's server is already running 
+            11 delete_user: REJECTED alice still has an active server; stop it first 
+            12 request_stop: done -/user/alice/
+            13 request_stop: REJECTED alice's server is pending stop, please wait 
+            14 server_stopped: REJECTED report for an earlier spawn of alice's server (generation 4, current 3) 
+            15 server_stopped: done 
+            16 request_stop: REJECTED alice has no active server 
+            17 delete_user: done 
+        "#]],
+    );
+    assert!(state.routes.is_empty());
+    assert_eq!(state.active_servers().count(), 0);
+}
+
+#[test]
+fn stop_while_spawning_keeps_the_pid_and_refuses_ready() {
+    let state = check(
+        vec![
+            create("alice"),
+            spawn("alice"),
+            stop("alice"),
+            started("alice", 2),
+            ready("alice", 2),
+        ],
+        expect![[r#"
+            1 create_user: user alice admin=false 
+            2 request_spawn: spawn gen=2 
+            3 request_stop: done 
+            4 spawn_started: done 
+            5 server_ready: REJECTED alice's server is pending stop, please wait 
+        "#]],
+    );
+    let server = state.server("alice", "").expect("still stopping");
+    assert_eq!(server.phase, Phase::Stopping);
+    assert_eq!(server.spawner.as_ref().map(|s| s.pid), Some(4242));
+    assert!(state.routes.is_empty());
+}
+
+#[test]
+fn named_servers_have_their_own_prefix() {
+    let mut state = HubState::default();
+    run(&mut state, vec![create("alice")]);
+    let named = |cmd: fn(&str, u64) -> Command, generation| match cmd("alice", generation) {
+        Command::SpawnStarted {
+            user,
+            generation,
+            spawner,
+            ..
+        } => Command::SpawnStarted {
+            user,
+            server_name: "gpu".into(),
+            generation,
+            spawner,
+        },
+        Command::ServerReady {
+            user, generation, ..
+        } => Command::ServerReady {
+            user,
+            server_name: "gpu".into(),
+            generation,
+        },
+        other => other,
+    };
+    let transcript = run(
+        &mut state,
+        vec![
+            Command::RequestSpawn {
+                user: "alice".into(),
+                server_name: "gpu".into(),
+                user_options: serde_json::json!({"size": 2}),
+            },
+            named(started, 2),
+            named(ready, 2),
+            Command::RequestSpawn {
+                user: "alice".into(),
+                server_name: "bad/name".into(),
+                user_options: serde_json::Value::Null,
+            },
+        ],
+    );
+    expect![[r#"
+        2 request_spawn: spawn gen=2 
+        3 spawn_started: done 
+        4 server_ready: done +/user/alice/gpu/->http://127.0.0.1:9000
+        5 request_spawn: REJECTED Invalid name "bad/name": server name contains '/'; allowed are a-z, 0-9 and -_.@+ 
+    "#]]
+    .assert_eq(&transcript);
+}
+
+#[test]
+fn tokens() {
+    let mut state = check(
+        vec![
+            create("alice"),
+            Command::CreateToken {
+                token: token("alice", "aa11"),
+            },
+            Command::CreateToken {
+                token: token("alice", "aa11"),
+            },
+            Command::CreateToken {
+                token: token("nobody", "bb22"),
+            },
+            Command::CreateToken {
+                token: token("alice", "cc33"),
+            },
+            Command::RevokeToken { id: "a2".into() },
+            Command::RevokeToken { id: "a2".into() },
+        ],
+        expect![[r#"
+            1 create_user: user alice admin=false 
+            2 create_token: token a1 
+            3 create_token: REJECTED Token a1 already exists 
+            4 create_token: REJECTED No such user: nobody 
+            5 create_token: token a2 
+            6 revoke_token: done 
+            7 revoke_token: REJECTED No such token: a2 
+        "#]],
+    );
+    assert_eq!(state.token_by_hash("aa11", 999).map(|t| t.id.as_str()), Some("a1"));
+    assert!(state.token_by_hash("aa11", 1_000).is_none(), "expired");
+    assert!(state.token_by_hash("cc33", 0).is_none(), "revoked");
+    run(
+        &mut state,
+        vec![Command::DeleteUser {
+            name: "alice".into(),
+        }],
+    );
+    assert!(state.tokens.is_empty(), "a deleted user's tokens go with it");
+}
+
+#[test]
+fn activity_only_moves_forward() {
+    let mut state = HubState::default();
+    run(&mut state, vec![create("alice")]);
+    let act = |at| Command::RecordActivity {
+        user: "alice".into(),
+        server_name: None,
+        at,
+    };
+    let transcript = run(
+        &mut state,
+        vec![
+            act(50),
+            act(40),
+            Command::RecordActivity {
+                user: "x".into(),
+                server_name: None,
+                at: 1,
+            },
+        ],
+    );
+    expect![[r#"
+        2 record_activity: done 
+        3 record_activity: done 
+        4 record_activity: REJECTED No such user: x 
+    "#]]
+    .assert_eq(&transcript);
+    assert_eq!(state.user("alice").and_then(|u| u.last_activity), Some(50));
+}
+
+#[test]
+fn a_retried_request_applies_once() {
+    let mut state = HubState::default();
+    let req = Request {
+        client_id: "replica-2".into(),
+        serial: 7,
+        at: 1,
+        command: create("alice"),
+    };
+    let first = state.apply(1, &req);
+    // The same request reaches a new leader and is committed a second time.
+    let again = state.apply(2, &req);
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert_eq!(first.response, again.response, "the retry sees the first outcome, not 'exists'");
+    assert_eq!(state.revision, 2);
+    // Another serial from the same client is a new request.
+    let other = state.apply(
+        3,
+        &Request {
+            serial: 8,
+            ..req.clone()
+        },
+    );
+    assert!(matches!(
+        other.response,
+        Response::Rejected {
+            rejection: Rejection::UserExists { .. }
+        }
+    ));
+}
+
+#[test]
+fn dedupe_forgets_in_apply_order() {
+    let mut state = HubState {
+        dedupe: Dedupe::with_capacity(2),
+        ..HubState::default()
+    };
+    for serial in 1..=3 {
+        state.apply(
+            serial,
+            &Request {
+                client_id: "c".into(),
+                serial,
+                at: 0,
+                command: Command::Noop,
+            },
+        );
+    }
+    assert!(state.dedupe.get("c", 1).is_none());
+    assert!(state.dedupe.get("c", 2).is_some());
+    assert!(state.dedupe.get("c", 3).is_some());
+}
+
+#[test]
+fn snapshots_round_trip_and_digests_agree() {
+    let mut a = HubState::default();
+    run(
+        &mut a,
+        vec![
+            create("alice"),
+            create("bob"),
+            spawn("alice"),
+            started("alice", 3),
+            ready("alice", 3),
+            Command::CreateToken {
+                token: token("bob", "ff00"),
+            },
+        ],
+    );
+    let b = HubState::decode(&a.encode()).expect("decodes");
+    assert_eq!(a, b, "derived indexes are rebuilt");
+    assert_eq!(a.digest(), b.digest());
+    assert!(b.token_by_hash("ff00", 0).is_some());
+    assert_eq!(b.active_servers().count(), 1);
+
+    let mut c = b.clone();
+    run(&mut c, vec![create("carol")]);
+    assert_ne!(a.digest(), c.digest());
+    assert!(HubState::decode(b"{not json").is_err());
+}
