@@ -106,11 +106,19 @@ impl Command {
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {
     Done,
-    User { user: Box<User> },
+    User {
+        user: Box<User>,
+    },
     /// The generation of the spawn that was requested.
-    SpawnRequested { generation: u64 },
-    TokenCreated { id: String },
-    Rejected { rejection: Rejection },
+    SpawnRequested {
+        generation: u64,
+    },
+    TokenCreated {
+        id: String,
+    },
+    Rejected {
+        rejection: Rejection,
+    },
 }
 
 /// Why a command changed nothing. Every rejection is a normal outcome of
@@ -136,7 +144,9 @@ pub enum Rejection {
     NotRunning { user: String, server_name: String },
     #[error("{user} still has an active server; stop it first")]
     HasActiveServers { user: String },
-    #[error("report for an earlier spawn of {user}'s server (generation {got}, current {current})")]
+    #[error(
+        "report for an earlier spawn of {user}'s server (generation {got}, current {current})"
+    )]
     StaleGeneration {
         user: String,
         got: u64,

@@ -131,9 +131,14 @@ pub enum RouteEvent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TokenOwner {
-    User { name: String },
+    User {
+        name: String,
+    },
     /// The token handed to one of a user's servers.
-    Server { user: String, server_name: String },
+    Server {
+        user: String,
+        server_name: String,
+    },
 }
 
 impl TokenOwner {

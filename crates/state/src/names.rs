@@ -36,7 +36,9 @@ fn validate(name: &str, what: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "-_.@+".contains(*c)))
     {
-        return Err(format!("{what} contains {c:?}; allowed are a-z, 0-9 and -_.@+"));
+        return Err(format!(
+            "{what} contains {c:?}; allowed are a-z, 0-9 and -_.@+"
+        ));
     }
     Ok(())
 }

@@ -385,7 +385,9 @@ impl HubState {
         Ok(state)
     }
 
-    fn rebuild_indexes(&mut self) {
+    /// Rebuild the derived indexes; call after deserializing a `HubState`
+    /// by other means than [`HubState::decode`].
+    pub fn rebuild_indexes(&mut self) {
         self.token_by_hash = self
             .tokens
             .values()

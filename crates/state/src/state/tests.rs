@@ -314,7 +314,10 @@ fn tokens() {
             7 revoke_token: REJECTED No such token: a2 
         "#]],
     );
-    assert_eq!(state.token_by_hash("aa11", 999).map(|t| t.id.as_str()), Some("a1"));
+    assert_eq!(
+        state.token_by_hash("aa11", 999).map(|t| t.id.as_str()),
+        Some("a1")
+    );
     assert!(state.token_by_hash("aa11", 1_000).is_none(), "expired");
     assert!(state.token_by_hash("cc33", 0).is_none(), "revoked");
     run(
@@ -323,7 +326,10 @@ fn tokens() {
             name: "alice".into(),
         }],
     );
-    assert!(state.tokens.is_empty(), "a deleted user's tokens go with it");
+    assert!(
+        state.tokens.is_empty(),
+        "a deleted user's tokens go with it"
+    );
 }
 
 #[test]
@@ -370,7 +376,10 @@ fn a_retried_request_applies_once() {
     let again = state.apply(2, &req);
     assert!(!first.duplicate);
     assert!(again.duplicate);
-    assert_eq!(first.response, again.response, "the retry sees the first outcome, not 'exists'");
+    assert_eq!(
+        first.response, again.response,
+        "the retry sees the first outcome, not 'exists'"
+    );
     assert_eq!(state.revision, 2);
     // Another serial from the same client is a new request.
     let other = state.apply(
