@@ -1,1 +1,331 @@
-fn main() {}
+//! `qh-bench`: measures a real cluster (3 replica processes + 1 proxy on
+//! loopback, durable writes) the way the JupyterHub figures in the README
+//! were taken, so the two can be read side by side.
+//!
+//! ```text
+//! cargo build --release && cargo run --release -p quorumhub-bench -- [--quick]
+//! ```
+//!
+//! Workloads:
+//! 1. `POST /hub/api/users/{name}` through the proxy at concurrency 1 and 32:
+//!    throughput, p50, p99.
+//! 2. Write gap after `kill -9` of the leader: from the kill to the first
+//!    acknowledged write, writers running through the proxy; several trials.
+//! 3. Route propagation: from the route's commit (seen on the leader's route
+//!    watch stream) to the first request the proxy serves on it.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use quorumhub_proto::v1::routes_client::RoutesClient;
+use quorumhub_proto::v1::watch_event::Event;
+use quorumhub_proto::v1::WatchRequest;
+use quorumhub_testkit::{auth, Cluster, SECRET};
+use serde_json::json;
+
+#[derive(Parser)]
+struct Args {
+    /// The quorumhub binary (default: target/release/quorumhub next to this one).
+    #[arg(long)]
+    exe: Option<PathBuf>,
+    /// Creates at concurrency 1.
+    #[arg(long, default_value_t = 1000)]
+    c1: usize,
+    /// Creates at concurrency 32.
+    #[arg(long, default_value_t = 4000)]
+    c32: usize,
+    /// Leader-kill trials.
+    #[arg(long, default_value_t = 5)]
+    trials: usize,
+    /// Route propagation samples.
+    #[arg(long, default_value_t = 20)]
+    routes: usize,
+    /// Small numbers, for a smoke run.
+    #[arg(long)]
+    quick: bool,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+async fn creates(
+    c: &Cluster,
+    prefix: &str,
+    total: usize,
+    concurrency: usize,
+) -> anyhow::Result<serde_json::Value> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let lat = Arc::new(Mutex::new(Vec::with_capacity(total)));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (http, next, lat) = (http.clone(), next.clone(), lat.clone());
+        let base = c.proxy_url("/hub/api/users/");
+        let prefix = prefix.to_string();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{base}{prefix}-{i}"))
+                    .header("Authorization", auth())
+                    .send()
+                    .await?;
+                if r.status() != reqwest::StatusCode::CREATED {
+                    bail!("create answered {}", r.status());
+                }
+                lat.lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .push(t.elapsed());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = started.elapsed();
+    let mut lat = lat.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    lat.sort();
+    Ok(json!({
+        "concurrency": concurrency,
+        "requests": total,
+        "per_second": (total as f64 / elapsed.as_secs_f64()).round(),
+        "p50_ms": ms(percentile(&lat, 0.5)),
+        "p99_ms": ms(percentile(&lat, 0.99)),
+    }))
+}
+
+/// Kill the leader while 4 writers run through the proxy; the gap is from
+/// the kill to the first write acknowledged after it.
+async fn write_gap(c: &mut Cluster, trial: usize) -> anyhow::Result<Duration> {
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (stop, acks) = (stop.clone(), acks.clone());
+        let base = c.proxy_url("/hub/api/users/");
+        writers.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .expect("client");
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let r = http
+                    .post(format!("{base}gap-{trial}-{w}-{i}"))
+                    .header("Authorization", auth())
+                    .send()
+                    .await;
+                if r.is_ok_and(|r| r.status() == reqwest::StatusCode::CREATED) {
+                    if let Ok(mut a) = acks.lock() {
+                        a.push(Instant::now());
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.kill(leader);
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(20);
+    let gap = loop {
+        let first = acks
+            .lock()
+            .ok()
+            .and_then(|a| a.iter().copied().filter(|t| *t > killed).min());
+        if let Some(t) = first {
+            break t - killed;
+        }
+        if Instant::now() > deadline {
+            bail!("no write was acknowledged within 20 s of the leader's death");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        let _ = w.await;
+    }
+    c.spawn(leader);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(gap)
+}
+
+/// Route commit (the leader's watch stream) → first 200 through the proxy.
+async fn route_propagation(c: &Cluster, samples: usize) -> anyhow::Result<Vec<Duration>> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let mut out = Vec::new();
+    for i in 0..samples {
+        let user = format!("route-{i}");
+        let r = http
+            .post(c.proxy_url(&format!("/hub/api/users/{user}")))
+            .header("Authorization", auth())
+            .send()
+            .await?;
+        if r.status() != reqwest::StatusCode::CREATED {
+            bail!("create {user}: {}", r.status());
+        }
+        let leader = c.wait_leader(Duration::from_secs(5)).await;
+        let channel =
+            quorumhub_raft::network::channel(&c.node(leader).grpc, Duration::from_secs(1))?;
+        let mut routes =
+            RoutesClient::with_interceptor(channel, quorumhub_raft::auth::ClientAuth::new(SECRET)?);
+        let mut stream = routes
+            .watch(WatchRequest {
+                from_revision: 0,
+                watcher: "bench".into(),
+            })
+            .await?
+            .into_inner();
+        let prefix = format!("/user/{user}/");
+        let committed: Arc<Mutex<Option<Instant>>> = Arc::default();
+        let seen = committed.clone();
+        let watcher = tokio::spawn(async move {
+            while let Ok(Some(ev)) = stream.message().await {
+                if let Some(Event::Change(ch)) = ev.event {
+                    if ch.route.is_some() && ch.prefix == prefix {
+                        if let Ok(mut s) = seen.lock() {
+                            *s = Some(Instant::now());
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+        let start = http
+            .post(c.proxy_url(&format!("/hub/api/users/{user}/server")))
+            .header("Authorization", auth());
+        let starter = tokio::spawn(start.send());
+        let url = c.proxy_url(&format!("/user/{user}/api/status"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let served = loop {
+            if http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+            {
+                break Instant::now();
+            }
+            if Instant::now() > deadline {
+                bail!("{user}'s route was never served");
+            }
+            tokio::time::sleep(Duration::from_micros(500)).await;
+        };
+        let _ = starter.await;
+        watcher.abort();
+        let committed = committed
+            .lock()
+            .ok()
+            .and_then(|c| *c)
+            .context("the leader's watch stream never showed the route")?;
+        out.push(served.saturating_duration_since(committed));
+    }
+    Ok(out)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.quick {
+        (args.c1, args.c32, args.trials, args.routes) = (100, 400, 2, 5);
+    }
+    let exe = match args.exe.clone() {
+        Some(e) => e,
+        None => std::env::current_exe()?.with_file_name("quorumhub"),
+    };
+    if !exe.exists() {
+        bail!(
+            "{} not found: build it first (cargo build --release) or pass --exe",
+            exe.display()
+        );
+    }
+    eprintln!("starting 3 replicas + proxy from {}", exe.display());
+    let mut c = Cluster::start(exe, 3, &[]).await;
+    c.start_proxy();
+    // Wait until the proxy reaches a hub.
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http
+        .get(c.proxy_url("/hub/api/users"))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        if Instant::now() > deadline {
+            bail!("proxy never answered");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    eprintln!("creates at concurrency 1 ...");
+    let c1 = creates(&c, "c1", args.c1, 1).await?;
+    eprintln!("{c1}");
+    eprintln!("creates at concurrency 32 ...");
+    let c32 = creates(&c, "c32", args.c32, 32).await?;
+    eprintln!("{c32}");
+
+    eprintln!("route propagation ...");
+    let mut routes = route_propagation(&c, args.routes).await?;
+    routes.sort();
+    let routes_json = json!({
+        "samples": routes.len(),
+        "p50_ms": ms(percentile(&routes, 0.5)),
+        "p99_ms": ms(percentile(&routes, 0.99)),
+        "max_ms": ms(routes.last().copied().unwrap_or_default()),
+    });
+    eprintln!("{routes_json}");
+
+    eprintln!("leader kill -9 trials ...");
+    let mut gaps = Vec::new();
+    for t in 0..args.trials {
+        let g = write_gap(&mut c, t).await?;
+        eprintln!("  trial {t}: {} ms", ms(g));
+        gaps.push(g);
+    }
+    gaps.sort();
+    let gap_json = json!({
+        "trials": gaps.len(),
+        "p50_ms": ms(percentile(&gaps, 0.5)),
+        "max_ms": ms(gaps.last().copied().unwrap_or_default()),
+        "all_ms": gaps.iter().map(|g| ms(*g)).collect::<Vec<_>>(),
+    });
+    let report = json!({
+        "cluster": "3 hub replicas + 1 proxy, loopback, durable (fsync) writes",
+        "create_users_c1": c1,
+        "create_users_c32": c32,
+        "route_propagation": routes_json,
+        "leader_kill_write_gap": gap_json,
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;
+    }
+    Ok(())
+}

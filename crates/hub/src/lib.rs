@@ -1,1 +1,29 @@
+//! A hub replica.
+//!
+//! [`node::start`] opens the data dir, starts the Raft node, and serves:
+//! - gRPC ([`admin`], [`routes`] and the Raft service) on `--grpc-listen`,
+//! - the JupyterHub-compatible REST API ([`api`]) on `--http-listen`,
+//!
+//! and runs the spawner [`controller`], which acts only while this replica
+//! leads. Every change goes through [`Hub::propose`](hub::Hub::propose)
+//! (forwarded to the leader when this replica follows); every read first
+//! passes [`Hub::linearize`](hub::Hub::linearize) (read-index through the
+//! leader).
+//!
+//! This crate must never change state except by proposing a command, and
+//! must never read replicated state without a read barrier where a client
+//! could observe staleness.
 
+pub mod admin;
+pub mod api;
+mod bootstrap;
+pub mod config;
+pub mod controller;
+pub mod hub;
+pub mod node;
+pub mod routes;
+pub mod time;
+mod transfer;
+
+pub use config::HubConfig;
+pub use node::run;

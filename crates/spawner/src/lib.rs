@@ -1,1 +1,68 @@
-//! (being written)
+//! The embedded process spawner and the built-in single-user server.
+//!
+//! The hub's controller uses [`spawn_process`] to start a single-user server
+//! with the environment from [`jupyterhub_env`], records
+//! `(pid, proc_start, host, port, target)` in replicated state, waits with
+//! [`wait_http_ready`] and then commits the route. Servers run in their own
+//! session and outlive the hub that started them, so a later leader on the
+//! same host adopts them with [`is_alive`] and [`stop_process`], which
+//! identify a process by pid *and* start time and never signal a different
+//! process that reuses the pid.
+//!
+//! [`singleuser`] is a small stand-in for `jupyterhub-singleuser` (run as
+//! `quorumhub singleuser`), so demos and tests need nothing outside the
+//! workspace.
+
+mod env;
+mod process;
+mod ready;
+pub mod singleuser;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use env::{
+    env_keep_from_os, fmt_ip_url, jupyterhub_env, server_prefix, url_escape_path, url_path_join,
+    ServerEnv, DEFAULT_ENV_KEEP,
+};
+pub use process::{
+    host_name, is_alive, pick_free_port, spawn_process, stop_process, ProcessSpec, Spawned,
+    INHERITED_ENV,
+};
+pub use ready::wait_http_ready;
+
+/// Why starting, watching or stopping a server failed; each message says
+/// what to do about it.
+#[derive(thiserror::Error, Debug)]
+pub enum SpawnError {
+    #[error("the spawner command is empty: set --spawner-cmd to a program and its arguments")]
+    EmptyCommand,
+    #[error("cannot start {program:?}: {source}; check that it exists, is executable and is on the hub's PATH (or give an absolute path in --spawner-cmd)")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("working directory {path:?} does not exist or is not a directory; create it or change the server's working directory")]
+    Cwd { path: PathBuf },
+    #[error("cannot open log file {path:?}: {source}; make sure its directory exists and is writable by the hub's user")]
+    LogFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read /proc/{pid}/stat: {source}; the spawner needs Linux with /proc mounted to track processes")]
+    ProcStat { pid: u32, source: std::io::Error },
+    #[error("cannot signal process group {pid}: {source}; the hub must run as the same user as the server (or as root)")]
+    Signal { pid: u32, source: std::io::Error },
+    #[error("process {pid} is still running {waited:?} after SIGTERM and SIGKILL; it may be stuck in the kernel (check `ps -o stat= -p {pid}`) and must be killed by hand")]
+    StillRunning { pid: u32, waited: Duration },
+    #[error("cannot poll {url:?}: {reason}; give an http:// URL with a host and port")]
+    BadUrl { url: String, reason: String },
+    #[error("the server process exited before it answered HTTP at {url}; read its log file for the reason")]
+    Died { url: String },
+    #[error("the server did not answer HTTP at {url} within {timeout:?} (last attempt: {last}); read its log file, or raise --spawn-timeout-s if it is just slow")]
+    NotReady {
+        url: String,
+        timeout: Duration,
+        last: String,
+    },
+}

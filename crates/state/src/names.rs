@@ -8,8 +8,8 @@ pub fn normalize_username(raw: &str) -> String {
 const MAX_NAME: usize = 255;
 
 /// A username must be safe in a URL path segment and in a route prefix:
-/// 1–255 characters of ASCII letters, digits and `-_.@+`, not starting with
-/// a dot or a dash.
+/// 1–255 characters of ASCII letters, digits and `-_.@`, not starting with
+/// a dot or a dash (the characters JupyterHub leaves unescaped in URLs).
 pub fn validate_username(name: &str) -> Result<(), String> {
     validate(name, "username")
 }
@@ -34,10 +34,10 @@ fn validate(name: &str, what: &str) -> Result<(), String> {
     }
     if let Some(c) = name
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "-_.@+".contains(*c)))
+        .find(|c| !(c.is_ascii_alphanumeric() || "-_.@".contains(*c)))
     {
         return Err(format!(
-            "{what} contains {c:?}; allowed are a-z, 0-9 and -_.@+"
+            "{what} contains {c:?}; allowed are a-z, 0-9 and -_.@"
         ));
     }
     Ok(())
@@ -61,6 +61,7 @@ mod tests {
             ("percent%2f", false),
             ("ünïcode", false),
             ("..", false),
+            ("plus+sign", false),
         ];
         for (name, ok) in cases {
             assert_eq!(validate_username(name).is_ok(), *ok, "{name:?}");

@@ -144,7 +144,7 @@ fn users() {
         expect![[r#"
             1 create_user: user alice admin=false 
             2 create_user: REJECTED User alice already exists 
-            3 create_user: REJECTED Invalid name "Bad Name": username contains ' '; allowed are a-z, 0-9 and -_.@+ 
+            3 create_user: REJECTED Invalid name "Bad Name": username contains ' '; allowed are a-z, 0-9 and -_.@ 
             4 create_user: REJECTED Invalid name "": username must not be empty 
             5 set_admin: user alice admin=true 
             6 set_admin: REJECTED No such user: nobody 
@@ -279,7 +279,7 @@ fn named_servers_have_their_own_prefix() {
         2 request_spawn: spawn gen=2 
         3 spawn_started: done 
         4 server_ready: done +/user/alice/gpu/->http://127.0.0.1:9000
-        5 request_spawn: REJECTED Invalid name "bad/name": server name contains '/'; allowed are a-z, 0-9 and -_.@+ 
+        5 request_spawn: REJECTED Invalid name "bad/name": server name contains '/'; allowed are a-z, 0-9 and -_.@ 
     "#]]
     .assert_eq(&transcript);
 }

@@ -1,0 +1,409 @@
+//! The Admin gRPC service: what hubctl calls, and what replicas call on
+//! each other (forwarded writes, read-index, leader transfer).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use quorumhub_proto::v1::admin_server;
+use quorumhub_proto::v1::*;
+use quorumhub_raft::{Member as RaftMember, NodeId};
+use quorumhub_state::{Command, Rejection, Response as SmResponse};
+use tonic::{Request, Response, Status};
+
+use crate::hub::{Hub, HubError, WriteAttempt};
+use crate::time::iso;
+
+pub struct AdminService {
+    hub: Arc<Hub>,
+}
+
+impl AdminService {
+    pub fn new(hub: Arc<Hub>) -> AdminService {
+        AdminService { hub }
+    }
+
+    /// The leader's admin client, or `None` when this replica leads.
+    fn leader_client(&self) -> Result<Option<crate::hub::Admin>, Status> {
+        match self.hub.leader() {
+            Some((id, _)) if id == self.hub.id => Ok(None),
+            Some((_, Some(member))) => Ok(Some(self.hub.admin(&member.grpc_addr).map_err(status)?)),
+            _ => Err(Status::unavailable(
+                "no leader is known right now; retry in a moment",
+            )),
+        }
+    }
+
+    fn members(&self) -> Vec<Member> {
+        let m = self.hub.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, n)| Member {
+                id: *id,
+                grpc_addr: n.grpc_addr.clone(),
+                http_addr: n.http_addr.clone(),
+                voter: voters.contains(id),
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn status(e: HubError) -> Status {
+    match e {
+        HubError::WriteUnavailable(_) | HubError::ReadUnavailable(_) => {
+            Status::unavailable(e.to_string())
+        }
+        HubError::ShuttingDown => Status::unavailable(e.to_string()),
+        HubError::Internal(_) => Status::internal(e.to_string()),
+    }
+}
+
+fn rejection_status(r: &Rejection) -> Status {
+    match r {
+        Rejection::UserExists { .. } | Rejection::TokenExists { .. } => {
+            Status::already_exists(r.to_string())
+        }
+        Rejection::NoSuchUser { .. }
+        | Rejection::NoSuchToken { .. }
+        | Rejection::NotRunning { .. } => Status::not_found(r.to_string()),
+        Rejection::InvalidName { .. } => Status::invalid_argument(r.to_string()),
+        _ => Status::failed_precondition(r.to_string()),
+    }
+}
+
+fn user_info(u: &quorumhub_state::User) -> UserInfo {
+    let default = u.servers.get("");
+    UserInfo {
+        name: u.name.clone(),
+        admin: u.admin,
+        created: iso(u.created),
+        server: default
+            .filter(|s| s.ready())
+            .map(|_| format!("/user/{}/", u.name))
+            .unwrap_or_default(),
+        pending: default
+            .and_then(|s| s.pending())
+            .unwrap_or_default()
+            .to_string(),
+    }
+}
+
+#[tonic::async_trait]
+impl admin_server::Admin for AdminService {
+    async fn node_status(
+        &self,
+        _: Request<NodeStatusRequest>,
+    ) -> Result<Response<NodeStatusReply>, Status> {
+        let m = self.hub.raft.metrics().borrow().clone();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        Ok(Response::new(NodeStatusReply {
+            id: self.hub.id,
+            cluster_id: self.hub.cluster_id.clone(),
+            role: role.into(),
+            term: m.current_term,
+            leader_id: m.current_leader.unwrap_or(0),
+            has_leader: m.current_leader.is_some(),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            // openraft 0.9 does not publish the commit index in its metrics;
+            // a replica applies what is committed, so applied is the lower bound.
+            committed_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            has_snapshot: m.snapshot.is_some(),
+            members: self.members(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            log_format_version: quorumhub_state::LOG_FORMAT_VERSION,
+        }))
+    }
+
+    async fn cluster_status(
+        &self,
+        req: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusReply>, Status> {
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.cluster_status(req.into_inner()).await;
+        }
+        let m = self.hub.raft.metrics().borrow().clone();
+        let last = m.last_log_index.unwrap_or(0);
+        let progress = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .map(|(id, matched)| MemberProgress {
+                        id: *id,
+                        matched_index: matched.map(|l| l.index).unwrap_or(0),
+                        has_matched: matched.is_some(),
+                        lag: last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(ClusterStatusReply {
+            leader_id: self.hub.id,
+            term: m.current_term,
+            last_log_index: last,
+            committed_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            members: self.members(),
+            progress,
+        }))
+    }
+
+    async fn propose(
+        &self,
+        req: Request<ProposeRequest>,
+    ) -> Result<Response<ProposeReply>, Status> {
+        let request: quorumhub_state::Request = serde_json::from_slice(&req.get_ref().command).map_err(|e| {
+            tracing::warn!(remote = ?req.remote_addr(), error = %e, "refused an undecodable forwarded write");
+            Status::invalid_argument(format!("undecodable command: {e}"))
+        })?;
+        match self
+            .hub
+            .write_here(request, self.hub.config.write_timeout())
+            .await
+        {
+            Ok(resp) => Ok(Response::new(ProposeReply {
+                response: serde_json::to_vec(&resp).map_err(|e| Status::internal(e.to_string()))?,
+                log_index: self.hub.sm.read(|d| d.state.revision),
+            })),
+            Err(WriteAttempt::Forward(_)) | Err(WriteAttempt::Retry) => {
+                Err(Status::failed_precondition(
+                    "not the leader (any more); retry with the current leader",
+                ))
+            }
+            Err(WriteAttempt::Fatal(e)) => Err(status(e)),
+        }
+    }
+
+    async fn read_index(
+        &self,
+        _: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexReply>, Status> {
+        match self.hub.read_index(self.hub.config.write_timeout()).await {
+            Ok(read_index) if self.hub.is_leader() => {
+                Ok(Response::new(ReadIndexReply { read_index }))
+            }
+            Ok(_) | Err(None) => Err(Status::failed_precondition("not the leader; retry")),
+            Err(Some(e)) => Err(status(e)),
+        }
+    }
+
+    async fn add_learner(
+        &self,
+        req: Request<AddLearnerRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.add_learner(req.into_inner()).await;
+        }
+        let m = req
+            .into_inner()
+            .member
+            .ok_or_else(|| Status::invalid_argument("member is required"))?;
+        if m.id == 0 || m.grpc_addr.is_empty() || m.http_addr.is_empty() {
+            return Err(Status::invalid_argument(
+                "member needs a non-zero id, a grpc_addr and an http_addr",
+            ));
+        }
+        let node = RaftMember {
+            grpc_addr: m.grpc_addr,
+            http_addr: m.http_addr,
+        };
+        let res = self
+            .hub
+            .raft
+            .add_learner(m.id, node, true)
+            .await
+            .map_err(membership_status)?;
+        Ok(Response::new(MembershipReply {
+            members: self.members(),
+            log_index: res.log_id.index,
+        }))
+    }
+
+    async fn promote_voter(
+        &self,
+        req: Request<MemberRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.promote_voter(req.into_inner()).await;
+        }
+        let id = req.into_inner().id;
+        let res = self
+            .hub
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(membership_status)?;
+        Ok(Response::new(MembershipReply {
+            members: self.members(),
+            log_index: res.log_id.index,
+        }))
+    }
+
+    async fn remove_member(
+        &self,
+        req: Request<MemberRequest>,
+    ) -> Result<Response<MembershipReply>, Status> {
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.remove_member(req.into_inner()).await;
+        }
+        let id = req.into_inner().id;
+        let is_voter = self.members().iter().any(|m| m.id == id && m.voter);
+        if is_voter {
+            self.hub
+                .raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(membership_status)?;
+        }
+        let res = self
+            .hub
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+            .await
+            .map_err(membership_status)?;
+        Ok(Response::new(MembershipReply {
+            members: self.members(),
+            log_index: res.log_id.index,
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderReply>, Status> {
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.transfer_leader(req.into_inner()).await;
+        }
+        crate::transfer::transfer(&self.hub, req.into_inner().target).await
+    }
+
+    async fn campaign(
+        &self,
+        _: Request<CampaignRequest>,
+    ) -> Result<Response<CampaignReply>, Status> {
+        tracing::info!("asked to campaign for leadership");
+        self.hub
+            .raft
+            .trigger()
+            .elect()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(CampaignReply {}))
+    }
+
+    async fn list_users(
+        &self,
+        _: Request<ListUsersRequest>,
+    ) -> Result<Response<ListUsersReply>, Status> {
+        self.hub.linearize().await.map_err(status)?;
+        let (users, revision) = self
+            .hub
+            .read(|s| (s.users.values().map(user_info).collect(), s.revision));
+        Ok(Response::new(ListUsersReply { users, revision }))
+    }
+
+    async fn add_user(&self, req: Request<AddUserRequest>) -> Result<Response<UserReply>, Status> {
+        let r = req.into_inner();
+        let name = quorumhub_state::normalize_username(&r.name);
+        match self
+            .hub
+            .propose(Command::CreateUser {
+                name,
+                admin: r.admin,
+            })
+            .await
+            .map_err(status)?
+        {
+            SmResponse::User { user } => Ok(Response::new(UserReply {
+                user: Some(user_info(&user)),
+            })),
+            SmResponse::Rejected { rejection } => Err(rejection_status(&rejection)),
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn remove_user(
+        &self,
+        req: Request<RemoveUserRequest>,
+    ) -> Result<Response<RemoveUserReply>, Status> {
+        let name = quorumhub_state::normalize_username(&req.into_inner().name);
+        match self
+            .hub
+            .propose(Command::DeleteUser { name })
+            .await
+            .map_err(status)?
+        {
+            SmResponse::Done => Ok(Response::new(RemoveUserReply {})),
+            SmResponse::Rejected { rejection } => Err(rejection_status(&rejection)),
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn state_digest(
+        &self,
+        _: Request<StateDigestRequest>,
+    ) -> Result<Response<StateDigestReply>, Status> {
+        let reply = self.hub.read(|s| StateDigestReply {
+            applied_index: s.revision,
+            digest: s.digest(),
+            users: s.users.len() as u64,
+            routes: s.routes.len() as u64,
+        });
+        Ok(Response::new(reply))
+    }
+
+    async fn current_vote(
+        &self,
+        _: Request<CurrentVoteRequest>,
+    ) -> Result<Response<CurrentVoteReply>, Status> {
+        let m = self.hub.raft.metrics().borrow().clone();
+        Ok(Response::new(CurrentVoteReply {
+            term: m.vote.leader_id().term,
+            node_id: m.vote.leader_id().voted_for().unwrap_or(0),
+            committed: m.vote.is_committed(),
+        }))
+    }
+}
+
+fn membership_status(e: RaftError<NodeId, ClientWriteError<NodeId, RaftMember>>) -> Status {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+            Status::unavailable("leadership changed during the membership change; retry")
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            Status::failed_precondition(e.to_string())
+        }
+        RaftError::Fatal(e) => Status::unavailable(e.to_string()),
+    }
+}
+
+/// Wait helper used by transfer: true once `pred` holds on the metrics.
+pub(crate) async fn wait_metrics(
+    hub: &Hub,
+    limit: Duration,
+    pred: impl Fn(&openraft::RaftMetrics<NodeId, RaftMember>) -> bool,
+) -> bool {
+    let mut rx = hub.raft.metrics();
+    let deadline = Instant::now() + limit;
+    loop {
+        if pred(&rx.borrow()) {
+            return true;
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() || tokio::time::timeout(remaining, rx.changed()).await.is_err() {
+            return pred(&rx.borrow());
+        }
+    }
+}

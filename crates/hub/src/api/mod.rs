@@ -1,0 +1,209 @@
+//! The JupyterHub-compatible REST API under `/hub/api`.
+//!
+//! Same paths, JSON shapes and status codes as JupyterHub for what it
+//! covers. Every handler: authenticate, authorise, then either pass the
+//! read barrier and read, or propose a command and map its outcome.
+
+mod auth;
+mod model;
+mod servers;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use quorumhub_state::Rejection;
+use serde_json::json;
+
+use crate::hub::{Hub, HubError};
+
+pub use auth::Caller;
+
+pub fn router(hub: Arc<Hub>) -> Router {
+    let api = Router::new()
+        .route("/", get(version))
+        .route("/user", get(users::whoami))
+        .route("/users", get(users::list).post(users::create_many))
+        .route(
+            "/users/{name}",
+            get(users::get_one)
+                .post(users::create_one)
+                .patch(users::patch)
+                .delete(users::delete),
+        )
+        .route(
+            "/users/{name}/server",
+            post(servers::start_default).delete(servers::stop_default),
+        )
+        .route(
+            "/users/{name}/servers/{server}",
+            post(servers::start_named).delete(servers::stop_named),
+        )
+        .fallback(not_found);
+    Router::new()
+        .route("/hub/api", get(version))
+        .nest("/hub/api", api)
+        .route("/hub/health", get(health))
+        .fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            request_span,
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
+        .with_state(hub)
+}
+
+/// Every request gets an id (from `X-Request-Id` or new) and a span with
+/// the node id, so one request can be followed across replicas.
+async fn request_span(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let term = hub.raft.metrics().borrow().current_term;
+    let span = tracing::info_span!("http", node = hub.id, term, request_id = %id, method = %req.method(), path = %req.uri().path());
+    let started = std::time::Instant::now();
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let status = resp.status();
+    span.in_scope(|| {
+        if status.is_server_error() {
+            tracing::warn!(
+                status = status.as_u16(),
+                ms = started.elapsed().as_millis() as u64,
+                "request failed"
+            );
+        } else if status.is_client_error() {
+            tracing::info!(
+                status = status.as_u16(),
+                ms = started.elapsed().as_millis() as u64,
+                "request refused"
+            );
+        } else {
+            tracing::debug!(
+                status = status.as_u16(),
+                ms = started.elapsed().as_millis() as u64,
+                "request"
+            );
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn version(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
+    Json(json!({ "version": hub.config.jupyterhub_version }))
+}
+
+async fn health(State(hub): State<Arc<Hub>>) -> Response {
+    let m = hub.raft.metrics().borrow().clone();
+    let body = json!({
+        "node": hub.id,
+        "leader": m.current_leader,
+        "term": m.current_term,
+        "applied": m.last_applied.map(|l| l.index),
+    });
+    let status = if m.current_leader.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// A request that reached a hub but matches no hub page: for `/user/...`
+/// the server is not running (the proxy has no route for it).
+async fn no_route(req: Request) -> ApiError {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix("/user/") {
+        let user = rest.split('/').next().unwrap_or_default();
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{user}'s server is not running; start it with POST /hub/api/users/{user}/server"
+            ),
+        );
+    }
+    ApiError::new(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// A JupyterHub-style JSON error: `{"status": N, "message": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({ "status": self.status.as_u16(), "message": self.message })),
+        )
+            .into_response()
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> ApiError {
+        let status = match e {
+            HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> ApiError {
+        let status = match &r {
+            Rejection::UserExists { .. } | Rejection::TokenExists { .. } => StatusCode::CONFLICT,
+            Rejection::NoSuchUser { .. } | Rejection::NoSuchToken { .. } => StatusCode::NOT_FOUND,
+            Rejection::StaleGeneration { .. } => StatusCode::CONFLICT,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, r.to_string())
+    }
+}
+
+/// Parse an optional JSON body: empty is `None`, malformed is a 400.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid JSON in body: {e}"),
+        )
+    })
+}
+
+pub(crate) fn slow_spawn_timeout(hub: &Hub) -> Duration {
+    Duration::from_secs(hub.config.slow_spawn_timeout_s)
+}

@@ -1,0 +1,201 @@
+//! Starting and stopping servers: `/hub/api/users/{name}/server` and
+//! `/hub/api/users/{name}/servers/{server}`.
+//!
+//! The API only records the wish (RequestSpawn / RequestStop); the leader's
+//! controller does the work. Like JupyterHub, the API waits up to the slow
+//! spawn timeout and answers 201/204 when done, 202 while still pending.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use quorumhub_state::{normalize_username, Command, HubState, Rejection, Response as SmResponse};
+
+use super::auth::Caller;
+use super::{json_body, slow_spawn_timeout, ApiError};
+use crate::hub::Hub;
+
+/// Wait until `pred` holds on the locally applied state.
+pub(crate) async fn wait_state(
+    hub: &Hub,
+    limit: Duration,
+    pred: impl Fn(&HubState) -> bool,
+) -> bool {
+    let mut rx = hub.sm.subscribe();
+    let check = || hub.read(&pred);
+    let waited = tokio::time::timeout(limit, async {
+        loop {
+            if check() {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    waited.is_ok() && check()
+}
+
+async fn start(
+    hub: &Hub,
+    caller: &Caller,
+    raw_user: &str,
+    server: &str,
+    body: &[u8],
+) -> Result<StatusCode, ApiError> {
+    let user = normalize_username(raw_user);
+    if !caller.may_act_for(&user) {
+        return Err(super::auth::forbidden(&format!("servers!user={user}")));
+    }
+    let user_options: serde_json::Value =
+        json_body::<serde_json::Value>(body)?.unwrap_or(serde_json::Value::Null);
+    if !(user_options.is_null() || user_options.is_object()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "user_options must be a JSON object",
+        ));
+    }
+    let generation = match hub
+        .propose(Command::RequestSpawn {
+            user: user.clone(),
+            server_name: server.to_string(),
+            user_options,
+        })
+        .await?
+    {
+        SmResponse::SpawnRequested { generation } => generation,
+        SmResponse::Rejected { rejection } => return Err(rejection.into()),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("unexpected outcome {other:?}"),
+            ))
+        }
+    };
+    let settled = |s: &HubState| match s.server(&user, server) {
+        Some(srv) if srv.generation == generation => srv.ready() || srv.pending() == Some("stop"),
+        _ => true,
+    };
+    wait_state(hub, slow_spawn_timeout(hub), settled).await;
+    let outcome = hub.read(|s| {
+        s.server(&user, server)
+            .filter(|s| s.generation == generation)
+            .map(|s| (s.ready(), s.pending()))
+    });
+    match outcome {
+        Some((true, _)) => Ok(StatusCode::CREATED),
+        Some((false, Some("spawn"))) => Ok(StatusCode::ACCEPTED),
+        _ => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!(
+                "{user}'s server{} failed to start; see the hub leader's log",
+                label(server)
+            ),
+        )),
+    }
+}
+
+fn label(server: &str) -> String {
+    if server.is_empty() {
+        String::new()
+    } else {
+        format!(" {server}")
+    }
+}
+
+/// Request a stop; `Ok` once the stop is recorded.
+pub(crate) async fn stop(hub: &Hub, user: &str, server: &str) -> Result<(), Rejection> {
+    match hub
+        .propose(Command::RequestStop {
+            user: user.to_string(),
+            server_name: server.to_string(),
+        })
+        .await
+    {
+        Ok(SmResponse::Done) => Ok(()),
+        Ok(SmResponse::Rejected { rejection }) => Err(rejection),
+        Ok(_) => Ok(()),
+        Err(e) => Err(Rejection::Pending {
+            user: user.to_string(),
+            server_name: server.to_string(),
+            pending: format!("stop (not recorded: {e})"),
+        }),
+    }
+}
+
+async fn stop_api(
+    hub: &Hub,
+    caller: &Caller,
+    raw_user: &str,
+    server: &str,
+) -> Result<StatusCode, ApiError> {
+    let user = normalize_username(raw_user);
+    if !caller.may_act_for(&user) {
+        return Err(super::auth::forbidden(&format!("servers!user={user}")));
+    }
+    match stop(hub, &user, server).await {
+        Ok(()) => {}
+        Err(Rejection::Pending { pending, .. }) if pending == "stop" => {
+            return Ok(StatusCode::ACCEPTED)
+        }
+        Err(Rejection::NotRunning { .. }) if !server.is_empty() => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("{user} has no server named '{server}'"),
+            ))
+        }
+        Err(r) => return Err(r.into()),
+    }
+    let gone = wait_state(hub, slow_spawn_timeout(hub), |s| {
+        s.server(&user, server).is_none()
+    })
+    .await;
+    Ok(if gone {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::ACCEPTED
+    })
+}
+
+pub(crate) async fn start_default(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(user): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    start(&hub, &caller, &user, "", &body).await
+}
+
+pub(crate) async fn start_named(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path((user, server)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    quorumhub_state::validate_server_name(&server).map_err(|why| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid server name {server:?}: {why}"),
+        )
+    })?;
+    start(&hub, &caller, &user, &server, &body).await
+}
+
+pub(crate) async fn stop_default(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(user): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    stop_api(&hub, &caller, &user, "").await
+}
+
+pub(crate) async fn stop_named(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path((user, server)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    stop_api(&hub, &caller, &user, &server).await
+}

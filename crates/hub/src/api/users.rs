@@ -1,0 +1,296 @@
+//! `/hub/api/user`, `/hub/api/users`, `/hub/api/users/{name}`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use quorumhub_state::{
+    normalize_username, validate_username, Command, Rejection, Response as SmResponse,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::auth::Caller;
+use super::model::user_json;
+use super::{json_body, ApiError};
+use crate::hub::Hub;
+
+fn user_name(raw: &str) -> Result<String, ApiError> {
+    let name = normalize_username(raw);
+    validate_username(&name).map_err(|why| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid username {raw:?}: {why}"),
+        )
+    })?;
+    Ok(name)
+}
+
+fn no_such_user(name: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("No such user: {name}"))
+}
+
+pub(crate) async fn whoami(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    hub.linearize().await?;
+    let mut v = hub
+        .read(|s| s.user(&caller.name).map(|u| user_json(u, true)))
+        .ok_or_else(|| no_such_user(&caller.name))?;
+    let scopes: Vec<String> = if caller.admin {
+        vec![
+            "admin:users".into(),
+            "admin:servers".into(),
+            "read:users".into(),
+            "servers".into(),
+        ]
+    } else {
+        vec![
+            format!("read:users!user={}", caller.name),
+            format!("servers!user={}", caller.name),
+            format!("access:servers!user={}", caller.name),
+        ]
+    };
+    v["scopes"] = serde_json::json!(scopes);
+    Ok(Json(v))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+    state: Option<String>,
+}
+
+pub(crate) async fn list(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin("read:users")?;
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let filter = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s @ ("active" | "ready" | "inactive")) => Some(s.to_string()),
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("Unrecognized state filter: {other:?}; use active, ready or inactive"),
+            ))
+        }
+    };
+    hub.linearize().await?;
+    let users = hub.read(|s| {
+        s.users
+            .values()
+            .filter(|u| match filter.as_deref() {
+                Some("active") => !u.servers.is_empty(),
+                Some("ready") => u.servers.values().any(|s| s.ready()),
+                Some("inactive") => u.servers.is_empty(),
+                _ => true,
+            })
+            .skip(q.offset)
+            .take(q.limit.unwrap_or(usize::MAX))
+            .map(|u| user_json(u, true))
+            .collect::<Vec<_>>()
+    });
+    Ok(Json(Value::Array(users)))
+}
+
+pub(crate) async fn get_one(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let name = normalize_username(&raw);
+    if !caller.may_act_for(&name) {
+        return Err(no_such_user(&name));
+    }
+    hub.linearize().await?;
+    hub.read(|s| s.user(&name).map(|u| user_json(u, true)))
+        .map(Json)
+        .ok_or_else(|| no_such_user(&name))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateBody {
+    #[serde(default)]
+    admin: bool,
+    /// Accepted for compatibility; groups arrive with a later version.
+    #[serde(default)]
+    #[allow(dead_code)]
+    groups: Vec<String>,
+}
+
+async fn create(hub: &Hub, name: String, admin: bool) -> Result<Value, ApiError> {
+    match hub.propose(Command::CreateUser { name, admin }).await? {
+        SmResponse::User { user } => Ok(user_json(&user, true)),
+        SmResponse::Rejected { rejection } => Err(rejection.into()),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected outcome {other:?}"),
+        )),
+    }
+}
+
+pub(crate) async fn create_one(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require_admin("admin:users")?;
+    let body: CreateBody = json_body(&body)?.unwrap_or_default();
+    let name = user_name(&raw)?;
+    let user = create(&hub, name, body.admin).await?;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateMany {
+    usernames: Vec<String>,
+    #[serde(default)]
+    admin: bool,
+    #[serde(default)]
+    #[allow(dead_code)]
+    groups: Vec<String>,
+}
+
+pub(crate) async fn create_many(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require_admin("admin:users")?;
+    let body: CreateMany = json_body(&body)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Must specify at least one user to create",
+        )
+    })?;
+    let names = body
+        .usernames
+        .iter()
+        .map(|n| user_name(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    if names.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Must specify at least one user to create",
+        ));
+    }
+    let mut created = Vec::new();
+    for name in names {
+        match create(&hub, name, body.admin).await {
+            Ok(u) => created.push(u),
+            Err(e) if e.status == StatusCode::CONFLICT => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    if created.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("All {} users already exist", body.usernames.len()),
+        ));
+    }
+    Ok((StatusCode::CREATED, Json(Value::Array(created))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PatchBody {
+    admin: Option<bool>,
+    name: Option<String>,
+}
+
+pub(crate) async fn patch(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require_admin("admin:users")?;
+    let name = normalize_username(&raw);
+    let body: PatchBody =
+        json_body(&body)?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "Empty body"))?;
+    if body
+        .name
+        .as_ref()
+        .is_some_and(|n| normalize_username(n) != name)
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Renaming users is not supported",
+        ));
+    }
+    let Some(admin) = body.admin else {
+        hub.linearize().await?;
+        return hub
+            .read(|s| s.user(&name).map(|u| Json(user_json(u, true))))
+            .ok_or_else(|| no_such_user(&name));
+    };
+    match hub.propose(Command::SetAdmin { name, admin }).await? {
+        SmResponse::User { user } => Ok(Json(user_json(&user, true))),
+        SmResponse::Rejected { rejection } => Err(rejection.into()),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected outcome {other:?}"),
+        )),
+    }
+}
+
+pub(crate) async fn delete(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_admin("admin:users")?;
+    let name = normalize_username(&raw);
+    if name == caller.name {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Cannot delete yourself!",
+        ));
+    }
+    // JupyterHub stops a user's servers before deleting the user.
+    hub.linearize().await?;
+    let servers: Vec<String> = hub
+        .read(|s| s.user(&name).map(|u| u.servers.keys().cloned().collect()))
+        .ok_or_else(|| no_such_user(&name))?;
+    for server in &servers {
+        match super::servers::stop(&hub, &name, server).await {
+            Ok(_) | Err(Rejection::NotRunning { .. }) | Err(Rejection::Pending { .. }) => {}
+            Err(r) => return Err(r.into()),
+        }
+    }
+    if !servers.is_empty() {
+        let gone = super::servers::wait_state(&hub, super::slow_spawn_timeout(&hub), |s| {
+            s.user(&name).is_none_or(|u| u.servers.is_empty())
+        })
+        .await;
+        if !gone {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{name}'s servers are still stopping; try again in a moment"),
+            ));
+        }
+    }
+    match hub
+        .propose(Command::DeleteUser { name: name.clone() })
+        .await?
+    {
+        SmResponse::Done => Ok(StatusCode::NO_CONTENT),
+        SmResponse::Rejected { rejection } => Err(rejection.into()),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected outcome {other:?}"),
+        )),
+    }
+}

@@ -1,0 +1,243 @@
+//! Replica configuration: flags, environment, or a TOML file (see the
+//! binary's `--config`), validated before anything starts.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use quorumhub_raft::{Member, NodeId};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct HubConfig {
+    /// This replica's id in the cluster (a positive integer, unique, stable).
+    #[arg(long)]
+    pub node_id: NodeId,
+    /// Data directory: must exist; an empty one is initialised, a foreign
+    /// or another cluster's one is refused.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Cluster id; replicas, data dirs and Raft messages of another cluster
+    /// are refused.
+    #[arg(long, default_value = "quorumhub")]
+    pub cluster_id: String,
+    /// Shared secret every replica, proxy and hubctl presents on every RPC.
+    #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: String,
+    /// gRPC listen address (Raft, admin, route watch).
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    pub grpc_listen: SocketAddr,
+    /// HTTP listen address (REST API).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub http_listen: SocketAddr,
+    /// gRPC address peers use to reach this replica (default: its --peer
+    /// entry, else --grpc-listen).
+    #[arg(long)]
+    pub advertise_grpc: Option<String>,
+    /// HTTP address proxies use to reach this replica.
+    #[arg(long)]
+    pub advertise_http: Option<String>,
+    /// Initial members, `ID=GRPC_ADDR/HTTP_ADDR`, e.g. `2=hub2:7000/hub2:8081`
+    /// (repeat or comma-separate; include this replica).
+    #[arg(long = "peer", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Never form a new cluster: wait to be added with `hubctl members add`.
+    #[arg(long)]
+    pub join: bool,
+    /// Bootstrap admin API token (stored only as a hash in memory).
+    #[arg(long, env = "QUORUMHUB_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Name the bootstrap admin token acts as; created on first start.
+    #[arg(long, default_value = "admin")]
+    pub admin_user: String,
+    /// Public URL of the proxy in front of the hubs.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub public_url: String,
+    /// Hub API URL handed to single-user servers (default: PUBLIC_URL/hub/api).
+    #[arg(long)]
+    pub hub_api_url: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    pub heartbeat_ms: u64,
+    #[arg(long, default_value_t = 150)]
+    pub election_timeout_min_ms: u64,
+    #[arg(long, default_value_t = 300)]
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries.
+    #[arg(long, default_value_t = 5000)]
+    pub snapshot_every: u64,
+    /// Entries kept after a snapshot for followers that lag a little.
+    #[arg(long, default_value_t = 1000)]
+    pub keep_logs: u64,
+    /// How long a write waits and retries (e.g. during an election) before
+    /// failing with 503.
+    #[arg(long, default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
+    /// Command that runs a single-user server (default: this binary's
+    /// built-in `singleuser`). Repeat for arguments.
+    #[arg(long = "spawner-cmd", allow_hyphen_values = true)]
+    pub spawner_cmd: Vec<String>,
+    /// How long a new server has to answer HTTP.
+    #[arg(long, default_value_t = 30)]
+    pub spawn_timeout_s: u64,
+    /// How long the API waits for a spawn or stop before answering 202.
+    #[arg(long, default_value_t = 10)]
+    pub slow_spawn_timeout_s: u64,
+    /// SIGTERM → SIGKILL grace when stopping a server.
+    #[arg(long, default_value_t = 5)]
+    pub stop_grace_s: u64,
+    /// Version reported by `GET /hub/api/`.
+    #[arg(long, default_value = "5.3.0")]
+    pub jupyterhub_version: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--node-id must be a positive integer")]
+    ZeroNodeId,
+    #[error("bad --peer {0:?}: expected ID=GRPC_ADDR/HTTP_ADDR, e.g. 2=hub2:7000/hub2:8081")]
+    BadPeer(String),
+    #[error("--peer lists node {0} twice")]
+    DuplicatePeer(NodeId),
+    #[error("--peer does not include this replica (node {0}); list every initial member")]
+    SelfNotInPeers(NodeId),
+    #[error("{0}")]
+    Secret(#[from] quorumhub_raft::auth::SecretError),
+    #[error("--admin-token must be at least 16 characters")]
+    WeakAdminToken,
+    #[error("timeouts must satisfy 0 < heartbeat ({0} ms) < election-timeout-min ({1} ms) < election-timeout-max ({2} ms)")]
+    Timeouts(u64, u64, u64),
+    #[error("--admin-user: {0}")]
+    AdminUser(String),
+}
+
+impl HubConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(ConfigError::ZeroNodeId);
+        }
+        quorumhub_raft::auth::validate_secret(&self.cluster_secret)?;
+        if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::WeakAdminToken);
+        }
+        let (h, lo, hi) = (
+            self.heartbeat_ms,
+            self.election_timeout_min_ms,
+            self.election_timeout_max_ms,
+        );
+        if !(h > 0 && h < lo && lo < hi) {
+            return Err(ConfigError::Timeouts(h, lo, hi));
+        }
+        quorumhub_state::validate_username(&self.admin_user).map_err(ConfigError::AdminUser)?;
+        let peers = self.peer_map()?;
+        if !peers.is_empty() && !peers.contains_key(&self.node_id) {
+            return Err(ConfigError::SelfNotInPeers(self.node_id));
+        }
+        Ok(())
+    }
+
+    pub fn peer_map(&self) -> Result<BTreeMap<NodeId, Member>, ConfigError> {
+        let mut map = BTreeMap::new();
+        for raw in self.peers.iter().filter(|p| !p.trim().is_empty()) {
+            let (id, member) = parse_peer(raw)?;
+            if map.insert(id, member).is_some() {
+                return Err(ConfigError::DuplicatePeer(id));
+            }
+        }
+        Ok(map)
+    }
+
+    /// How peers and proxies reach this replica.
+    pub fn me(&self) -> Member {
+        let listed = self
+            .peer_map()
+            .ok()
+            .and_then(|m| m.get(&self.node_id).cloned());
+        Member {
+            grpc_addr: self
+                .advertise_grpc
+                .clone()
+                .or_else(|| listed.as_ref().map(|m| m.grpc_addr.clone()))
+                .unwrap_or_else(|| self.grpc_listen.to_string()),
+            http_addr: self
+                .advertise_http
+                .clone()
+                .or_else(|| listed.as_ref().map(|m| m.http_addr.clone()))
+                .unwrap_or_else(|| self.http_listen.to_string()),
+        }
+    }
+
+    pub fn raft_config(&self) -> openraft::Config {
+        openraft::Config {
+            cluster_name: self.cluster_id.clone(),
+            heartbeat_interval: self.heartbeat_ms,
+            election_timeout_min: self.election_timeout_min_ms,
+            election_timeout_max: self.election_timeout_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every.max(1)),
+            max_in_snapshot_log_to_keep: self.keep_logs,
+            ..Default::default()
+        }
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn hub_api_url(&self) -> String {
+        self.hub_api_url
+            .clone()
+            .unwrap_or_else(|| format!("{}/hub/api", self.public_url.trim_end_matches('/')))
+    }
+}
+
+fn parse_peer(raw: &str) -> Result<(NodeId, Member), ConfigError> {
+    let bad = || ConfigError::BadPeer(raw.to_string());
+    let (id, addrs) = raw.trim().split_once('=').ok_or_else(bad)?;
+    let id: NodeId = id.trim().parse().map_err(|_| bad())?;
+    let (grpc, http) = addrs.split_once('/').ok_or_else(bad)?;
+    let valid = |a: &str| {
+        a.rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+    };
+    if id == 0 || !valid(grpc) || !valid(http) {
+        return Err(bad());
+    }
+    Ok((
+        id,
+        Member {
+            grpc_addr: grpc.to_string(),
+            http_addr: http.to_string(),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_as_data() {
+        let cases: &[(&str, Option<(u64, &str, &str)>)] = &[
+            (
+                "1=127.0.0.1:7001/127.0.0.1:8081",
+                Some((1, "127.0.0.1:7001", "127.0.0.1:8081")),
+            ),
+            (
+                " 2=hub2:7000/hub2:8081 ",
+                Some((2, "hub2:7000", "hub2:8081")),
+            ),
+            ("0=a:1/b:2", None),
+            ("x=a:1/b:2", None),
+            ("1=a:1", None),
+            ("1=a/b:2", None),
+            ("1=a:99999/b:2", None),
+            ("1:a:1/b:2", None),
+        ];
+        for (raw, want) in cases {
+            let got = parse_peer(raw)
+                .ok()
+                .map(|(id, m)| (id, m.grpc_addr, m.http_addr));
+            let want = want.map(|(i, g, h)| (i, g.to_string(), h.to_string()));
+            assert_eq!(got, want, "{raw}");
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! The spawner controller: makes running processes match the replicated
+//! wishes (servers to spawn, servers to stop).
+//!
+//! It runs on every replica and acts only while that replica leads, so a new
+//! leader simply resumes: a server recorded as started is adopted (checked
+//! alive by pid and start time), not started again. Everything it learns is
+//! committed as a command before anyone relies on it; spawn generations
+//! fence off reports about an earlier spawn of the same server.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use quorumhub_spawner::{ProcessSpec, ServerEnv};
+use quorumhub_state::{Command, Phase, Response, Route, SpawnerState, Token, TokenOwner};
+use tokio::sync::watch;
+
+use crate::hub::{hash_token, new_token, Hub};
+use crate::time::now_ms;
+
+/// How often running servers are checked for liveness.
+const POLL: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Debug)]
+struct Job {
+    user: String,
+    server: String,
+    generation: u64,
+    phase: Phase,
+    spawner: Option<SpawnerState>,
+}
+
+type Key = (String, String, u64);
+
+pub(crate) async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
+    let mut applied = hub.sm.subscribe();
+    let mut metrics = hub.raft.metrics();
+    let inflight: Arc<Mutex<HashSet<Key>>> = Arc::default();
+    let mut poll = tokio::time::interval(POLL);
+    let mut was_leader = false;
+    loop {
+        let polling = tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            r = applied.changed() => { if r.is_err() { return } false }
+            r = metrics.changed() => { if r.is_err() { return } false }
+            _ = poll.tick() => true,
+        };
+        let leader = hub.is_leader();
+        if !leader {
+            was_leader = false;
+            continue;
+        }
+        if !was_leader {
+            // A new leader acts only on state that includes every committed
+            // entry: pass the read barrier first.
+            if hub.linearize().await.is_err() {
+                continue;
+            }
+            tracing::info!("leading: resuming the spawner controller");
+            was_leader = true;
+        }
+        let jobs: Vec<Job> = hub.read(|s| {
+            s.active_servers()
+                .filter(|(_, srv)| polling || srv.phase != Phase::Running)
+                .map(|(u, srv)| Job {
+                    user: u.name.clone(),
+                    server: srv.name.clone(),
+                    generation: srv.generation,
+                    phase: srv.phase,
+                    spawner: srv.spawner.clone(),
+                })
+                .collect()
+        });
+        for job in jobs {
+            let key = (job.user.clone(), job.server.clone(), job.generation);
+            if !inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone())
+            {
+                continue;
+            }
+            let hub = hub.clone();
+            let inflight = inflight.clone();
+            tokio::spawn(async move {
+                let span = tracing::info_span!("server", user = %job.user, server = %job.server, generation = job.generation);
+                tracing::Instrument::instrument(handle(&hub, job), span).await;
+                inflight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+            });
+        }
+    }
+}
+
+async fn handle(hub: &Hub, job: Job) {
+    match (job.phase, &job.spawner) {
+        (Phase::Spawning, None) => spawn(hub, &job).await,
+        (Phase::Spawning, Some(sp)) => adopt(hub, &job, sp.clone()).await,
+        (Phase::Running, Some(sp)) => {
+            if !alive(sp) {
+                tracing::warn!(pid = sp.pid, "server process is gone");
+                stopped(hub, &job, "the server process exited").await;
+            }
+        }
+        (Phase::Running, None) => stopped(hub, &job, "running without a process record").await,
+        (Phase::Stopping, sp) => {
+            if let Some(sp) = sp {
+                terminate(hub, sp).await;
+            }
+            stopped(hub, &job, "stopped on request").await;
+        }
+    }
+}
+
+fn alive(sp: &SpawnerState) -> bool {
+    sp.host == quorumhub_spawner::host_name() && quorumhub_spawner::is_alive(sp.pid, sp.proc_start)
+}
+
+async fn terminate(hub: &Hub, sp: &SpawnerState) {
+    if sp.host != quorumhub_spawner::host_name() {
+        tracing::warn!(host = %sp.host, pid = sp.pid, "server runs on another host; cannot signal it from here");
+        return;
+    }
+    let grace = Duration::from_secs(hub.config.stop_grace_s);
+    if let Err(e) = quorumhub_spawner::stop_process(sp.pid, sp.proc_start, grace).await {
+        tracing::warn!(pid = sp.pid, error = %e, "stopping the server process failed");
+    }
+}
+
+async fn stopped(hub: &Hub, job: &Job, reason: &str) {
+    let cmd = Command::ServerStopped {
+        user: job.user.clone(),
+        server_name: job.server.clone(),
+        generation: job.generation,
+        reason: reason.to_string(),
+    };
+    match hub.propose(cmd).await {
+        Ok(Response::Done) => tracing::info!(reason, "server stopped"),
+        Ok(other) => tracing::debug!(?other, "server-stopped not applied"),
+        Err(e) => tracing::warn!(error = %e, "could not record the stop; will retry"),
+    }
+}
+
+/// The server's current phase and generation in the applied state.
+fn current(hub: &Hub, job: &Job) -> Option<Phase> {
+    hub.read(|s| {
+        s.server(&job.user, &job.server)
+            .filter(|srv| srv.generation == job.generation)
+            .map(|srv| srv.phase)
+    })
+}
+
+async fn spawn(hub: &Hub, job: &Job) {
+    match start_process(hub, job).await {
+        Ok(sp) => {
+            tracing::info!(pid = sp.pid, port = sp.port, "server process started");
+            wait_and_publish(hub, job, sp).await;
+        }
+        Err(reason) => {
+            tracing::warn!(%reason, "spawn failed");
+            stopped(hub, job, &reason).await;
+        }
+    }
+}
+
+async fn start_process(hub: &Hub, job: &Job) -> Result<SpawnerState, String> {
+    let port = quorumhub_spawner::pick_free_port().map_err(|e| format!("no free port: {e}"))?;
+    let token = new_token();
+    let token_id = match hub
+        .propose(Command::CreateToken {
+            token: Token {
+                id: String::new(),
+                owner: TokenOwner::Server {
+                    user: job.user.clone(),
+                    server_name: job.server.clone(),
+                },
+                hash: hash_token(&token),
+                prefix: token.chars().take(4).collect(),
+                note: format!(
+                    "server token for {}",
+                    Route::prefix_for(&job.user, &job.server)
+                ),
+                created: now_ms(),
+                expires_at: None,
+                last_activity: None,
+                scopes: vec![],
+            },
+        })
+        .await
+    {
+        Ok(Response::TokenCreated { id }) => id,
+        Ok(other) => {
+            return Err(format!(
+                "could not create the server's API token: {other:?}"
+            ))
+        }
+        Err(e) => return Err(format!("could not create the server's API token: {e}")),
+    };
+    let prefix = Route::prefix_for(&job.user, &job.server);
+    let mut server_env = ServerEnv::new(
+        job.user.clone(),
+        job.server.clone(),
+        token,
+        hub.config.hub_api_url(),
+        Some(hub.config.public_url.clone()),
+        port,
+    );
+    server_env.env_keep = quorumhub_spawner::env_keep_from_os(quorumhub_spawner::DEFAULT_ENV_KEEP);
+    debug_assert_eq!(server_env.service_prefix(), prefix);
+    let env = quorumhub_spawner::jupyterhub_env(&server_env);
+    let cmd = if hub.config.spawner_cmd.is_empty() {
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("cannot find the quorumhub binary: {e}"))?;
+        vec![exe.display().to_string(), "singleuser".into()]
+    } else {
+        hub.config.spawner_cmd.clone()
+    };
+    let servers_dir = hub.config.data_dir.join("servers");
+    let log_name = if job.server.is_empty() {
+        job.user.clone()
+    } else {
+        format!("{}-{}", job.user, job.server)
+    };
+    let spec = ProcessSpec {
+        cmd,
+        env,
+        cwd: Some(servers_dir.clone()),
+        log_path: Some(servers_dir.join(format!("{log_name}.log"))),
+    };
+    let spawned = quorumhub_spawner::spawn_process(&spec).map_err(|e| e.to_string())?;
+    let sp = SpawnerState {
+        kind: "process".into(),
+        host: spawned.host,
+        pid: spawned.pid,
+        proc_start: spawned.proc_start,
+        port,
+        target: format!("http://127.0.0.1:{port}"),
+        token_id: Some(token_id),
+    };
+    let recorded = hub
+        .propose(Command::SpawnStarted {
+            user: job.user.clone(),
+            server_name: job.server.clone(),
+            generation: job.generation,
+            spawner: sp.clone(),
+        })
+        .await;
+    match recorded {
+        Ok(Response::Done) => Ok(sp),
+        other => {
+            // Not recorded: nobody could find this process later. Stop it.
+            terminate(hub, &sp).await;
+            Err(format!("could not record the started process: {other:?}"))
+        }
+    }
+}
+
+async fn adopt(hub: &Hub, job: &Job, sp: SpawnerState) {
+    if !alive(&sp) {
+        stopped(hub, job, "the server process died before it was ready").await;
+        return;
+    }
+    tracing::info!(
+        pid = sp.pid,
+        "adopting a server that was starting under the previous leader"
+    );
+    wait_and_publish(hub, job, sp).await;
+}
+
+async fn wait_and_publish(hub: &Hub, job: &Job, sp: SpawnerState) {
+    let url = format!("{}{}", sp.target, Route::prefix_for(&job.user, &job.server));
+    let limit = Duration::from_secs(hub.config.spawn_timeout_s);
+    let probe = sp.clone();
+    if let Err(e) = quorumhub_spawner::wait_http_ready(&url, limit, move || alive(&probe)).await {
+        tracing::warn!(error = %e, "server never answered");
+        terminate(hub, &sp).await;
+        stopped(hub, job, &format!("the server did not become ready: {e}")).await;
+        return;
+    }
+    if current(hub, job) != Some(Phase::Spawning) {
+        // Stopped (or replaced) meanwhile: the Stopping job will clean up.
+        return;
+    }
+    match hub
+        .propose(Command::ServerReady {
+            user: job.user.clone(),
+            server_name: job.server.clone(),
+            generation: job.generation,
+        })
+        .await
+    {
+        Ok(Response::Done) => tracing::info!("server ready; route published"),
+        Ok(other) => tracing::info!(?other, "server-ready not applied"),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not publish the route; will retry on the next pass")
+        }
+    }
+}

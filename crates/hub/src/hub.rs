@@ -1,0 +1,274 @@
+//! [`Hub`]: one replica's handle on the cluster. The write path
+//! ([`Hub::propose`]) and the read barrier ([`Hub::linearize`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use quorumhub_proto::v1::admin_client::AdminClient;
+use quorumhub_proto::v1::{ProposeRequest, ReadIndexRequest};
+use quorumhub_raft::auth::ClientAuth;
+use quorumhub_raft::state_machine::SmShared;
+use quorumhub_raft::{Member, NodeId, Raft};
+use quorumhub_state::{Command, HubState, Request, Response};
+use tonic::codegen::InterceptedService;
+use tonic::transport::Channel;
+
+use crate::config::HubConfig;
+use crate::time::now_ms;
+
+pub type Admin = AdminClient<InterceptedService<Channel, ClientAuth>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("no leader could commit the write within {0:?}; the cluster may have lost its quorum (check `hubctl status`)")]
+    WriteUnavailable(Duration),
+    #[error("no leader confirmed the read within {0:?}; the cluster may have lost its quorum (check `hubctl status`)")]
+    ReadUnavailable(Duration),
+    #[error("this replica is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub struct Hub {
+    pub id: NodeId,
+    pub cluster_id: String,
+    pub raft: Raft,
+    pub sm: Arc<SmShared>,
+    pub config: Arc<HubConfig>,
+    pub auth: ClientAuth,
+    /// Names this process as a proposer in the dedupe table.
+    client_id: String,
+    serial: AtomicU64,
+    admins: Mutex<HashMap<String, Admin>>,
+    /// Held exclusively while leadership is being transferred away, so that
+    /// no new entry is proposed meanwhile.
+    pub(crate) transfer_gate: tokio::sync::RwLock<()>,
+    /// Hex SHA-256 of the bootstrap admin token.
+    pub admin_token_hash: Option<String>,
+}
+
+impl Hub {
+    pub fn new(raft: Raft, sm: Arc<SmShared>, config: Arc<HubConfig>, auth: ClientAuth) -> Hub {
+        let admin_token_hash = config.admin_token.as_deref().map(hash_token);
+        Hub {
+            id: config.node_id,
+            cluster_id: config.cluster_id.clone(),
+            raft,
+            sm,
+            auth,
+            client_id: format!("n{}-{}", config.node_id, uuid::Uuid::new_v4().simple()),
+            serial: AtomicU64::new(0),
+            admins: Mutex::new(HashMap::new()),
+            transfer_gate: tokio::sync::RwLock::new(()),
+            admin_token_hash,
+            config,
+        }
+    }
+
+    /// A (cached, lazily connecting) admin client for `grpc_addr`.
+    pub fn admin(&self, grpc_addr: &str) -> Result<Admin, HubError> {
+        let mut cache = self.admins.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(grpc_addr) {
+            return Ok(c.clone());
+        }
+        let channel = quorumhub_raft::network::channel(grpc_addr, Duration::from_millis(500))
+            .map_err(|e| HubError::Internal(format!("bad peer address {grpc_addr}: {e}")))?;
+        let client = AdminClient::with_interceptor(channel, self.auth.clone())
+            .max_decoding_message_size(64 << 20);
+        cache.insert(grpc_addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Read the applied state (no barrier: see [`Hub::linearize`]).
+    pub fn read<T>(&self, f: impl FnOnce(&HubState) -> T) -> T {
+        self.sm.read(|d| f(&d.state))
+    }
+
+    pub fn leader(&self) -> Option<(NodeId, Option<Member>)> {
+        let m = self.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        Some((id, m.membership_config.membership().get_node(&id).cloned()))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    fn next_request(&self, command: Command) -> Request {
+        Request {
+            client_id: self.client_id.clone(),
+            serial: self.serial.fetch_add(1, Ordering::Relaxed) + 1,
+            at: now_ms(),
+            command,
+        }
+    }
+
+    /// Commit `command` through the leader and return its outcome once it
+    /// is applied. Retries (same client id and serial, so it applies once)
+    /// across leader changes until the write timeout.
+    pub async fn propose(&self, command: Command) -> Result<Response, HubError> {
+        let name = command.name();
+        let req = self.next_request(command);
+        let started = Instant::now();
+        let out = self.propose_request(req).await;
+        tracing::debug!(
+            command = name,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            ok = out.is_ok(),
+            "proposed"
+        );
+        out
+    }
+
+    pub async fn propose_request(&self, req: Request) -> Result<Response, HubError> {
+        let timeout = self.config.write_timeout();
+        let deadline = Instant::now() + timeout;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(HubError::WriteUnavailable(timeout));
+            }
+            match self.write_here(req.clone(), remaining).await {
+                Ok(resp) => return Ok(resp),
+                Err(WriteAttempt::Fatal(e)) => return Err(e),
+                Err(WriteAttempt::Forward(leader)) => {
+                    if let Ok(resp) = self.forward(&leader, &req, remaining).await {
+                        return Ok(resp);
+                    }
+                }
+                Err(WriteAttempt::Retry) => {}
+            }
+            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+            backoff = (backoff * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// One attempt to commit through the local Raft node.
+    pub(crate) async fn write_here(
+        &self,
+        req: Request,
+        limit: Duration,
+    ) -> Result<Response, WriteAttempt> {
+        let _gate = self.transfer_gate.read().await;
+        match tokio::time::timeout(limit, self.raft.client_write(req)).await {
+            Err(_) => Err(WriteAttempt::Retry),
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                match f.leader_node {
+                    Some(node) if f.leader_id != Some(self.id) => Err(WriteAttempt::Forward(node)),
+                    _ => Err(WriteAttempt::Retry),
+                }
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                Err(WriteAttempt::Fatal(HubError::Internal(e.to_string())))
+            }
+            Ok(Err(RaftError::Fatal(e))) => {
+                tracing::warn!(error = %e, "raft is stopped");
+                Err(WriteAttempt::Fatal(HubError::ShuttingDown))
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: &Member,
+        req: &Request,
+        limit: Duration,
+    ) -> Result<Response, HubError> {
+        let command = serde_json::to_vec(req).map_err(|e| HubError::Internal(e.to_string()))?;
+        let mut client = self.admin(&leader.grpc_addr)?;
+        let mut call = tonic::Request::new(ProposeRequest { command });
+        call.set_timeout(limit);
+        let reply = client.propose(call).await.map_err(|s| {
+            tracing::debug!(leader = %leader.grpc_addr, status = %s.message(), "forwarded write not taken");
+            HubError::Internal(s.message().to_string())
+        })?;
+        serde_json::from_slice(&reply.into_inner().response)
+            .map_err(|e| HubError::Internal(format!("undecodable response from leader: {e}")))
+    }
+
+    /// Wait until this replica has applied every write acknowledged before
+    /// this call, anywhere in the cluster (read-index through the leader).
+    pub async fn linearize(&self) -> Result<(), HubError> {
+        let timeout = self.config.write_timeout();
+        let deadline = Instant::now() + timeout;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(HubError::ReadUnavailable(timeout));
+            }
+            match self.read_index(remaining).await {
+                Ok(index) => {
+                    if self.wait_applied(index, remaining).await {
+                        return Ok(());
+                    }
+                }
+                Err(Some(fatal)) => return Err(fatal),
+                Err(None) => {}
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// The index a linearizable read must wait for: confirmed by a quorum
+    /// here if this replica leads, else asked of the leader.
+    /// `Err(None)` = retry.
+    pub(crate) async fn read_index(&self, limit: Duration) -> Result<u64, Option<HubError>> {
+        match tokio::time::timeout(limit, self.raft.get_read_log_id()).await {
+            Err(_) => Err(None),
+            Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+                let Some(node) = f.leader_node else {
+                    return Err(None);
+                };
+                let mut client = self.admin(&node.grpc_addr).map_err(Some)?;
+                let mut call = tonic::Request::new(ReadIndexRequest {});
+                call.set_timeout(limit);
+                match client.read_index(call).await {
+                    Ok(r) => Ok(r.into_inner().read_index),
+                    Err(_) => Err(None),
+                }
+            }
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => Err(None),
+            Ok(Err(RaftError::Fatal(_))) => Err(Some(HubError::ShuttingDown)),
+        }
+    }
+
+    /// Wait until the local state machine has applied `index`.
+    pub async fn wait_applied(&self, index: u64, limit: Duration) -> bool {
+        let mut rx = self.sm.subscribe();
+        let reached = matches!(
+            tokio::time::timeout(limit, rx.wait_for(|rev| *rev >= index)).await,
+            Ok(Ok(_))
+        );
+        reached
+    }
+}
+
+pub(crate) enum WriteAttempt {
+    Forward(Member),
+    Retry,
+    Fatal(HubError),
+}
+
+/// Hex SHA-256 of an API token: how tokens are stored and looked up.
+pub fn hash_token(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// A new random API token (32 bytes, hex).
+pub fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}

@@ -1,0 +1,137 @@
+//! Start a replica: data dir, Raft node, gRPC and HTTP servers, bootstrap,
+//! controller; run until the shutdown signal.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use quorumhub_proto::v1::admin_server::AdminServer;
+use quorumhub_proto::v1::raft_server::RaftServer;
+use quorumhub_proto::v1::routes_server::RoutesServer;
+use quorumhub_raft::auth::{ClientAuth, ServerAuth};
+use quorumhub_raft::datadir::DataDir;
+use quorumhub_raft::log_store::LogStore;
+use quorumhub_raft::network::Network;
+use quorumhub_raft::service::RaftService;
+use quorumhub_raft::state_machine::StateMachineStore;
+use quorumhub_raft::Raft;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::admin::AdminService;
+use crate::config::HubConfig;
+use crate::hub::Hub;
+use crate::routes::RoutesService;
+
+/// Largest gRPC message accepted (snapshots travel in chunks below this).
+const MAX_MESSAGE: usize = 256 << 20;
+
+/// Run one replica until `shutdown` resolves.
+pub async fn run(
+    config: HubConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+    let (log_store, summary) = LogStore::open(&data_dir.raft_dir())?;
+    let sm = StateMachineStore::open(&data_dir.snapshot_dir())?;
+    let shared = sm.shared();
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        fresh = data_dir.fresh,
+        log_entries = summary.entries,
+        last_index = ?summary.last_index,
+        snapshot_revision = shared.read(|d| d.state.revision),
+        "data dir verified"
+    );
+
+    // Bind both listeners before anything starts, so a taken port fails fast.
+    let grpc_listener = TcpListener::bind(config.grpc_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for gRPC on {}; is another replica using it?",
+                config.grpc_listen
+            )
+        })?;
+    let http_listener = TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for HTTP on {}; is another replica using it?",
+                config.http_listen
+            )
+        })?;
+
+    let auth = ClientAuth::new(&config.cluster_secret)?;
+    let raft_config = Arc::new(
+        config
+            .raft_config()
+            .validate()
+            .context("invalid Raft timing configuration")?,
+    );
+    let network = Network::new(auth.clone(), config.cluster_id.clone());
+    let raft = Raft::new(config.node_id, raft_config, network, log_store, sm)
+        .await
+        .context("starting the Raft node")?;
+    let hub = Arc::new(Hub::new(raft.clone(), shared, config.clone(), auth));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let server_auth = ServerAuth::new(&config.cluster_secret);
+    let grpc = tonic::transport::Server::builder()
+        .add_service(InterceptedService::new(
+            RaftServer::new(RaftService::new(raft.clone(), config.cluster_id.clone()))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+            server_auth.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            AdminServer::new(AdminService::new(hub.clone())).max_decoding_message_size(MAX_MESSAGE),
+            server_auth.clone(),
+        ))
+        .add_service(RoutesServer::with_interceptor(
+            RoutesService::new(hub.clone()),
+            server_auth,
+        ))
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc_listener),
+            stopped(stop_rx.clone()),
+        );
+    let grpc_task = tokio::spawn(grpc);
+
+    let http = axum::serve(
+        http_listener,
+        crate::api::router(hub.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let http_task = tokio::spawn(async move { http.await });
+
+    tracing::info!(
+        grpc = %config.grpc_listen,
+        http = %config.http_listen,
+        cluster = %config.cluster_id,
+        "replica serving"
+    );
+
+    tokio::spawn(crate::bootstrap::run(hub.clone(), stop_rx.clone()));
+    tokio::spawn(crate::controller::run(hub.clone(), stop_rx.clone()));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft did not stop cleanly");
+    }
+    let _ = grpc_task.await;
+    let _ = http_task.await;
+    drop(data_dir);
+    Ok(())
+}

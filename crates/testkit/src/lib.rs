@@ -1,0 +1,305 @@
+//! A real cluster on loopback: hub replica and proxy processes of the
+//! `quorumhub` binary, each with its own data dir in a temp dir. Everything
+//! is killed when the `Cluster` drops, user servers included.
+//!
+//! Used by the integration tests (which pass `CARGO_BIN_EXE_quorumhub`) and
+//! by the benchmark (which finds the release binary).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use quorumhub_proto::v1::admin_client::AdminClient;
+use quorumhub_proto::v1::NodeStatusRequest;
+use quorumhub_raft::auth::ClientAuth;
+
+pub const SECRET: &str = "test-cluster-secret-0123456789";
+pub const TOKEN: &str = "test-admin-token-0123456789abcdef";
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub struct Node {
+    pub id: u64,
+    pub grpc: String,
+    pub http: String,
+    pub data: PathBuf,
+    pub child: Option<Child>,
+}
+
+pub struct Cluster {
+    pub exe: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub cluster_id: String,
+    pub nodes: Vec<Node>,
+    pub proxy: Option<Child>,
+    pub proxy_addr: String,
+    pub extra_args: Vec<String>,
+}
+
+impl Cluster {
+    /// Start `n` replicas and wait until they have a leader.
+    pub async fn start(exe: PathBuf, n: u64, extra_args: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let nodes = (1..=n)
+            .map(|id| {
+                let data = dir.path().join(format!("node{id}"));
+                std::fs::create_dir_all(&data).expect("mkdir");
+                Node {
+                    id,
+                    grpc: format!("127.0.0.1:{}", free_port()),
+                    http: format!("127.0.0.1:{}", free_port()),
+                    data,
+                    child: None,
+                }
+            })
+            .collect();
+        let mut c = Cluster {
+            exe,
+            cluster_id: format!("test-{}", free_port()),
+            dir,
+            nodes,
+            proxy: None,
+            proxy_addr: format!("127.0.0.1:{}", free_port()),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        for id in 1..=n {
+            c.spawn(id);
+        }
+        c.wait_leader(Duration::from_secs(30)).await;
+        c
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    pub fn peers(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("{}={}/{}", n.id, n.grpc, n.http))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn hub_args(&self, id: u64) -> Vec<String> {
+        let n = self.node(id);
+        let mut args: Vec<String> = vec![
+            "hub".into(),
+            "--node-id".into(),
+            id.to_string(),
+            "--data-dir".into(),
+            n.data.display().to_string(),
+            "--cluster-id".into(),
+            self.cluster_id.clone(),
+            "--grpc-listen".into(),
+            n.grpc.clone(),
+            "--http-listen".into(),
+            n.http.clone(),
+            "--peer".into(),
+            self.peers(),
+            "--public-url".into(),
+            format!("http://{}", self.proxy_addr),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    /// Start replica `id` and return immediately.
+    pub fn spawn(&mut self, id: u64) {
+        let args = self.hub_args(id);
+        let child = self.command(&args, &format!("hub{id}"));
+        self.nodes[(id - 1) as usize].child = Some(child);
+    }
+
+    /// Run the binary with the cluster's secrets; output goes to a log file
+    /// in the temp dir (printed by `dump_logs` when a test fails).
+    pub fn command(&self, args: &[String], log: &str) -> Child {
+        let log = self.dir.path().join(format!("{log}.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        Command::new(&self.exe)
+            .args(args)
+            .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
+            .env("QUORUMHUB_ADMIN_TOKEN", TOKEN)
+            .env("QUORUMHUB_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(out)
+            .spawn()
+            .expect("spawn quorumhub")
+    }
+
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes[(id - 1) as usize].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait (graceful stop).
+    pub fn stop(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes[(id - 1) as usize].child.take() {
+            unsafe { libc_kill(child.id() as i32, 15) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn alive(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| n.id)
+            .collect()
+    }
+
+    pub async fn admin(
+        &self,
+        id: u64,
+    ) -> AdminClient<tonic::codegen::InterceptedService<tonic::transport::Channel, ClientAuth>>
+    {
+        let channel = quorumhub_raft::network::channel(&self.node(id).grpc, Duration::from_secs(1))
+            .expect("channel");
+        AdminClient::with_interceptor(channel, ClientAuth::new(SECRET).expect("secret"))
+    }
+
+    /// The leader as seen by a live replica that knows one.
+    pub async fn leader(&self) -> Option<u64> {
+        for id in self.alive() {
+            let mut c = self.admin(id).await;
+            let mut req = tonic::Request::new(NodeStatusRequest {});
+            req.set_timeout(Duration::from_millis(500));
+            if let Ok(s) = c.node_status(req).await {
+                let s = s.into_inner();
+                if s.has_leader && self.alive().contains(&s.leader_id) {
+                    return Some(s.leader_id);
+                }
+            }
+        }
+        None
+    }
+
+    pub async fn wait_leader(&self, limit: Duration) -> u64 {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(l) = self.leader().await {
+                return l;
+            }
+            if Instant::now() > deadline {
+                self.dump_logs();
+                panic!("no leader within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, id: u64, path: &str) -> String {
+        format!("http://{}{}", self.node(id).http, path)
+    }
+
+    pub fn proxy_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy_addr, path)
+    }
+
+    pub fn start_proxy(&mut self) {
+        let grpc: Vec<String> = self.nodes.iter().map(|n| n.grpc.clone()).collect();
+        let http: Vec<String> = self.nodes.iter().map(|n| n.http.clone()).collect();
+        let args = vec![
+            "proxy".to_string(),
+            "--listen".into(),
+            self.proxy_addr.clone(),
+            "--hub-grpc".into(),
+            grpc.join(","),
+            "--hub-http".into(),
+            http.join(","),
+            "--name".into(),
+            "test-proxy".into(),
+        ];
+        self.proxy = Some(self.command(&args, "proxy"));
+    }
+
+    pub fn dump_logs(&self) {
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "log") {
+                    let text = std::fs::read_to_string(&p).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(40).collect();
+                    eprintln!("===== {} (last 40 lines)", p.display());
+                    for l in tail.iter().rev() {
+                        eprintln!("{l}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+unsafe fn libc_kill(pid: i32, sig: i32) -> i32 {
+    libc::kill(pid, sig)
+}
+
+/// Kill every process whose working directory is inside `root`: the user
+/// servers a test's replicas started (they run in their own session, by
+/// design, and would outlive the test otherwise).
+pub fn kill_processes_under(root: &Path) {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for p in procs.flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cwd) = std::fs::read_link(p.path().join("cwd")) {
+            if cwd.starts_with(root) {
+                unsafe { libc_kill(pid, 9) };
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for n in &mut self.nodes {
+            if let Some(mut c) = n.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        if let Some(mut p) = self.proxy.take() {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        kill_processes_under(self.dir.path());
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
+}
+
+pub fn auth() -> String {
+    format!("token {TOKEN}")
+}
