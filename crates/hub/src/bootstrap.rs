@@ -26,19 +26,23 @@ pub(crate) async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn form_cluster(hub: &Hub) {
-    let peers = match hub.config.peer_map() {
+    let mut peers = match hub.config.peer_map() {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "bad --peer");
             return;
         }
     };
+    if peers.is_empty() && !hub.config.join {
+        // No --peer: a cluster of one, which can grow with `hubctl members add`.
+        peers.insert(hub.id, hub.config.me());
+    }
     loop {
         if hub.raft.is_initialized().await.unwrap_or(true) {
             return;
         }
         let lowest = peers.keys().next().copied();
-        if hub.config.join || peers.is_empty() || lowest != Some(hub.id) {
+        if hub.config.join || lowest != Some(hub.id) {
             tracing::info!(
                 "waiting to be replicated to by the cluster (`hubctl members add {}` adds a new replica)",
                 hub.id

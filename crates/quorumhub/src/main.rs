@@ -1,1 +1,120 @@
-fn main() {}
+//! `quorumhub`: one binary for every role.
+//!
+//! - `quorumhub hub`: one hub replica
+//! - `quorumhub proxy`: one stateless proxy replica
+//! - `quorumhub ctl` (also installed as `hubctl`): the gRPC admin client
+//! - `quorumhub dev`: a local cluster (3 replicas + proxy) with sane defaults
+//! - `quorumhub reseed`: rebuild a damaged replica's data dir from a peer
+//! - `quorumhub singleuser`: the built-in demo single-user server
+
+mod ctl;
+mod dev;
+mod logging;
+mod reseed;
+mod signals;
+mod tomlargs;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "quorumhub",
+    version,
+    about = "A highly available, Raft-replicated, JupyterHub-compatible hub"
+)]
+#[command(args_override_self = true)]
+struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "QUORUMHUB_LOG_FORMAT"
+    )]
+    log_format: logging::Format,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one hub replica.
+    Hub {
+        /// TOML file with the same keys as the flags (e.g. node_id = 1,
+        /// peer = ["1=...", ...]); flags given on the command line win.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        hub: quorumhub_hub::HubConfig,
+    },
+    /// Run one stateless proxy replica.
+    Proxy(quorumhub_proxy::ProxyConfig),
+    /// Administer a cluster over gRPC (same as `hubctl`).
+    Ctl(ctl::CtlArgs),
+    /// Run a local cluster: 3 hub replicas and a proxy on 127.0.0.1:8000.
+    Dev(dev::DevArgs),
+    /// Re-seed a damaged replica's data dir from a healthy peer.
+    Reseed(reseed::ReseedArgs),
+    /// The built-in demo single-user server.
+    Singleuser(quorumhub_spawner::singleuser::SingleUserArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let args = match tomlargs::expand(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.cmd {
+        Cmd::Hub { hub, .. } => {
+            logging::init(cli.log_format, Some(hub.node_id));
+            quorumhub_hub::run(hub, signals::terminated()).await?;
+        }
+        Cmd::Proxy(config) => {
+            logging::init(cli.log_format, None);
+            quorumhub_proxy::run(config, signals::terminated()).await?;
+        }
+        Cmd::Ctl(args) => return ctl::run(args).await,
+        Cmd::Dev(args) => {
+            logging::init(cli.log_format, None);
+            dev::run(args).await?;
+        }
+        Cmd::Reseed(args) => {
+            logging::init(cli.log_format, None);
+            reseed::run(args).await?;
+        }
+        Cmd::Singleuser(args) => {
+            logging::init(cli.log_format, None);
+            quorumhub_spawner::singleuser::run(args).await?;
+        }
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}

@@ -47,7 +47,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         )
         .fallback(not_found);
     Router::new()
-        .route("/hub/api", get(version))
+        .route("/hub/api/", get(version))
         .nest("/hub/api", api)
         .route("/hub/health", get(health))
         .fallback(no_route)

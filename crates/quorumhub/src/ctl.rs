@@ -1,0 +1,393 @@
+//! hubctl: the gRPC admin client. Every command prints text by default and
+//! JSON with `--output json`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use quorumhub_proto::v1::admin_client::AdminClient;
+use quorumhub_proto::v1::*;
+use quorumhub_raft::auth::ClientAuth;
+use serde_json::{json, Value};
+use tonic::codegen::InterceptedService;
+use tonic::transport::Channel;
+
+type Client = AdminClient<InterceptedService<Channel, ClientAuth>>;
+
+#[derive(Args, Debug, Clone)]
+pub struct CtlArgs {
+    /// Hub replica gRPC address(es) to talk to; the first that answers is used.
+    #[arg(
+        long,
+        env = "QUORUMHUB_HUB",
+        default_value = "127.0.0.1:7001",
+        value_delimiter = ','
+    )]
+    pub hub: Vec<String>,
+    /// Cluster secret.
+    #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: String,
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+    /// Per-call timeout in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    pub timeout_ms: u64,
+    #[command(subcommand)]
+    pub cmd: CtlCmd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum CtlCmd {
+    /// Members, leader, term, indexes and each member's lag.
+    Status,
+    /// Add or remove replicas.
+    #[command(subcommand)]
+    Members(MembersCmd),
+    /// Move leadership to another voter (default: the most up-to-date one).
+    TransferLeader {
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Manage users.
+    #[command(subcommand)]
+    Users(UsersCmd),
+    /// A digest of each replica's applied state, to check they agree.
+    Digest,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum MembersCmd {
+    /// Add a replica: as a learner first, then, once it has caught up, as a voter.
+    Add {
+        id: u64,
+        #[arg(long)]
+        grpc: String,
+        #[arg(long)]
+        http: String,
+        /// Leave it a learner (non-voting).
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Remove a replica from the cluster.
+    Remove { id: u64 },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum UsersCmd {
+    List,
+    Add {
+        name: String,
+        #[arg(long)]
+        admin: bool,
+    },
+    Remove {
+        name: String,
+    },
+}
+
+async fn connect(addr: &str, auth: &ClientAuth) -> anyhow::Result<Client> {
+    let channel = quorumhub_raft::network::channel(addr, Duration::from_secs(2))
+        .with_context(|| format!("bad hub address {addr}"))?;
+    Ok(AdminClient::with_interceptor(channel, auth.clone()).max_decoding_message_size(64 << 20))
+}
+
+fn req<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.set_timeout(timeout);
+    r
+}
+
+fn explain(status: tonic::Status) -> anyhow::Error {
+    match status.code() {
+        tonic::Code::Unauthenticated => anyhow::anyhow!(
+            "{} (check --cluster-secret / QUORUMHUB_CLUSTER_SECRET)",
+            status.message()
+        ),
+        tonic::Code::Unavailable => anyhow::anyhow!("hub unavailable: {}", status.message()),
+        _ => anyhow::anyhow!("{}: {}", status.code(), status.message()),
+    }
+}
+
+/// The first address in `--hub` that answers NodeStatus.
+async fn first_live(
+    args: &CtlArgs,
+    auth: &ClientAuth,
+    timeout: Duration,
+) -> anyhow::Result<(Client, NodeStatusReply)> {
+    let mut last = None;
+    for addr in &args.hub {
+        let mut client = connect(addr, auth).await?;
+        match client.node_status(req(NodeStatusRequest {}, timeout)).await {
+            Ok(s) => return Ok((client, s.into_inner())),
+            Err(e) if e.code() == tonic::Code::Unauthenticated => return Err(explain(e)),
+            Err(e) => last = Some(format!("{addr}: {}", e.message())),
+        }
+    }
+    bail!("no hub replica answered ({})", last.unwrap_or_default())
+}
+
+pub async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
+    let auth = ClientAuth::new(&args.cluster_secret)
+        .context("the cluster secret must be printable ASCII")?;
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let (mut client, me) = first_live(&args, &auth, timeout).await?;
+    let out = match &args.cmd {
+        CtlCmd::Status => status(&auth, &mut client, me, timeout).await?,
+        CtlCmd::Members(MembersCmd::Add {
+            id,
+            grpc,
+            http,
+            learner,
+        }) => {
+            let member = Member {
+                id: *id,
+                grpc_addr: grpc.clone(),
+                http_addr: http.clone(),
+                voter: false,
+            };
+            let added = client
+                .add_learner(req(
+                    AddLearnerRequest {
+                        member: Some(member),
+                    },
+                    Duration::from_secs(120),
+                ))
+                .await
+                .map_err(explain)?
+                .into_inner();
+            let reply = if *learner {
+                added
+            } else {
+                client
+                    .promote_voter(req(MemberRequest { id: *id }, timeout))
+                    .await
+                    .map_err(explain)?
+                    .into_inner()
+            };
+            members_json(&reply.members, reply.log_index)
+        }
+        CtlCmd::Members(MembersCmd::Remove { id }) => {
+            let reply = client
+                .remove_member(req(MemberRequest { id: *id }, timeout))
+                .await
+                .map_err(explain)?
+                .into_inner();
+            members_json(&reply.members, reply.log_index)
+        }
+        CtlCmd::TransferLeader { to } => {
+            let r = client
+                .transfer_leader(req(
+                    TransferLeaderRequest {
+                        target: to.unwrap_or(0),
+                    },
+                    Duration::from_secs(30),
+                ))
+                .await
+                .map_err(explain)?
+                .into_inner();
+            json!({"new_leader": r.new_leader, "term": r.term, "elapsed_ms": r.elapsed_ms})
+        }
+        CtlCmd::Users(UsersCmd::List) => {
+            let r = client
+                .list_users(req(ListUsersRequest {}, timeout))
+                .await
+                .map_err(explain)?
+                .into_inner();
+            json!({"revision": r.revision, "users": r.users.iter().map(user_json).collect::<Vec<_>>()})
+        }
+        CtlCmd::Users(UsersCmd::Add { name, admin }) => {
+            let r = client
+                .add_user(req(
+                    AddUserRequest {
+                        name: name.clone(),
+                        admin: *admin,
+                    },
+                    timeout,
+                ))
+                .await
+                .map_err(explain)?
+                .into_inner();
+            r.user.as_ref().map(user_json).unwrap_or(Value::Null)
+        }
+        CtlCmd::Users(UsersCmd::Remove { name }) => {
+            client
+                .remove_user(req(RemoveUserRequest { name: name.clone() }, timeout))
+                .await
+                .map_err(explain)?;
+            json!({"removed": name})
+        }
+        CtlCmd::Digest => digest(&auth, me, timeout).await?,
+    };
+    print(&args, &out);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn user_json(u: &UserInfo) -> Value {
+    json!({"name": u.name, "admin": u.admin, "created": u.created, "server": u.server, "pending": u.pending})
+}
+
+fn members_json(members: &[Member], log_index: u64) -> Value {
+    json!({
+        "log_index": log_index,
+        "members": members.iter().map(|m| json!({"id": m.id, "grpc": m.grpc_addr, "http": m.http_addr, "voter": m.voter})).collect::<Vec<_>>()
+    })
+}
+
+async fn status(
+    auth: &ClientAuth,
+    client: &mut Client,
+    me: NodeStatusReply,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    let cluster = client
+        .cluster_status(req(ClusterStatusRequest {}, timeout))
+        .await
+        .map(|r| r.into_inner());
+    let mut members = Vec::new();
+    for m in &me.members {
+        let node = match connect(&m.grpc_addr, auth).await {
+            Ok(mut c) => c
+                .node_status(req(NodeStatusRequest {}, timeout))
+                .await
+                .ok()
+                .map(|r| r.into_inner()),
+            Err(_) => None,
+        };
+        let progress = cluster
+            .as_ref()
+            .ok()
+            .and_then(|c| c.progress.iter().find(|p| p.id == m.id).cloned());
+        members.push(json!({
+            "id": m.id,
+            "grpc": m.grpc_addr,
+            "http": m.http_addr,
+            "voter": m.voter,
+            "reachable": node.is_some(),
+            "role": node.as_ref().map(|n| n.role.clone()),
+            "term": node.as_ref().map(|n| n.term),
+            "last_log_index": node.as_ref().map(|n| n.last_log_index),
+            "applied_index": node.as_ref().map(|n| n.applied_index),
+            "snapshot_index": node.as_ref().filter(|n| n.has_snapshot).map(|n| n.snapshot_index),
+            "version": node.as_ref().map(|n| n.version.clone()),
+            "matched_index": progress.as_ref().filter(|p| p.has_matched).map(|p| p.matched_index),
+            "lag": progress.as_ref().map(|p| p.lag),
+        }));
+    }
+    let (leader, term, last_log) = match &cluster {
+        Ok(c) => (Some(c.leader_id), c.term, c.last_log_index),
+        Err(_) => (
+            me.has_leader.then_some(me.leader_id),
+            me.term,
+            me.last_log_index,
+        ),
+    };
+    Ok(json!({
+        "cluster_id": me.cluster_id,
+        "leader": leader,
+        "term": term,
+        "last_log_index": last_log,
+        "commit_index": cluster.as_ref().ok().map(|c| c.committed_index),
+        "voters": me.members.iter().filter(|m| m.voter).count(),
+        "members": members,
+        "error": cluster.err().map(|e| e.message().to_string()),
+    }))
+}
+
+async fn digest(
+    auth: &ClientAuth,
+    me: NodeStatusReply,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    let mut replicas = Vec::new();
+    for m in &me.members {
+        let d = match connect(&m.grpc_addr, auth).await {
+            Ok(mut c) => c
+                .state_digest(req(StateDigestRequest {}, timeout))
+                .await
+                .ok()
+                .map(|r| r.into_inner()),
+            Err(_) => None,
+        };
+        replicas.push(json!({
+            "id": m.id,
+            "applied_index": d.as_ref().map(|d| d.applied_index),
+            "digest": d.as_ref().map(|d| d.digest.clone()),
+            "users": d.as_ref().map(|d| d.users),
+            "routes": d.as_ref().map(|d| d.routes),
+        }));
+    }
+    Ok(json!({"replicas": replicas}))
+}
+
+fn print(args: &CtlArgs, v: &Value) {
+    if args.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+        return;
+    }
+    match &args.cmd {
+        CtlCmd::Status => {
+            println!(
+                "cluster {}  leader {}  term {}  last log {}  voters {}",
+                v["cluster_id"].as_str().unwrap_or("?"),
+                v["leader"],
+                v["term"],
+                v["last_log_index"],
+                v["voters"]
+            );
+            if let Some(e) = v["error"].as_str() {
+                println!("warning: {e}");
+            }
+            println!(
+                "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<8} {}",
+                "ID", "ROLE", "VOTER", "APPLIED", "MATCHED", "LAG", "TERM", "GRPC"
+            );
+            for m in v["members"].as_array().into_iter().flatten() {
+                let s = |k: &str| match &m[k] {
+                    Value::Null => "-".to_string(),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                println!(
+                    "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<8} {}",
+                    s("id"),
+                    if m["reachable"] == json!(false) {
+                        "down".into()
+                    } else {
+                        s("role")
+                    },
+                    s("voter"),
+                    s("applied_index"),
+                    s("matched_index"),
+                    s("lag"),
+                    s("term"),
+                    s("grpc")
+                );
+            }
+        }
+        CtlCmd::Users(UsersCmd::List) => {
+            for u in v["users"].as_array().into_iter().flatten() {
+                println!(
+                    "{}{}{}",
+                    u["name"].as_str().unwrap_or_default(),
+                    if u["admin"] == json!(true) {
+                        " (admin)"
+                    } else {
+                        ""
+                    },
+                    match u["server"].as_str() {
+                        Some(s) if !s.is_empty() => format!("  running at {s}"),
+                        _ => String::new(),
+                    }
+                );
+            }
+        }
+        _ => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
+    }
+}

@@ -1,0 +1,201 @@
+//! `quorumhub dev`: three hub replicas and a proxy on this machine, with
+//! secrets generated on first run and kept in the dev directory, so a second
+//! run resumes the same cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tokio::process::{Child, Command};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DevArgs {
+    /// Where data dirs, secrets and logs go.
+    #[arg(long, default_value = ".quorumhub-dev")]
+    pub dir: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    pub replicas: u64,
+    /// Proxy port (the URL users open).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// First replica's gRPC port; the others follow.
+    #[arg(long, default_value_t = 7001)]
+    pub grpc_port: u16,
+    /// First replica's HTTP port; the others follow.
+    #[arg(long, default_value_t = 8081)]
+    pub http_port: u16,
+}
+
+fn secret(path: &Path) -> anyhow::Result<String> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        let s = s.trim().to_string();
+        if s.len() >= 16 {
+            return Ok(s);
+        }
+    }
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    let s = hex::encode(bytes);
+    std::fs::write(path, &s).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(s)
+}
+
+fn spawn(exe: &Path, args: &[String], env: &[(&str, &str)], log: &Path) -> anyhow::Result<Child> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("cannot open {}", log.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .kill_on_drop(true);
+    // The replicas die with this process, even if it is killed.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    cmd.spawn()
+        .with_context(|| format!("cannot start {}", exe.display()))
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    if args.replicas == 0 {
+        bail!("--replicas must be at least 1");
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let dir = args.dir.canonicalize()?;
+    let cluster_secret = secret(&dir.join("cluster-secret"))?;
+    let admin_token = secret(&dir.join("admin-token"))?;
+    let cluster_id = format!("dev-{}", &secret(&dir.join("cluster-id"))?[..12]);
+    let exe = std::env::current_exe().context("cannot find this binary")?;
+
+    let grpc = |i: u64| format!("127.0.0.1:{}", args.grpc_port as u64 + i - 1);
+    let http = |i: u64| format!("127.0.0.1:{}", args.http_port as u64 + i - 1);
+    let peers: Vec<String> = (1..=args.replicas)
+        .map(|i| format!("{i}={}/{}", grpc(i), http(i)))
+        .collect();
+    let public_url = format!("http://127.0.0.1:{}", args.port);
+    let env = [
+        ("QUORUMHUB_CLUSTER_SECRET", cluster_secret.as_str()),
+        ("QUORUMHUB_ADMIN_TOKEN", admin_token.as_str()),
+    ];
+
+    let mut children = Vec::new();
+    for i in 1..=args.replicas {
+        let data = dir.join(format!("node{i}"));
+        std::fs::create_dir_all(&data)?;
+        let hub_args = vec![
+            "hub".into(),
+            "--node-id".into(),
+            i.to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--cluster-id".into(),
+            cluster_id.clone(),
+            "--grpc-listen".into(),
+            grpc(i),
+            "--http-listen".into(),
+            http(i),
+            "--peer".into(),
+            peers.join(","),
+            "--public-url".into(),
+            public_url.clone(),
+        ];
+        children.push(spawn(
+            &exe,
+            &hub_args,
+            &env,
+            &dir.join(format!("hub{i}.log")),
+        )?);
+    }
+    let grpcs: Vec<String> = (1..=args.replicas).map(grpc).collect();
+    let https: Vec<String> = (1..=args.replicas).map(http).collect();
+    let proxy_args = vec![
+        "proxy".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{}", args.port),
+        "--hub-grpc".into(),
+        grpcs.join(","),
+        "--hub-http".into(),
+        https.join(","),
+        "--name".into(),
+        "proxy-1".into(),
+    ];
+    children.push(spawn(&exe, &proxy_args, &env, &dir.join("proxy.log"))?);
+
+    wait_ready(&public_url, &admin_token, &mut children).await?;
+    println!(
+        "\nquorumhub dev cluster is up: {n} hub replicas, 1 proxy\n\n  proxy (open this)   {public_url}\n  hub REST API        {public_url}/hub/api/\n  replica gRPC        {g}\n  data and logs       {d}\n\n  admin token         {admin_token}\n  cluster secret      {cluster_secret}\n\nTry:\n  export QUORUMHUB_CLUSTER_SECRET={cluster_secret}\n  curl -H 'Authorization: token {admin_token}' {public_url}/hub/api/users\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice/server\n  curl {public_url}/user/alice/\n  cargo run --release --bin hubctl -- --hub {g0} status\n\nCtrl-C stops the cluster (data stays in {d}).",
+        n = args.replicas,
+        g = grpcs.join(", "),
+        g0 = grpcs[0],
+        d = dir.display(),
+    );
+
+    tokio::select! {
+        _ = crate::signals::terminated() => {}
+        (res, idx, _) = futures_select(&mut children) => {
+            eprintln!("process {idx} exited unexpectedly ({res:?}); see the logs in {}", dir.display());
+        }
+    }
+    for child in &mut children {
+        if let Some(pid) = child.id() {
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
+    for child in &mut children {
+        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    }
+    Ok(())
+}
+
+async fn futures_select(
+    children: &mut [Child],
+) -> (std::io::Result<std::process::ExitStatus>, usize, ()) {
+    loop {
+        for (i, c) in children.iter_mut().enumerate() {
+            if let Ok(Some(status)) = c.try_wait() {
+                return (Ok(status), i, ());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn wait_ready(public_url: &str, token: &str, children: &mut [Child]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let url = format!("{public_url}/hub/api/users");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    loop {
+        for c in children.iter_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                bail!("a cluster process exited during start-up ({status}); see the logs in the dev directory");
+            }
+        }
+        let answer = client
+            .get(&url)
+            .header("Authorization", format!("token {token}"))
+            .send()
+            .await;
+        if answer.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the cluster did not answer {url} within 60 s; see the logs in the dev directory"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

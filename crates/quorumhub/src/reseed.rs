@@ -1,0 +1,97 @@
+//! `quorumhub reseed`: rebuild a replica whose store is damaged.
+//!
+//! The damaged data dir is moved aside (never deleted), a fresh one is
+//! initialised with the cluster's current term recorded as this replica's
+//! vote (so it cannot vote twice in a term it may already have voted in),
+//! and the replica, once started, receives the leader's snapshot and log.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use openraft::Vote;
+use quorumhub_proto::v1::admin_client::AdminClient;
+use quorumhub_proto::v1::{CurrentVoteRequest, NodeStatusRequest};
+use quorumhub_raft::auth::ClientAuth;
+use quorumhub_raft::datadir::DataDir;
+use quorumhub_raft::log_store::LogStore;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReseedArgs {
+    /// The damaged replica's data dir (the replica must be stopped).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    #[arg(long)]
+    pub node_id: u64,
+    #[arg(long, default_value = "quorumhub")]
+    pub cluster_id: String,
+    /// gRPC address of a healthy replica of the same cluster.
+    #[arg(long)]
+    pub from: String,
+    #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: String,
+}
+
+pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
+    let auth = ClientAuth::new(&args.cluster_secret)?;
+    let channel = quorumhub_raft::network::channel(&args.from, Duration::from_secs(2))?;
+    let mut peer = AdminClient::with_interceptor(channel, auth);
+    let status = peer
+        .node_status(NodeStatusRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("peer {} did not answer: {}", args.from, s.message()))?
+        .into_inner();
+    if status.cluster_id != args.cluster_id {
+        bail!(
+            "peer {} belongs to cluster {:?}, not {:?}",
+            args.from,
+            status.cluster_id,
+            args.cluster_id
+        );
+    }
+    if !status.members.iter().any(|m| m.id == args.node_id) {
+        bail!(
+            "node {} is not a member of the cluster; add it with `hubctl members add` instead",
+            args.node_id
+        );
+    }
+    if !status.has_leader {
+        bail!("the cluster has no leader right now; re-seed once it has one");
+    }
+    let vote = peer
+        .current_vote(CurrentVoteRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("cannot read the cluster's vote: {}", s.message()))?
+        .into_inner();
+
+    let dir = &args.data_dir;
+    if dir.exists() {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let name = dir
+            .file_name()
+            .context("--data-dir has no final component")?
+            .to_string_lossy();
+        let aside = dir.with_file_name(format!("{name}.damaged-{stamp}"));
+        std::fs::rename(dir, &aside).with_context(|| {
+            format!("cannot move {} aside to {}", dir.display(), aside.display())
+        })?;
+        println!("moved the old data dir to {}", aside.display());
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let data = DataDir::open(dir, &args.cluster_id, args.node_id)?;
+    let (log, _) = LogStore::open(&data.raft_dir())?;
+    let mut v = Vote::new(vote.term, vote.node_id);
+    if vote.committed {
+        v.commit();
+    }
+    log.put_vote(&v)?;
+    println!(
+        "re-seeded {}: vote set to term {}. Start the replica as before; it catches up from the leader (by snapshot if the log was purged).",
+        dir.display(),
+        vote.term
+    );
+    Ok(())
+}

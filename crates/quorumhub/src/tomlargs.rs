@@ -1,0 +1,129 @@
+//! `quorumhub hub --config FILE`: the file's keys become flags placed before
+//! the command-line ones, so flags win and clap validates both alike.
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+pub fn expand(args: Vec<OsString>) -> anyhow::Result<Vec<OsString>> {
+    let Some(hub_at) = args.iter().position(|a| a == "hub") else {
+        return Ok(args);
+    };
+    let mut out: Vec<OsString> = args[..=hub_at].to_vec();
+    let mut rest = Vec::new();
+    let mut file = None;
+    let mut it = args[hub_at + 1..].iter();
+    while let Some(a) = it.next() {
+        let s = a.to_string_lossy();
+        if s == "--config" {
+            file = Some(it.next().context("--config needs a file")?.clone());
+        } else if let Some(v) = s.strip_prefix("--config=") {
+            file = Some(OsString::from(v));
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    if let Some(file) = file {
+        out.extend(from_file(Path::new(&file))?);
+    }
+    out.extend(rest);
+    Ok(out)
+}
+
+fn from_file(path: &Path) -> anyhow::Result<Vec<OsString>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
+    let mut args = Vec::new();
+    for (key, value) in table {
+        let flag = format!(
+            "--{}",
+            if key == "peers" {
+                "peer".into()
+            } else {
+                key.replace('_', "-")
+            }
+        );
+        let mut push = |v: String| {
+            args.push(OsString::from(&flag));
+            args.push(OsString::from(v));
+        };
+        match value {
+            toml::Value::String(s) => push(s),
+            toml::Value::Integer(i) => push(i.to_string()),
+            toml::Value::Float(f) => push(f.to_string()),
+            toml::Value::Boolean(true) => args.push(OsString::from(&flag)),
+            toml::Value::Boolean(false) => {}
+            // One flag with comma-separated values: a list flag given on the
+            // command line then replaces the file's list as a whole.
+            toml::Value::Array(items) => {
+                let mut values = Vec::new();
+                for item in items {
+                    match item {
+                        toml::Value::String(s) => values.push(s),
+                        toml::Value::Integer(i) => values.push(i.to_string()),
+                        other => bail!("{}: {key}: unsupported array item {other}", path.display()),
+                    }
+                }
+                push(values.join(","));
+            }
+            other => bail!("{}: {key}: unsupported value {other}", path.display()),
+        }
+    }
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_keys_become_flags_before_the_command_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("hub.toml");
+        std::fs::write(
+            &file,
+            "node_id = 2\njoin = true\npeers = [\"1=a:1/b:2\", \"2=c:3/d:4\"]\nreadonly = false\n",
+        )
+        .expect("write");
+        let args: Vec<OsString> = [
+            "quorumhub",
+            "hub",
+            "--config",
+            file.to_str().expect("utf8"),
+            "--node-id",
+            "3",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let got: Vec<String> = expand(args)
+            .expect("expands")
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                "quorumhub",
+                "hub",
+                "--join",
+                "--node-id",
+                "2",
+                "--peer",
+                "1=a:1/b:2,2=c:3/d:4",
+                "--node-id",
+                "3"
+            ]
+        );
+        std::fs::write(&file, "node_id = [").expect("write");
+        let args = ["quorumhub", "hub", "--config", file.to_str().expect("utf8")]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(expand(args).is_err());
+    }
+}

@@ -1,0 +1,255 @@
+//! What operators rely on: start-up refusals, re-seeding, hubctl.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{auth, client, exe, Cluster, SECRET, TOKEN};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn hubctl(c: &Cluster, id: u64, args: &[&str]) -> (bool, Value, String) {
+    let out = Command::new(exe())
+        .arg("ctl")
+        .args(["--hub", &c.node(id).grpc, "--output", "json"])
+        .args(args)
+        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
+        .output()
+        .expect("run hubctl");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    (
+        out.status.success(),
+        serde_json::from_str(&stdout).unwrap_or(Value::Null),
+        stderr,
+    )
+}
+
+/// Run a replica that must refuse to start; return its stderr.
+fn refused(c: &Cluster, args: Vec<String>) -> String {
+    let out = Command::new(exe())
+        .args(args)
+        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
+        .env("QUORUMHUB_ADMIN_TOKEN", TOKEN)
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "it started: {}", c.cluster_id);
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hubctl_status_and_transfer_leader() {
+    let c = common::start(3, &[]).await;
+    let (ok, status, err) = hubctl(&c, 2, &["status"]);
+    assert!(ok, "{err}");
+    assert_eq!(status["voters"], 3);
+    let leader = status["leader"].as_u64().expect("a leader");
+    let members = status["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3);
+    assert!(
+        members
+            .iter()
+            .all(|m| m["reachable"] == true && m["lag"].is_u64()),
+        "{status}"
+    );
+    assert_eq!(members.iter().filter(|m| m["role"] == "leader").count(), 1);
+
+    let target = (1..=3).find(|i| *i != leader).expect("follower");
+    let (ok, moved, err) = hubctl(&c, 1, &["transfer-leader", "--to", &target.to_string()]);
+    assert!(ok, "{err}");
+    assert_eq!(moved["new_leader"].as_u64(), Some(target), "{moved}");
+    assert_eq!(c.wait_leader(Duration::from_secs(5)).await, target);
+    // Writes work under the new leader, through the old one.
+    let r = client()
+        .post(c.url(leader, "/hub/api/users/after-transfer"))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let (ok, users, _) = hubctl(&c, 3, &["users", "add", "Carol", "--admin"]);
+    assert!(ok);
+    assert_eq!(users["name"], "carol");
+    let (ok, _, err) = hubctl(&c, 3, &["users", "add", "carol"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, list, _) = hubctl(&c, 1, &["users", "list"]);
+    assert!(ok);
+    let names: Vec<&str> = list["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"carol") && names.contains(&"after-transfer"),
+        "{names:?}"
+    );
+
+    let (ok, digests, _) = hubctl(&c, 1, &["digest"]);
+    assert!(ok);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut digests = digests;
+    loop {
+        let ds: Vec<&str> = digests["replicas"]
+            .as_array()
+            .expect("r")
+            .iter()
+            .filter_map(|r| r["digest"].as_str())
+            .collect();
+        if ds.len() == 3 && ds.iter().all(|d| *d == ds[0]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas disagree: {digests}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        digests = hubctl(&c, 1, &["digest"]).1;
+    }
+
+    // The wrong secret is refused with a hint.
+    let out = Command::new(exe())
+        .args(["ctl", "--hub", &c.node(1).grpc, "status"])
+        .env("QUORUMHUB_CLUSTER_SECRET", "not-the-secret-0123456789")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cluster-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_store_is_refused_and_reseed_recovers() {
+    let mut c = common::start(3, &[]).await;
+    for i in 0..10 {
+        let r = client()
+            .post(c.url(1, &format!("/hub/api/users/d-{i}")))
+            .header("Authorization", auth())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let victim = (1..=3).find(|i| *i != leader).expect("follower");
+    c.stop(victim);
+    let raft_dir = c.node(victim).data.join("raft");
+    assert!(quorumhub_raft::log_store::damage_entry(&raft_dir, 5, false).expect("sled"));
+
+    // Start-up refuses, says why and what to do, and touches nothing.
+    let err = refused(&c, c.hub_args(victim));
+    assert!(
+        err.contains("damaged") && err.contains("quorumhub reseed"),
+        "{err}"
+    );
+
+    // Other refusals, each with its own message.
+    let mut other_cluster = c.hub_args(victim);
+    let at = other_cluster
+        .iter()
+        .position(|a| a == "--cluster-id")
+        .expect("flag")
+        + 1;
+    other_cluster[at] = "someone-else".into();
+    assert!(refused(&c, other_cluster).contains("another cluster"));
+    let mut missing = c.hub_args(victim);
+    let at = missing
+        .iter()
+        .position(|a| a == "--data-dir")
+        .expect("flag")
+        + 1;
+    missing[at] = c.dir.path().join("nope").display().to_string();
+    assert!(refused(&c, missing).contains("does not exist"));
+    let locked = c.hub_args(leader);
+    assert!(refused(&c, locked).contains("locked by another running replica"));
+
+    // One command re-seeds it from a peer; it then catches up.
+    let out = Command::new(exe())
+        .args([
+            "reseed",
+            "--data-dir",
+            &c.node(victim).data.display().to_string(),
+            "--node-id",
+            &victim.to_string(),
+            "--cluster-id",
+            &c.cluster_id,
+            "--from",
+            &c.node(leader).grpc,
+        ])
+        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
+        .output()
+        .expect("reseed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let aside: Vec<_> = std::fs::read_dir(c.dir.path())
+        .expect("ls")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged dir is kept aside, not deleted");
+    c.spawn(victim);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client()
+            .get(c.url(victim, "/hub/api/users/d-9"))
+            .header("Authorization", auth())
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status() == StatusCode::OK) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "re-seeded replica did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn bad_configuration_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().display().to_string();
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["--node-id", "0"],
+            SECRET,
+            "--node-id must be a positive integer",
+        ),
+        (&["--node-id", "1"], "short", "use at least 16"),
+        (
+            &["--node-id", "1", "--peer", "1=a:1"],
+            SECRET,
+            "expected ID=GRPC_ADDR/HTTP_ADDR",
+        ),
+        (
+            &["--node-id", "1", "--peer", "2=a:1/b:2"],
+            SECRET,
+            "does not include this replica",
+        ),
+        (
+            &["--node-id", "1", "--heartbeat-ms", "500"],
+            SECRET,
+            "timeouts must satisfy",
+        ),
+    ];
+    for (args, secret, want) in cases {
+        let out = Command::new(exe())
+            .args(["hub", "--data-dir", &data])
+            .args(*args)
+            .env("QUORUMHUB_CLUSTER_SECRET", secret)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("ls").count(),
+        0,
+        "nothing was written"
+    );
+}

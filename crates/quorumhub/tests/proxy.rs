@@ -1,0 +1,195 @@
+//! Servers, routes and the proxy, end to end: a spawned single-user server
+//! is reached through the proxy, keeps answering while the hub leader is
+//! killed, and while no hub answers at all.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{auth, client, Cluster};
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::Value;
+
+async fn wait_ready(c: &Cluster, user: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = client()
+            .get(c.proxy_url(&format!("/hub/api/users/{user}")))
+            .header("Authorization", auth())
+            .send()
+            .await;
+        if let Ok(r) = r {
+            if let Ok(v) = r.json::<Value>().await {
+                if v["servers"][""]["ready"] == true {
+                    return;
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{user}'s server never became ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn get(url: &str) -> Result<(StatusCode, String), reqwest::Error> {
+    let r = client().get(url).send().await?;
+    let s = r.status();
+    Ok((s, r.text().await.unwrap_or_default()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_serves_routes_and_survives_leader_kill() {
+    let mut c = common::start(3, &[]).await;
+    c.start_proxy();
+    // Through the proxy, the hub API answers (routed to a live replica).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = client()
+            .post(c.proxy_url("/hub/api/users/alice"))
+            .header("Authorization", auth())
+            .send()
+            .await;
+        if r.is_ok_and(|r| r.status() == StatusCode::CREATED) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "proxy never reached a hub");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = client()
+        .post(c.proxy_url("/hub/api/users/alice/server"))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("start");
+    assert!(
+        [StatusCode::CREATED, StatusCode::ACCEPTED].contains(&r.status()),
+        "{}",
+        r.status()
+    );
+    wait_ready(&c, "alice").await;
+
+    // The proxy keeps the full path; the server sees it under its prefix.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let echo = loop {
+        if let Ok((StatusCode::OK, body)) = get(&c.proxy_url("/user/alice/api/echo?x=1")).await {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "route not served by the proxy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let echo: Value = serde_json::from_str(&echo).expect("echo json");
+    assert!(echo.to_string().contains("/user/alice/api/echo"), "{echo}");
+
+    let (_, before) = get(&c.proxy_url("/user/alice/api/status"))
+        .await
+        .expect("status");
+    let pid_before = serde_json::from_str::<Value>(&before).expect("json")["pid"].clone();
+    assert!(pid_before.is_u64(), "{before}");
+
+    // A WebSocket through the proxy.
+    let ws_url = format!("ws://{}/user/alice/ws", c.proxy_addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
+        .await
+        .expect("ws connect");
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        "ping-1".into(),
+    ))
+    .await
+    .expect("send");
+    let reply = ws.next().await.expect("reply").expect("ok");
+    assert_eq!(reply.into_text().expect("text").as_str(), "ping-1");
+
+    // Requests keep succeeding while the leader (which spawned the server)
+    // is killed.
+    let failures = Arc::new(AtomicU64::new(0));
+    let successes = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let url = c.proxy_url("/user/alice/api/status");
+    let load = {
+        let (failures, successes, stop) = (failures.clone(), successes.clone(), stop.clone());
+        tokio::spawn(async move {
+            let http = client();
+            while !stop.load(Ordering::Relaxed) {
+                match http.get(&url).send().await {
+                    Ok(r) if r.status() == StatusCode::OK => {
+                        successes.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => failures.fetch_add(1, Ordering::Relaxed),
+                };
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    c.kill(leader);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Then every hub: the proxy keeps routing with its last table.
+    for id in c.alive() {
+        c.kill(id);
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load task");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "requests to a running server failed"
+    );
+    assert!(
+        successes.load(Ordering::Relaxed) > 100,
+        "too few requests were made"
+    );
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        "ping-2".into(),
+    ))
+    .await
+    .expect("send");
+    let reply = ws.next().await.expect("reply").expect("ok");
+    assert_eq!(
+        reply.into_text().expect("text").as_str(),
+        "ping-2",
+        "the WebSocket survived"
+    );
+
+    // Bring the hubs back: the new leader adopts the server, not restarts it.
+    for id in 1..=3 {
+        c.spawn(id);
+    }
+    c.wait_leader(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // past a liveness poll
+    wait_ready(&c, "alice").await;
+    let (_, status) = get(&c.proxy_url("/user/alice/api/status"))
+        .await
+        .expect("status");
+    let pid_after: Value = serde_json::from_str(&status).expect("json");
+    assert_eq!(
+        pid_after["pid"], pid_before,
+        "the same process serves: adopted, not restarted"
+    );
+
+    // Stopping removes the route; the proxy then sends /user/alice/ to a hub.
+    let r = client()
+        .delete(c.proxy_url("/hub/api/users/alice/server"))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("stop");
+    assert!([StatusCode::NO_CONTENT, StatusCode::ACCEPTED].contains(&r.status()));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok((StatusCode::SERVICE_UNAVAILABLE, body)) =
+            get(&c.proxy_url("/user/alice/api/status")).await
+        {
+            assert!(body.contains("not running"), "{body}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "route not removed after stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
