@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
     }
     println!("cargo:rerun-if-changed=../../proto/quorumhub.proto");
-    tonic_prost_build::configure().compile_protos(&["../../proto/quorumhub.proto"], &["../../proto"])?;
+    tonic_prost_build::configure()
+        .compile_protos(&["../../proto/quorumhub.proto"], &["../../proto"])?;
     Ok(())
 }

@@ -216,7 +216,8 @@ mod tests {
 
     #[test]
     fn peers_as_data() {
-        let cases: &[(&str, Option<(u64, &str, &str)>)] = &[
+        type Expected = Option<(u64, &'static str, &'static str)>;
+        let cases: &[(&str, Expected)] = &[
             (
                 "1=127.0.0.1:7001/127.0.0.1:8081",
                 Some((1, "127.0.0.1:7001", "127.0.0.1:8081")),

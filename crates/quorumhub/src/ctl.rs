@@ -345,8 +345,8 @@ fn print(args: &CtlArgs, v: &Value) {
                 println!("warning: {e}");
             }
             println!(
-                "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<8} {}",
-                "ID", "ROLE", "VOTER", "APPLIED", "MATCHED", "LAG", "TERM", "GRPC"
+                "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<8} GRPC",
+                "ID", "ROLE", "VOTER", "APPLIED", "MATCHED", "LAG", "TERM"
             );
             for m in v["members"].as_array().into_iter().flatten() {
                 let s = |k: &str| match &m[k] {

@@ -48,7 +48,7 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
         #[command(flatten)]
-        hub: quorumhub_hub::HubConfig,
+        hub: Box<quorumhub_hub::HubConfig>,
     },
     /// Run one stateless proxy replica.
     Proxy(quorumhub_proxy::ProxyConfig),
@@ -96,7 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.cmd {
         Cmd::Hub { hub, .. } => {
             logging::init(cli.log_format, Some(hub.node_id));
-            quorumhub_hub::run(hub, signals::terminated()).await?;
+            quorumhub_hub::run(*hub, signals::terminated()).await?;
         }
         Cmd::Proxy(config) => {
             logging::init(cli.log_format, None);
