@@ -174,6 +174,9 @@ impl HubConfig {
             election_timeout_max: self.election_timeout_max_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every.max(1)),
             max_in_snapshot_log_to_keep: self.keep_logs,
+            // openraft purges in batches (default 256); never wait for more
+            // than one snapshot interval's worth.
+            purge_batch_size: self.snapshot_every.clamp(1, 256),
             ..Default::default()
         }
     }

@@ -1,1 +1,97 @@
-//! (being written)
+//! The stateless proxy.
+//!
+//! A stack of small parts, each testable alone:
+//! - [`table`]: the immutable route table and its longest-prefix lookup;
+//! - [`watch`]: follows `Routes.Watch` on any hub replica, fails over, and
+//!   swaps in each new table (arc-swap: the request path never locks);
+//! - [`forward`]: one request to its upstream, WebSocket upgrades spliced;
+//! - [`server`]: accepting, and draining on shutdown.
+//!
+//! The proxy holds no state of its own that matters: a restarted proxy
+//! rebuilds its table from any replica. It must never clear its table
+//! because hubs stop answering: running servers stay reachable.
+
+mod forward;
+mod server;
+pub mod table;
+mod watch;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ProxyConfig {
+    /// Address to listen on, e.g. 127.0.0.1:8000
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: std::net::SocketAddr,
+    /// Hub replica gRPC endpoints to watch, e.g. 127.0.0.1:7001 (repeat or comma-separate)
+    #[arg(long = "hub-grpc", value_delimiter = ',', required = true)]
+    pub hub_grpc: Vec<String>,
+    /// Hub replica HTTP addresses used until the first heartbeat names them (host:port)
+    #[arg(long = "hub-http", value_delimiter = ',')]
+    pub hub_http: Vec<String>,
+    /// Cluster secret (or env QUORUMHUB_CLUSTER_SECRET)
+    #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: String,
+    /// A watch stream silent this long is dead: fail over.
+    #[arg(long, default_value = "3000")]
+    pub stream_timeout_ms: u64,
+    /// How long shutdown waits for requests and WebSockets in flight.
+    #[arg(long, default_value = "10000")]
+    pub drain_timeout_ms: u64,
+    /// Name used in logs and in WatchRequest.watcher
+    #[arg(long, default_value = "proxy")]
+    pub name: String,
+}
+
+pub async fn run(
+    config: ProxyConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if config.hub_grpc.is_empty() {
+        anyhow::bail!("--hub-grpc needs at least one hub replica");
+    }
+    let secret = format!("Bearer {}", config.cluster_secret)
+        .parse()
+        .context("the cluster secret must be printable ASCII")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; is another proxy using it?",
+                config.listen
+            )
+        })?;
+    let shared = Arc::new(watch::Shared::new(config.hub_http.clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = watch::Watcher {
+        endpoints: config.hub_grpc.clone(),
+        secret,
+        stream_timeout: Duration::from_millis(config.stream_timeout_ms.max(100)),
+        name: config.name.clone(),
+    };
+    let span = tracing::info_span!("proxy", name = %config.name);
+    let watch_task = tokio::spawn(tracing::Instrument::instrument(
+        watcher.run(shared.clone(), stop_rx),
+        span.clone(),
+    ));
+    tracing::info!(listen = %config.listen, hubs = ?config.hub_grpc, "proxy serving");
+    tracing::Instrument::instrument(
+        server::serve(
+            listener,
+            shared,
+            forward::client(),
+            shutdown,
+            Duration::from_millis(config.drain_timeout_ms),
+        ),
+        span,
+    )
+    .await;
+    let _ = stop_tx.send(true);
+    let _ = watch_task.await;
+    tracing::info!("proxy stopped");
+    Ok(())
+}

@@ -197,17 +197,32 @@ async fn lagging_replica_catches_up_by_snapshot() {
         }
     }
     assert_eq!(acked.len(), 80);
-    // The leader has purged the log the lagging replica would need.
+    // Wait until the leader has purged the log the lagging replica would
+    // need (openraft purges in batches, between replication attempts to the
+    // dead follower); keep writing meanwhile.
     let mut admin = c.admin(leader).await;
-    let status = admin
-        .node_status(quorumhub_proto::v1::NodeStatusRequest {})
-        .await
-        .expect("status")
-        .into_inner();
-    assert!(
-        status.has_snapshot && status.purged_index > 5,
-        "leader purged its log: {status:?}"
-    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut extra = 0;
+    let status = loop {
+        let s = admin
+            .node_status(quorumhub_proto::v1::NodeStatusRequest {})
+            .await
+            .expect("status")
+            .into_inner();
+        if s.has_snapshot && s.purged_index > 5 {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader never purged its log: {s:?}"
+        );
+        let name = format!("s-extra-{extra}");
+        extra += 1;
+        if create(&base(&c, leader), &name).await.ok() == Some(StatusCode::CREATED) {
+            acked.push(name);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     c.spawn(lagging);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

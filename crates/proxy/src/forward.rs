@@ -1,0 +1,385 @@
+//! Forwarding one request: to the route's target (user servers) or to a
+//! hub replica, HTTP and WebSocket upgrades alike.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioIo;
+
+use crate::server::Drain;
+use crate::watch::Shared;
+
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type HttpClient = Client<HttpConnector, Body>;
+
+/// Largest `/hub/...` request body buffered for a safe connect-retry.
+const HUB_BODY_LIMIT: usize = 16 << 20;
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub(crate) fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build(connector)
+}
+
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    let body = format!(
+        "{{\"status\": {}, \"message\": {}}}",
+        status.as_u16(),
+        serde_quote(message)
+    );
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn serde_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Remove hop-by-hop headers, including any named in `Connection`.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    connection_upgrade && headers.contains_key(header::UPGRADE)
+}
+
+fn forwarded_headers(headers: &mut HeaderMap, remote: SocketAddr, host: Option<HeaderValue>) {
+    let ip = remote.ip().to_string();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) => format!("{prev}, {ip}"),
+        None => ip,
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    if let Some(host) = host {
+        if !headers.contains_key("x-forwarded-host") {
+            headers.insert("x-forwarded-host", host);
+        }
+    }
+}
+
+fn upstream_uri(base: &str, original: &Uri) -> Option<Uri> {
+    let pq = original.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let base = base.trim_end_matches('/');
+    let base = if base.contains("://") {
+        base.to_string()
+    } else {
+        format!("http://{base}")
+    };
+    format!("{base}{pq}").parse().ok()
+}
+
+/// Handle one request from a client.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    client: HttpClient,
+    drain: Drain,
+    remote: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() == "/_proxy/health" {
+        return Ok(health(&shared));
+    }
+    let table = shared.table.load();
+    let resp = match table.lookup(req.uri().path()) {
+        Some(target) => {
+            let target = target.to_string();
+            drop(table);
+            to_server(&client, &drain, remote, &target, req).await
+        }
+        None => {
+            drop(table);
+            to_hub(&shared, &client, &drain, remote, req).await
+        }
+    };
+    Ok(resp)
+}
+
+fn health(shared: &Shared) -> Response<Body> {
+    let table = shared.table.load();
+    let body = format!(
+        "{{\"routes\": {}, \"revision\": {}, \"connected\": {}, \"last_event_age_ms\": {}}}",
+        table.routes.len(),
+        table.revision,
+        shared.connected.load(std::sync::atomic::Ordering::Relaxed),
+        shared
+            .last_event_age()
+            .map(|d| d.as_millis().to_string())
+            .unwrap_or_else(|| "null".into())
+    );
+    let mut resp = Response::new(full(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Build the upstream request head from the client's.
+fn prepare(
+    req: &Request<Incoming>,
+    remote: SocketAddr,
+    base: &str,
+) -> Option<(http::request::Parts, bool)> {
+    let upgrade = is_upgrade(req.headers());
+    let uri = upstream_uri(base, req.uri())?;
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = req.method().clone();
+    parts.uri = uri;
+    parts.headers = req.headers().clone();
+    let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut parts.headers);
+    if upgrade {
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        if let Some(v) = upgrade_value {
+            parts.headers.insert(header::UPGRADE, v);
+        }
+    }
+    let host = req.headers().get(header::HOST).cloned();
+    forwarded_headers(&mut parts.headers, remote, host);
+    Some((parts, upgrade))
+}
+
+async fn to_server(
+    client: &HttpClient,
+    drain: &Drain,
+    remote: SocketAddr,
+    target: &str,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let Some((parts, upgrade)) = prepare(&req, remote, target) else {
+        return error(StatusCode::BAD_GATEWAY, "bad route target");
+    };
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let body = req.into_body().boxed();
+    let upstream = Request::from_parts(parts, body);
+    match client.request(upstream).await {
+        Ok(resp) => finish(resp, client_upgrade, drain),
+        Err(e) => {
+            tracing::warn!(%target, error = %e, "user server unreachable");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the user's server is not answering; it may be starting or stopping",
+            )
+        }
+    }
+}
+
+/// To a hub replica: the request body is buffered so that a connect
+/// failure (nothing sent) can be retried on the next replica.
+async fn to_hub(
+    shared: &Shared,
+    client: &HttpClient,
+    drain: &Drain,
+    remote: SocketAddr,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let hubs = shared.hubs.load_full();
+    if hubs.ordered.is_empty() {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no hub replica is known yet",
+        );
+    }
+    let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let heads: Vec<_> = hubs
+        .ordered
+        .iter()
+        .filter_map(|h| prepare(&req, remote, h).map(|(p, _)| (h.clone(), p)))
+        .collect();
+    let body = match Limited::new(req.into_body(), HUB_BODY_LIMIT)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body refused: {e}"),
+            )
+        }
+    };
+    let mut client_upgrade = client_upgrade;
+    for (hub, parts) in heads {
+        let upstream = Request::from_parts(parts, full(body.clone()));
+        match client.request(upstream).await {
+            Ok(resp) => return finish(resp, client_upgrade.take(), drain),
+            Err(e) if e.is_connect() => {
+                tracing::debug!(%hub, error = %e, "hub replica unreachable; trying the next");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(%hub, error = %e, "hub replica failed mid-request");
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "the hub replica failed while answering; retry",
+                );
+            }
+        }
+    }
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no hub replica is reachable",
+    )
+}
+
+/// Pass the upstream response back; for a 101, splice the two upgraded
+/// connections.
+fn finish(
+    resp: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    drain: &Drain,
+) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_side) = client_upgrade else {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "upstream switched protocols unasked",
+            );
+        };
+        let upstream_side = hyper::upgrade::on(Response::from_parts(parts.clone(), ()));
+        let guard = drain.track();
+        tokio::spawn(async move {
+            let _guard = guard;
+            match tokio::join!(client_side, upstream_side) {
+                (Ok(c), Ok(u)) => {
+                    let mut c = TokioIo::new(c);
+                    let mut u = TokioIo::new(u);
+                    if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                        tracing::debug!(error = %e, "upgraded connection closed");
+                    }
+                }
+                (c, u) => tracing::debug!(client = ?c.err(), upstream = ?u.err(), "upgrade failed"),
+            }
+        });
+        return Response::from_parts(parts, full(Bytes::new()));
+    }
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body.boxed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_as_data() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-private"),
+            ("keep-alive", "timeout=5"),
+            ("x-private", "secret"),
+            ("transfer-encoding", "chunked"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("authorization", "token t"),
+            ("cookie", "a=b"),
+            ("content-type", "application/json"),
+        ] {
+            h.append(k, HeaderValue::from_static(v));
+        }
+        strip_hop_by_hop(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["authorization", "content-type", "cookie"]);
+    }
+
+    #[test]
+    fn upgrade_detection_and_uris() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
+        assert!(!is_upgrade(&h), "no Upgrade header");
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&h));
+        let uri: Uri = "/user/alice/api?x=1&y=%20".parse().expect("uri");
+        assert_eq!(
+            upstream_uri("http://127.0.0.1:9000", &uri).map(|u| u.to_string()),
+            Some("http://127.0.0.1:9000/user/alice/api?x=1&y=%20".into())
+        );
+        assert_eq!(
+            upstream_uri("127.0.0.1:8081/", &uri).map(|u| u.to_string()),
+            Some("http://127.0.0.1:8081/user/alice/api?x=1&y=%20".into())
+        );
+        assert_eq!(serde_quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+}

@@ -1,0 +1,221 @@
+//! Follows the replicated route table over `Routes.Watch`, failing over
+//! between hub replicas. The table is only ever replaced by a newer one:
+//! a lost stream leaves the last table in place.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use quorumhub_proto::v1::routes_client::RoutesClient;
+use quorumhub_proto::v1::watch_event::Event;
+use quorumhub_proto::v1::{Heartbeat, WatchEvent, WatchRequest};
+use rand::Rng;
+use tokio::sync::watch;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::Endpoint;
+
+use crate::table::RouteTable;
+
+/// Where `/hub/...` goes: the leader first (no forwarding hop for writes),
+/// then the others.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Hubs {
+    pub ordered: Vec<String>,
+}
+
+/// What the watcher publishes and the request path reads.
+pub(crate) struct Shared {
+    pub table: ArcSwap<RouteTable>,
+    pub hubs: ArcSwap<Hubs>,
+    pub connected: AtomicBool,
+    started: Instant,
+    last_event_ms: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(static_hubs: Vec<String>) -> Shared {
+        Shared {
+            table: ArcSwap::from_pointee(RouteTable::default()),
+            hubs: ArcSwap::from_pointee(Hubs {
+                ordered: static_hubs,
+            }),
+            connected: AtomicBool::new(false),
+            started: Instant::now(),
+            last_event_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn last_event_age(&self) -> Option<Duration> {
+        let at = self.last_event_ms.load(Ordering::Relaxed);
+        (at > 0).then(|| {
+            self.started
+                .elapsed()
+                .saturating_sub(Duration::from_millis(at))
+        })
+    }
+
+    fn touch(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.last_event_ms.store(ms.max(1), Ordering::Relaxed);
+    }
+
+    /// Apply one event; returns whether the route table changed.
+    pub fn apply(&self, event: WatchEvent) -> bool {
+        self.touch();
+        match event.event {
+            Some(Event::Snapshot(s)) => {
+                let next = RouteTable::from_snapshot(&s);
+                tracing::info!(
+                    revision = next.revision,
+                    routes = next.routes.len(),
+                    "route table snapshot"
+                );
+                self.table.store(Arc::new(next));
+                true
+            }
+            Some(Event::Change(c)) => match self.table.load().with_change(&c) {
+                Some(next) => {
+                    tracing::debug!(revision = next.revision, prefix = %c.prefix, upsert = c.route.is_some(), "route change");
+                    self.table.store(Arc::new(next));
+                    true
+                }
+                None => false,
+            },
+            Some(Event::Heartbeat(h)) => {
+                self.hubs_from(&h);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn hubs_from(&self, h: &Heartbeat) {
+        if h.members.is_empty() {
+            return;
+        }
+        let mut ordered: Vec<String> = h
+            .members
+            .iter()
+            .filter(|m| m.id == h.leader_id)
+            .chain(h.members.iter().filter(|m| m.id != h.leader_id))
+            .map(|m| m.http_addr.clone())
+            .filter(|a| !a.is_empty())
+            .collect();
+        ordered.dedup();
+        if ordered != self.hubs.load().ordered {
+            tracing::info!(hubs = ?ordered, "hub replicas");
+            self.hubs.store(Arc::new(Hubs { ordered }));
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum WatchError {
+    #[error("bad endpoint {0}")]
+    Endpoint(String),
+    #[error("cannot connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    #[error("no event for {0:?}: the stream is dead")]
+    Silent(Duration),
+    #[error("the hub ended the stream")]
+    Ended,
+}
+
+pub(crate) struct Watcher {
+    pub endpoints: Vec<String>,
+    pub secret: MetadataValue<Ascii>,
+    pub stream_timeout: Duration,
+    pub name: String,
+}
+
+impl Watcher {
+    /// Follow the route table until `stop` turns true.
+    pub async fn run(self, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+        let mut next = 0usize;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let endpoint = self.endpoints[next % self.endpoints.len()].clone();
+            next += 1;
+            let followed = tokio::select! {
+                r = self.follow(&shared, &endpoint) => r,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            shared.connected.store(false, Ordering::Relaxed);
+            match followed {
+                Err(WatchError::Status(s)) if s.code() == tonic::Code::Unauthenticated => {
+                    tracing::error!(%endpoint, "hub refused the cluster secret: check --cluster-secret / QUORUMHUB_CLUSTER_SECRET");
+                }
+                Err(e) => {
+                    tracing::warn!(%endpoint, error = %e, "route watch lost; keeping the last table")
+                }
+                Ok(()) => {}
+            }
+            // Another replica is tried at once; only after a whole round
+            // without a working stream does the watcher back off.
+            let pause = if next.is_multiple_of(self.endpoints.len()) {
+                let jitter = rand::thread_rng().gen_range(0..=backoff.as_millis() as u64 / 2);
+                let p = backoff + Duration::from_millis(jitter);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                p
+            } else {
+                Duration::from_millis(10)
+            };
+            if shared
+                .last_event_age()
+                .is_some_and(|age| age < self.stream_timeout * 2)
+            {
+                backoff = Duration::from_millis(50);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    async fn follow(&self, shared: &Shared, endpoint: &str) -> Result<(), WatchError> {
+        let uri = if endpoint.contains("://") {
+            endpoint.to_string()
+        } else {
+            format!("http://{endpoint}")
+        };
+        let channel = Endpoint::from_shared(uri)
+            .map_err(|_| WatchError::Endpoint(endpoint.to_string()))?
+            .connect_timeout(Duration::from_secs(1))
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        let secret = self.secret.clone();
+        let mut client =
+            RoutesClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+                req.metadata_mut()
+                    .insert(quorumhub_proto::AUTH_METADATA, secret.clone());
+                Ok(req)
+            })
+            .max_decoding_message_size(256 << 20);
+        let from_revision = shared.table.load().revision;
+        let request = WatchRequest {
+            from_revision,
+            watcher: self.name.clone(),
+        };
+        let mut stream = tokio::time::timeout(self.stream_timeout, client.watch(request))
+            .await
+            .map_err(|_| WatchError::Silent(self.stream_timeout))??
+            .into_inner();
+        shared.connected.store(true, Ordering::Relaxed);
+        tracing::info!(%endpoint, from_revision, "watching routes");
+        loop {
+            match tokio::time::timeout(self.stream_timeout, stream.message()).await {
+                Err(_) => return Err(WatchError::Silent(self.stream_timeout)),
+                Ok(Err(status)) => return Err(status.into()),
+                Ok(Ok(None)) => return Err(WatchError::Ended),
+                Ok(Ok(Some(event))) => {
+                    shared.apply(event);
+                }
+            }
+        }
+    }
+}
