@@ -25,10 +25,15 @@ impl AdminService {
         AdminService { hub }
     }
 
-    /// The leader's admin client, or `None` when this replica leads.
-    fn leader_client(&self) -> Result<Option<crate::hub::Admin>, Status> {
+    /// The leader's admin client, or `None` when this replica leads. A call
+    /// is forwarded at most once, so two replicas with stale views of who
+    /// leads cannot bounce it between them.
+    fn leader_client<T>(&self, req: &Request<T>) -> Result<Option<crate::hub::Admin>, Status> {
         match self.hub.leader() {
             Some((id, _)) if id == self.hub.id => Ok(None),
+            _ if req.metadata().contains_key(FORWARDED) => Err(Status::unavailable(
+                "leadership is changing; retry in a moment",
+            )),
             Some((_, Some(member))) => Ok(Some(self.hub.admin(&member.grpc_addr).map_err(status)?)),
             _ => Err(Status::unavailable(
                 "no leader is known right now; retry in a moment",
@@ -50,6 +55,16 @@ impl AdminService {
             })
             .collect()
     }
+}
+
+/// Marks a call this replica forwarded to the leader.
+const FORWARDED: &str = "x-quorumhub-forwarded";
+
+fn forwarded<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    r
 }
 
 pub(crate) fn status(e: HubError) -> Status {
@@ -131,8 +146,8 @@ impl admin_server::Admin for AdminService {
         &self,
         req: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusReply>, Status> {
-        if let Some(mut leader) = self.leader_client()? {
-            return leader.cluster_status(req.into_inner()).await;
+        if let Some(mut leader) = self.leader_client(&req)? {
+            return leader.cluster_status(forwarded(req.into_inner())).await;
         }
         let m = self.hub.raft.metrics().borrow().clone();
         let last = m.last_log_index.unwrap_or(0);
@@ -203,8 +218,8 @@ impl admin_server::Admin for AdminService {
         &self,
         req: Request<AddLearnerRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
-        if let Some(mut leader) = self.leader_client()? {
-            return leader.add_learner(req.into_inner()).await;
+        if let Some(mut leader) = self.leader_client(&req)? {
+            return leader.add_learner(forwarded(req.into_inner())).await;
         }
         let m = req
             .into_inner()
@@ -235,8 +250,8 @@ impl admin_server::Admin for AdminService {
         &self,
         req: Request<MemberRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
-        if let Some(mut leader) = self.leader_client()? {
-            return leader.promote_voter(req.into_inner()).await;
+        if let Some(mut leader) = self.leader_client(&req)? {
+            return leader.promote_voter(forwarded(req.into_inner())).await;
         }
         let id = req.into_inner().id;
         let res = self
@@ -255,8 +270,8 @@ impl admin_server::Admin for AdminService {
         &self,
         req: Request<MemberRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
-        if let Some(mut leader) = self.leader_client()? {
-            return leader.remove_member(req.into_inner()).await;
+        if let Some(mut leader) = self.leader_client(&req)? {
+            return leader.remove_member(forwarded(req.into_inner())).await;
         }
         let id = req.into_inner().id;
         let is_voter = self.members().iter().any(|m| m.id == id && m.voter);
@@ -283,8 +298,8 @@ impl admin_server::Admin for AdminService {
         &self,
         req: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderReply>, Status> {
-        if let Some(mut leader) = self.leader_client()? {
-            return leader.transfer_leader(req.into_inner()).await;
+        if let Some(mut leader) = self.leader_client(&req)? {
+            return leader.transfer_leader(forwarded(req.into_inner())).await;
         }
         crate::transfer::transfer(&self.hub, req.into_inner().target).await
     }

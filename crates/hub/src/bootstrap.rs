@@ -26,17 +26,13 @@ pub(crate) async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
 }
 
 async fn form_cluster(hub: &Hub) {
-    let mut peers = match hub.config.peer_map() {
+    let peers = match hub.config.peer_map() {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(error = %e, "bad --peer");
             return;
         }
     };
-    if peers.is_empty() && !hub.config.join {
-        // No --peer: a cluster of one, which can grow with `hubctl members add`.
-        peers.insert(hub.id, hub.config.me());
-    }
     loop {
         if hub.raft.is_initialized().await.unwrap_or(true) {
             return;

@@ -100,6 +100,8 @@ pub enum ConfigError {
     DuplicatePeer(NodeId),
     #[error("--peer does not include this replica (node {0}); list every initial member")]
     SelfNotInPeers(NodeId),
+    #[error("give --peer with the initial members to form a new cluster (one entry for a single replica), or --join to be added to an existing one")]
+    NoPeersNoJoin,
     #[error("{0}")]
     Secret(#[from] quorumhub_raft::auth::SecretError),
     #[error("--admin-token must be at least 16 characters")]
@@ -129,6 +131,9 @@ impl HubConfig {
         }
         quorumhub_state::validate_username(&self.admin_user).map_err(ConfigError::AdminUser)?;
         let peers = self.peer_map()?;
+        if peers.is_empty() && !self.join {
+            return Err(ConfigError::NoPeersNoJoin);
+        }
         if !peers.is_empty() && !peers.contains_key(&self.node_id) {
             return Err(ConfigError::SelfNotInPeers(self.node_id));
         }

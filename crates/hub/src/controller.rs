@@ -229,7 +229,13 @@ async fn start_process(hub: &Hub, job: &Job) -> Result<SpawnerState, String> {
         cwd: Some(servers_dir.clone()),
         log_path: Some(servers_dir.join(format!("{log_name}.log"))),
     };
-    let spawned = quorumhub_spawner::spawn_process(&spec).map_err(|e| e.to_string())?;
+    let spawned = match quorumhub_spawner::spawn_process(&spec) {
+        Ok(s) => s,
+        Err(e) => {
+            revoke(hub, &token_id).await;
+            return Err(e.to_string());
+        }
+    };
     let sp = SpawnerState {
         kind: "process".into(),
         host: spawned.host,
@@ -237,7 +243,7 @@ async fn start_process(hub: &Hub, job: &Job) -> Result<SpawnerState, String> {
         proc_start: spawned.proc_start,
         port,
         target: format!("http://127.0.0.1:{port}"),
-        token_id: Some(token_id),
+        token_id: Some(token_id.clone()),
     };
     let recorded = hub
         .propose(Command::SpawnStarted {
@@ -250,10 +256,23 @@ async fn start_process(hub: &Hub, job: &Job) -> Result<SpawnerState, String> {
     match recorded {
         Ok(Response::Done) => Ok(sp),
         other => {
-            // Not recorded: nobody could find this process later. Stop it.
+            // Not recorded (another leader's process won, or no quorum):
+            // nobody could find this process later. Stop it, drop its token.
             terminate(hub, &sp).await;
+            revoke(hub, &token_id).await;
             Err(format!("could not record the started process: {other:?}"))
         }
+    }
+}
+
+async fn revoke(hub: &Hub, token_id: &str) {
+    if let Err(e) = hub
+        .propose(Command::RevokeToken {
+            id: token_id.to_string(),
+        })
+        .await
+    {
+        tracing::warn!(token = token_id, error = %e, "could not revoke an unused server token");
     }
 }
 

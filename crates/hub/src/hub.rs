@@ -137,7 +137,13 @@ impl Hub {
                 Ok(resp) => return Ok(resp),
                 Err(WriteAttempt::Fatal(e)) => return Err(e),
                 Err(WriteAttempt::Forward(leader)) => {
-                    if let Ok(resp) = self.forward(&leader, &req, remaining).await {
+                    if let Ok((resp, index)) = self.forward(&leader, &req, remaining).await {
+                        // Read-your-writes on this replica too: answer only
+                        // once the entry is applied here.
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if !self.wait_applied(index, left).await {
+                            return Err(HubError::WriteUnavailable(timeout));
+                        }
                         return Ok(resp);
                     }
                 }
@@ -175,12 +181,13 @@ impl Hub {
         }
     }
 
+    /// The leader's response and a log index at which it is applied.
     async fn forward(
         &self,
         leader: &Member,
         req: &Request,
         limit: Duration,
-    ) -> Result<Response, HubError> {
+    ) -> Result<(Response, u64), HubError> {
         let command = serde_json::to_vec(req).map_err(|e| HubError::Internal(e.to_string()))?;
         let mut client = self.admin(&leader.grpc_addr)?;
         let mut call = tonic::Request::new(ProposeRequest { command });
@@ -189,8 +196,10 @@ impl Hub {
             tracing::debug!(leader = %leader.grpc_addr, status = %s.message(), "forwarded write not taken");
             HubError::Internal(s.message().to_string())
         })?;
-        serde_json::from_slice(&reply.into_inner().response)
-            .map_err(|e| HubError::Internal(format!("undecodable response from leader: {e}")))
+        let reply = reply.into_inner();
+        let resp = serde_json::from_slice(&reply.response)
+            .map_err(|e| HubError::Internal(format!("undecodable response from leader: {e}")))?;
+        Ok((resp, reply.log_index))
     }
 
     /// Wait until this replica has applied every write acknowledged before

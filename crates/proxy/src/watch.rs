@@ -64,6 +64,13 @@ impl Shared {
     pub fn apply(&self, event: WatchEvent) -> bool {
         self.touch();
         match event.event {
+            Some(Event::Snapshot(s)) if s.revision < self.table.load().revision => {
+                tracing::debug!(
+                    revision = s.revision,
+                    "ignoring a snapshot older than the table"
+                );
+                false
+            }
             Some(Event::Snapshot(s)) => {
                 let next = RouteTable::from_snapshot(&s);
                 tracing::info!(
@@ -122,6 +129,8 @@ enum WatchError {
     Silent(Duration),
     #[error("the hub ended the stream")]
     Ended,
+    #[error("the hub has known no leader for {0:?}; it may be cut off from the others")]
+    NoLeader(Duration),
 }
 
 pub(crate) struct Watcher {
@@ -207,15 +216,107 @@ impl Watcher {
             .into_inner();
         shared.connected.store(true, Ordering::Relaxed);
         tracing::info!(%endpoint, from_revision, "watching routes");
+        // A replica cut off from the quorum still streams heartbeats, but
+        // knows no leader and learns no new routes: move to another one.
+        let mut leaderless_since: Option<Instant> = None;
         loop {
             match tokio::time::timeout(self.stream_timeout, stream.message()).await {
                 Err(_) => return Err(WatchError::Silent(self.stream_timeout)),
                 Ok(Err(status)) => return Err(status.into()),
                 Ok(Ok(None)) => return Err(WatchError::Ended),
                 Ok(Ok(Some(event))) => {
+                    if let Some(Event::Heartbeat(h)) = &event.event {
+                        if h.leader_id == 0 {
+                            let since = *leaderless_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() > self.stream_timeout {
+                                return Err(WatchError::NoLeader(since.elapsed()));
+                            }
+                        } else {
+                            leaderless_since = None;
+                        }
+                    }
                     shared.apply(event);
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quorumhub_proto::v1::{Member, Route, RouteChange, RouteSnapshot};
+
+    use super::*;
+
+    fn ev(e: Event) -> WatchEvent {
+        WatchEvent { event: Some(e) }
+    }
+
+    fn route(prefix: &str, target: &str) -> Route {
+        Route {
+            prefix: prefix.into(),
+            target: target.into(),
+            user: String::new(),
+            server_name: String::new(),
+        }
+    }
+
+    #[test]
+    fn events_only_move_the_table_forward() {
+        let shared = Shared::new(vec!["static:1".into()]);
+        let snap = |rev, routes| {
+            ev(Event::Snapshot(RouteSnapshot {
+                revision: rev,
+                routes,
+            }))
+        };
+        assert!(shared.apply(snap(10, vec![route("/user/a/", "A")])));
+        assert!(
+            !shared.apply(snap(5, vec![])),
+            "an older snapshot is ignored"
+        );
+        assert_eq!(shared.table.load().lookup("/user/a/x"), Some("A"));
+        let change = |rev, r: Option<Route>, prefix: &str| {
+            ev(Event::Change(RouteChange {
+                revision: rev,
+                route: r,
+                prefix: prefix.into(),
+            }))
+        };
+        assert!(!shared.apply(change(10, None, "/user/a/")), "not newer");
+        assert!(shared.apply(change(11, Some(route("/user/b/", "B")), "/user/b/")));
+        assert!(shared.apply(change(12, None, "/user/a/")));
+        let t = shared.table.load();
+        assert_eq!(
+            (t.revision, t.lookup("/user/a/"), t.lookup("/user/b/")),
+            (12, None, Some("B"))
+        );
+        assert!(shared.last_event_age().is_some());
+    }
+
+    #[test]
+    fn heartbeats_put_the_leader_first() {
+        let shared = Shared::new(vec!["static:1".into()]);
+        let member = |id, http: &str| Member {
+            id,
+            grpc_addr: String::new(),
+            http_addr: http.into(),
+            voter: true,
+        };
+        shared.apply(ev(Event::Heartbeat(Heartbeat {
+            revision: 1,
+            node_id: 1,
+            leader_id: 3,
+            members: vec![member(1, "h1"), member(2, "h2"), member(3, "h3")],
+        })));
+        assert_eq!(shared.hubs.load().ordered, vec!["h3", "h1", "h2"]);
+        // A heartbeat naming no members keeps what is known.
+        shared.apply(ev(Event::Heartbeat(Heartbeat {
+            revision: 1,
+            node_id: 1,
+            leader_id: 0,
+            members: vec![],
+        })));
+        assert_eq!(shared.hubs.load().ordered, vec!["h3", "h1", "h2"]);
     }
 }

@@ -32,6 +32,21 @@ pub struct ReseedArgs {
     pub cluster_secret: String,
 }
 
+/// The replica holds an exclusive lock on its data dir while it runs.
+fn refuse_if_running(dir: &std::path::Path) -> anyhow::Result<()> {
+    let lock = dir.join("quorumhub.lock");
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(&lock) else {
+        return Ok(());
+    };
+    match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
+        Ok(true) => Ok(()),
+        _ => bail!(
+            "{} is in use by a running replica; stop it before re-seeding",
+            dir.display()
+        ),
+    }
+}
+
 pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
     let auth = ClientAuth::new(&args.cluster_secret)?;
     let channel = quorumhub_raft::network::channel(&args.from, Duration::from_secs(2))?;
@@ -66,6 +81,7 @@ pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
 
     let dir = &args.data_dir;
     if dir.exists() {
+        refuse_if_running(dir)?;
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())

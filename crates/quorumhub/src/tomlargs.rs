@@ -1,5 +1,6 @@
 //! `quorumhub hub --config FILE`: the file's keys become flags placed before
-//! the command-line ones, so flags win and clap validates both alike.
+//! the command-line ones, so clap validates both alike; a single-valued
+//! flag on the command line wins over the file, a list flag adds to it.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 
 pub fn expand(args: Vec<OsString>) -> anyhow::Result<Vec<OsString>> {
-    let Some(hub_at) = args.iter().position(|a| a == "hub") else {
+    let Some(hub_at) = subcommand_at(&args).filter(|i| args[*i] == "hub") else {
         return Ok(args);
     };
     let mut out: Vec<OsString> = args[..=hub_at].to_vec();
@@ -29,6 +30,23 @@ pub fn expand(args: Vec<OsString>) -> anyhow::Result<Vec<OsString>> {
     }
     out.extend(rest);
     Ok(out)
+}
+
+/// Index of the subcommand: the first argument that is neither a flag nor
+/// the value of the global `--log-format`.
+fn subcommand_at(args: &[OsString]) -> Option<usize> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if a == "--log-format" {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            return Some(i);
+        }
+    }
+    None
 }
 
 fn from_file(path: &Path) -> anyhow::Result<Vec<OsString>> {
@@ -57,18 +75,17 @@ fn from_file(path: &Path) -> anyhow::Result<Vec<OsString>> {
             toml::Value::Float(f) => push(f.to_string()),
             toml::Value::Boolean(true) => args.push(OsString::from(&flag)),
             toml::Value::Boolean(false) => {}
-            // One flag with comma-separated values: a list flag given on the
-            // command line then replaces the file's list as a whole.
+            // One flag per item (values may contain commas, e.g. a
+            // spawner argument). List flags on the command line add to the
+            // file's list.
             toml::Value::Array(items) => {
-                let mut values = Vec::new();
                 for item in items {
                     match item {
-                        toml::Value::String(s) => values.push(s),
-                        toml::Value::Integer(i) => values.push(i.to_string()),
+                        toml::Value::String(s) => push(s),
+                        toml::Value::Integer(i) => push(i.to_string()),
                         other => bail!("{}: {key}: unsupported array item {other}", path.display()),
                     }
                 }
-                push(values.join(","));
             }
             other => bail!("{}: {key}: unsupported value {other}", path.display()),
         }
@@ -114,11 +131,27 @@ mod tests {
                 "--node-id",
                 "2",
                 "--peer",
-                "1=a:1/b:2,2=c:3/d:4",
+                "1=a:1/b:2",
+                "--peer",
+                "2=c:3/d:4",
                 "--node-id",
                 "3"
             ]
         );
+        // Only the hub subcommand reads a config file; "hub" as a value elsewhere is no subcommand.
+        let other: Vec<OsString> = [
+            "quorumhub",
+            "--log-format",
+            "json",
+            "ctl",
+            "users",
+            "add",
+            "hub",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        assert_eq!(expand(other.clone()).expect("unchanged"), other);
         std::fs::write(&file, "node_id = [").expect("write");
         let args = ["quorumhub", "hub", "--config", file.to_str().expect("utf8")]
             .iter()

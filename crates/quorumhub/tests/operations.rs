@@ -161,6 +161,25 @@ async fn damaged_store_is_refused_and_reseed_recovers() {
     let locked = c.hub_args(leader);
     assert!(refused(&c, locked).contains("locked by another running replica"));
 
+    // Re-seeding refuses a running replica's data dir.
+    let running = Command::new(exe())
+        .args([
+            "reseed",
+            "--data-dir",
+            &c.node(leader).data.display().to_string(),
+            "--node-id",
+            &leader.to_string(),
+            "--cluster-id",
+            &c.cluster_id,
+            "--from",
+            &c.node(leader).grpc,
+        ])
+        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
+        .output()
+        .expect("reseed");
+    assert!(!running.status.success());
+    assert!(String::from_utf8_lossy(&running.stderr).contains("in use by a running replica"));
+
     // One command re-seeds it from a peer; it then catches up.
     let out = Command::new(exe())
         .args([
@@ -217,7 +236,7 @@ async fn bad_configuration_is_refused_before_anything_starts() {
             SECRET,
             "--node-id must be a positive integer",
         ),
-        (&["--node-id", "1"], "short", "use at least 16"),
+        (&["--node-id", "1", "--join"], "short", "use at least 16"),
         (
             &["--node-id", "1", "--peer", "1=a:1"],
             SECRET,

@@ -152,6 +152,8 @@ pub enum Rejection {
         got: u64,
         current: u64,
     },
+    #[error("a process is already recorded for this spawn of {user}'s server (pid {pid})")]
+    ProcessAlreadyRecorded { user: String, pid: u32 },
     #[error("No such token: {id}")]
     NoSuchToken { id: String },
     #[error("Token {id} already exists")]

@@ -101,6 +101,16 @@ impl HubState {
                 if server.phase == Phase::Running {
                     return Err(already_running(user, server_name));
                 }
+                // Two leaders may both have started a process for the same
+                // spawn (the old one did not know it had lost): the first
+                // record wins, the other process must be stopped by its
+                // starter.
+                if let Some(existing) = &server.spawner {
+                    return Err(Rejection::ProcessAlreadyRecorded {
+                        user: user.to_string(),
+                        pid: existing.pid,
+                    });
+                }
                 server.spawner = Some(spawner.clone());
                 Ok((Response::Done, vec![]))
             }

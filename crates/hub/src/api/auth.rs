@@ -1,6 +1,7 @@
 //! Who is calling: `Authorization: token <t>` (or `bearer <t>`, or
-//! `?token=<t>`), resolved against the bootstrap admin token and the
-//! replicated token table (tokens are stored as SHA-256 hashes).
+//! `?token=<t>`), resolved against the bootstrap admin token (from config,
+//! the same on every replica) and the replicated token table (tokens are
+//! stored as SHA-256 hashes), read behind the read barrier.
 
 use std::sync::Arc;
 
@@ -99,11 +100,9 @@ impl FromRequestParts<Arc<Hub>> for Caller {
                 });
             }
         }
-        if let Some(caller) = resolve(hub, &hash) {
-            return Ok(caller);
-        }
-        // The token may have been created through another replica and not be
-        // applied here yet: pass the read barrier once and look again.
+        // Tokens, and the admin flag of their owner, are replicated state: a
+        // lagging replica could still hold a revoked token or a demoted
+        // admin. Pass the read barrier first.
         hub.linearize().await?;
         resolve(hub, &hash).ok_or_else(|| {
             tracing::info!("refused a request with an unknown or expired token");

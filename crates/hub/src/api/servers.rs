@@ -15,7 +15,7 @@ use quorumhub_state::{normalize_username, Command, HubState, Rejection, Response
 
 use super::auth::Caller;
 use super::{json_body, slow_spawn_timeout, ApiError};
-use crate::hub::Hub;
+use crate::hub::{Hub, HubError};
 
 /// Wait until `pred` holds on the locally applied state.
 pub(crate) async fn wait_state(
@@ -106,24 +106,23 @@ fn label(server: &str) -> String {
     }
 }
 
-/// Request a stop; `Ok` once the stop is recorded.
-pub(crate) async fn stop(hub: &Hub, user: &str, server: &str) -> Result<(), Rejection> {
-    match hub
+/// Request a stop: `Ok(Ok(()))` once recorded, `Ok(Err(_))` when the state
+/// refuses it, `Err(_)` when it could not be committed at all.
+pub(crate) async fn stop(
+    hub: &Hub,
+    user: &str,
+    server: &str,
+) -> Result<Result<(), Rejection>, HubError> {
+    let outcome = hub
         .propose(Command::RequestStop {
             user: user.to_string(),
             server_name: server.to_string(),
         })
-        .await
-    {
-        Ok(SmResponse::Done) => Ok(()),
-        Ok(SmResponse::Rejected { rejection }) => Err(rejection),
-        Ok(_) => Ok(()),
-        Err(e) => Err(Rejection::Pending {
-            user: user.to_string(),
-            server_name: server.to_string(),
-            pending: format!("stop (not recorded: {e})"),
-        }),
-    }
+        .await?;
+    Ok(match outcome {
+        SmResponse::Rejected { rejection } => Err(rejection),
+        _ => Ok(()),
+    })
 }
 
 async fn stop_api(
@@ -136,7 +135,7 @@ async fn stop_api(
     if !caller.may_act_for(&user) {
         return Err(super::auth::forbidden(&format!("servers!user={user}")));
     }
-    match stop(hub, &user, server).await {
+    match stop(hub, &user, server).await? {
         Ok(()) => {}
         Err(Rejection::Pending { pending, .. }) if pending == "stop" => {
             return Ok(StatusCode::ACCEPTED)

@@ -265,8 +265,8 @@ pub(crate) async fn delete(
         .read(|s| s.user(&name).map(|u| u.servers.keys().cloned().collect()))
         .ok_or_else(|| no_such_user(&name))?;
     for server in &servers {
-        match super::servers::stop(&hub, &name, server).await {
-            Ok(_) | Err(Rejection::NotRunning { .. }) | Err(Rejection::Pending { .. }) => {}
+        match super::servers::stop(&hub, &name, server).await? {
+            Ok(()) | Err(Rejection::NotRunning { .. }) | Err(Rejection::Pending { .. }) => {}
             Err(r) => return Err(r.into()),
         }
     }

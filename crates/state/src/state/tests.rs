@@ -218,6 +218,7 @@ fn stop_while_spawning_keeps_the_pid_and_refuses_ready() {
             stop("alice"),
             started("alice", 2),
             ready("alice", 2),
+            started("alice", 2),
         ],
         expect![[r#"
             1 create_user: user alice admin=false 
@@ -225,6 +226,7 @@ fn stop_while_spawning_keeps_the_pid_and_refuses_ready() {
             3 request_stop: done 
             4 spawn_started: done 
             5 server_ready: REJECTED alice's server is pending stop, please wait 
+            6 spawn_started: REJECTED a process is already recorded for this spawn of alice's server (pid 4242) 
         "#]],
     );
     let server = state.server("alice", "").expect("still stopping");
