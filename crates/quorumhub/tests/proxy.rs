@@ -193,3 +193,68 @@ async fn proxy_serves_routes_and_survives_leader_kill() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Route watchers get the table, then every change — also after the
+/// leader has compacted its log into a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_watch_streams_changes_after_log_compaction() {
+    use quorumhub_proto::v1::routes_client::RoutesClient;
+    use quorumhub_proto::v1::watch_event::Event;
+    use quorumhub_proto::v1::WatchRequest;
+
+    let c = common::start(3, &["--snapshot-every", "20", "--keep-logs", "0"]).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let base = format!("http://{}", c.node(leader).http);
+    for i in 0..60 {
+        let r = client()
+            .post(format!("{base}/hub/api/users/w{i}"))
+            .header("Authorization", auth())
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let channel = quorumhub_raft::network::channel(&c.node(leader).grpc, Duration::from_secs(1))
+        .expect("channel");
+    let mut routes = RoutesClient::with_interceptor(
+        channel,
+        quorumhub_raft::auth::ClientAuth::new(common::SECRET).expect("secret"),
+    );
+    let mut stream = routes
+        .watch(WatchRequest {
+            from_revision: 0,
+            watcher: "test".into(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("event");
+    assert!(matches!(first.event, Some(Event::Snapshot(_))), "{first:?}");
+    let r = client()
+        .post(format!("{base}/hub/api/users/w1/server"))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("spawn");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ev = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            stream.message(),
+        )
+        .await
+        .expect("the route change arrives in time")
+        .expect("ok")
+        .expect("event");
+        if let Some(Event::Change(ch)) = ev.event {
+            if ch.prefix == "/user/w1/" && ch.route.is_some() {
+                break;
+            }
+        }
+    }
+}
