@@ -275,6 +275,20 @@ async fn raft_rpc_without_the_secret_is_refused() {
             .code(),
         tonic::Code::Unauthenticated
     );
+    // Nor can it join: adding a member is an Admin call, behind the same secret.
+    let mut admin = quorumhub_proto::v1::admin_client::AdminClient::new(channel.clone());
+    let join = quorumhub_proto::v1::AddLearnerRequest {
+        member: Some(quorumhub_proto::v1::Member {
+            id: 9,
+            grpc_addr: "127.0.0.1:1".into(),
+            http_addr: "127.0.0.1:2".into(),
+            voter: false,
+        }),
+    };
+    assert_eq!(
+        admin.add_learner(join).await.expect_err("no secret").code(),
+        tonic::Code::Unauthenticated
+    );
     // With the secret, garbage is refused as such and the cluster is fine.
     let right = quorumhub_raft::auth::ClientAuth::new(common::SECRET).expect("ascii");
     let mut with_right = RaftClient::with_interceptor(channel, right);
