@@ -49,6 +49,9 @@ struct Args {
     /// Small numbers, for a smoke run.
     #[arg(long)]
     quick: bool,
+    /// Extra flags for every hub replica, e.g. "--heartbeat-ms 20".
+    #[arg(long, allow_hyphen_values = true)]
+    hub_args: Option<String>,
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -281,7 +284,12 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     eprintln!("starting 3 replicas + proxy from {}", exe.display());
-    let mut c = Cluster::start(exe, 3, &[]).await;
+    let extra: Vec<&str> = args
+        .hub_args
+        .as_deref()
+        .map(|a| a.split_whitespace().collect())
+        .unwrap_or_default();
+    let mut c = Cluster::start(exe, 3, &extra).await;
     c.start_proxy();
     // Wait until the proxy reaches a hub.
     let http = reqwest::Client::new();

@@ -57,15 +57,15 @@ pub struct HubConfig {
     #[arg(long)]
     pub hub_api_url: Option<String>,
     /// Leader heartbeat interval.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 20)]
     pub heartbeat_ms: u64,
     /// A follower that heard nothing from the leader for its lease
     /// (election-timeout-max) plus a random election timeout in
-    /// [min, max) campaigns: 225–300 ms with these defaults (openraft's own
+    /// [min, max) campaigns: 150–200 ms with these defaults (openraft's own
     /// 150/300 gives 450–600 ms). Measured in qh-bench; see docs.
-    #[arg(long, default_value_t = 75)]
+    #[arg(long, default_value_t = 50)]
     pub election_timeout_min_ms: u64,
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 100)]
     pub election_timeout_max_ms: u64,
     /// Build a snapshot after this many log entries.
     #[arg(long, default_value_t = 5000)]
@@ -77,8 +77,24 @@ pub struct HubConfig {
     /// failing with 503.
     #[arg(long, default_value_t = 10_000)]
     pub write_timeout_ms: u64,
+    /// Which spawner starts single-user servers: `process` (a local process
+    /// on the leading replica's host) or `docker` (a container per server,
+    /// which outlives and is unaffected by any hub replica).
+    #[arg(long, value_enum, default_value_t = SpawnerKind::Process)]
+    pub spawner: SpawnerKind,
+    /// Docker spawner: image of the single-user servers.
+    #[arg(long, default_value = "quorumhub:dev")]
+    pub docker_image: String,
+    /// Docker spawner: network the server containers join; the proxies must
+    /// be on it (e.g. the compose network `quorumhub_qh`).
+    #[arg(long)]
+    pub docker_network: Option<String>,
+    /// Docker spawner: the engine's socket.
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    pub docker_socket: String,
     /// Command that runs a single-user server (default: this binary's
-    /// built-in `singleuser`). Repeat for arguments.
+    /// built-in `singleuser`; with `--spawner docker`, `singleuser` as the
+    /// image's command). Repeat for arguments.
     #[arg(long = "spawner-cmd", allow_hyphen_values = true)]
     pub spawner_cmd: Vec<String>,
     /// How long a new server has to answer HTTP.
@@ -93,6 +109,14 @@ pub struct HubConfig {
     /// Version reported by `GET /hub/api/`.
     #[arg(long, default_value = "5.3.0")]
     pub jupyterhub_version: String,
+}
+
+/// The spawner a replica uses; every replica of a cluster should use the
+/// same one, since any of them may lead.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpawnerKind {
+    Process,
+    Docker,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +139,8 @@ pub enum ConfigError {
     Timeouts(u64, u64, u64),
     #[error("--admin-user: {0}")]
     AdminUser(String),
+    #[error("--spawner docker needs --docker-network: the Docker network the proxies are on")]
+    DockerNetwork,
 }
 
 impl HubConfig {
@@ -135,6 +161,11 @@ impl HubConfig {
             return Err(ConfigError::Timeouts(h, lo, hi));
         }
         quorumhub_state::validate_username(&self.admin_user).map_err(ConfigError::AdminUser)?;
+        if self.spawner == SpawnerKind::Docker
+            && self.docker_network.as_deref().unwrap_or("").is_empty()
+        {
+            return Err(ConfigError::DockerNetwork);
+        }
         let peers = self.peer_map()?;
         if peers.is_empty() && !self.join {
             return Err(ConfigError::NoPeersNoJoin);

@@ -11,10 +11,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use quorumhub_spawner::docker::{self, ContainerSpec, DockerSpawner};
 use quorumhub_spawner::{ProcessSpec, ServerEnv};
 use quorumhub_state::{Command, Phase, Response, Route, SpawnerState, Token, TokenOwner};
 use tokio::sync::watch;
 
+use crate::config::SpawnerKind;
 use crate::hub::{hash_token, new_token, Hub};
 use crate::time::now_ms;
 
@@ -99,8 +101,8 @@ async fn handle(hub: &Hub, job: Job) {
         (Phase::Spawning, None) => spawn(hub, &job).await,
         (Phase::Spawning, Some(sp)) => adopt(hub, &job, sp.clone()).await,
         (Phase::Running, Some(sp)) => {
-            if !alive(sp) {
-                tracing::warn!(pid = sp.pid, "server process is gone");
+            if alive(hub, sp).await == Some(false) {
+                tracing::warn!(pid = sp.pid, host = %sp.host, "server process is gone");
                 stopped(hub, &job, "the server process exited").await;
             }
         }
@@ -114,16 +116,55 @@ async fn handle(hub: &Hub, job: Job) {
     }
 }
 
-fn alive(sp: &SpawnerState) -> bool {
+/// Whether the server's process or container runs: `Some(false)` only when
+/// that is known for sure (a Docker engine that does not answer is not
+/// proof that a container died).
+async fn alive(hub: &Hub, sp: &SpawnerState) -> Option<bool> {
+    match sp.kind.as_str() {
+        "docker" => match docker_client(hub).await {
+            Ok(d) => match d.is_running(&sp.host).await {
+                Ok(running) => Some(running),
+                Err(e) => {
+                    tracing::warn!(container = %sp.host, error = %e, "cannot check the server container");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check the server container");
+                None
+            }
+        },
+        _ => Some(process_alive(sp)),
+    }
+}
+
+fn process_alive(sp: &SpawnerState) -> bool {
     sp.host == quorumhub_spawner::host_name() && quorumhub_spawner::is_alive(sp.pid, sp.proc_start)
 }
 
+/// The Docker engine connection, made on first use.
+async fn docker_client(hub: &Hub) -> Result<&DockerSpawner, quorumhub_spawner::SpawnError> {
+    hub.docker
+        .get_or_try_init(|| DockerSpawner::connect(&hub.config.docker_socket))
+        .await
+}
+
 async fn terminate(hub: &Hub, sp: &SpawnerState) {
+    let grace = Duration::from_secs(hub.config.stop_grace_s);
+    if sp.kind == "docker" {
+        let result = match docker_client(hub).await {
+            Ok(d) => d.stop_and_remove(&sp.host, grace).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(container = %sp.host, error = %e, "stopping the server container failed");
+        }
+        return;
+    }
     if sp.host != quorumhub_spawner::host_name() {
         tracing::warn!(host = %sp.host, pid = sp.pid, "server runs on another host; cannot signal it from here");
         return;
     }
-    let grace = Duration::from_secs(hub.config.stop_grace_s);
     if let Err(e) = quorumhub_spawner::stop_process(sp.pid, sp.proc_start, grace).await {
         tracing::warn!(pid = sp.pid, error = %e, "stopping the server process failed");
     }
@@ -166,7 +207,6 @@ async fn spawn(hub: &Hub, job: &Job) {
 }
 
 async fn start_process(hub: &Hub, job: &Job) -> Result<SpawnerState, String> {
-    let port = quorumhub_spawner::pick_free_port().map_err(|e| format!("no free port: {e}"))?;
     let token = new_token();
     let token_id = match hub
         .propose(Command::CreateToken {
@@ -198,52 +238,16 @@ async fn start_process(hub: &Hub, job: &Job) -> Result<SpawnerState, String> {
         }
         Err(e) => return Err(format!("could not create the server's API token: {e}")),
     };
-    let prefix = Route::prefix_for(&job.user, &job.server);
-    let mut server_env = ServerEnv::new(
-        job.user.clone(),
-        job.server.clone(),
-        token,
-        hub.config.hub_api_url(),
-        Some(hub.config.public_url.clone()),
-        port,
-    );
-    server_env.env_keep = quorumhub_spawner::env_keep_from_os(quorumhub_spawner::DEFAULT_ENV_KEEP);
-    debug_assert_eq!(server_env.service_prefix(), prefix);
-    let env = quorumhub_spawner::jupyterhub_env(&server_env);
-    let cmd = if hub.config.spawner_cmd.is_empty() {
-        let exe = std::env::current_exe()
-            .map_err(|e| format!("cannot find the quorumhub binary: {e}"))?;
-        vec![exe.display().to_string(), "singleuser".into()]
-    } else {
-        hub.config.spawner_cmd.clone()
+    let started = match hub.config.spawner {
+        SpawnerKind::Process => start_local(hub, job, token, &token_id),
+        SpawnerKind::Docker => start_container(hub, job, token, &token_id).await,
     };
-    let servers_dir = hub.config.data_dir.join("servers");
-    let log_name = if job.server.is_empty() {
-        job.user.clone()
-    } else {
-        format!("{}-{}", job.user, job.server)
-    };
-    let spec = ProcessSpec {
-        cmd,
-        env,
-        cwd: Some(servers_dir.clone()),
-        log_path: Some(servers_dir.join(format!("{log_name}.log"))),
-    };
-    let spawned = match quorumhub_spawner::spawn_process(&spec) {
-        Ok(s) => s,
+    let sp = match started {
+        Ok(sp) => sp,
         Err(e) => {
             revoke(hub, &token_id).await;
-            return Err(e.to_string());
+            return Err(e);
         }
-    };
-    let sp = SpawnerState {
-        kind: "process".into(),
-        host: spawned.host,
-        pid: spawned.pid,
-        proc_start: spawned.proc_start,
-        port,
-        target: format!("http://127.0.0.1:{port}"),
-        token_id: Some(token_id.clone()),
     };
     let recorded = hub
         .propose(Command::SpawnStarted {
@@ -265,6 +269,146 @@ async fn start_process(hub: &Hub, job: &Job) -> Result<SpawnerState, String> {
     }
 }
 
+/// Starts the server as a local process (the process spawner).
+fn start_local(
+    hub: &Hub,
+    job: &Job,
+    token: String,
+    token_id: &str,
+) -> Result<SpawnerState, String> {
+    let port = quorumhub_spawner::pick_free_port().map_err(|e| format!("no free port: {e}"))?;
+    let mut server_env = ServerEnv::new(
+        job.user.clone(),
+        job.server.clone(),
+        token,
+        hub.config.hub_api_url(),
+        Some(hub.config.public_url.clone()),
+        port,
+    );
+    server_env.env_keep = quorumhub_spawner::env_keep_from_os(quorumhub_spawner::DEFAULT_ENV_KEEP);
+    let env = quorumhub_spawner::jupyterhub_env(&server_env);
+    let cmd = if hub.config.spawner_cmd.is_empty() {
+        let exe = std::env::current_exe()
+            .map_err(|e| format!("cannot find the quorumhub binary: {e}"))?;
+        vec![exe.display().to_string(), "singleuser".into()]
+    } else {
+        hub.config.spawner_cmd.clone()
+    };
+    let servers_dir = hub.config.data_dir.join("servers");
+    let log_name = if job.server.is_empty() {
+        job.user.clone()
+    } else {
+        format!("{}-{}", job.user, job.server)
+    };
+    let spec = ProcessSpec {
+        cmd,
+        env,
+        cwd: Some(servers_dir.clone()),
+        log_path: Some(servers_dir.join(format!("{log_name}.log"))),
+    };
+    let spawned = quorumhub_spawner::spawn_process(&spec).map_err(|e| e.to_string())?;
+    Ok(SpawnerState {
+        kind: "process".into(),
+        host: spawned.host,
+        pid: spawned.pid,
+        proc_start: spawned.proc_start,
+        port,
+        target: format!("http://127.0.0.1:{port}"),
+        token_id: Some(token_id.to_string()),
+    })
+}
+
+/// Starts the server as a container of its own (the Docker spawner). Its
+/// name is fixed by (cluster, user, server, generation), so a container
+/// left by a leader that died before recording it is found here, its token
+/// revoked and the container replaced.
+async fn start_container(
+    hub: &Hub,
+    job: &Job,
+    token: String,
+    token_id: &str,
+) -> Result<SpawnerState, String> {
+    let d = docker_client(hub).await.map_err(|e| e.to_string())?;
+    let network = hub.config.docker_network.clone().unwrap_or_default();
+    let labels: std::collections::BTreeMap<String, String> = [
+        (docker::LABEL_CLUSTER, hub.cluster_id.clone()),
+        (docker::LABEL_USER, job.user.clone()),
+        (docker::LABEL_SERVER, job.server.clone()),
+        (docker::LABEL_GENERATION, job.generation.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    // Containers of this generation that nobody recorded: a leader started
+    // them and lost leadership (or died) before SpawnStarted committed.
+    for (old, old_labels) in d.find_labelled(&labels).await.map_err(|e| e.to_string())? {
+        tracing::info!(container = %old, "removing a container a previous leader started but never recorded");
+        if let Some(old_token) = old_labels.get(docker::LABEL_TOKEN_ID) {
+            revoke(hub, old_token).await;
+        }
+        d.stop_and_remove(&old, Duration::ZERO)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let attempt: String = token_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(8)
+        .collect();
+    let name = docker::container_name(
+        &hub.cluster_id,
+        &job.user,
+        &job.server,
+        job.generation,
+        &attempt,
+    );
+    let mut server_env = ServerEnv::new(
+        job.user.clone(),
+        job.server.clone(),
+        token,
+        hub.config.hub_api_url(),
+        Some(hub.config.public_url.clone()),
+        docker::CONTAINER_PORT,
+    );
+    server_env.ip = "0.0.0.0".into();
+    let env = quorumhub_spawner::jupyterhub_env(&server_env);
+    let cmd = if hub.config.spawner_cmd.is_empty() {
+        vec!["singleuser".to_string()]
+    } else {
+        hub.config.spawner_cmd.clone()
+    };
+    let mut labels = labels;
+    labels.insert(docker::LABEL_TOKEN_ID.to_string(), token_id.to_string());
+    let spec = ContainerSpec {
+        name: name.clone(),
+        image: hub.config.docker_image.clone(),
+        network: network.clone(),
+        cmd,
+        env,
+        labels,
+    };
+    let info = d.start(&spec).await.map_err(|e| e.to_string())?;
+    let Some(ip) = info.ip else {
+        let _ = d.stop_and_remove(&name, Duration::ZERO).await;
+        return Err(format!(
+            "container {name} has no address on network {network:?}; check --docker-network"
+        ));
+    };
+    Ok(SpawnerState {
+        kind: "docker".into(),
+        host: name,
+        pid: 0,
+        proc_start: 0,
+        port: docker::CONTAINER_PORT,
+        target: format!(
+            "http://{}:{}",
+            quorumhub_spawner::fmt_ip_url(&ip),
+            docker::CONTAINER_PORT
+        ),
+        token_id: Some(token_id.to_string()),
+    })
+}
+
 async fn revoke(hub: &Hub, token_id: &str) {
     if let Err(e) = hub
         .propose(Command::RevokeToken {
@@ -277,7 +421,7 @@ async fn revoke(hub: &Hub, token_id: &str) {
 }
 
 async fn adopt(hub: &Hub, job: &Job, sp: SpawnerState) {
-    if !alive(&sp) {
+    if alive(hub, &sp).await == Some(false) {
         stopped(hub, job, "the server process died before it was ready").await;
         return;
     }
@@ -292,7 +436,10 @@ async fn wait_and_publish(hub: &Hub, job: &Job, sp: SpawnerState) {
     let url = format!("{}{}", sp.target, Route::prefix_for(&job.user, &job.server));
     let limit = Duration::from_secs(hub.config.spawn_timeout_s);
     let probe = sp.clone();
-    if let Err(e) = quorumhub_spawner::wait_http_ready(&url, limit, move || alive(&probe)).await {
+    // A container's liveness needs the engine (async); the spawn timeout
+    // bounds the wait for one that died.
+    let check = move || probe.kind != "process" || process_alive(&probe);
+    if let Err(e) = quorumhub_spawner::wait_http_ready(&url, limit, check).await {
         tracing::warn!(error = %e, "server never answered");
         terminate(hub, &sp).await;
         stopped(hub, job, &format!("the server did not become ready: {e}")).await;

@@ -49,6 +49,8 @@ pub struct Hub {
     pub(crate) transfer_gate: tokio::sync::RwLock<()>,
     /// Hex SHA-256 of the bootstrap admin token.
     pub admin_token_hash: Option<String>,
+    /// The Docker engine (`--spawner docker`), connected on first use.
+    pub(crate) docker: tokio::sync::OnceCell<quorumhub_spawner::docker::DockerSpawner>,
 }
 
 impl Hub {
@@ -65,6 +67,7 @@ impl Hub {
             admins: Mutex::new(HashMap::new()),
             transfer_gate: tokio::sync::RwLock::new(()),
             admin_token_hash,
+            docker: tokio::sync::OnceCell::new(),
             config,
         }
     }
@@ -128,6 +131,7 @@ impl Hub {
         let timeout = self.config.write_timeout();
         let deadline = Instant::now() + timeout;
         let mut backoff = Duration::from_millis(5);
+        let mut leadership = self.leadership();
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -149,9 +153,45 @@ impl Hub {
                 }
                 Err(WriteAttempt::Retry) => {}
             }
-            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
-                .await;
+            self.retry_pause(&mut leadership, backoff, deadline).await;
             backoff = (backoff * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Who leads, in which term: what a retry waits to see change.
+    fn leadership(&self) -> (Option<NodeId>, u64) {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        (m.current_leader, m.current_term)
+    }
+
+    /// Sleep before a retry, but wake as soon as a (new) leader is known, so
+    /// that a write waiting out an election goes on the moment it ends.
+    async fn retry_pause(
+        &self,
+        seen: &mut (Option<NodeId>, u64),
+        backoff: Duration,
+        deadline: Instant,
+    ) {
+        let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
+        let mut metrics = self.raft.metrics();
+        let changed = async {
+            loop {
+                if metrics.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                let now = {
+                    let m = metrics.borrow();
+                    (m.current_leader, m.current_term)
+                };
+                if now != *seen && now.0.is_some() {
+                    return now;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => *seen = self.leadership(),
+            now = changed => *seen = now,
         }
     }
 
@@ -208,6 +248,7 @@ impl Hub {
         let timeout = self.config.write_timeout();
         let deadline = Instant::now() + timeout;
         let mut backoff = Duration::from_millis(5);
+        let mut leadership = self.leadership();
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
@@ -222,7 +263,7 @@ impl Hub {
                 Err(Some(fatal)) => return Err(fatal),
                 Err(None) => {}
             }
-            tokio::time::sleep(backoff).await;
+            self.retry_pause(&mut leadership, backoff, deadline).await;
             backoff = (backoff * 2).min(Duration::from_millis(50));
         }
     }

@@ -1,4 +1,5 @@
-//! The embedded process spawner and the built-in single-user server.
+//! The embedded process spawner, the Docker spawner ([`docker`]) and the
+//! built-in single-user server.
 //!
 //! The hub's controller uses [`spawn_process`] to start a single-user server
 //! with the environment from [`jupyterhub_env`], records
@@ -13,6 +14,7 @@
 //! `quorumhub singleuser`), so demos and tests need nothing outside the
 //! workspace.
 
+pub mod docker;
 mod env;
 mod process;
 mod ready;
@@ -59,6 +61,12 @@ pub enum SpawnError {
     BadUrl { url: String, reason: String },
     #[error("the server process exited before it answered HTTP at {url}; read its log file for the reason")]
     Died { url: String },
+    #[error("cannot reach the Docker engine at {socket}: {detail}; mount the engine's socket into the hub (e.g. -v /var/run/docker.sock:/var/run/docker.sock) or set --docker-socket")]
+    DockerSocket { socket: String, detail: String },
+    #[error("Docker image {image:?} not found ({detail}); build it on every Docker host (deploy/build-images.sh) or set --docker-image")]
+    DockerImage { image: String, detail: String },
+    #[error("Docker {op} failed: {detail}")]
+    Docker { op: &'static str, detail: String },
     #[error("the server did not answer HTTP at {url} within {timeout:?} (last attempt: {last}); read its log file, or raise --spawn-timeout-s if it is just slow")]
     NotReady {
         url: String,

@@ -1,0 +1,358 @@
+//! The Docker spawner: each single-user server is a container of its own on
+//! a Docker network that the proxies can reach.
+//!
+//! A server in its own container outlives, and is unaffected by, whatever
+//! happens to the hub replica that started it: a `kill -9`, a pause, a
+//! network partition or an upgrade of that replica. Any replica that can
+//! reach the same Docker engine finds it again by its recorded name, and
+//! finds containers that a leader started but died before recording by
+//! their labels (cluster, user, server, generation).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    StopContainerOptions,
+};
+use bollard::Docker;
+use sha2::{Digest, Sha256};
+
+use crate::SpawnError;
+
+/// Labels every server container carries, so operators (and `deploy/down.sh`)
+/// can find them: `docker ps --filter label=quorumhub.cluster`.
+pub const LABEL_CLUSTER: &str = "quorumhub.cluster";
+pub const LABEL_USER: &str = "quorumhub.user";
+pub const LABEL_SERVER: &str = "quorumhub.server";
+pub const LABEL_GENERATION: &str = "quorumhub.generation";
+/// Id of the API token the container was given (to revoke it if the
+/// container is replaced before it was recorded).
+pub const LABEL_TOKEN_ID: &str = "quorumhub.token-id";
+
+/// Port the server listens on inside its container.
+pub const CONTAINER_PORT: u16 = 8888;
+
+/// What to start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerSpec {
+    /// From [`container_name`].
+    pub name: String,
+    pub image: String,
+    /// Network the container joins; the proxies must be on it too.
+    pub network: String,
+    /// Command (the image's entrypoint stays); empty = the image's default.
+    pub cmd: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container as the spawner sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub running: bool,
+    /// Its address on the spawner's network, while it runs.
+    pub ip: Option<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The container name for one attempt to spawn one server: readable,
+/// within Docker's `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, and distinct for distinct
+/// inputs (a hash of the exact names disambiguates what sanitising merged;
+/// `attempt` tells apart two leaders' attempts at the same generation).
+pub fn container_name(
+    cluster: &str,
+    user: &str,
+    server: &str,
+    generation: u64,
+    attempt: &str,
+) -> String {
+    let digest = Sha256::digest(format!("{cluster}\0{user}\0{server}").as_bytes());
+    let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let mut readable = sanitize(user);
+    if !server.is_empty() {
+        readable.push('-');
+        readable.push_str(&sanitize(server));
+    }
+    readable.truncate(40);
+    format!(
+        "qh-{}-{readable}-{short}-g{generation}-{}",
+        sanitize(cluster),
+        sanitize(attempt)
+    )
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// A connection to the Docker engine.
+#[derive(Clone, Debug)]
+pub struct DockerSpawner {
+    docker: Docker,
+}
+
+fn docker_err(op: &'static str, e: bollard::errors::Error) -> SpawnError {
+    SpawnError::Docker {
+        op,
+        detail: e.to_string(),
+    }
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+impl DockerSpawner {
+    /// Connects to the engine's Unix socket and agrees on an API version.
+    pub async fn connect(socket: &str) -> Result<Self, SpawnError> {
+        let docker =
+            Docker::connect_with_unix(socket, 30, bollard::API_DEFAULT_VERSION).map_err(|e| {
+                SpawnError::DockerSocket {
+                    socket: socket.to_string(),
+                    detail: e.to_string(),
+                }
+            })?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| SpawnError::DockerSocket {
+                socket: socket.to_string(),
+                detail: e.to_string(),
+            })?;
+        Ok(Self { docker })
+    }
+
+    /// The container called `name`, if it exists.
+    pub async fn inspect(
+        &self,
+        name: &str,
+        network: &str,
+    ) -> Result<Option<ContainerInfo>, SpawnError> {
+        let resp = match self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(docker_err("inspect", e)),
+        };
+        let running = resp.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        let ip = resp
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .and_then(|n| n.get(network))
+            .and_then(|n| n.ip_address.clone())
+            .filter(|ip| !ip.is_empty());
+        let labels = resp
+            .config
+            .and_then(|c| c.labels)
+            .map(|l| l.into_iter().collect())
+            .unwrap_or_default();
+        Ok(Some(ContainerInfo {
+            id: resp.id.unwrap_or_default(),
+            running,
+            ip,
+            labels,
+        }))
+    }
+
+    /// Creates and starts the container.
+    pub async fn start(&self, spec: &ContainerSpec) -> Result<ContainerInfo, SpawnError> {
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            hostname: Some(spec.name.chars().take(63).collect()),
+            cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            labels: Some(
+                spec.labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<HashMap<_, _>>(),
+            ),
+            host_config: Some(HostConfig {
+                network_mode: Some(spec.network.clone()),
+                init: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: Some(spec.name.clone()),
+                    ..Default::default()
+                }),
+                body,
+            )
+            .await
+            .map_err(|e| match e {
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    message,
+                } => SpawnError::DockerImage {
+                    image: spec.image.clone(),
+                    detail: message,
+                },
+                e => docker_err("create", e),
+            })?;
+        self.docker
+            .start_container(&spec.name, None)
+            .await
+            .map_err(|e| docker_err("start", e))?;
+        match self.inspect(&spec.name, &spec.network).await? {
+            Some(info) => Ok(info),
+            None => Err(SpawnError::Docker {
+                op: "inspect",
+                detail: format!("container {} vanished right after it started", spec.name),
+            }),
+        }
+    }
+
+    /// Names and labels of every container (running or not) that carries
+    /// all of `labels`.
+    pub async fn find_labelled(
+        &self,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<(String, BTreeMap<String, String>)>, SpawnError> {
+        let filter: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let list = self
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(HashMap::from([("label".to_string(), filter)])),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| docker_err("list", e))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names?.first()?.trim_start_matches('/').to_string();
+                let labels = c.labels.unwrap_or_default().into_iter().collect();
+                Some((name, labels))
+            })
+            .collect())
+    }
+
+    /// Whether the container runs (a missing container does not).
+    pub async fn is_running(&self, name: &str) -> Result<bool, SpawnError> {
+        match self
+            .docker
+            .inspect_container(name, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(r) => Ok(r.state.and_then(|s| s.running).unwrap_or(false)),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(docker_err("inspect", e)),
+        }
+    }
+
+    /// Stops (SIGTERM, then SIGKILL after `grace`) and removes the
+    /// container; a container that is already gone is fine.
+    pub async fn stop_and_remove(&self, name: &str, grace: Duration) -> Result<(), SpawnError> {
+        let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        match self
+            .docker
+            .stop_container(
+                name,
+                Some(StopContainerOptions {
+                    t: Some(t),
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            // 304: already stopped.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => {}
+            Err(e) => return Err(docker_err("stop", e)),
+        }
+        match self
+            .docker
+            .remove_container(
+                name,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // 409: removal already in progress.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            }) => Ok(()),
+            Err(e) => Err(docker_err("remove", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_valid_readable_and_distinct() {
+        let cases = [
+            ("quorumhub", "alice", "", 1, "qh-quorumhub-alice-"),
+            (
+                "quorumhub",
+                "bob@example.org",
+                "lab",
+                7,
+                "qh-quorumhub-bob-example.org-lab-",
+            ),
+            ("c", "a-b", "", 1, "qh-c-a-b-"),
+        ];
+        for (cluster, user, server, generation, prefix) in cases {
+            let name = container_name(cluster, user, server, generation, "x1");
+            assert!(
+                name.starts_with(prefix),
+                "{name} should start with {prefix}"
+            );
+            assert!(name.ends_with(&format!("-g{generation}-x1")), "{name}");
+            assert!(name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)));
+        }
+        // Sanitising maps '@' and '-' alike; the hash keeps them apart.
+        assert_ne!(
+            container_name("c", "a@b", "", 1, "x"),
+            container_name("c", "a-b", "", 1, "x")
+        );
+        // A user "a" with server "b" differs from a user "a-b".
+        assert_ne!(
+            container_name("c", "a", "b", 1, "x"),
+            container_name("c", "a-b", "", 1, "x")
+        );
+        assert_ne!(
+            container_name("c", "a", "", 1, "x"),
+            container_name("c", "a", "", 2, "x")
+        );
+    }
+}
