@@ -47,6 +47,8 @@ rootfs() {
   local bin lib
   for bin in "$@"; do
     cp "$bin" "$dest/usr/local/bin/"
+    # Debug line tables stay in target/release for symbolising backtraces.
+    if command -v strip >/dev/null; then strip --strip-debug "$dest/usr/local/bin/$(basename "$bin")"; fi
     for lib in $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
       mkdir -p "$dest$(dirname "$lib")"
       cp -L "$lib" "$dest$lib"
