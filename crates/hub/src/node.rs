@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use quorumhub_proto::v1::admin_server::AdminServer;
@@ -79,6 +80,10 @@ pub async fn run(
         .context("starting the Raft node")?;
     let hub = Arc::new(Hub::new(raft.clone(), shared, config.clone(), auth));
 
+    // Shutdown runs in two steps: `drain` closes the HTTP API and the route
+    // watches (proxies move to another replica), `stop` then ends gRPC (and
+    // with it this replica's part in Raft), bootstrap and the controller.
+    let (drain_tx, drain_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -97,7 +102,7 @@ pub async fn run(
             server_auth.clone(),
         ))
         .add_service(RoutesServer::with_interceptor(
-            RoutesService::new(hub.clone()),
+            RoutesService::new(hub.clone(), drain_rx.clone()),
             server_auth,
         ))
         .serve_with_incoming_shutdown(
@@ -111,7 +116,7 @@ pub async fn run(
         crate::api::router(hub.clone())
             .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
-    .with_graceful_shutdown(stopped(stop_rx.clone()));
+    .with_graceful_shutdown(stopped(drain_rx.clone()));
     let http_task = tokio::spawn(async move { http.await });
 
     tracing::info!(
@@ -125,13 +130,69 @@ pub async fn run(
     tokio::spawn(crate::controller::run(hub.clone(), stop_rx.clone()));
 
     shutdown.await;
-    tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
-    if let Err(e) = raft.shutdown().await {
-        tracing::warn!(error = %e, "raft did not stop cleanly");
-    }
-    let _ = grpc_task.await;
-    let _ = http_task.await;
+    graceful_stop(&hub, drain_tx, stop_tx, http_task, grpc_task).await;
     drop(data_dir);
     Ok(())
+}
+
+/// How long shutdown waits for HTTP requests in flight.
+const HTTP_DRAIN: Duration = Duration::from_secs(10);
+/// How long shutdown waits for gRPC calls in flight (Raft RPCs are short).
+const GRPC_DRAIN: Duration = Duration::from_secs(3);
+
+/// SIGTERM: hand leadership to another voter, finish what is in flight, then
+/// leave. A replica stopped this way costs no election timeout, and no
+/// request that reached it fails.
+async fn graceful_stop(
+    hub: &Arc<Hub>,
+    drain_tx: watch::Sender<bool>,
+    stop_tx: watch::Sender<bool>,
+    http_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    grpc_task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+) {
+    let started = Instant::now();
+    tracing::info!("shutting down");
+    hand_over_leadership(hub).await;
+    let _ = drain_tx.send(true);
+    if tokio::time::timeout(HTTP_DRAIN, http_task).await.is_err() {
+        tracing::warn!(
+            "HTTP requests still in flight after {} s; closing them",
+            HTTP_DRAIN.as_secs()
+        );
+    }
+    let _ = stop_tx.send(true);
+    if let Err(e) = hub.raft.shutdown().await {
+        tracing::warn!(error = %e, "raft did not stop cleanly");
+    }
+    if tokio::time::timeout(GRPC_DRAIN, grpc_task).await.is_err() {
+        tracing::warn!("gRPC calls still in flight; closing them");
+    }
+    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "stopped");
+}
+
+/// If this replica leads and another voter can take over, move leadership
+/// there first; otherwise (single voter, transfer refused) just go on.
+async fn hand_over_leadership(hub: &Hub) {
+    let m = hub.raft.metrics().borrow().clone();
+    if m.current_leader != Some(hub.id) {
+        return;
+    }
+    let voters = m.membership_config.membership().voter_ids().count();
+    if voters < 2 {
+        return;
+    }
+    match crate::transfer::transfer(hub, 0).await {
+        Ok(reply) => {
+            let reply = reply.into_inner();
+            tracing::info!(
+                new_leader = reply.new_leader,
+                elapsed_ms = reply.elapsed_ms,
+                "leadership handed over before stopping"
+            )
+        }
+        Err(e) => tracing::warn!(
+            error = %e.message(),
+            "could not hand over leadership; stopping anyway (the others elect a leader)"
+        ),
+    }
 }

@@ -15,7 +15,7 @@ use quorumhub_proto::v1::routes_server;
 use quorumhub_proto::v1::watch_event::Event;
 use quorumhub_proto::v1::*;
 use quorumhub_state::{Route as SmRoute, RouteEvent};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -25,11 +25,14 @@ pub const HEARTBEAT: Duration = Duration::from_secs(1);
 
 pub struct RoutesService {
     hub: Arc<Hub>,
+    /// Becomes true when this replica shuts down: every watch stream ends,
+    /// so its proxy reconnects to another replica at once.
+    drain: watch::Receiver<bool>,
 }
 
 impl RoutesService {
-    pub fn new(hub: Arc<Hub>) -> RoutesService {
-        RoutesService { hub }
+    pub fn new(hub: Arc<Hub>, drain: watch::Receiver<bool>) -> RoutesService {
+        RoutesService { hub, drain }
     }
 }
 
@@ -108,6 +111,10 @@ fn heartbeat(hub: &Hub, revision: u64) -> Event {
     })
 }
 
+async fn drained(mut drain: watch::Receiver<bool>) {
+    let _ = drain.wait_for(|d| *d).await;
+}
+
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -123,10 +130,18 @@ impl routes_server::Routes for RoutesService {
         tracing::info!(?remote, %watcher, from_revision, "route watcher connected");
         let (tx, rx) = mpsc::channel::<Result<WatchEvent, Status>>(64);
         let hub = self.hub.clone();
+        let drain = self.drain.clone();
+        if *self.drain.borrow() {
+            return Err(Status::unavailable(
+                "this replica is shutting down; watch another one",
+            ));
+        }
         tokio::spawn(async move {
             let mut applied = hub.sm.subscribe();
             let mut held = from_revision;
             let mut tick = tokio::time::interval(HEARTBEAT);
+            let drained = drained(drain);
+            tokio::pin!(drained);
             loop {
                 let (revision, events) = catch_up(&hub, held);
                 held = revision;
@@ -141,6 +156,10 @@ impl routes_server::Routes for RoutesService {
                     }
                 }
                 tokio::select! {
+                    _ = &mut drained => {
+                        tracing::info!(%watcher, "ending route watch: shutting down");
+                        return;
+                    }
                     changed = applied.changed() => if changed.is_err() { return },
                     _ = tick.tick() => {
                         let beat = WatchEvent { event: Some(heartbeat(&hub, held)) };

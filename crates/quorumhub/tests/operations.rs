@@ -272,3 +272,94 @@ async fn bad_configuration_is_refused_before_anything_starts() {
         "nothing was written"
     );
 }
+
+/// SIGTERM of the leader while a proxy watches its routes: it hands
+/// leadership over first, ends the route watch, and exits by itself; a
+/// client writing through another replica meanwhile sees no failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_hands_leadership_over_and_exits_with_a_proxy_watching() {
+    let mut c = common::start(3, &[]).await;
+    // The proxy watches node 1 first; make node 1 the leader.
+    c.start_proxy();
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    if leader != 1 {
+        let (ok, _, err) = hubctl(&c, 1, &["transfer-leader", "--to", "1"]);
+        assert!(ok, "transfer-leader failed: {err}");
+    }
+    assert_eq!(c.wait_leader(Duration::from_secs(5)).await, 1);
+    wait_proxy_ready(&c).await;
+
+    let writer_base = c.url(2, "");
+    let stop_writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let stop = stop_writing.clone();
+        async move {
+            let (mut acked, mut failed) = (Vec::new(), Vec::new());
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let name = format!("during-stop-{i}");
+                i += 1;
+                match client()
+                    .post(format!("{writer_base}/hub/api/users/{name}"))
+                    .header("Authorization", auth())
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == StatusCode::CREATED => acked.push(name),
+                    Ok(r) => failed.push(format!("{name}: {}", r.status())),
+                    Err(e) => failed.push(format!("{name}: {e}")),
+                }
+            }
+            (acked, failed)
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let exited_by_itself = tokio::task::block_in_place(|| c.stop(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_writing.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acked, failed) = writer.await.expect("writer");
+
+    if !exited_by_itself {
+        c.dump_logs();
+    }
+    assert!(exited_by_itself, "the replica had to be killed");
+    assert!(
+        failed.is_empty(),
+        "writes failed during the stop: {failed:?}"
+    );
+    assert!(
+        acked.len() > 5,
+        "too few writes to mean anything: {acked:?}"
+    );
+    let new_leader = c.wait_leader(Duration::from_secs(5)).await;
+    assert_ne!(new_leader, 1);
+    // Every acknowledged write is on both survivors, and the proxy, now
+    // watching another replica, still reaches the hub API.
+    for id in [2, 3] {
+        let (ok, users, err) = hubctl(&c, id, &["users", "list"]);
+        assert!(ok, "{err}");
+        let text = users.to_string();
+        for name in &acked {
+            assert!(text.contains(name.as_str()), "replica {id} lacks {name}");
+        }
+    }
+    let r = client()
+        .get(c.proxy_url("/hub/api/"))
+        .send()
+        .await
+        .expect("proxy");
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+async fn wait_proxy_ready(c: &Cluster) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = client().get(c.proxy_url("/hub/api/")).send().await {
+            if r.status() == StatusCode::OK {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "proxy never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -144,20 +144,22 @@ impl Cluster {
         }
     }
 
-    /// SIGTERM and wait (graceful stop).
-    pub fn stop(&mut self, id: u64) {
+    /// SIGTERM and wait (graceful stop). True if the process exited by
+    /// itself within 15 s; false if it had to be killed (or was not running).
+    pub fn stop(&mut self, id: u64) -> bool {
         if let Some(mut child) = self.nodes[(id - 1) as usize].child.take() {
             unsafe { libc_kill(child.id() as i32, 15) };
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(15);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = child.try_wait() {
-                    return;
+                    return true;
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
             let _ = child.kill();
             let _ = child.wait();
         }
+        false
     }
 
     pub fn alive(&self) -> Vec<u64> {
