@@ -73,6 +73,9 @@ pub(crate) fn status(e: HubError) -> Status {
             Status::unavailable(e.to_string())
         }
         HubError::ShuttingDown => Status::unavailable(e.to_string()),
+        // "Not implemented by this cluster (yet)": forwarders pass it on as
+        // a refusal instead of retrying.
+        HubError::NotYetEnabled(_) => Status::unimplemented(e.to_string()),
         HubError::Internal(_) => Status::internal(e.to_string()),
     }
 }
@@ -139,6 +142,7 @@ impl admin_server::Admin for AdminService {
             version: env!("CARGO_PKG_VERSION").into(),
             purged_index: m.purged.map(|l| l.index).unwrap_or(0),
             log_format_version: quorumhub_state::LOG_FORMAT_VERSION,
+            cluster_version: self.hub.sm.read(|d| d.state.cluster_version),
         }))
     }
 
@@ -229,6 +233,27 @@ impl admin_server::Admin for AdminService {
             return Err(Status::invalid_argument(
                 "member needs a non-zero id, a grpc_addr and an http_addr",
             ));
+        }
+        // The cluster-version gate: a build that cannot decode the log
+        // format the cluster has agreed on must not join (it would stop at
+        // the first entry it cannot read).
+        let current = self.hub.sm.read(|d| d.state.cluster_version);
+        match crate::version::member_format(&self.hub, &m.grpc_addr).await {
+            Some(f) if f >= current => {}
+            Some(f) => {
+                return Err(Status::failed_precondition(format!(
+                    "node {} runs a build that understands log format {f}, but the cluster is \
+                     at version {current}: run the release the other members run",
+                    m.id
+                )))
+            }
+            None => {
+                return Err(Status::unavailable(format!(
+                    "node {} does not answer at {}: start it (with the same cluster secret) \
+                     before adding it",
+                    m.id, m.grpc_addr
+                )))
+            }
         }
         let node = RaftMember {
             grpc_addr: m.grpc_addr,

@@ -29,6 +29,8 @@ pub enum HubError {
     ReadUnavailable(Duration),
     #[error("this replica is shutting down")]
     ShuttingDown,
+    #[error("{0}")]
+    NotYetEnabled(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -128,6 +130,7 @@ impl Hub {
     }
 
     pub async fn propose_request(&self, req: Request) -> Result<Response, HubError> {
+        self.check_enabled(&req.command)?;
         let timeout = self.config.write_timeout();
         let deadline = Instant::now() + timeout;
         let mut backoff = Duration::from_millis(5);
@@ -141,14 +144,18 @@ impl Hub {
                 Ok(resp) => return Ok(resp),
                 Err(WriteAttempt::Fatal(e)) => return Err(e),
                 Err(WriteAttempt::Forward(leader)) => {
-                    if let Ok((resp, index)) = self.forward(&leader, &req, remaining).await {
-                        // Read-your-writes on this replica too: answer only
-                        // once the entry is applied here.
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        if !self.wait_applied(index, left).await {
-                            return Err(HubError::WriteUnavailable(timeout));
+                    match self.forward(&leader, &req, remaining).await {
+                        Ok((resp, index)) => {
+                            // Read-your-writes on this replica too: answer
+                            // only once the entry is applied here.
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if !self.wait_applied(index, left).await {
+                                return Err(HubError::WriteUnavailable(timeout));
+                            }
+                            return Ok(resp);
                         }
-                        return Ok(resp);
+                        Err(e @ HubError::NotYetEnabled(_)) => return Err(e),
+                        Err(_) => {}
                     }
                 }
                 Err(WriteAttempt::Retry) => {}
@@ -202,6 +209,8 @@ impl Hub {
         limit: Duration,
     ) -> Result<Response, WriteAttempt> {
         let _gate = self.transfer_gate.read().await;
+        self.check_enabled(&req.command)
+            .map_err(WriteAttempt::Fatal)?;
         match tokio::time::timeout(limit, self.raft.client_write(req)).await {
             Err(_) => Err(WriteAttempt::Retry),
             Ok(Ok(resp)) => Ok(resp.data),
@@ -221,6 +230,25 @@ impl Hub {
         }
     }
 
+    /// The cluster-version gate: a command newer than the log format every
+    /// member has agreed on is refused, so no replica is ever sent an entry
+    /// its build cannot decode. The cluster version only rises and is read
+    /// from applied (hence committed) state, so passing here is never wrong;
+    /// a replica that has not yet applied a raise refuses for a moment.
+    pub fn check_enabled(&self, command: &Command) -> Result<(), HubError> {
+        let needed = command.min_version();
+        let current = self.sm.read(|d| d.state.cluster_version);
+        if needed <= current {
+            return Ok(());
+        }
+        Err(HubError::NotYetEnabled(format!(
+            "{} needs cluster version {needed}, but the cluster is at {current}: some replica \
+             still runs an older release. Finish the rolling upgrade (hubctl status shows each \
+             member's log format), then retry",
+            command.name()
+        )))
+    }
+
     /// The leader's response and a log index at which it is applied.
     async fn forward(
         &self,
@@ -234,7 +262,11 @@ impl Hub {
         call.set_timeout(limit);
         let reply = client.propose(call).await.map_err(|s| {
             tracing::debug!(leader = %leader.grpc_addr, status = %s.message(), "forwarded write not taken");
-            HubError::Internal(s.message().to_string())
+            if s.code() == tonic::Code::Unimplemented {
+                HubError::NotYetEnabled(s.message().to_string())
+            } else {
+                HubError::Internal(s.message().to_string())
+            }
         })?;
         let reply = reply.into_inner();
         let resp = serde_json::from_slice(&reply.response)

@@ -24,6 +24,7 @@ pub mod node;
 pub mod routes;
 pub mod time;
 mod transfer;
+mod version;
 
 pub use config::HubConfig;
 pub use node::run;

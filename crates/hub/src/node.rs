@@ -128,6 +128,7 @@ pub async fn run(
 
     tokio::spawn(crate::bootstrap::run(hub.clone(), stop_rx.clone()));
     tokio::spawn(crate::controller::run(hub.clone(), stop_rx.clone()));
+    tokio::spawn(crate::version::run(hub.clone(), stop_rx.clone()));
 
     shutdown.await;
     graceful_stop(&hub, drain_tx, stop_tx, http_task, grpc_task).await;

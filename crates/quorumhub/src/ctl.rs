@@ -60,6 +60,14 @@ pub enum CtlCmd {
     Users(UsersCmd),
     /// A digest of each replica's applied state, to check they agree.
     Digest,
+    /// Wait until member NODE answers, follows the current leader and has
+    /// applied every entry the leader held when the wait began. The step
+    /// between two replicas of a rolling upgrade.
+    WaitReady {
+        node: u64,
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -140,6 +148,17 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
     let (mut client, me) = first_live(&args, &auth, timeout).await?;
     let out = match &args.cmd {
         CtlCmd::Status => status(&auth, &mut client, me, timeout).await?,
+        CtlCmd::WaitReady { node, timeout_s } => {
+            wait_ready(
+                &auth,
+                &mut client,
+                &me,
+                *node,
+                Duration::from_secs(*timeout_s),
+                timeout,
+            )
+            .await?
+        }
         CtlCmd::Members(MembersCmd::Add {
             id,
             grpc,
@@ -276,6 +295,7 @@ async fn status(
             "applied_index": node.as_ref().map(|n| n.applied_index),
             "snapshot_index": node.as_ref().filter(|n| n.has_snapshot).map(|n| n.snapshot_index),
             "version": node.as_ref().map(|n| n.version.clone()),
+            "log_format_version": node.as_ref().map(|n| n.log_format_version),
             "matched_index": progress.as_ref().filter(|p| p.has_matched).map(|p| p.matched_index),
             "lag": progress.as_ref().map(|p| p.lag),
         }));
@@ -295,9 +315,79 @@ async fn status(
         "last_log_index": last_log,
         "commit_index": cluster.as_ref().ok().map(|c| c.committed_index),
         "voters": me.members.iter().filter(|m| m.voter).count(),
+        "cluster_version": me.cluster_version,
         "members": members,
         "error": cluster.err().map(|e| e.message().to_string()),
     }))
+}
+
+async fn wait_ready(
+    auth: &ClientAuth,
+    client: &mut Client,
+    me: &NodeStatusReply,
+    node: u64,
+    limit: Duration,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    let started = std::time::Instant::now();
+    let Some(member) = me.members.iter().find(|m| m.id == node) else {
+        bail!(
+            "node {node} is not a member of cluster {} (members: {:?})",
+            me.cluster_id,
+            me.members.iter().map(|m| m.id).collect::<Vec<_>>()
+        );
+    };
+    let mut target = None;
+    let mut why = String::from("no answer yet");
+    while started.elapsed() < limit {
+        let cluster = client
+            .cluster_status(req(ClusterStatusRequest {}, timeout))
+            .await
+            .map(|r| r.into_inner());
+        match cluster {
+            Err(e) => why = format!("no leader: {}", e.message()),
+            Ok(c) => {
+                let target = *target.get_or_insert(c.last_log_index);
+                let status = match connect(&member.grpc_addr, auth).await {
+                    Ok(mut n) => n
+                        .node_status(req(NodeStatusRequest {}, timeout))
+                        .await
+                        .map(|r| r.into_inner())
+                        .map_err(|e| e.message().to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match status {
+                    Err(e) => why = format!("node {node} does not answer: {e}"),
+                    Ok(s) if !(s.has_leader && s.leader_id == c.leader_id) => {
+                        why = format!(
+                            "node {node} does not follow leader {} yet (it sees {})",
+                            c.leader_id,
+                            if s.has_leader {
+                                s.leader_id.to_string()
+                            } else {
+                                "none".into()
+                            }
+                        )
+                    }
+                    Ok(s) if s.applied_index < target => {
+                        why = format!("node {node} has applied {} of {target}", s.applied_index)
+                    }
+                    Ok(s) => {
+                        return Ok(json!({
+                            "node": node,
+                            "leader": c.leader_id,
+                            "applied_index": s.applied_index,
+                            "log_format_version": s.log_format_version,
+                            "cluster_version": s.cluster_version,
+                            "waited_ms": started.elapsed().as_millis() as u64,
+                        }))
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("node {node} not ready after {limit:?}: {why}")
 }
 
 async fn digest(
@@ -334,19 +424,20 @@ fn print(args: &CtlArgs, v: &Value) {
     match &args.cmd {
         CtlCmd::Status => {
             println!(
-                "cluster {}  leader {}  term {}  last log {}  voters {}",
+                "cluster {}  leader {}  term {}  last log {}  voters {}  cluster version {}",
                 v["cluster_id"].as_str().unwrap_or("?"),
                 v["leader"],
                 v["term"],
                 v["last_log_index"],
-                v["voters"]
+                v["voters"],
+                v["cluster_version"]
             );
             if let Some(e) = v["error"].as_str() {
                 println!("warning: {e}");
             }
             println!(
-                "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<8} GRPC",
-                "ID", "ROLE", "VOTER", "APPLIED", "MATCHED", "LAG", "TERM"
+                "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<8} {:<7} GRPC",
+                "ID", "ROLE", "VOTER", "APPLIED", "MATCHED", "LAG", "TERM", "FORMAT"
             );
             for m in v["members"].as_array().into_iter().flatten() {
                 let s = |k: &str| match &m[k] {
@@ -355,7 +446,7 @@ fn print(args: &CtlArgs, v: &Value) {
                     other => other.to_string(),
                 };
                 println!(
-                    "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<8} {}",
+                    "{:<4} {:<9} {:<6} {:<10} {:<10} {:<8} {:<8} {:<7} {}",
                     s("id"),
                     if m["reachable"] == json!(false) {
                         "down".into()
@@ -367,6 +458,7 @@ fn print(args: &CtlArgs, v: &Value) {
                     s("matched_index"),
                     s("lag"),
                     s("term"),
+                    s("log_format_version"),
                     s("grpc")
                 );
             }

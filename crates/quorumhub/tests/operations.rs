@@ -54,6 +54,30 @@ async fn hubctl_status_and_transfer_leader() {
         "{status}"
     );
     assert_eq!(members.iter().filter(|m| m["role"] == "leader").count(), 1);
+    // The cluster-version gate: every member says which log format its
+    // build understands; the cluster is at the one they all know.
+    let format = quorumhub_state::LOG_FORMAT_VERSION;
+    assert!(
+        members.iter().all(|m| m["log_format_version"] == format),
+        "{status}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut status = status;
+    while status["cluster_version"] != format {
+        assert!(
+            Instant::now() < deadline,
+            "cluster version never raised: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        status = hubctl(&c, 2, &["status"]).1;
+    }
+    // wait-ready: the rolling upgrade's step between two replicas.
+    let (ok, ready, err) = hubctl(&c, 1, &["wait-ready", "3", "--timeout-s", "10"]);
+    assert!(ok, "{err}");
+    assert_eq!(ready["node"], 3);
+    assert!(ready["applied_index"].as_u64() >= status["last_log_index"].as_u64());
+    let (ok, _, err) = hubctl(&c, 1, &["wait-ready", "9", "--timeout-s", "1"]);
+    assert!(!ok && err.contains("not a member"), "{err}");
 
     let target = (1..=3).find(|i| *i != leader).expect("follower");
     let (ok, moved, err) = hubctl(&c, 1, &["transfer-leader", "--to", &target.to_string()]);

@@ -16,7 +16,7 @@ use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, SnapshotMeta, StorageIOError,
     StoredMembership,
 };
-use quorumhub_state::{HubState, Response, RouteEvent};
+use quorumhub_state::{Command, HubState, Request, Response, RouteEvent, LOG_FORMAT_VERSION};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -39,6 +39,22 @@ pub enum SnapshotError {
         path: String,
         source: std::io::Error,
     },
+    #[error("snapshot {path}: {detail}")]
+    TooNew { path: String, detail: String },
+}
+
+/// A build may only apply a log whose agreed format it understands: once
+/// the cluster version is above this build's [`LOG_FORMAT_VERSION`], later
+/// entries may hold commands it cannot decode, so it must stop applying.
+pub fn check_log_format(cluster_version: u32) -> Result<(), String> {
+    if cluster_version > LOG_FORMAT_VERSION {
+        return Err(format!(
+            "the cluster has moved to log format {cluster_version}, but this build of quorumhub \
+             understands only up to {LOG_FORMAT_VERSION}. Run this replica with the newer \
+             release the others run (a cluster cannot be downgraded)"
+        ));
+    }
+    Ok(())
 }
 
 /// Recent route changes, for watchers that resume from a revision.
@@ -151,6 +167,12 @@ impl StateMachineStore {
                     path: path.display().to_string(),
                     detail,
                 })?;
+                check_log_format(file.state.cluster_version).map_err(|detail| {
+                    SnapshotError::TooNew {
+                        path: path.display().to_string(),
+                        detail,
+                    }
+                })?;
                 data.state = file.state;
                 data.last_applied = file.meta.last_log_id;
                 data.membership = file.meta.last_membership.clone();
@@ -255,6 +277,23 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let d = &mut *guard;
             for entry in entries {
                 let index = entry.log_id.index;
+                if let EntryPayload::Normal(Request {
+                    command: Command::SetClusterVersion { version },
+                    ..
+                }) = &entry.payload
+                {
+                    if let Err(detail) = check_log_format(*version) {
+                        // Stop before the entry: nothing of it is applied,
+                        // and openraft halts this node on the error.
+                        tracing::error!(index, %detail, "cannot apply: this replica stops");
+                        let e = std::io::Error::other(detail);
+                        drop(guard);
+                        self.shared
+                            .revision
+                            .send_replace(self.shared.read(|d| d.state.revision));
+                        return Err(StorageIOError::apply(entry.log_id, &e).into());
+                    }
+                }
                 d.last_applied = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => {
@@ -303,6 +342,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let file = decode_snapshot(&bytes).map_err(|detail| {
             StorageIOError::read_snapshot(Some(meta.signature()), &std::io::Error::other(detail))
         })?;
+        if let Err(detail) = check_log_format(file.state.cluster_version) {
+            tracing::error!(%detail, "refusing a snapshot of a newer log format; this replica stops");
+            let e = std::io::Error::other(detail);
+            return Err(StorageIOError::read_snapshot(Some(meta.signature()), &e).into());
+        }
         if file.meta.last_log_id != meta.last_log_id {
             let e = std::io::Error::other(format!(
                 "snapshot content is for {:?}, announced as {:?}",

@@ -90,3 +90,55 @@ async fn damage_is_found_when_the_store_opens() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A build must never apply a log whose agreed format is newer than it
+/// understands: it stops before the entry that raises the cluster version
+/// past it, and applies nothing after.
+#[tokio::test]
+async fn a_replica_halts_before_a_log_format_it_does_not_know() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (log, _) = LogStore::open(&dir.path().join("raft"))?;
+    std::fs::create_dir_all(dir.path().join("snap"))?;
+    let sm = StateMachineStore::open(&dir.path().join("snap"))?;
+    let shared = sm.shared();
+    let config = Arc::new(openraft::Config::default().validate()?);
+    let network = Network::new(ClientAuth::new("0123456789abcdef0123")?, "c".into());
+    let raft = Raft::new(1, config, network, log, sm).await?;
+    raft.initialize(BTreeMap::from([(1, Member::default())]))
+        .await?;
+    raft.wait(Some(Duration::from_secs(5)))
+        .current_leader(1, "leader")
+        .await?;
+    let write = |serial, command| Request {
+        client_id: "t".into(),
+        serial,
+        at: 0,
+        command,
+    };
+    raft.client_write(write(1, Command::Noop)).await?;
+    let before = shared.read(|d| (d.state.revision, d.state.cluster_version));
+    let too_new = Command::SetClusterVersion {
+        version: quorumhub_state::LOG_FORMAT_VERSION + 1,
+    };
+    let out = tokio::time::timeout(Duration::from_secs(5), raft.client_write(write(2, too_new)))
+        .await
+        .expect("the write returns instead of hanging");
+    assert!(
+        out.is_err(),
+        "a replica applied a newer log format: {out:?}"
+    );
+    assert_eq!(
+        shared.read(|d| (d.state.revision, d.state.cluster_version)),
+        before,
+        "nothing of the entry was applied"
+    );
+    // The node has stopped: it takes no more writes.
+    let after = tokio::time::timeout(
+        Duration::from_secs(5),
+        raft.client_write(write(3, Command::Noop)),
+    )
+    .await
+    .expect("returns");
+    assert!(after.is_err());
+    Ok(())
+}

@@ -79,6 +79,11 @@ pub enum Command {
     },
     /// Does nothing; used to probe the write path.
     Noop,
+    /// Allow commands of log format `version` from now on. Proposed by the
+    /// leader once every member reports a build that understands it.
+    SetClusterVersion {
+        version: u32,
+    },
 }
 
 impl Command {
@@ -97,6 +102,28 @@ impl Command {
             Command::RevokeToken { .. } => "revoke_token",
             Command::RecordActivity { .. } => "record_activity",
             Command::Noop => "noop",
+            Command::SetClusterVersion { .. } => "set_cluster_version",
+        }
+    }
+
+    /// The log format version that introduced this command: it may be
+    /// proposed only once the cluster version is at least this, so that no
+    /// replica is ever sent an entry its build cannot decode.
+    pub fn min_version(&self) -> u32 {
+        match self {
+            Command::CreateUser { .. }
+            | Command::DeleteUser { .. }
+            | Command::SetAdmin { .. }
+            | Command::RequestSpawn { .. }
+            | Command::SpawnStarted { .. }
+            | Command::ServerReady { .. }
+            | Command::RequestStop { .. }
+            | Command::ServerStopped { .. }
+            | Command::CreateToken { .. }
+            | Command::RevokeToken { .. }
+            | Command::RecordActivity { .. }
+            | Command::Noop
+            | Command::SetClusterVersion { .. } => 1,
         }
     }
 }
@@ -158,6 +185,8 @@ pub enum Rejection {
     NoSuchToken { id: String },
     #[error("Token {id} already exists")]
     TokenExists { id: String },
+    #[error("the cluster version is {current}; it never goes back to {requested}")]
+    ClusterVersionDowngrade { current: u32, requested: u32 },
 }
 
 fn server_label(name: &str) -> String {

@@ -16,8 +16,12 @@ use crate::Millis;
 /// runs a build with `LOG_FORMAT_VERSION >= N`.
 pub const LOG_FORMAT_VERSION: u32 = 1;
 
+fn initial_cluster_version() -> u32 {
+    1
+}
+
 /// The whole replicated state of the hub.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HubState {
     /// Log index of the last applied entry: the revision watchers resume from.
     pub revision: u64,
@@ -27,6 +31,10 @@ pub struct HubState {
     pub tokens: BTreeMap<String, Token>,
     pub next_token_id: u64,
     pub dedupe: Dedupe,
+    /// The newest log format every member understands, as last agreed: no
+    /// command newer than this may be proposed. Only ever rises.
+    #[serde(default = "initial_cluster_version")]
+    pub cluster_version: u32,
     /// Derived: token id by hash. Rebuilt after a snapshot is restored.
     #[serde(skip)]
     token_by_hash: HashMap<String, String>,
@@ -46,6 +54,22 @@ pub struct Applied {
 }
 
 type Outcome = Result<(Response, Vec<RouteEvent>), Rejection>;
+
+impl Default for HubState {
+    fn default() -> HubState {
+        HubState {
+            revision: 0,
+            users: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            next_token_id: 0,
+            dedupe: Dedupe::default(),
+            cluster_version: initial_cluster_version(),
+            token_by_hash: HashMap::new(),
+            active: BTreeSet::new(),
+        }
+    }
+}
 
 impl HubState {
     /// Apply the request stored at log `index`.
@@ -148,6 +172,16 @@ impl HubState {
                 Ok((Response::Done, vec![]))
             }
             Command::Noop => Ok((Response::Done, vec![])),
+            Command::SetClusterVersion { version } => {
+                if *version < self.cluster_version {
+                    return Err(Rejection::ClusterVersionDowngrade {
+                        current: self.cluster_version,
+                        requested: *version,
+                    });
+                }
+                self.cluster_version = *version;
+                Ok((Response::Done, vec![]))
+            }
         }
     }
 

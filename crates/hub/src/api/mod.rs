@@ -171,6 +171,8 @@ impl From<HubError> for ApiError {
     fn from(e: HubError) -> ApiError {
         let status = match e {
             HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // Temporary: the cluster is mid-upgrade.
+            HubError::NotYetEnabled(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())

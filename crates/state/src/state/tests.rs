@@ -448,3 +448,44 @@ fn snapshots_round_trip_and_digests_agree() {
     assert_ne!(a.digest(), c.digest());
     assert!(HubState::decode(b"{not json").is_err());
 }
+
+#[test]
+fn cluster_version_only_rises() {
+    let set = |version| Command::SetClusterVersion { version };
+    let state = check(
+        vec![set(1), set(3), set(2), set(3)],
+        expect![[r#"
+            1 set_cluster_version: done 
+            2 set_cluster_version: done 
+            3 set_cluster_version: REJECTED the cluster version is 3; it never goes back to 2 
+            4 set_cluster_version: done 
+        "#]],
+    );
+    assert_eq!(state.cluster_version, 3);
+    assert_eq!(HubState::default().cluster_version, 1);
+}
+
+#[test]
+fn a_snapshot_from_before_the_gate_is_at_cluster_version_1() {
+    let mut value = serde_json::to_value(HubState::default()).expect("encode");
+    value
+        .as_object_mut()
+        .expect("object")
+        .remove("cluster_version");
+    let state: HubState = serde_json::from_value(value).expect("decode");
+    assert_eq!(state.cluster_version, 1);
+}
+
+#[test]
+fn every_command_is_known_to_this_builds_log_format() {
+    let all = [
+        create("a"),
+        Command::DeleteUser { name: "a".into() },
+        spawn("a"),
+        Command::Noop,
+        Command::SetClusterVersion { version: 1 },
+    ];
+    for c in all {
+        assert!(c.min_version() <= crate::LOG_FORMAT_VERSION, "{}", c.name());
+    }
+}
