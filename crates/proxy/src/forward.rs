@@ -168,10 +168,13 @@ pub(crate) async fn handle(
     Ok(resp)
 }
 
+/// 200 while serving (with or without a hub: the last table still
+/// routes); 503 once draining, so load balancers take this proxy out.
 fn health(shared: &Shared) -> Response<Body> {
     let table = shared.table.load();
+    let draining = shared.draining.load(std::sync::atomic::Ordering::Relaxed);
     let body = format!(
-        "{{\"routes\": {}, \"revision\": {}, \"connected\": {}, \"last_event_age_ms\": {}}}",
+        "{{\"routes\": {}, \"revision\": {}, \"draining\": {draining}, \"connected\": {}, \"last_event_age_ms\": {}}}",
         table.routes.len(),
         table.revision,
         shared.connected.load(std::sync::atomic::Ordering::Relaxed),
@@ -181,6 +184,9 @@ fn health(shared: &Shared) -> Response<Body> {
             .unwrap_or_else(|| "null".into())
     );
     let mut resp = Response::new(full(body));
+    if draining {
+        *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -42,6 +42,11 @@ pub struct ProxyConfig {
     /// How long shutdown waits for requests and WebSockets in flight.
     #[arg(long, default_value = "10000")]
     pub drain_timeout_ms: u64,
+    /// On SIGTERM, keep serving this long while /_proxy/health answers 503,
+    /// so a load balancer takes this proxy out before its listener closes.
+    /// Set it above the balancer's check interval times its fall count.
+    #[arg(long, default_value = "0")]
+    pub drain_delay_ms: u64,
     /// Name used in logs and in WatchRequest.watcher
     #[arg(long, default_value = "proxy")]
     pub name: String,
@@ -85,7 +90,10 @@ pub async fn run(
             shared,
             forward::client(),
             shutdown,
-            Duration::from_millis(config.drain_timeout_ms),
+            server::DrainTiming {
+                delay: Duration::from_millis(config.drain_delay_ms),
+                timeout: Duration::from_millis(config.drain_timeout_ms),
+            },
         ),
         span,
     )

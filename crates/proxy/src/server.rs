@@ -52,17 +52,28 @@ impl Drop for DrainGuard {
     }
 }
 
+/// How shutdown goes: `delay` serving with a failing health check, then up
+/// to `timeout` for what is in flight.
+pub(crate) struct DrainTiming {
+    pub delay: Duration,
+    pub timeout: Duration,
+}
+
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     client: HttpClient,
     shutdown: impl Future<Output = ()>,
-    drain_timeout: Duration,
+    timing: DrainTiming,
 ) {
+    let drain_timeout = timing.timeout;
     let graceful = GracefulShutdown::new();
     let drain = Drain::default();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
+    // Set once shutdown begins: until then, keep accepting while the health
+    // check reports draining.
+    let mut closing_at: Option<Instant> = None;
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -85,7 +96,15 @@ pub(crate) async fn serve(
                     }
                 });
             }
-            _ = &mut shutdown => break,
+            _ = &mut shutdown, if closing_at.is_none() => {
+                if timing.delay.is_zero() {
+                    break;
+                }
+                shared.draining.store(true, Ordering::Relaxed);
+                tracing::info!(delay_ms = timing.delay.as_millis() as u64, "draining: health check fails; still serving until the load balancer has noticed");
+                closing_at = Some(Instant::now() + timing.delay);
+            }
+            _ = tokio::time::sleep_until(closing_at.unwrap_or_else(Instant::now).into()), if closing_at.is_some() => break,
         }
     }
     drop(listener);

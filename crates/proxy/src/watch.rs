@@ -29,6 +29,9 @@ pub(crate) struct Shared {
     pub table: ArcSwap<RouteTable>,
     pub hubs: ArcSwap<Hubs>,
     pub connected: AtomicBool,
+    /// Shutting down: the health check says so, so that the load balancer
+    /// stops sending new requests before the listener closes.
+    pub draining: AtomicBool,
     started: Instant,
     last_event_ms: AtomicU64,
 }
@@ -41,6 +44,7 @@ impl Shared {
                 ordered: static_hubs,
             }),
             connected: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             started: Instant::now(),
             last_event_ms: AtomicU64::new(0),
         }

@@ -258,3 +258,61 @@ async fn route_watch_streams_changes_after_log_compaction() {
         }
     }
 }
+
+/// SIGTERM with --drain-delay-ms: the health check turns 503 at once while
+/// requests are still served; then the proxy exits by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_proxy_fails_its_health_check_but_still_serves() {
+    let c = common::start(3, &[]).await;
+    let listen = c.proxy_addr.clone();
+    let grpc: Vec<String> = (1..=3).map(|i| c.node(i).grpc.clone()).collect();
+    let mut proxy = c.command(
+        &[
+            "proxy".into(),
+            "--listen".into(),
+            listen.clone(),
+            "--hub-grpc".into(),
+            grpc.join(","),
+            "--drain-delay-ms".into(),
+            "1500".into(),
+        ],
+        "draining-proxy",
+    );
+    let health = || async {
+        client()
+            .get(format!("http://{listen}/_proxy/health"))
+            .send()
+            .await
+            .map(|r| r.status())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while health().await.ok() != Some(StatusCode::OK) {
+        assert!(std::time::Instant::now() < deadline, "proxy never healthy");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unsafe { libc::kill(proxy.id() as i32, libc::SIGTERM) };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(health().await.ok(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    let api = client()
+        .get(format!("http://{listen}/hub/api/"))
+        .send()
+        .await
+        .expect("still served while draining");
+    assert_eq!(api.status(), StatusCode::OK);
+    let exited = tokio::task::block_in_place(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = proxy.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = proxy.kill();
+        false
+    });
+    assert!(exited, "the proxy did not exit by itself");
+    assert!(
+        health().await.is_err(),
+        "the listener is closed after the drain"
+    );
+}
