@@ -4,7 +4,8 @@
 //!
 //! A command introduced in log format N is refused
 //! ([`Hub::check_enabled`](crate::hub::Hub::check_enabled)) until the
-//! replicated cluster version is at least N. Every few seconds the leader
+//! replicated cluster version is at least N. Every second, and as soon as it
+//! is elected, the leader
 //! asks each member (voters and learners: learners apply the log too) which
 //! log format its build understands; when all of them answer and the lowest
 //! answer is above the cluster version, it proposes `SetClusterVersion`. A
@@ -21,17 +22,25 @@ use tokio::sync::watch;
 use crate::hub::Hub;
 
 /// How often the leader checks the members' builds.
-const CHECK_EVERY: Duration = Duration::from_secs(2);
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 const ASK_TIMEOUT: Duration = Duration::from_millis(800);
 
 pub(crate) async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
+    let mut metrics = hub.raft.metrics();
+    let mut was_leader = false;
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             _ = tick.tick() => {}
+            // A new leader checks at once, not a tick later.
+            r = metrics.changed() => {
+                if r.is_err() { return }
+                if was_leader || !hub.is_leader() { continue }
+            }
         }
-        if !hub.is_leader() {
+        was_leader = hub.is_leader();
+        if !was_leader {
             continue;
         }
         let current = hub.sm.read(|d| d.state.cluster_version);

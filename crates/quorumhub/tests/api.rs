@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{client, TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
@@ -39,6 +41,8 @@ const ADMIN: Option<&str> = Some(TOKEN);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rest_bad_input_gets_jupyterhub_errors() {
     let c = common::start(3, &[]).await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
     let cases = [
         case(
             Method::GET,
@@ -222,9 +226,9 @@ async fn rest_bad_input_gets_jupyterhub_errors() {
             Method::PATCH,
             "/hub/api/users/alice",
             ADMIN,
-            Some("{\"name\": \"carol\"}"),
-            400,
-            "Renaming users is not supported",
+            Some("{\"name\": \"admin\"}"),
+            409,
+            "User admin already exists",
         ),
         case(
             Method::GET,
@@ -312,4 +316,46 @@ async fn rest_bad_input_gets_jupyterhub_errors() {
         .await
         .expect("json");
     assert!(version["version"].is_string());
+}
+
+/// `PATCH /users/{name}` with a new name (log format 2): the user, its
+/// admin flag and its tokens move; every replica sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_a_user() {
+    let c = common::start(3, &[]).await;
+    c.wait_cluster_version(2, Duration::from_secs(10)).await;
+    let admin = format!("token {TOKEN}");
+    let r = client()
+        .post(c.url(1, "/hub/api/users/dora"))
+        .header("Authorization", &admin)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = client()
+        .patch(c.url(2, "/hub/api/users/dora"))
+        .header("Authorization", &admin)
+        .body(r#"{"name": "Dorothy", "admin": true}"#)
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(
+        (body["name"].as_str(), body["admin"].as_bool()),
+        (Some("dorothy"), Some(true))
+    );
+    for node in 1..=3 {
+        let get = |name: &'static str| {
+            client()
+                .get(c.url(node, &format!("/hub/api/users/{name}")))
+                .header("Authorization", &admin)
+                .send()
+        };
+        assert_eq!(get("dorothy").await.expect("get").status(), StatusCode::OK);
+        assert_eq!(
+            get("dora").await.expect("get").status(),
+            StatusCode::NOT_FOUND
+        );
+    }
 }

@@ -35,6 +35,12 @@ pub enum Command {
         name: String,
         admin: bool,
     },
+    /// Log format 2. Refused while the user has an active server (its
+    /// prefix and token name the old name); the user's tokens follow.
+    RenameUser {
+        name: String,
+        new_name: String,
+    },
     RequestSpawn {
         user: String,
         server_name: String,
@@ -93,6 +99,7 @@ impl Command {
             Command::CreateUser { .. } => "create_user",
             Command::DeleteUser { .. } => "delete_user",
             Command::SetAdmin { .. } => "set_admin",
+            Command::RenameUser { .. } => "rename_user",
             Command::RequestSpawn { .. } => "request_spawn",
             Command::SpawnStarted { .. } => "spawn_started",
             Command::ServerReady { .. } => "server_ready",
@@ -124,6 +131,7 @@ impl Command {
             | Command::RecordActivity { .. }
             | Command::Noop
             | Command::SetClusterVersion { .. } => 1,
+            Command::RenameUser { .. } => 2,
         }
     }
 }

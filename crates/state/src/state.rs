@@ -14,7 +14,9 @@ use crate::Millis;
 /// Version of the command set and entry encoding this build understands.
 /// A command introduced in version N may only be proposed once every voter
 /// runs a build with `LOG_FORMAT_VERSION >= N`.
-pub const LOG_FORMAT_VERSION: u32 = 1;
+///
+/// 1: the commands up to `SetClusterVersion`. 2: `RenameUser`.
+pub const LOG_FORMAT_VERSION: u32 = 2;
 
 fn initial_cluster_version() -> u32 {
     1
@@ -110,6 +112,7 @@ impl HubState {
                 user.admin = *admin;
                 Ok((user_response(user), vec![]))
             }
+            Command::RenameUser { name, new_name } => self.rename_user(name, new_name),
             Command::RequestSpawn {
                 user,
                 server_name,
@@ -198,6 +201,38 @@ impl HubState {
         let user = User::new(name.to_string(), admin, at);
         let response = user_response(&user);
         self.users.insert(name.to_string(), user);
+        Ok((response, vec![]))
+    }
+
+    fn rename_user(&mut self, name: &str, new_name: &str) -> Outcome {
+        validate_username(new_name).map_err(|why| Rejection::InvalidName {
+            name: new_name.to_string(),
+            why,
+        })?;
+        let user = self.user(name).ok_or_else(|| no_such_user(name))?;
+        if !user.servers.is_empty() {
+            return Err(Rejection::HasActiveServers {
+                user: name.to_string(),
+            });
+        }
+        if self.users.contains_key(new_name) {
+            return Err(Rejection::UserExists {
+                name: new_name.to_string(),
+            });
+        }
+        let mut user = self.users.remove(name).ok_or_else(|| no_such_user(name))?;
+        user.name = new_name.to_string();
+        for token in self.tokens.values_mut() {
+            match &mut token.owner {
+                TokenOwner::User { name: owner } if owner == name => *owner = new_name.to_string(),
+                TokenOwner::Server { user: owner, .. } if owner == name => {
+                    *owner = new_name.to_string()
+                }
+                _ => {}
+            }
+        }
+        let response = user_response(&user);
+        self.users.insert(new_name.to_string(), user);
         Ok((response, vec![]))
     }
 

@@ -210,6 +210,33 @@ impl Cluster {
         }
     }
 
+    /// Wait until every live replica has applied cluster version `version`
+    /// (a new cluster starts at 1; its leader raises it at once).
+    pub async fn wait_cluster_version(&self, version: u32, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        'again: loop {
+            assert!(
+                Instant::now() < deadline,
+                "cluster version {version} not reached within {limit:?}"
+            );
+            for id in self.alive() {
+                let mut c = self.admin(id).await;
+                let mut req = tonic::Request::new(NodeStatusRequest {});
+                req.set_timeout(Duration::from_millis(500));
+                let at = c
+                    .node_status(req)
+                    .await
+                    .map(|s| s.into_inner().cluster_version)
+                    .unwrap_or(0);
+                if at < version {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue 'again;
+                }
+            }
+            return;
+        }
+    }
+
     pub fn url(&self, id: u64, path: &str) -> String {
         format!("http://{}{}", self.node(id).http, path)
     }

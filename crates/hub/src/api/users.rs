@@ -220,16 +220,33 @@ pub(crate) async fn patch(
     let name = normalize_username(&raw);
     let body: PatchBody =
         json_body(&body)?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "Empty body"))?;
-    if body
-        .name
-        .as_ref()
-        .is_some_and(|n| normalize_username(n) != name)
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "Renaming users is not supported",
-        ));
-    }
+    // Renaming (log format 2): refused by the cluster-version gate with 503
+    // until every replica runs a release that knows it.
+    let name = match body.name.as_deref().map(normalize_username) {
+        Some(new_name) if new_name != name => {
+            let renamed = hub
+                .propose(Command::RenameUser {
+                    name,
+                    new_name: new_name.clone(),
+                })
+                .await?;
+            match renamed {
+                SmResponse::User { user } if body.admin.is_none() => {
+                    return Ok(Json(user_json(&user, true)))
+                }
+                SmResponse::User { .. } => {}
+                SmResponse::Rejected { rejection } => return Err(rejection.into()),
+                other => {
+                    return Err(ApiError::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("unexpected outcome {other:?}"),
+                    ))
+                }
+            }
+            new_name
+        }
+        _ => name,
+    };
     let Some(admin) = body.admin else {
         hub.linearize().await?;
         return hub

@@ -489,3 +489,52 @@ fn every_command_is_known_to_this_builds_log_format() {
         assert!(c.min_version() <= crate::LOG_FORMAT_VERSION, "{}", c.name());
     }
 }
+
+#[test]
+fn rename_user() {
+    let rename = |name: &str, new_name: &str| Command::RenameUser {
+        name: name.into(),
+        new_name: new_name.into(),
+    };
+    let state = check(
+        vec![
+            create("alice"),
+            create("bob"),
+            Command::CreateToken {
+                token: token("alice", "aa11"),
+            },
+            rename("alice", "alicia"),
+            rename("alice", "x"),
+            rename("alicia", "bob"),
+            rename("alicia", "Not Valid"),
+            spawn("bob"),
+            rename("bob", "robert"),
+        ],
+        expect![[r#"
+            1 create_user: user alice admin=false 
+            2 create_user: user bob admin=false 
+            3 create_token: token a1 
+            4 rename_user: user alicia admin=false 
+            5 rename_user: REJECTED No such user: alice 
+            6 rename_user: REJECTED User bob already exists 
+            7 rename_user: REJECTED Invalid name "Not Valid": username contains ' '; allowed are a-z, 0-9 and -_.@ 
+            8 request_spawn: spawn gen=8 
+            9 rename_user: REJECTED bob still has an active server; stop it first 
+        "#]],
+    );
+    assert!(state.user("alice").is_none());
+    assert_eq!(
+        state.user("alicia").map(|u| u.name.as_str()),
+        Some("alicia")
+    );
+    let owners: Vec<&str> = state.tokens.values().map(|t| t.owner.user()).collect();
+    assert_eq!(owners, vec!["alicia"], "the token follows its user");
+    assert_eq!(
+        Command::RenameUser {
+            name: "a".into(),
+            new_name: "b".into()
+        }
+        .min_version(),
+        2
+    );
+}
