@@ -9,6 +9,7 @@
 # Usage: deploy/build-images.sh [TAG]          (default TAG: dev)
 #   QH_SKIP_CARGO=1   use the binaries already built (no cargo run)
 #   QH_BIN_DIR=DIR    take quorumhub and hubctl from DIR (default target/release)
+#   QH_REVISION=REV   the commit recorded in the image label (default: HEAD)
 #
 # Each TAG is independent: build v1 at one commit and v2 at another, then
 # pick one with QH_TAG=v1 deploy/up.sh. The image label
@@ -102,8 +103,8 @@ build() {
   fi
 }
 
-revision=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [ "$revision" != unknown ] && [ -n "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+revision=${QH_REVISION:-$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)}
+if [ -z "${QH_REVISION:-}" ] && [ "$revision" != unknown ] && [ -n "$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null)" ]; then
   revision="$revision-dirty"
 fi
 

@@ -12,13 +12,30 @@ use tokio::process::Command;
 /// Runs a command, returning its stdout; a non-zero exit is an error that
 /// carries stderr.
 pub async fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        Command::new(program).args(args).kill_on_drop(true).output(),
-    )
-    .await
-    .with_context(|| format!("{program} {} timed out", args.join(" ")))?
-    .with_context(|| format!("cannot run {program}"))?;
+    run_with_env(program, args, &[]).await
+}
+
+/// [`run`] with extra environment variables, for the deploy scripts: up to
+/// ten minutes, and their narration (stderr) is echoed.
+pub async fn run_with_env(
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<String> {
+    let mut cmd = Command::new(program);
+    cmd.args(args).kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let limit = if env.is_empty() {
+        Duration::from_secs(120)
+    } else {
+        Duration::from_secs(600)
+    };
+    let out = tokio::time::timeout(limit, cmd.output())
+        .await
+        .with_context(|| format!("{program} {} timed out", args.join(" ")))?
+        .with_context(|| format!("cannot run {program}"))?;
     if !out.status.success() {
         bail!(
             "{program} {} failed ({}): {}",
@@ -26,6 +43,9 @@ pub async fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
+    }
+    if !env.is_empty() {
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -46,6 +66,8 @@ pub struct Deployment {
     /// The load balancer, as the host reaches it.
     pub lb_url: String,
     pub admin_token: String,
+    /// The image tag `rolling-upgrade` moves the deployment to.
+    pub upgrade_to: Option<String>,
 }
 
 /// `KEY=VALUE` lines (deploy/.env).

@@ -14,6 +14,7 @@
 mod checker;
 mod deployment;
 mod nemesis;
+mod upgrade;
 mod workload;
 
 use std::path::PathBuf;
@@ -67,6 +68,9 @@ struct Args {
     /// Search steps the checker may spend per key.
     #[arg(long, default_value_t = 20_000_000)]
     check_budget: u64,
+    /// Image tag the `rolling-upgrade` fault moves the deployment to.
+    #[arg(long)]
+    upgrade_to: Option<String>,
 }
 
 struct FaultRun {
@@ -94,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
         proxies: vec!["proxy1".into(), "proxy2".into()],
         lb_url: args.lb_url.trim_end_matches('/').to_string(),
         admin_token,
+        upgrade_to: args.upgrade_to.clone(),
     };
     eprintln!("waiting for a healthy cluster ...");
     let status = d.wait_healthy(Duration::from_secs(90)).await?;
@@ -111,6 +116,10 @@ async fn main() -> anyhow::Result<()> {
         servers: (0..3).map(|i| format!("cs{i}")).collect(),
     });
     setup(&api, &d, &keys).await?;
+    let upgrading = faults.contains(&Fault::RollingUpgrade);
+    if upgrading {
+        upgrade::setup(&api, &d.lb_url).await?;
+    }
 
     let clock = Clock(Instant::now());
     let log = Arc::new(Log::default());
@@ -138,6 +147,16 @@ async fn main() -> anyhow::Result<()> {
             Duration::from_millis(50),
             log.clone(),
             clock,
+            stop_rx.clone(),
+        )));
+    }
+    let probe = Arc::new(upgrade::Probe::default());
+    if upgrading {
+        tasks.push(tokio::spawn(upgrade::run(
+            api.clone(),
+            d.lb_url.clone(),
+            clock,
+            probe.clone(),
             stop_rx.clone(),
         )));
     }
@@ -210,7 +229,14 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let convergence = converge(&d).await;
-    let report = report(&args, &runs, &log, &convergence);
+    let mut report = report(&args, &runs, &log, &convergence);
+    if upgrading {
+        let (text, failures) = upgrade::verify(&d, &probe).await;
+        report.text += &text;
+        report.text += "\n";
+        report.json["upgrade"] = json!({"summary": text.trim(), "failures": failures});
+        report.failures.extend(failures);
+    }
     println!("{}", report.text);
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report.json)?)
@@ -453,6 +479,32 @@ fn report(
                 sess[0].error
             ));
         }
+        // A rolling upgrade is planned: not one request through the load
+        // balancer may fail.
+        // (A start that ends in "failed to start" lost a race with a
+        // concurrent stop of the workload: an answer, not a failure.)
+        let lb_failed: Vec<&workload::Record> = records
+            .iter()
+            .filter(|r| !r.definite() && in_window(r.call) && r.via == "lb")
+            .filter(|r| !r.detail.contains("failed to start"))
+            .collect();
+        let lb_fail = lb_failed.len();
+        if run.fault == Fault::RollingUpgrade && lb_fail > 0 {
+            failures.push(format!(
+                "{}: {lb_fail} API requests through the load balancer failed",
+                run.fault.name()
+            ));
+            for r in lb_failed.iter().take(10) {
+                let _ = writeln!(
+                    text,
+                    "  failed via lb at {:.1} ms: {:?} {}: {}",
+                    ms(r.call),
+                    r.op,
+                    r.key,
+                    r.detail
+                );
+            }
+        }
         if run.fault.may_break_sessions() && recovered < http_fails.len() {
             failures.push(format!(
                 "{}: {} HTTP requests to running servers failed even when retried",
@@ -465,6 +517,7 @@ fn report(
             "targets": run.targets,
             "write_gap_ms": gap.map(ms),
             "api_indeterminate": api_fail,
+            "api_indeterminate_via_lb": lb_fail,
             "server_request_failures": sess.len(),
             "http_failures_recovered_by_retry": recovered,
             "http_failures": http_fails.len(),

@@ -28,6 +28,9 @@ pub enum Fault {
     /// A follower's data dir wiped; it is re-seeded from a peer and
     /// catches up by snapshot.
     WipeFollower,
+    /// Not a fault: `deploy/rolling-upgrade.sh` to the `--upgrade-to` tag,
+    /// under the same workload and checks. Not part of `all`.
+    RollingUpgrade,
 }
 
 impl Fault {
@@ -54,6 +57,7 @@ impl Fault {
             Fault::PauseLeader => "pause leader",
             Fault::RestartAll => "restart all replicas",
             Fault::WipeFollower => "wipe follower's data",
+            Fault::RollingUpgrade => "rolling upgrade",
         }
     }
 
@@ -114,9 +118,23 @@ pub async fn inject(
         Fault::IsolateLeader | Fault::PauseLeader => vec![leader],
         Fault::MajorityPartition => vec![leader, follower],
         Fault::RestartAll => d.hubs.clone(),
+        Fault::RollingUpgrade => d.hubs.iter().chain(&d.proxies).cloned().collect(),
     };
     let at = clock.now();
     match fault {
+        Fault::RollingUpgrade => {
+            let tag = d
+                .upgrade_to
+                .as_deref()
+                .context("the rolling upgrade needs --upgrade-to TAG")?;
+            crate::deployment::run_with_env(
+                "deploy/rolling-upgrade.sh",
+                &[tag],
+                &[("QH_PROJECT", d.project.as_str())],
+            )
+            .await
+            .context("deploy/rolling-upgrade.sh failed")?;
+        }
         Fault::KillLeader | Fault::KillFollower | Fault::KillProxy | Fault::RestartAll => {
             let mut args = vec!["kill".to_string(), "-s".into(), "KILL".into()];
             args.extend(targets.iter().map(|t| d.container(t)));
@@ -154,6 +172,7 @@ pub async fn inject(
 
 pub async fn heal(d: &Deployment, injected: &Injected) -> anyhow::Result<()> {
     match injected.fault {
+        Fault::RollingUpgrade => {}
         Fault::KillLeader | Fault::KillFollower | Fault::KillProxy | Fault::RestartAll => {
             let mut args = vec!["start".to_string()];
             args.extend(injected.targets.iter().map(|t| d.container(t)));
@@ -205,6 +224,8 @@ pub fn hold(fault: Fault, base: Duration) -> Duration {
     match fault {
         // Long enough that the cluster notices the stall.
         Fault::PauseLeader => base.max(Duration::from_secs(3)),
+        // The script ran to its end inside inject.
+        Fault::RollingUpgrade => Duration::ZERO,
         _ => base,
     }
 }

@@ -308,6 +308,7 @@ async fn a_draining_proxy_fails_its_health_check_but_still_serves() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = proxy.kill();
+        let _ = proxy.wait();
         false
     });
     assert!(exited, "the proxy did not exit by itself");
