@@ -189,7 +189,17 @@ impl Cluster {
             if let Ok(s) = c.node_status(req).await {
                 let s = s.into_inner();
                 if s.has_leader && self.alive().contains(&s.leader_id) {
-                    return Some(s.leader_id);
+                    // A replica restored from disk may name the leader of
+                    // its saved vote before that process is even up: ask
+                    // the leader itself.
+                    let mut l = self.admin(s.leader_id).await;
+                    let mut req = tonic::Request::new(NodeStatusRequest {});
+                    req.set_timeout(Duration::from_millis(500));
+                    if let Ok(ls) = l.node_status(req).await {
+                        if ls.into_inner().role == "leader" {
+                            return Some(s.leader_id);
+                        }
+                    }
                 }
             }
         }
