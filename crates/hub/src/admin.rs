@@ -76,6 +76,7 @@ pub(crate) fn status(e: HubError) -> Status {
         // "Not implemented by this cluster (yet)": forwarders pass it on as
         // a refusal instead of retrying.
         HubError::NotYetEnabled(_) => Status::unimplemented(e.to_string()),
+        HubError::NotLeader => Status::failed_precondition(e.to_string()),
         HubError::Internal(_) => Status::internal(e.to_string()),
     }
 }

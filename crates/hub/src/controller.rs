@@ -177,7 +177,7 @@ async fn stopped(hub: &Hub, job: &Job, reason: &str) {
         generation: job.generation,
         reason: reason.to_string(),
     };
-    match hub.propose(cmd).await {
+    match hub.propose_local(cmd).await {
         Ok(Response::Done) => tracing::info!(reason, "server stopped"),
         Ok(other) => tracing::debug!(?other, "server-stopped not applied"),
         Err(e) => tracing::warn!(error = %e, "could not record the stop; will retry"),
@@ -209,7 +209,7 @@ async fn spawn(hub: &Hub, job: &Job) {
 async fn start_process(hub: &Hub, job: &Job) -> Result<SpawnerState, String> {
     let token = new_token();
     let token_id = match hub
-        .propose(Command::CreateToken {
+        .propose_local(Command::CreateToken {
             token: Token {
                 id: String::new(),
                 owner: TokenOwner::Server {
@@ -250,7 +250,7 @@ async fn start_process(hub: &Hub, job: &Job) -> Result<SpawnerState, String> {
         }
     };
     let recorded = hub
-        .propose(Command::SpawnStarted {
+        .propose_local(Command::SpawnStarted {
             user: job.user.clone(),
             server_name: job.server.clone(),
             generation: job.generation,
@@ -411,7 +411,7 @@ async fn start_container(
 
 async fn revoke(hub: &Hub, token_id: &str) {
     if let Err(e) = hub
-        .propose(Command::RevokeToken {
+        .propose_local(Command::RevokeToken {
             id: token_id.to_string(),
         })
         .await
@@ -450,7 +450,7 @@ async fn wait_and_publish(hub: &Hub, job: &Job, sp: SpawnerState) {
         return;
     }
     match hub
-        .propose(Command::ServerReady {
+        .propose_local(Command::ServerReady {
             user: job.user.clone(),
             server_name: job.server.clone(),
             generation: job.generation,

@@ -31,6 +31,8 @@ pub enum HubError {
     ShuttingDown,
     #[error("{0}")]
     NotYetEnabled(String),
+    #[error("this replica does not lead (any more)")]
+    NotLeader,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -127,6 +129,20 @@ impl Hub {
             "proposed"
         );
         out
+    }
+
+    /// For the spawner controller: commit through this replica's own Raft
+    /// node only, never forwarded and never retried elsewhere. An action a
+    /// leader decided on must not be committed by its successor on its
+    /// behalf: a deposed leader's spawn reports would otherwise land beside
+    /// the new leader's own work on the same server (see invariant 13).
+    pub async fn propose_local(&self, command: Command) -> Result<Response, HubError> {
+        let req = self.next_request(command);
+        match self.write_here(req, self.config.write_timeout()).await {
+            Ok(resp) => Ok(resp),
+            Err(WriteAttempt::Fatal(e)) => Err(e),
+            Err(WriteAttempt::Forward(_)) | Err(WriteAttempt::Retry) => Err(HubError::NotLeader),
+        }
     }
 
     pub async fn propose_request(&self, req: Request) -> Result<Response, HubError> {
