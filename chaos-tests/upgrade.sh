@@ -4,7 +4,7 @@
 # "not one request through the load balancer failed" and the cluster-version
 # gate (chaos-tests/src/upgrade.rs).
 #
-#   v1 = the newest commit whose message carries [upgrade-base] (it predates
+#   v1 = the newest commit whose subject ends in [upgrade-base] (it predates
 #        the log format 2 command, RenameUser), built from a git worktree
 #        in target/upgrade-base (with its own target dir);
 #   v2 = this checkout, images tagged $QH_TAG (default chaos).
@@ -17,7 +17,8 @@ export QH_TAG=${QH_TAG:-chaos}
 export QH_HTTP_PORT=${QH_HTTP_PORT:-18000}
 die() { echo "upgrade: $*" >&2; exit 1; }
 
-v1=$(git rev-list -1 --grep='\[upgrade-base\]' HEAD 2>/dev/null) || true
+# The marker must end the subject line (commit bodies may mention it).
+v1=$(git log --format='%H%x09%s' HEAD 2>/dev/null | awk -F'\t' '$2 ~ /\[upgrade-base\]$/ {print $1; exit}') || true
 [ -n "$v1" ] || die "no commit marked [upgrade-base] in this checkout's history (a shallow clone? git fetch --unshallow)"
 base=$root/target/upgrade-base
 src=$base/src

@@ -512,6 +512,26 @@ fn report(
                 http_fails.len() - recovered
             ));
         }
+        // A proxy that goes away takes its WebSockets with it (a drained
+        // one only after its deadline); the client must get a new session
+        // at once.
+        let ws_fails: Vec<_> = sess.iter().filter(|f| f.kind == "ws").collect();
+        let ws_lost = ws_fails.iter().filter(|f| !f.recovered_by_retry).count();
+        if run.fault.may_break_sessions() && ws_lost > 0 {
+            failures.push(format!(
+                "{}: {ws_lost} WebSocket sessions broke and could not reconnect",
+                run.fault.name()
+            ));
+        }
+        // A planned upgrade may not fail a single HTTP request.
+        if run.fault == Fault::RollingUpgrade && !http_fails.is_empty() {
+            failures.push(format!(
+                "{}: {} HTTP requests to running servers failed (first: {})",
+                run.fault.name(),
+                http_fails.len(),
+                http_fails[0].error
+            ));
+        }
         fault_rows.push(json!({
             "fault": run.fault.name(),
             "targets": run.targets,
@@ -521,6 +541,8 @@ fn report(
             "server_request_failures": sess.len(),
             "http_failures_recovered_by_retry": recovered,
             "http_failures": http_fails.len(),
+            "websocket_breaks": ws_fails.len(),
+            "websocket_breaks_reconnected": ws_fails.len() - ws_lost,
             "error": run.error,
         }));
     }

@@ -64,7 +64,7 @@ impl Fault {
     /// Whether losing requests to running servers is expected: only when
     /// the proxy holding the connection dies.
     pub fn may_break_sessions(self) -> bool {
-        self == Fault::KillProxy
+        matches!(self, Fault::KillProxy | Fault::RollingUpgrade)
     }
 }
 

@@ -56,7 +56,8 @@ pub struct SessionFailure {
     /// `http` or `ws`.
     pub kind: &'static str,
     pub error: String,
-    /// An idempotent request retried at once succeeded.
+    /// HTTP: the idempotent request retried at once succeeded. WebSocket:
+    /// a new session opened at once.
     pub recovered_by_retry: bool,
 }
 
@@ -325,23 +326,32 @@ pub async fn ws_session(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut n = 0u64;
-    'outer: while !*stop.borrow() {
-        let mut ws = match tokio::time::timeout(
+    let connect = || async {
+        match tokio::time::timeout(
             Duration::from_secs(5),
             tokio_tungstenite::connect_async(url.as_str()),
         )
         .await
         {
-            Ok(Ok((ws, _))) => ws,
-            other => {
-                let error = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "connect timed out".into(),
-                };
-                record_ws(&log, &clock, error);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
+            Ok(Ok((ws, _))) => Ok(ws),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("connect timed out".to_string()),
+        }
+    };
+    // Set when a session broke and the client (as JupyterLab does for its
+    // kernels) reconnected at once.
+    let mut reconnected = None;
+    'outer: while !*stop.borrow() {
+        let mut ws = match reconnected.take() {
+            Some(ws) => ws,
+            None => match connect().await {
+                Ok(ws) => ws,
+                Err(error) => {
+                    record_ws(&log, &clock, error, false);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
         };
         loop {
             if *stop.borrow() {
@@ -372,7 +382,9 @@ pub async fn ws_session(
                 },
             };
             if let Err(error) = echoed {
-                record_ws(&log, &clock, error);
+                let at = clock.now();
+                reconnected = connect().await.ok();
+                record_ws_at(&log, at, error, reconnected.is_some());
                 continue 'outer;
             }
             tokio::select! {
@@ -383,14 +395,19 @@ pub async fn ws_session(
     }
 }
 
-fn record_ws(log: &Log, clock: &Clock, error: String) {
+fn record_ws(log: &Log, clock: &Clock, error: String, recovered: bool) {
+    record_ws_at(log, clock.now(), error, recovered)
+}
+
+/// A broken WebSocket session; `recovered`: a new session was opened at once.
+fn record_ws_at(log: &Log, at: u64, error: String, recovered: bool) {
     log.failures
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .push(SessionFailure {
-            at: clock.now(),
+            at,
             kind: "ws",
             error,
-            recovered_by_retry: false,
+            recovered_by_retry: recovered,
         });
 }
