@@ -21,6 +21,7 @@ pub mod config;
 pub mod controller;
 pub mod hub;
 pub mod node;
+mod preflight;
 pub mod routes;
 pub mod time;
 mod transfer;

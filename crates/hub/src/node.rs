@@ -36,6 +36,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let config = Arc::new(config);
+    let auth = ClientAuth::new(&config.cluster_secret)?;
+    crate::preflight::check_peers(&config, &auth).await?;
     let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
     let (log_store, summary) = LogStore::open(&data_dir.raft_dir())?;
     let sm = StateMachineStore::open(&data_dir.snapshot_dir())?;
@@ -67,7 +69,6 @@ pub async fn run(
             )
         })?;
 
-    let auth = ClientAuth::new(&config.cluster_secret)?;
     let raft_config = Arc::new(
         config
             .raft_config()

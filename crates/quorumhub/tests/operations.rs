@@ -173,6 +173,14 @@ async fn damaged_store_is_refused_and_reseed_recovers() {
         .expect("flag")
         + 1;
     other_cluster[at] = "someone-else".into();
+    // Only itself as a peer, so that the data dir, not a peer, says so.
+    let at = other_cluster
+        .iter()
+        .position(|a| a == "--peer")
+        .expect("flag")
+        + 1;
+    let me = c.node(victim);
+    other_cluster[at] = format!("{victim}={}/{}", me.grpc, me.http);
     assert!(refused(&c, other_cluster).contains("another cluster"));
     let mut missing = c.hub_args(victim);
     let at = missing
@@ -385,5 +393,127 @@ async fn wait_proxy_ready(c: &Cluster) {
         }
         assert!(Instant::now() < deadline, "proxy never answered");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A replica with the wrong secret, a `--peer` list that misnames a node, or
+/// another cluster's id refuses to start, says so, and leaves its (new)
+/// data dir untouched; the running cluster goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misconfigured_replica_refuses_to_start_and_touches_nothing() {
+    let c = common::start(3, &[]).await;
+    c.wait_leader(Duration::from_secs(5)).await;
+    let fresh = tempfile::tempdir().expect("tempdir");
+    // Replica 3's own flags, but on an empty data dir.
+    let base = |c: &Cluster| -> Vec<String> {
+        let mut a = c.hub_args(3);
+        let i = a.iter().position(|x| x == "--data-dir").expect("flag") + 1;
+        a[i] = fresh.path().display().to_string();
+        a
+    };
+    let swap = |mut a: Vec<String>, flag: &str, value: String| {
+        let i = a.iter().position(|x| x == flag).expect("flag") + 1;
+        a[i] = value;
+        a
+    };
+    let (n1, n2) = (c.node(1), c.node(2));
+    let misnamed = format!(
+        "1={}/{},2={}/{},3={}/{}",
+        n2.grpc,
+        n2.http,
+        n1.grpc,
+        n1.http,
+        c.node(3).grpc,
+        c.node(3).http
+    );
+    let cases: Vec<(Vec<String>, &str, &str)> = vec![
+        (
+            base(&c),
+            "another-secret-0123456789",
+            "refuses this replica's cluster secret",
+        ),
+        (
+            swap(base(&c), "--peer", misnamed),
+            SECRET,
+            "but the replica there is node 2",
+        ),
+        (
+            swap(base(&c), "--cluster-id", "other".into()),
+            SECRET,
+            "belongs to cluster",
+        ),
+    ];
+    for (args, secret, want) in cases {
+        let out = Command::new(exe())
+            .args(&args)
+            .env("QUORUMHUB_CLUSTER_SECRET", secret)
+            .env("QUORUMHUB_ADMIN_TOKEN", TOKEN)
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{want}: {err}");
+        assert_eq!(
+            std::fs::read_dir(fresh.path()).expect("ls").count(),
+            0,
+            "the data dir was touched"
+        );
+    }
+    let r = client()
+        .post(c.url(1, "/hub/api/users/still-fine"))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::CREATED);
+}
+
+/// Garbage on a replica's gRPC (Raft) port: the connection is dropped and
+/// the cluster goes on as if nothing happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_raft_port_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let c = common::start(3, &[]).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let payloads: Vec<Vec<u8>> = vec![
+        // Not HTTP/2 at all.
+        (0..65536u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect(),
+        // The HTTP/2 preface, then a frame header announcing a 16 MiB frame
+        // of an unknown type, then noise.
+        [
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".as_slice(),
+            &[0xff, 0xff, 0xff, 0x42, 0, 0, 0, 0, 1],
+            &[0xab; 4096],
+        ]
+        .concat(),
+    ];
+    for payload in payloads {
+        let mut s = tokio::net::TcpStream::connect(&c.node(leader).grpc)
+            .await
+            .expect("connect");
+        let _ = s.write_all(&payload).await;
+        let mut buf = vec![0u8; 65536];
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "the replica kept a garbage connection open");
+    }
+    // Same leader, and writes through every replica still work.
+    assert_eq!(c.wait_leader(Duration::from_secs(5)).await, leader);
+    for id in 1..=3 {
+        let r = client()
+            .post(c.url(id, &format!("/hub/api/users/after-garbage-{id}")))
+            .header("Authorization", auth())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::CREATED);
     }
 }
