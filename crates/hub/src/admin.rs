@@ -219,6 +219,21 @@ impl admin_server::Admin for AdminService {
         }
     }
 
+    async fn backup(&self, _: Request<BackupRequest>) -> Result<Response<BackupReply>, Status> {
+        self.hub.linearize().await.map_err(status)?;
+        let (state, index) = self.hub.sm.read(|d| (d.state.clone(), d.state.revision));
+        let file = quorumhub_raft::backup::BackupFile {
+            format: quorumhub_raft::backup::BACKUP_FORMAT,
+            cluster_id: self.hub.cluster_id.clone(),
+            index,
+            taken_at_ms: crate::time::now_ms(),
+            state,
+        };
+        let bytes = file.seal().map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!(index, bytes = bytes.len(), "backup taken");
+        Ok(Response::new(BackupReply { file: bytes, index }))
+    }
+
     async fn add_learner(
         &self,
         req: Request<AddLearnerRequest>,

@@ -233,6 +233,25 @@ impl HubConfig {
     }
 }
 
+/// `ID=GRPC_ADDR/HTTP_ADDR` entries (comma-separated or repeated), as
+/// `--peer` takes them.
+pub fn parse_peers(
+    raw: &[String],
+) -> Result<std::collections::BTreeMap<NodeId, Member>, ConfigError> {
+    let mut map = std::collections::BTreeMap::new();
+    for entry in raw
+        .iter()
+        .flat_map(|r| r.split(','))
+        .filter(|p| !p.trim().is_empty())
+    {
+        let (id, member) = parse_peer(entry)?;
+        if map.insert(id, member).is_some() {
+            return Err(ConfigError::DuplicatePeer(id));
+        }
+    }
+    Ok(map)
+}
+
 fn parse_peer(raw: &str) -> Result<(NodeId, Member), ConfigError> {
     let bad = || ConfigError::BadPeer(raw.to_string());
     let (id, addrs) = raw.trim().split_once('=').ok_or_else(bad)?;

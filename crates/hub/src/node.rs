@@ -99,7 +99,9 @@ pub async fn run(
             server_auth.clone(),
         ))
         .add_service(InterceptedService::new(
-            AdminServer::new(AdminService::new(hub.clone())).max_decoding_message_size(MAX_MESSAGE),
+            AdminServer::new(AdminService::new(hub.clone()))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
             server_auth.clone(),
         ))
         .add_service(RoutesServer::with_interceptor(

@@ -68,6 +68,12 @@ pub enum CtlCmd {
         #[arg(long, default_value_t = 60)]
         timeout_s: u64,
     },
+    /// Write the whole state, after a read barrier, to a backup file
+    /// (restore it with `quorumhub restore`).
+    Backup {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -103,7 +109,7 @@ pub enum UsersCmd {
 async fn connect(addr: &str, auth: &ClientAuth) -> anyhow::Result<Client> {
     let channel = quorumhub_raft::network::channel(addr, Duration::from_secs(2))
         .with_context(|| format!("bad hub address {addr}"))?;
-    Ok(AdminClient::with_interceptor(channel, auth.clone()).max_decoding_message_size(64 << 20))
+    Ok(AdminClient::with_interceptor(channel, auth.clone()).max_decoding_message_size(256 << 20))
 }
 
 fn req<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
@@ -148,6 +154,25 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
     let (mut client, me) = first_live(&args, &auth, timeout).await?;
     let out = match &args.cmd {
         CtlCmd::Status => status(&auth, &mut client, me, timeout).await?,
+        CtlCmd::Backup { out } => {
+            let reply = client
+                .backup(req(BackupRequest {}, Duration::from_secs(120)))
+                .await
+                .map_err(explain)?
+                .into_inner();
+            // Check what arrived before it replaces anything.
+            let file = quorumhub_raft::backup::BackupFile::open(&reply.file)
+                .context("the backup the hub sent does not verify")?;
+            quorumhub_raft::datadir::write_atomic(out, &reply.file)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            json!({
+                "out": out.display().to_string(),
+                "bytes": reply.file.len(),
+                "index": file.index,
+                "cluster_id": file.cluster_id,
+                "users": file.state.users.len(),
+            })
+        }
         CtlCmd::WaitReady { node, timeout_s } => {
             wait_ready(
                 &auth,

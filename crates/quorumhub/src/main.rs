@@ -7,6 +7,7 @@
 //! - `quorumhub reseed`: rebuild a damaged replica's data dir from a peer
 //! - `quorumhub singleuser`: the built-in demo single-user server
 
+mod backup;
 mod ctl;
 mod dev;
 mod logging;
@@ -58,6 +59,11 @@ enum Cmd {
     Dev(dev::DevArgs),
     /// Re-seed a damaged replica's data dir from a healthy peer.
     Reseed(reseed::ReseedArgs),
+    /// Write a backup from a stopped replica's data dir (after losing the
+    /// quorum for good); online, use `hubctl backup`.
+    Backup(backup::BackupArgs),
+    /// Turn a backup into an empty data dir of a new cluster's member.
+    Restore(backup::RestoreArgs),
     /// The built-in demo single-user server.
     Singleuser(quorumhub_spawner::singleuser::SingleUserArgs),
 }
@@ -110,6 +116,14 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::Reseed(args) => {
             logging::init(cli.log_format, None);
             reseed::run(args).await?;
+        }
+        Cmd::Backup(args) => {
+            logging::init(cli.log_format, None);
+            backup::backup(args).await?;
+        }
+        Cmd::Restore(args) => {
+            logging::init(cli.log_format, None);
+            backup::restore(args).await?;
         }
         Cmd::Singleuser(args) => {
             logging::init(cli.log_format, None);

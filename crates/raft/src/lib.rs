@@ -21,6 +21,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+pub mod backup;
 mod codec;
 pub mod datadir;
 pub mod log_store;

@@ -206,6 +206,27 @@ impl StateMachineStore {
     }
 }
 
+/// The snapshot of a data dir being restored from a backup (the state
+/// machine is not open): `state` as of `at`, with the new cluster's
+/// `membership`.
+pub fn write_restored_snapshot(
+    dir: &Path,
+    at: LogId<NodeId>,
+    membership: openraft::Membership<NodeId, Member>,
+    state: HubState,
+) -> std::io::Result<()> {
+    let file = SnapshotFile {
+        meta: SnapshotMeta {
+            last_log_id: Some(at),
+            last_membership: StoredMembership::new(Some(at), membership),
+            snapshot_id: format!("restored-{}", at.index),
+        },
+        state,
+    };
+    let bytes = codec::encode(&file).map_err(std::io::Error::other)?;
+    write_atomic(&dir.join(SNAPSHOT_FILE), &bytes)
+}
+
 fn persist(dir: &Path, snapshot: &StoredSnapshot) -> std::io::Result<()> {
     write_atomic(&dir.join(SNAPSHOT_FILE), &snapshot.bytes)
 }

@@ -44,6 +44,17 @@ pub struct Cluster {
 impl Cluster {
     /// Start `n` replicas and wait until they have a leader.
     pub async fn start(exe: PathBuf, n: u64, extra_args: &[&str]) -> Cluster {
+        let mut c = Cluster::prepare(exe, n, extra_args);
+        for id in 1..=n {
+            c.spawn(id);
+        }
+        c.wait_leader(Duration::from_secs(30)).await;
+        c
+    }
+
+    /// Data dirs, ports and ids for `n` replicas, none started (e.g. to
+    /// restore a backup into the data dirs first).
+    pub fn prepare(exe: PathBuf, n: u64, extra_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let nodes = (1..=n)
             .map(|id| {
@@ -58,7 +69,7 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut c = Cluster {
+        Cluster {
             exe,
             cluster_id: format!("test-{}", free_port()),
             dir,
@@ -66,12 +77,7 @@ impl Cluster {
             proxy: None,
             proxy_addr: format!("127.0.0.1:{}", free_port()),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-        };
-        for id in 1..=n {
-            c.spawn(id);
         }
-        c.wait_leader(Duration::from_secs(30)).await;
-        c
     }
 
     pub fn node(&self, id: u64) -> &Node {
