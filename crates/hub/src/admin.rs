@@ -234,6 +234,14 @@ impl admin_server::Admin for AdminService {
         Ok(Response::new(BackupReply { file: bytes, index }))
     }
 
+    async fn raft_snapshot(
+        &self,
+        _: Request<RaftSnapshotRequest>,
+    ) -> Result<Response<RaftSnapshotReply>, Status> {
+        let (file, index) = self.hub.sm.current_snapshot().unwrap_or_default();
+        Ok(Response::new(RaftSnapshotReply { file, index }))
+    }
+
     async fn add_learner(
         &self,
         req: Request<AddLearnerRequest>,

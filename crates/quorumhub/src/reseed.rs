@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use openraft::storage::RaftLogStorage;
 use openraft::Vote;
 use quorumhub_proto::v1::admin_client::AdminClient;
 use quorumhub_proto::v1::{CurrentVoteRequest, NodeStatusRequest};
@@ -104,10 +105,53 @@ pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
         v.commit();
     }
     log.put_vote(&v)?;
+    // Start from the leader's snapshot, so that the leader only has to send
+    // the entries after it (it holds every entry after its own snapshot).
+    let seeded = match leader_snapshot(&args, &status).await {
+        Ok(Some((bytes, _))) => {
+            let at = quorumhub_raft::state_machine::seed_snapshot(&data.snapshot_dir(), &bytes)
+                .map_err(|e| anyhow::anyhow!("the leader's snapshot does not verify: {e}"))?;
+            let mut log = log;
+            log.purge(at)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot set the purge point: {e}"))?;
+            Some(at.index)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            println!("could not fetch the leader's snapshot ({e:#}); the replica will catch up by Raft alone");
+            None
+        }
+    };
     println!(
-        "re-seeded {}: vote set to term {}. Start the replica as before; it catches up from the leader (by snapshot if the log was purged).",
+        "re-seeded {}: vote set to term {}{}. Start the replica as before; it catches up from the leader.",
         dir.display(),
-        vote.term
+        vote.term,
+        seeded
+            .map(|i| format!(", starting from the leader's snapshot at index {i}"))
+            .unwrap_or_default()
     );
     Ok(())
+}
+
+/// The current leader's snapshot file, if it has one.
+async fn leader_snapshot(
+    args: &ReseedArgs,
+    status: &quorumhub_proto::v1::NodeStatusReply,
+) -> anyhow::Result<Option<(Vec<u8>, u64)>> {
+    let leader = status
+        .members
+        .iter()
+        .find(|m| m.id == status.leader_id)
+        .context("the leader is not among the members")?;
+    let auth = ClientAuth::new(&args.cluster_secret)?;
+    let channel = quorumhub_raft::network::channel(&leader.grpc_addr, Duration::from_secs(2))?;
+    let mut client =
+        AdminClient::with_interceptor(channel, auth).max_decoding_message_size(256 << 20);
+    let reply = client
+        .raft_snapshot(quorumhub_proto::v1::RaftSnapshotRequest {})
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .into_inner();
+    Ok((!reply.file.is_empty()).then_some((reply.file, reply.index)))
 }

@@ -385,6 +385,12 @@ async fn wiped_follower_catches_up_from_a_restarted_leader() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // It starts from the leader's snapshot, not from an empty log.
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("from the leader's snapshot at index"),
+        "{said}"
+    );
     c.spawn(victim);
     assert_eq!(
         create(&base(&c, leader), "w-after").await.ok(),

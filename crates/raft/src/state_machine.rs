@@ -127,6 +127,18 @@ impl SmShared {
         self.revision.subscribe()
     }
 
+    /// The current snapshot as stored (sealed file bytes) and the index it
+    /// covers, if one was built or installed.
+    pub fn current_snapshot(&self) -> Option<(Vec<u8>, u64)> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current.as_ref().map(|s| {
+            (
+                s.bytes.clone(),
+                s.meta.last_log_id.map(|l| l.index).unwrap_or(0),
+            )
+        })
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, SmData> {
         self.data.write().unwrap_or_else(|p| p.into_inner())
     }
@@ -204,6 +216,19 @@ impl StateMachineStore {
     pub fn shared(&self) -> Arc<SmShared> {
         self.shared.clone()
     }
+}
+
+/// Seed a re-seeded replica's (empty) snapshot dir with a peer's current
+/// snapshot, verified first; returns the log id it covers.
+pub fn seed_snapshot(dir: &Path, bytes: &[u8]) -> Result<LogId<NodeId>, String> {
+    let file = decode_snapshot(bytes)?;
+    check_log_format(file.state.cluster_version)?;
+    let at = file
+        .meta
+        .last_log_id
+        .ok_or_else(|| "the peer's snapshot covers no entry".to_string())?;
+    write_atomic(&dir.join(SNAPSHOT_FILE), bytes).map_err(|e| e.to_string())?;
+    Ok(at)
 }
 
 /// The snapshot of a data dir being restored from a backup (the state
