@@ -704,3 +704,68 @@ async fn a_new_cluster_from_the_last_surviving_replica() {
         assert!(users.contains(name), "{name} was lost: {users:?}");
     }
 }
+
+/// The runbook's "Add a replica" and "Remove a replica", as written: a
+/// fourth replica started with --join, added (learner, then voter), holding
+/// the state; then removed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_and_remove_a_replica() {
+    let c = common::start(3, &[]).await;
+    let r = client()
+        .post(c.url(1, "/hub/api/users/before-join"))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let data = c.dir.path().join("node4");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let grpc = format!("127.0.0.1:{}", quorumhub_testkit::free_port());
+    let http = format!("127.0.0.1:{}", quorumhub_testkit::free_port());
+    let args: Vec<String> = vec![
+        "hub".into(),
+        "--node-id".into(),
+        "4".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--cluster-id".into(),
+        c.cluster_id.clone(),
+        "--grpc-listen".into(),
+        grpc.clone(),
+        "--http-listen".into(),
+        http.clone(),
+        "--join".into(),
+    ];
+    let mut fourth = c.command(&args, "hub4");
+    let (ok, added, err) = hubctl(
+        &c,
+        1,
+        &["members", "add", "4", "--grpc", &grpc, "--http", &http],
+    );
+    assert!(ok, "{err}");
+    let (_, status, _) = hubctl(&c, 2, &["status"]);
+    assert_eq!(status["voters"], 4, "{added} {status}");
+    // The new replica serves the state it was sent.
+    let r = client()
+        .get(format!("http://{http}/hub/api/users/before-join"))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let (ok, _, err) = hubctl(&c, 1, &["members", "remove", "4"]);
+    assert!(ok, "{err}");
+    let (_, status, _) = hubctl(&c, 2, &["status"]);
+    assert_eq!(status["voters"], 3, "{status}");
+    assert!(
+        !status["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .any(|m| m["id"] == 4),
+        "{status}"
+    );
+    let _ = fourth.kill();
+    let _ = fourth.wait();
+}
