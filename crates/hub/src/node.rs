@@ -133,10 +133,37 @@ pub async fn run(
     tokio::spawn(crate::controller::run(hub.clone(), stop_rx.clone()));
     tokio::spawn(crate::version::run(hub.clone(), stop_rx.clone()));
 
-    shutdown.await;
+    let died = tokio::select! {
+        _ = shutdown => false,
+        _ = raft_stopped(&hub) => true,
+    };
     graceful_stop(&hub, drain_tx, stop_tx, http_task, grpc_task).await;
     drop(data_dir);
+    if died {
+        anyhow::bail!(
+            "Raft stopped on its own, most likely on a storage error (logged above, e.g. \
+             \"No space left on device\"); nothing acknowledged is lost. Fix the cause, then start \
+             this replica again: it verifies its store and catches up"
+        );
+    }
     Ok(())
+}
+
+/// Resolves when the Raft node stops without being asked to (openraft
+/// stops on any storage error): a replica that can no longer take part
+/// exits, so that whatever supervises it sees the failure.
+async fn raft_stopped(hub: &Hub) {
+    let mut metrics = hub.raft.metrics();
+    loop {
+        if metrics.borrow().state == openraft::ServerState::Shutdown {
+            tracing::error!("the Raft node has stopped; this replica exits");
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            tracing::error!("the Raft node is gone; this replica exits");
+            return;
+        }
+    }
 }
 
 /// How long shutdown waits for HTTP requests in flight.
@@ -178,7 +205,7 @@ async fn graceful_stop(
 /// there first; otherwise (single voter, transfer refused) just go on.
 async fn hand_over_leadership(hub: &Hub) {
     let m = hub.raft.metrics().borrow().clone();
-    if m.current_leader != Some(hub.id) {
+    if m.state != openraft::ServerState::Leader || m.current_leader != Some(hub.id) {
         return;
     }
     let voters = m.membership_config.membership().voter_ids().count();

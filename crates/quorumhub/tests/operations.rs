@@ -737,6 +737,15 @@ async fn add_and_remove_a_replica() {
         "--join".into(),
     ];
     let mut fourth = c.command(&args, "hub4");
+    // As in the runbook: once it runs (it answers on its gRPC port).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(&grpc).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the fourth replica never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (ok, added, err) = hubctl(
         &c,
         1,
@@ -768,4 +777,121 @@ async fn add_and_remove_a_replica() {
     );
     let _ = fourth.kill();
     let _ = fourth.wait();
+}
+
+/// Unmounts a tmpfs when the test ends, however it ends.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fill `dir`'s filesystem to the last byte; returns the filler's path.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).expect("filler");
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    let small = [0u8; 512];
+    while f.write_all(&small).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
+
+/// The leader's disk fills up: its Raft node stops on the write error, the
+/// replica exits saying why, the others elect a leader and no client write
+/// fails. Once space is back and it is started again, it verifies its store,
+/// catches up and agrees with the others. (Needs root to mount a small
+/// tmpfs for that replica's data dir, as CI has.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_only_that_replica_and_it_recovers() {
+    let mut c = Cluster::prepare(exe(), 3, &[]);
+    let mnt = c.dir.path().join("small-disk");
+    std::fs::create_dir_all(&mnt).expect("mkdir");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(
+        mounted.success(),
+        "this test mounts a tmpfs: run it as root"
+    );
+    let _guard = Mounted(mnt.clone());
+    c.nodes[0].data = mnt.join("node1");
+    std::fs::create_dir_all(&c.nodes[0].data).expect("mkdir");
+    for id in 1..=3 {
+        c.spawn(id);
+    }
+    if c.wait_leader(Duration::from_secs(30)).await != 1 {
+        let (ok, _, err) = hubctl(&c, 2, &["transfer-leader", "--to", "1"]);
+        assert!(ok, "{err}");
+    }
+    assert_eq!(c.wait_leader(Duration::from_secs(5)).await, 1);
+
+    let filler = fill(&mnt);
+    let mut acked = 0;
+    let mut exited = None;
+    for i in 0..3000 {
+        let r = client()
+            .post(c.url(2, &format!("/hub/api/users/full-{i}")))
+            .header("Authorization", auth())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), StatusCode::CREATED, "write {i} failed");
+        acked += 1;
+        if let Some(child) = c.nodes[0].child.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                exited = Some(status);
+                break;
+            }
+        }
+    }
+    let status = exited.expect("the replica on the full disk kept running");
+    assert!(!status.success());
+    c.nodes[0].child = None;
+    let log = std::fs::read_to_string(c.dir.path().join("hub1.log")).unwrap_or_default();
+    assert!(
+        log.contains("No space left on device") && log.contains("Raft stopped on its own"),
+        "{log}"
+    );
+    // The others go on.
+    let r = client()
+        .post(c.url(3, "/hub/api/users/while-full"))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // Space returns; the replica starts again and catches up.
+    std::fs::remove_file(&filler).expect("rm filler");
+    c.spawn(1);
+    let (ok, _, err) = hubctl(&c, 2, &["wait-ready", "1", "--timeout-s", "30"]);
+    assert!(ok, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, digest, _) = hubctl(&c, 2, &["digest"]);
+        let digests: std::collections::BTreeSet<String> = digest["replicas"]
+            .as_array()
+            .map(|r| r.iter().map(|x| x["digest"].to_string()).collect())
+            .unwrap_or_default();
+        if digests.len() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replicas disagree: {digest}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = client()
+        .post(c.url(1, "/hub/api/users/after-space"))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(acked > 0);
 }
