@@ -55,6 +55,8 @@ pub struct Hub {
     pub admin_token_hash: Option<String>,
     /// The Docker engine (`--spawner docker`), connected on first use.
     pub(crate) docker: tokio::sync::OnceCell<quorumhub_spawner::docker::DockerSpawner>,
+    /// Set when shutdown begins: HTTP responses close their connection.
+    pub(crate) draining: std::sync::atomic::AtomicBool,
 }
 
 impl Hub {
@@ -72,6 +74,7 @@ impl Hub {
             transfer_gate: tokio::sync::RwLock::new(()),
             admin_token_hash,
             docker: tokio::sync::OnceCell::new(),
+            draining: std::sync::atomic::AtomicBool::new(false),
             config,
         }
     }

@@ -85,6 +85,7 @@ pub async fn run(
     // watches (proxies move to another replica), `stop` then ends gRPC (and
     // with it this replica's part in Raft), bootstrap and the controller.
     let (drain_tx, drain_rx) = watch::channel(false);
+    let (unwatch_tx, unwatch_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -105,7 +106,7 @@ pub async fn run(
             server_auth.clone(),
         ))
         .add_service(RoutesServer::with_interceptor(
-            RoutesService::new(hub.clone(), drain_rx.clone()),
+            RoutesService::new(hub.clone(), unwatch_rx),
             server_auth,
         ))
         .serve_with_incoming_shutdown(
@@ -137,7 +138,12 @@ pub async fn run(
         _ = shutdown => false,
         _ = raft_stopped(&hub) => true,
     };
-    graceful_stop(&hub, drain_tx, stop_tx, http_task, grpc_task).await;
+    let signals = StopSignals {
+        unwatch: unwatch_tx,
+        drain: drain_tx,
+        stop: stop_tx,
+    };
+    graceful_stop(&hub, signals, http_task, grpc_task).await;
     drop(data_dir);
     if died {
         anyhow::bail!(
@@ -166,32 +172,52 @@ async fn raft_stopped(hub: &Hub) {
     }
 }
 
+/// How long shutdown keeps serving HTTP, every response closing its
+/// connection, before it stops accepting: long enough for the proxies,
+/// whose route watches on this replica have ended, to learn the new leader
+/// from another replica's first heartbeat and send nothing here any more.
+const HTTP_DRAIN_DELAY: Duration = Duration::from_millis(1500);
 /// How long shutdown waits for HTTP requests in flight.
 const HTTP_DRAIN: Duration = Duration::from_secs(10);
 /// How long shutdown waits for gRPC calls in flight (Raft RPCs are short).
 const GRPC_DRAIN: Duration = Duration::from_secs(3);
 
-/// SIGTERM: hand leadership to another voter, finish what is in flight, then
-/// leave. A replica stopped this way costs no election timeout, and no
-/// request that reached it fails.
+/// The steps of a graceful stop, in order.
+struct StopSignals {
+    /// End the route watches (proxies move to another replica).
+    unwatch: watch::Sender<bool>,
+    /// Stop accepting HTTP; finish what is in flight.
+    drain: watch::Sender<bool>,
+    /// Stop gRPC, bootstrap, the controller and the version check.
+    stop: watch::Sender<bool>,
+}
+
+/// SIGTERM: hand leadership to another voter, let the proxies move away,
+/// finish what is in flight, then leave. A replica stopped this way costs
+/// no election timeout, and no request that reached it fails.
 async fn graceful_stop(
     hub: &Arc<Hub>,
-    drain_tx: watch::Sender<bool>,
-    stop_tx: watch::Sender<bool>,
+    signals: StopSignals,
     http_task: tokio::task::JoinHandle<std::io::Result<()>>,
     grpc_task: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 ) {
     let started = Instant::now();
     tracing::info!("shutting down");
     hand_over_leadership(hub).await;
-    let _ = drain_tx.send(true);
+    hub.draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = signals.unwatch.send(true);
+    if hub.raft.metrics().borrow().state != openraft::ServerState::Shutdown {
+        tokio::time::sleep(HTTP_DRAIN_DELAY).await;
+    }
+    let _ = signals.drain.send(true);
     if tokio::time::timeout(HTTP_DRAIN, http_task).await.is_err() {
         tracing::warn!(
             "HTTP requests still in flight after {} s; closing them",
             HTTP_DRAIN.as_secs()
         );
     }
-    let _ = stop_tx.send(true);
+    let _ = signals.stop.send(true);
     if let Err(e) = hub.raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not stop cleanly");
     }

@@ -98,6 +98,15 @@ async fn request_span(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> 
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
+    // Shutting down: close each keep-alive connection after its response,
+    // so the client (a proxy) never sends another request on a connection
+    // this replica is about to close.
+    if hub.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
     resp
 }
 
