@@ -6,7 +6,8 @@
 #   QH_PROJECT=quorumhub  compose project name, as for up.sh
 #
 # For each hub replica, followers first and the leader last:
-#   1. if it leads, move leadership away (hubctl transfer-leader);
+#   1. if it leads, move leadership away (hubctl transfer-leader) and give
+#      the proxies 2 s to learn the new leader;
 #   2. stop it gracefully (SIGTERM: it hands over, ends its route watches,
 #      finishes its HTTP requests, leaves Raft) and check it exited cleanly;
 #   3. start the new image on the same volume;
@@ -77,6 +78,11 @@ upgrade_hub() {
     other=$(for h in hub1 hub2 hub3; do [ "$h" != "$svc" ] && echo "$h"; done | head -1)
     say "$svc leads: transferring leadership"
     hubctl_in "$other" transfer-leader >&2 || die "transfer-leader failed; nothing was stopped"
+    # The proxies send /hub/ requests to the leader they know; they learn the
+    # new one from the next heartbeat (every second). Wait for that before
+    # the old leader closes its connections, so no request is sent on one it
+    # is closing (a stopping replica of this release also waits by itself).
+    sleep 2
   fi
   say "stopping $svc (SIGTERM)"
   compose stop "$svc" >/dev/null 2>&1 || die "docker-compose stop $svc failed"
