@@ -736,7 +736,7 @@ async fn add_and_remove_a_replica() {
         http.clone(),
         "--join".into(),
     ];
-    let mut fourth = c.command(&args, "hub4");
+    let fourth = KillOnDrop(c.command(&args, "hub4"));
     // As in the runbook: once it runs (it answers on its gRPC port).
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(&grpc).await.is_err() {
@@ -775,8 +775,17 @@ async fn add_and_remove_a_replica() {
             .any(|m| m["id"] == 4),
         "{status}"
     );
-    let _ = fourth.kill();
-    let _ = fourth.wait();
+    drop(fourth);
+}
+
+/// A process started by hand in a test, killed however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Unmounts a tmpfs when the test ends, however it ends.
