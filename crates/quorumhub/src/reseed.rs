@@ -80,6 +80,11 @@ pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
         .map_err(|s| anyhow::anyhow!("cannot read the cluster's vote: {}", s.message()))?
         .into_inner();
 
+    // Before anything is touched: the leader's snapshot.
+    let view = leader_view_retrying(&args, status.clone()).await.context(
+        "cannot reach the leader; nothing was changed. Retry once `hubctl status` shows a leader",
+    )?;
+
     let dir = &args.data_dir;
     if dir.exists() {
         refuse_if_running(dir)?;
@@ -107,9 +112,9 @@ pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
     log.put_vote(&v)?;
     // Start from the leader's snapshot, so that the leader only has to send
     // the entries after it (it holds every entry after its own snapshot).
-    let seeded = match leader_snapshot(&args, &status).await {
-        Ok(Some((bytes, _))) => {
-            let at = quorumhub_raft::state_machine::seed_snapshot(&data.snapshot_dir(), &bytes)
+    let seeded = match &view.snapshot {
+        Some((bytes, _)) => {
+            let at = quorumhub_raft::state_machine::seed_snapshot(&data.snapshot_dir(), bytes)
                 .map_err(|e| anyhow::anyhow!("the leader's snapshot does not verify: {e}"))?;
             let mut log = log;
             log.purge(at)
@@ -117,11 +122,7 @@ pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("cannot set the purge point: {e}"))?;
             Some(at.index)
         }
-        Ok(None) => None,
-        Err(e) => {
-            println!("could not fetch the leader's snapshot ({e:#}); the replica will catch up by Raft alone");
-            None
-        }
+        None => None,
     };
     println!(
         "re-seeded {}: vote set to term {}{}. Start the replica as before; it catches up from the leader.",
@@ -134,11 +135,43 @@ pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The current leader's snapshot file, if it has one.
-async fn leader_snapshot(
+/// What the reseed needs from the leader.
+struct LeaderView {
+    /// Its current snapshot file and the index it covers, if it has one.
+    snapshot: Option<(Vec<u8>, u64)>,
+}
+
+/// [`leader_view`], asking `--from` again for the leader for up to
+/// 10 s: right after an election (or if the leader it named has just gone)
+/// the first answer may name a leader that is not there.
+async fn leader_view_retrying(
+    args: &ReseedArgs,
+    mut status: quorumhub_proto::v1::NodeStatusReply,
+) -> anyhow::Result<LeaderView> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match leader_view(args, &status).await {
+            Ok(found) => return Ok(found),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let auth = ClientAuth::new(&args.cluster_secret)?;
+        let channel = quorumhub_raft::network::channel(&args.from, Duration::from_secs(2))?;
+        if let Ok(s) = AdminClient::with_interceptor(channel, auth)
+            .node_status(NodeStatusRequest {})
+            .await
+        {
+            status = s.into_inner();
+        }
+    }
+}
+
+/// The leader's own status and current snapshot.
+async fn leader_view(
     args: &ReseedArgs,
     status: &quorumhub_proto::v1::NodeStatusReply,
-) -> anyhow::Result<Option<(Vec<u8>, u64)>> {
+) -> anyhow::Result<LeaderView> {
     let leader = status
         .members
         .iter()
@@ -148,10 +181,28 @@ async fn leader_snapshot(
     let channel = quorumhub_raft::network::channel(&leader.grpc_addr, Duration::from_secs(2))?;
     let mut client =
         AdminClient::with_interceptor(channel, auth).max_decoding_message_size(256 << 20);
+    let fail = |s: tonic::Status| {
+        anyhow::anyhow!(
+            "leader {} at {}: {}",
+            leader.id,
+            leader.grpc_addr,
+            s.message()
+        )
+    };
+    let own = client
+        .node_status(NodeStatusRequest {})
+        .await
+        .map_err(fail)?
+        .into_inner();
+    if own.role != "leader" {
+        anyhow::bail!("node {} no longer leads", leader.id);
+    }
     let reply = client
         .raft_snapshot(quorumhub_proto::v1::RaftSnapshotRequest {})
         .await
-        .map_err(|s| anyhow::anyhow!("{}", s.message()))?
+        .map_err(fail)?
         .into_inner();
-    Ok((!reply.file.is_empty()).then_some((reply.file, reply.index)))
+    Ok(LeaderView {
+        snapshot: (!reply.file.is_empty()).then_some((reply.file, reply.index)),
+    })
 }
