@@ -82,7 +82,7 @@ pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
 
     // Before anything is touched: the leader's snapshot.
     let view = leader_view_retrying(&args, status.clone()).await.context(
-        "cannot reach the leader; nothing was changed. Retry once `hubctl status` shows a leader",
+        "nothing was changed: reseed needs a leader that answers and every other replica caught up",
     )?;
 
     let dir = &args.data_dir;
@@ -196,6 +196,38 @@ async fn leader_view(
         .into_inner();
     if own.role != "leader" {
         anyhow::bail!("node {} no longer leads", leader.id);
+    }
+    // Every other voter must hold what the leader holds now, which covers
+    // every entry the lost disk acknowledged. Otherwise the empty replica
+    // could vote for one that lacks such an entry, and an acknowledged
+    // write would be lost.
+    let target = own.last_log_index;
+    let progress = client
+        .cluster_status(quorumhub_proto::v1::ClusterStatusRequest {})
+        .await
+        .map_err(fail)?
+        .into_inner();
+    for m in status
+        .members
+        .iter()
+        .filter(|m| m.voter && m.id != leader.id && m.id != args.node_id)
+    {
+        let matched = progress
+            .progress
+            .iter()
+            .find(|p| p.id == m.id && p.has_matched)
+            .map(|p| p.matched_index);
+        if matched < Some(target) {
+            anyhow::bail!(
+                "replica {} holds the log up to {} of the leader's {target}: re-seed once every \
+                 other replica has caught up (hubctl status: lag 0), or the re-seeded one could \
+                 help elect a leader that lacks writes its old disk acknowledged",
+                m.id,
+                matched
+                    .map(|i| i.to_string())
+                    .unwrap_or("nothing known".into())
+            );
+        }
     }
     let reply = client
         .raft_snapshot(quorumhub_proto::v1::RaftSnapshotRequest {})
