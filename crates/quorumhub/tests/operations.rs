@@ -85,13 +85,10 @@ async fn hubctl_status_and_transfer_leader() {
     assert_eq!(moved["new_leader"].as_u64(), Some(target), "{moved}");
     assert_eq!(c.wait_leader(Duration::from_secs(5)).await, target);
     // Writes work under the new leader, through the old one.
-    let r = client()
-        .post(c.url(leader, "/hub/api/users/after-transfer"))
-        .header("Authorization", auth())
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        create_user(&c, leader, "after-transfer").await,
+        StatusCode::CREATED
+    );
 
     let (ok, users, _) = hubctl(&c, 3, &["users", "add", "Carol", "--admin"]);
     assert!(ok);
@@ -144,13 +141,10 @@ async fn hubctl_status_and_transfer_leader() {
 async fn damaged_store_is_refused_and_reseed_recovers() {
     let mut c = common::start(3, &[]).await;
     for i in 0..10 {
-        let r = client()
-            .post(c.url(1, &format!("/hub/api/users/d-{i}")))
-            .header("Authorization", auth())
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(
+            create_user(&c, 1, &format!("d-{i}")).await,
+            StatusCode::CREATED
+        );
     }
     let leader = c.wait_leader(Duration::from_secs(5)).await;
     let victim = (1..=3).find(|i| *i != leader).expect("follower");
@@ -458,13 +452,7 @@ async fn a_misconfigured_replica_refuses_to_start_and_touches_nothing() {
             "the data dir was touched"
         );
     }
-    let r = client()
-        .post(c.url(1, "/hub/api/users/still-fine"))
-        .header("Authorization", auth())
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(create_user(&c, 1, "still-fine").await, StatusCode::CREATED);
 }
 
 /// Garbage on a replica's gRPC (Raft) port: the connection is dropped and
@@ -508,13 +496,10 @@ async fn garbage_on_the_raft_port_is_disconnected() {
     // Same leader, and writes through every replica still work.
     assert_eq!(c.wait_leader(Duration::from_secs(5)).await, leader);
     for id in 1..=3 {
-        let r = client()
-            .post(c.url(id, &format!("/hub/api/users/after-garbage-{id}")))
-            .header("Authorization", auth())
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(
+            create_user(&c, id, &format!("after-garbage-{id}")).await,
+            StatusCode::CREATED
+        );
     }
 }
 
@@ -564,26 +549,20 @@ async fn restore_and_start(to: &mut Cluster, file: &std::path::Path) {
 async fn backup_and_restore_into_a_new_cluster() {
     let a = common::start(3, &[]).await;
     for i in 0..10 {
-        let r = client()
-            .post(a.url(1 + i % 3, &format!("/hub/api/users/b-{i}")))
-            .header("Authorization", auth())
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(
+            create_user(&a, 1 + i % 3, &format!("b-{i}")).await,
+            StatusCode::CREATED
+        );
     }
     let before = users_of(&a, 1);
     let file = a.dir.path().join("backup.qhb");
     let (ok, taken, err) = hubctl(&a, 2, &["backup", "--out", &file.display().to_string()]);
     assert!(ok, "{err}");
     assert_eq!(taken["users"].as_u64(), Some(before.len() as u64));
-    let r = client()
-        .post(a.url(1, "/hub/api/users/after-backup"))
-        .header("Authorization", auth())
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        create_user(&a, 1, "after-backup").await,
+        StatusCode::CREATED
+    );
 
     let mut b = Cluster::prepare(exe(), 3, &[]);
     restore_and_start(&mut b, &file).await;
@@ -594,31 +573,11 @@ async fn backup_and_restore_into_a_new_cluster() {
             "replica {id} of the restored cluster"
         );
     }
-    let r = client()
-        .post(b.url(2, "/hub/api/users/after-restore"))
-        .header("Authorization", auth())
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::CREATED);
-    // Every replica reaches the same state (digests are read without a
-    // barrier, so give the followers a moment to apply the last write).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (ok, digest, err) = hubctl(&b, 1, &["digest"]);
-        assert!(ok, "{err}");
-        let digests: std::collections::BTreeSet<String> = digest["replicas"]
-            .as_array()
-            .expect("replicas")
-            .iter()
-            .map(|r| r["digest"].to_string())
-            .collect();
-        if digests.len() == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "replicas disagree: {digest}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_eq!(
+        create_user(&b, 2, "after-restore").await,
+        StatusCode::CREATED
+    );
+    wait_digests_agree(&b, 1).await;
 
     // Refusals: a data dir in use, and a damaged file.
     let out = Command::new(exe())
@@ -665,13 +624,7 @@ async fn a_new_cluster_from_the_last_surviving_replica() {
     let mut acked = Vec::new();
     for i in 0..20 {
         let name = format!("s-{i}");
-        let r = client()
-            .post(a.url(1 + i % 3, &format!("/hub/api/users/{name}")))
-            .header("Authorization", auth())
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(create_user(&a, 1 + i % 3, &name).await, StatusCode::CREATED);
         acked.push(name);
     }
     let survivor = a.wait_leader(Duration::from_secs(5)).await;
@@ -711,13 +664,7 @@ async fn a_new_cluster_from_the_last_surviving_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_and_remove_a_replica() {
     let c = common::start(3, &[]).await;
-    let r = client()
-        .post(c.url(1, "/hub/api/users/before-join"))
-        .header("Authorization", auth())
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(create_user(&c, 1, "before-join").await, StatusCode::CREATED);
     let data = c.dir.path().join("node4");
     std::fs::create_dir_all(&data).expect("mkdir");
     let grpc = format!("127.0.0.1:{}", quorumhub_testkit::free_port());
@@ -869,39 +816,15 @@ async fn a_full_disk_stops_only_that_replica_and_it_recovers() {
         "{log}"
     );
     // The others go on.
-    let r = client()
-        .post(c.url(3, "/hub/api/users/while-full"))
-        .header("Authorization", auth())
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(create_user(&c, 3, "while-full").await, StatusCode::CREATED);
 
     // Space returns; the replica starts again and catches up.
     std::fs::remove_file(&filler).expect("rm filler");
     c.spawn(1);
     let (ok, _, err) = hubctl(&c, 2, &["wait-ready", "1", "--timeout-s", "30"]);
     assert!(ok, "{err}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, digest, _) = hubctl(&c, 2, &["digest"]);
-        let digests: std::collections::BTreeSet<String> = digest["replicas"]
-            .as_array()
-            .map(|r| r.iter().map(|x| x["digest"].to_string()).collect())
-            .unwrap_or_default();
-        if digests.len() == 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "replicas disagree: {digest}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let r = client()
-        .post(c.url(1, "/hub/api/users/after-space"))
-        .header("Authorization", auth())
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), StatusCode::CREATED);
+    wait_digests_agree(&c, 2).await;
+    assert_eq!(create_user(&c, 1, "after-space").await, StatusCode::CREATED);
     assert!(acked > 0);
 }
 
@@ -919,13 +842,7 @@ async fn reseed_waits_until_the_other_replicas_hold_everything() {
     let mut acked = Vec::new();
     for i in 0..10 {
         let name = format!("only-two-{i}");
-        let r = client()
-            .post(c.url(leader, &format!("/hub/api/users/{name}")))
-            .header("Authorization", auth())
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), StatusCode::CREATED);
+        assert_eq!(create_user(&c, leader, &name).await, StatusCode::CREATED);
         acked.push(name);
     }
     // The victim's disk, which acknowledged those writes, is lost.
@@ -969,4 +886,34 @@ async fn reseed_waits_until_the_other_replicas_hold_everything() {
     // met the open problem in docs/operations.md ("Known problems").
     assert!(data.join("identity.json").exists());
     assert!(!acked.is_empty());
+}
+
+/// `POST /hub/api/users/{name}` through replica `id`, as the admin.
+async fn create_user(c: &Cluster, id: u64, name: &str) -> StatusCode {
+    client()
+        .post(c.url(id, &format!("/hub/api/users/{name}")))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("post")
+        .status()
+}
+
+/// Every replica reaches the same state digest (digests are read without a
+/// barrier, so followers get a moment to apply the last write).
+async fn wait_digests_agree(c: &Cluster, via: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, digest, err) = hubctl(c, via, &["digest"]);
+        assert!(ok, "{err}");
+        let digests: std::collections::BTreeSet<String> = digest["replicas"]
+            .as_array()
+            .map(|r| r.iter().map(|x| x["digest"].to_string()).collect())
+            .unwrap_or_default();
+        if digests.len() == 1 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "replicas disagree: {digest}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
