@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use openraft::storage::RaftLogStorage;
 use openraft::Vote;
 use quorumhub_proto::v1::admin_client::AdminClient;
-use quorumhub_proto::v1::{CurrentVoteRequest, NodeStatusRequest};
+use quorumhub_proto::v1::{CurrentVoteReply, CurrentVoteRequest, NodeStatusRequest};
 use quorumhub_raft::auth::ClientAuth;
 use quorumhub_raft::datadir::DataDir;
 use quorumhub_raft::log_store::LogStore;
@@ -49,6 +49,9 @@ fn refuse_if_running(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
+    if args.data_dir.exists() {
+        refuse_if_running(&args.data_dir)?;
+    }
     let auth = ClientAuth::new(&args.cluster_secret)?;
     let channel = quorumhub_raft::network::channel(&args.from, Duration::from_secs(2))?;
     let mut peer = AdminClient::with_interceptor(channel, auth);
@@ -74,16 +77,12 @@ pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
     if !status.has_leader {
         bail!("the cluster has no leader right now; re-seed once it has one");
     }
-    let vote = peer
-        .current_vote(CurrentVoteRequest {})
-        .await
-        .map_err(|s| anyhow::anyhow!("cannot read the cluster's vote: {}", s.message()))?
-        .into_inner();
 
-    // Before anything is touched: the leader's snapshot.
+    // Before anything is touched: the leader's vote and snapshot.
     let view = leader_view_retrying(&args, status.clone()).await.context(
         "nothing was changed: reseed needs a leader that answers and every other replica caught up",
     )?;
+    let vote = view.vote;
 
     let dir = &args.data_dir;
     if dir.exists() {
@@ -105,11 +104,10 @@ pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let data = DataDir::open(dir, &args.cluster_id, args.node_id)?;
     let (log, _) = LogStore::open(&data.raft_dir())?;
-    let mut v = Vote::new(vote.term, vote.node_id);
-    if vote.committed {
-        v.commit();
-    }
-    log.put_vote(&v)?;
+    // Recorded as a vote this replica granted to the current leader, never
+    // as a committed one: openraft starts a replica whose committed vote
+    // names itself as that term's leader.
+    log.put_vote(&Vote::new(vote.term, vote.node_id))?;
     // Start from the leader's snapshot, so that the leader only has to send
     // the entries after it (it holds every entry after its own snapshot).
     let seeded = match &view.snapshot {
@@ -125,9 +123,10 @@ pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
         None => None,
     };
     println!(
-        "re-seeded {}: vote set to term {}{}. Start the replica as before; it catches up from the leader.",
+        "re-seeded {}: vote set to term {} (leader {}){}. Start the replica as before; it catches up from the leader.",
         dir.display(),
         vote.term,
+        vote.node_id,
         seeded
             .map(|i| format!(", starting from the leader's snapshot at index {i}"))
             .unwrap_or_default()
@@ -137,6 +136,8 @@ pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
 
 /// What the reseed needs from the leader.
 struct LeaderView {
+    /// The leader's own vote: its term and its id.
+    vote: CurrentVoteReply,
     /// Its current snapshot file and the index it covers, if it has one.
     snapshot: Option<(Vec<u8>, u64)>,
 }
@@ -197,6 +198,23 @@ async fn leader_view(
     if own.role != "leader" {
         anyhow::bail!("node {} no longer leads", leader.id);
     }
+    // The vote comes from the leader itself, not from `--from`: right after
+    // the re-seeded replica (then the leader) died, another replica can
+    // still hold that replica's own vote, and a replica that starts with a
+    // committed vote for itself starts as the leader of that old term.
+    let vote = client
+        .current_vote(CurrentVoteRequest {})
+        .await
+        .map_err(fail)?
+        .into_inner();
+    if vote.node_id != leader.id || vote.node_id == args.node_id {
+        anyhow::bail!(
+            "node {} answered with a vote for node {} in term {}; the leadership is changing",
+            leader.id,
+            vote.node_id,
+            vote.term
+        );
+    }
     // Every other voter must hold what the leader holds now, which covers
     // every entry the lost disk acknowledged. Otherwise the empty replica
     // could vote for one that lacks such an entry, and an acknowledged
@@ -235,6 +253,7 @@ async fn leader_view(
         .map_err(fail)?
         .into_inner();
     Ok(LeaderView {
+        vote,
         snapshot: (!reply.file.is_empty()).then_some((reply.file, reply.index)),
     })
 }

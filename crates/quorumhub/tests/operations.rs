@@ -148,6 +148,8 @@ async fn damaged_store_is_refused_and_reseed_recovers() {
     }
     let leader = c.wait_leader(Duration::from_secs(5)).await;
     let victim = (1..=3).find(|i| *i != leader).expect("follower");
+    // The victim holds the entry to damage (a quorum may not include it).
+    wait_digests_agree(&c, leader).await;
     c.stop(victim);
     let raft_dir = c.node(victim).data.join("raft");
     assert!(quorumhub_raft::log_store::damage_entry(&raft_dir, 5, false).expect("sled"));
@@ -881,11 +883,81 @@ async fn reseed_waits_until_the_other_replicas_hold_everything() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // Starting the re-seeded replica and checking its catch-up is what
-    // wiped_follower_catches_up_from_a_restarted_leader does; here it once
-    // met the open problem in docs/operations.md ("Known problems").
-    assert!(data.join("identity.json").exists());
-    assert!(!acked.is_empty());
+    c.spawn(victim);
+    let (ok, _, err) = hubctl(
+        &c,
+        leader,
+        &["wait-ready", &victim.to_string(), "--timeout-s", "30"],
+    );
+    assert!(ok, "{err}");
+    wait_digests_agree(&c, leader).await;
+    let held = users_of(&c, victim);
+    assert!(acked.iter().all(|n| held.contains(n)), "{held:?}");
+}
+
+/// The leader's disk is lost. Re-seeded at once from a follower, before
+/// that follower has seen a new leader, the replica must not record its own
+/// old leadership as its vote (openraft would start it as the leader of
+/// that old term, with a log copied from a newer one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reseed_the_replica_that_was_the_leader() {
+    let mut c = common::start(3, &[]).await;
+    let victim = c.wait_leader(Duration::from_secs(5)).await;
+    let from = (1..=3).find(|i| *i != victim).expect("a follower");
+    let (ok, status, err) = hubctl(&c, victim, &["status"]);
+    assert!(ok, "{err}");
+    let old_term = status["term"].as_u64().expect("term");
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        let name = format!("before-{i}");
+        assert_eq!(create_user(&c, victim, &name).await, StatusCode::CREATED);
+        acked.push(name);
+    }
+    c.kill(victim);
+    let data = c.node(victim).data.clone();
+    std::fs::remove_dir_all(&data).expect("wipe");
+    let out = Command::new(exe())
+        .args(["reseed", "--data-dir", &data.display().to_string()])
+        .args([
+            "--node-id",
+            &victim.to_string(),
+            "--cluster-id",
+            &c.cluster_id,
+        ])
+        .args(["--from", &c.node(from).grpc])
+        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
+        .output()
+        .expect("reseed");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (term, leader) = said
+        .split_once("vote set to term ")
+        .and_then(|(_, rest)| rest.split_once(" (leader "))
+        .and_then(|(t, rest)| {
+            Some((
+                t.parse::<u64>().ok()?,
+                rest.split(')').next()?.parse::<u64>().ok()?,
+            ))
+        })
+        .unwrap_or_else(|| panic!("no vote in {said:?}"));
+    assert!(term > old_term && leader != victim, "{said}");
+    c.spawn(victim);
+    let (ok, _, err) = hubctl(
+        &c,
+        from,
+        &["wait-ready", &victim.to_string(), "--timeout-s", "30"],
+    );
+    assert!(ok, "{err}");
+    wait_digests_agree(&c, from).await;
+    assert_eq!(create_user(&c, victim, "after").await, StatusCode::CREATED);
+    acked.push("after".into());
+    wait_digests_agree(&c, from).await;
+    let held = users_of(&c, victim);
+    assert!(acked.iter().all(|n| held.contains(n)), "{held:?}");
 }
 
 /// `POST /hub/api/users/{name}` through replica `id`, as the admin.

@@ -135,7 +135,11 @@ impl Cluster {
             .args(args)
             .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
             .env("QUORUMHUB_ADMIN_TOKEN", TOKEN)
-            .env("QUORUMHUB_LOG", "info,openraft=warn")
+            // QH_TEST_LOG overrides the log filter, e.g. "debug,openraft=debug".
+            .env(
+                "QUORUMHUB_LOG",
+                std::env::var("QH_TEST_LOG").unwrap_or("info,openraft=warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("dup"))
             .stderr(out)
