@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=default
 [ "${CI:-}" = "true" ] && profile=ci
+# The real Jupyter clients the browser tests run against (pip, idempotent).
+scripts/jupyter-venv.sh
 cargo nextest run --workspace --locked --profile "$profile" "$@"
 
 # The chaos suite against the three-node container deployment (Docker).

@@ -398,6 +398,30 @@ impl admin_server::Admin for AdminService {
         }
     }
 
+    async fn set_password(
+        &self,
+        req: Request<SetPasswordRequest>,
+    ) -> Result<Response<SetPasswordReply>, Status> {
+        let r = req.into_inner();
+        let name = quorumhub_state::normalize_username(&r.name);
+        let hash = crate::password::hash(r.password)
+            .await
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        match self
+            .hub
+            .propose(Command::SetPassword {
+                name,
+                hash: Some(hash),
+            })
+            .await
+            .map_err(status)?
+        {
+            SmResponse::Done => Ok(Response::new(SetPasswordReply {})),
+            SmResponse::Rejected { rejection } => Err(rejection_status(&rejection)),
+            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
     async fn remove_user(
         &self,
         req: Request<RemoveUserRequest>,

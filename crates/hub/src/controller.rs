@@ -226,6 +226,8 @@ async fn start_process(hub: &Hub, job: &Job) -> Result<SpawnerState, String> {
                 expires_at: None,
                 last_activity: None,
                 scopes: vec![],
+                client_id: None,
+                session: None,
             },
         })
         .await

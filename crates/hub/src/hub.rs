@@ -57,6 +57,8 @@ pub struct Hub {
     pub(crate) docker: tokio::sync::OnceCell<quorumhub_spawner::docker::DockerSpawner>,
     /// Set when shutdown begins: HTTP responses close their connection.
     pub(crate) draining: std::sync::atomic::AtomicBool,
+    /// Failed logins per user name and per address (this replica's count).
+    pub(crate) login_limiter: crate::web::LoginLimiter,
 }
 
 impl Hub {
@@ -75,6 +77,7 @@ impl Hub {
             admin_token_hash,
             docker: tokio::sync::OnceCell::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            login_limiter: Default::default(),
             config,
         }
     }

@@ -21,11 +21,14 @@ pub mod config;
 pub mod controller;
 pub mod hub;
 pub mod node;
+pub mod password;
 mod preflight;
 pub mod routes;
+pub mod scopes;
 pub mod time;
 mod transfer;
 mod version;
+pub mod web;
 
 pub use config::HubConfig;
 pub use node::run;

@@ -100,8 +100,16 @@ pub enum UsersCmd {
         name: String,
         #[arg(long)]
         admin: bool,
+        /// Also set a password, read as one line from standard input.
+        #[arg(long)]
+        password_stdin: bool,
     },
     Remove {
+        name: String,
+    },
+    /// Set a user's password for browser login, read as one line from
+    /// standard input (never from the command line, where `ps` shows it).
+    SetPassword {
         name: String,
     },
 }
@@ -246,7 +254,16 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
                 .into_inner();
             json!({"revision": r.revision, "users": r.users.iter().map(user_json).collect::<Vec<_>>()})
         }
-        CtlCmd::Users(UsersCmd::Add { name, admin }) => {
+        CtlCmd::Users(UsersCmd::Add {
+            name,
+            admin,
+            password_stdin,
+        }) => {
+            let password = if *password_stdin {
+                Some(read_password_line()?)
+            } else {
+                None
+            };
             let r = client
                 .add_user(req(
                     AddUserRequest {
@@ -258,7 +275,33 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
                 .await
                 .map_err(explain)?
                 .into_inner();
+            if let Some(password) = password {
+                client
+                    .set_password(req(
+                        SetPasswordRequest {
+                            name: name.clone(),
+                            password,
+                        },
+                        timeout,
+                    ))
+                    .await
+                    .map_err(explain)?;
+            }
             r.user.as_ref().map(user_json).unwrap_or(Value::Null)
+        }
+        CtlCmd::Users(UsersCmd::SetPassword { name }) => {
+            let password = read_password_line()?;
+            client
+                .set_password(req(
+                    SetPasswordRequest {
+                        name: name.clone(),
+                        password,
+                    },
+                    timeout,
+                ))
+                .await
+                .map_err(explain)?;
+            json!({"password_set": name})
         }
         CtlCmd::Users(UsersCmd::Remove { name }) => {
             client
@@ -507,4 +550,17 @@ fn print(args: &CtlArgs, v: &Value) {
         }
         _ => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
     }
+}
+
+/// One line from standard input, without its line ending.
+fn read_password_line() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| anyhow::anyhow!("cannot read the password from standard input: {e}"))?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input (pipe it in: echo \"$PW\" | hubctl users set-password NAME)");
+    }
+    Ok(password)
 }

@@ -174,6 +174,22 @@ pub fn server_prefix(base_url: &str, user: &str, server_name: &str) -> String {
 /// JSON lists are formatted like Python's `json.dumps` (`", "` between
 /// items, non-ASCII as `\uXXXX`). `env_keep` goes in first and
 /// `environment` last, as in JupyterHub.
+/// The OAuth client id of a server, as JupyterHub's `user.py` makes it:
+/// `jupyterhub-user-{quote(user)}`, plus `-{quote(server)}` for a named one.
+pub fn oauth_client_id(user: &str, server_name: &str) -> String {
+    let mut client_id = format!("jupyterhub-user-{}", py_quote(user, b"/"));
+    if !server_name.is_empty() {
+        client_id = format!("{client_id}-{}", py_quote(server_name, b"/"));
+    }
+    client_id
+}
+
+/// The redirect URI registered for a server's OAuth client (a path).
+pub fn oauth_callback_url(base_url: &str, user: &str, server_name: &str) -> String {
+    let user_base = url_path_join(&[base_url, "user", &url_escape_path(user)]);
+    url_path_join(&[&user_base, &url_escape_path(server_name), "oauth_callback"])
+}
+
 pub fn jupyterhub_env(e: &ServerEnv) -> BTreeMap<String, String> {
     let mut env = e.env_keep.clone();
     let mut set = |k: &str, v: String| {
@@ -187,12 +203,10 @@ pub fn jupyterhub_env(e: &ServerEnv) -> BTreeMap<String, String> {
         set("JUPYTERHUB_ADMIN_ACCESS", "1".to_owned());
     }
 
-    // user.py: client_id = f'jupyterhub-user-{quote(self.name)}' (+ f'-{quote(server_name)}')
-    let mut client_id = format!("jupyterhub-user-{}", py_quote(&e.user, b"/"));
-    if !e.server_name.is_empty() {
-        client_id = format!("{client_id}-{}", py_quote(&e.server_name, b"/"));
-    }
-    set("JUPYTERHUB_CLIENT_ID", client_id);
+    set(
+        "JUPYTERHUB_CLIENT_ID",
+        oauth_client_id(&e.user, &e.server_name),
+    );
     if let Some(opts) = e
         .cookie_options_json
         .as_ref()
@@ -219,14 +233,9 @@ pub fn jupyterhub_env(e: &ServerEnv) -> BTreeMap<String, String> {
     set("JUPYTERHUB_HOST", public_host.clone());
 
     // url_path_join(self.user.url, url_escape_path(self.name), 'oauth_callback')
-    let user_base = url_path_join(&[&e.base_url, "user", &url_escape_path(&e.user)]);
     set(
         "JUPYTERHUB_OAUTH_CALLBACK_URL",
-        url_path_join(&[
-            &user_base,
-            &url_escape_path(&e.server_name),
-            "oauth_callback",
-        ]),
+        oauth_callback_url(&e.base_url, &e.user, &e.server_name),
     );
 
     let access_scopes = e.oauth_access_scopes.clone().unwrap_or_else(|| {

@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use env::{
-    env_keep_from_os, fmt_ip_url, jupyterhub_env, server_prefix, url_escape_path, url_path_join,
-    ServerEnv, DEFAULT_ENV_KEEP,
+    env_keep_from_os, fmt_ip_url, jupyterhub_env, oauth_callback_url, oauth_client_id,
+    server_prefix, url_escape_path, url_path_join, ServerEnv, DEFAULT_ENV_KEEP,
 };
 pub use process::{
     host_name, is_alive, pick_free_port, spawn_process, stop_process, ProcessSpec, Spawned,

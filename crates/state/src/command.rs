@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{SpawnerState, Token, User};
+use crate::model::{OAuthCode, Session, SpawnerState, Token, User};
 use crate::Millis;
 
 /// One entry of the Raft log.
@@ -90,6 +90,37 @@ pub enum Command {
     SetClusterVersion {
         version: u32,
     },
+    /// Log format 3: set (or with `None` clear) a user's password hash.
+    SetPassword {
+        name: String,
+        hash: Option<String>,
+    },
+    /// Log format 3: the cluster-wide key that signs browser cookies. Set
+    /// once; a second proposal is refused and the first one stays.
+    SetCookieSecret {
+        secret: String,
+    },
+    /// Log format 3: a browser logged in.
+    CreateSession {
+        session: Session,
+    },
+    /// Log format 3: logout. Removes the session and every token obtained
+    /// through it (the OAuth tokens single-user servers hold in cookies).
+    EndSession {
+        hash: String,
+    },
+    /// Log format 3: an authorization code was handed to a browser.
+    IssueOAuthCode {
+        code: OAuthCode,
+    },
+    /// Log format 3: exchange a code for an access token. The code must
+    /// exist, be unexpired at the request's time and belong to `client_id`;
+    /// it is removed either way, so it can never be used twice.
+    RedeemOAuthCode {
+        hash: String,
+        client_id: String,
+        token: Token,
+    },
 }
 
 impl Command {
@@ -110,6 +141,12 @@ impl Command {
             Command::RecordActivity { .. } => "record_activity",
             Command::Noop => "noop",
             Command::SetClusterVersion { .. } => "set_cluster_version",
+            Command::SetPassword { .. } => "set_password",
+            Command::SetCookieSecret { .. } => "set_cookie_secret",
+            Command::CreateSession { .. } => "create_session",
+            Command::EndSession { .. } => "end_session",
+            Command::IssueOAuthCode { .. } => "issue_oauth_code",
+            Command::RedeemOAuthCode { .. } => "redeem_oauth_code",
         }
     }
 
@@ -132,6 +169,12 @@ impl Command {
             | Command::Noop
             | Command::SetClusterVersion { .. } => 1,
             Command::RenameUser { .. } => 2,
+            Command::SetPassword { .. }
+            | Command::SetCookieSecret { .. }
+            | Command::CreateSession { .. }
+            | Command::EndSession { .. }
+            | Command::IssueOAuthCode { .. }
+            | Command::RedeemOAuthCode { .. } => 3,
         }
     }
 }
@@ -195,6 +238,13 @@ pub enum Rejection {
     TokenExists { id: String },
     #[error("the cluster version is {current}; it never goes back to {requested}")]
     ClusterVersionDowngrade { current: u32, requested: u32 },
+    #[error("the cookie secret is already set")]
+    CookieSecretSet,
+    #[error("No such session")]
+    NoSuchSession,
+    /// The code is unknown, already used, expired or not this client's.
+    #[error("invalid_grant")]
+    InvalidGrant,
 }
 
 fn server_label(name: &str) -> String {

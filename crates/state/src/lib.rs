@@ -13,6 +13,7 @@
 
 mod command;
 mod dedupe;
+mod login;
 mod model;
 mod names;
 mod state;
@@ -20,7 +21,8 @@ mod state;
 pub use command::{Command, Rejection, Request, Response};
 pub use dedupe::Dedupe;
 pub use model::{
-    Phase, Route, RouteEvent, Server, SpawnerState, Token, TokenOwner, User, DEFAULT_SERVER,
+    OAuthCode, Phase, Route, RouteEvent, Server, Session, SpawnerState, Token, TokenOwner, User,
+    DEFAULT_SERVER,
 };
 pub use names::{normalize_username, validate_server_name, validate_username};
 pub use state::{Applied, HubState, LOG_FORMAT_VERSION};

@@ -21,6 +21,10 @@ pub struct User {
     /// Reserved for groups and roles (later issues); kept sorted.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Log format 3: the argon2id PHC string of the user's password, hashed
+    /// by the proposer; `None` means password login is off for this user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
 }
 
 impl User {
@@ -32,6 +36,7 @@ impl User {
             last_activity: None,
             servers: BTreeMap::new(),
             groups: Vec::new(),
+            password_hash: None,
         }
     }
 }
@@ -167,10 +172,47 @@ pub struct Token {
     /// Scopes; empty means the owner's default scopes.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Log format 3: the OAuth client the token was issued to (an access
+    /// token from `/hub/api/oauth2/token`), `None` for API tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Log format 3: hash of the browser session that obtained it; ending
+    /// that session (logout) revokes the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 impl Token {
     pub fn expired(&self, now: Millis) -> bool {
         self.expires_at.is_some_and(|t| t <= now)
     }
+}
+
+/// A browser login (log format 3). The cookie holds the session id signed
+/// with the cluster's cookie secret; only the id's SHA-256 is stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// Hex SHA-256 of the session id.
+    pub hash: String,
+    pub user: String,
+    pub created: Millis,
+    pub expires_at: Millis,
+}
+
+/// An OAuth authorization code waiting to be exchanged (log format 3).
+/// Only its SHA-256 is stored; it is redeemed at most once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthCode {
+    /// Hex SHA-256 of the code.
+    pub hash: String,
+    pub client_id: String,
+    pub user: String,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    /// PKCE (RFC 7636): the challenge and its method (`S256` or `plain`).
+    pub code_challenge: Option<String>,
+    pub challenge_method: Option<String>,
+    /// Hash of the browser session that approved it.
+    pub session: Option<String>,
+    pub expires_at: Millis,
 }

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::command::{Command, Rejection, Request, Response};
 use crate::dedupe::Dedupe;
-use crate::model::{Phase, Route, RouteEvent, Server, Token, TokenOwner, User};
+use crate::model::{OAuthCode, Phase, Route, RouteEvent, Server, Session, Token, TokenOwner, User};
 use crate::names::{validate_server_name, validate_username};
 use crate::Millis;
 
@@ -15,8 +15,9 @@ use crate::Millis;
 /// A command introduced in version N may only be proposed once every voter
 /// runs a build with `LOG_FORMAT_VERSION >= N`.
 ///
-/// 1: the commands up to `SetClusterVersion`. 2: `RenameUser`.
-pub const LOG_FORMAT_VERSION: u32 = 2;
+/// 1: the commands up to `SetClusterVersion`. 2: `RenameUser`. 3: passwords,
+/// the cookie secret, browser sessions and OAuth codes.
+pub const LOG_FORMAT_VERSION: u32 = 3;
 
 fn initial_cluster_version() -> u32 {
     1
@@ -37,6 +38,15 @@ pub struct HubState {
     /// command newer than this may be proposed. Only ever rises.
     #[serde(default = "initial_cluster_version")]
     pub cluster_version: u32,
+    /// Log format 3: the key that signs browser cookies (hex), set once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie_secret: Option<String>,
+    /// Log format 3: browser sessions by hash.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sessions: BTreeMap<String, Session>,
+    /// Log format 3: OAuth codes not yet redeemed, by hash.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub oauth_codes: BTreeMap<String, OAuthCode>,
     /// Derived: token id by hash. Rebuilt after a snapshot is restored.
     #[serde(skip)]
     token_by_hash: HashMap<String, String>,
@@ -55,7 +65,7 @@ pub struct Applied {
     pub duplicate: bool,
 }
 
-type Outcome = Result<(Response, Vec<RouteEvent>), Rejection>;
+pub(crate) type Outcome = Result<(Response, Vec<RouteEvent>), Rejection>;
 
 impl Default for HubState {
     fn default() -> HubState {
@@ -67,6 +77,9 @@ impl Default for HubState {
             next_token_id: 0,
             dedupe: Dedupe::default(),
             cluster_version: initial_cluster_version(),
+            cookie_secret: None,
+            sessions: BTreeMap::new(),
+            oauth_codes: BTreeMap::new(),
             token_by_hash: HashMap::new(),
             active: BTreeSet::new(),
         }
@@ -155,11 +168,8 @@ impl HubState {
             } => self.server_stopped(user, server_name, *generation),
             Command::CreateToken { token } => self.create_token(token),
             Command::RevokeToken { id } => {
-                let token = self
-                    .tokens
-                    .remove(id)
+                self.remove_token(id)
                     .ok_or_else(|| Rejection::NoSuchToken { id: id.clone() })?;
-                self.token_by_hash.remove(&token.hash);
                 Ok((Response::Done, vec![]))
             }
             Command::RecordActivity {
@@ -185,6 +195,19 @@ impl HubState {
                 self.cluster_version = *version;
                 Ok((Response::Done, vec![]))
             }
+            Command::SetPassword { name, hash } => {
+                self.user_mut(name)?.password_hash = hash.clone();
+                Ok((Response::Done, vec![]))
+            }
+            Command::SetCookieSecret { secret } => self.set_cookie_secret(secret),
+            Command::CreateSession { session } => self.create_session(at, session),
+            Command::EndSession { hash } => self.end_session(at, hash),
+            Command::IssueOAuthCode { code } => self.issue_oauth_code(at, code),
+            Command::RedeemOAuthCode {
+                hash,
+                client_id,
+                token,
+            } => self.redeem_oauth_code(at, hash, client_id, token),
         }
     }
 
@@ -231,6 +254,7 @@ impl HubState {
                 _ => {}
             }
         }
+        self.rename_logins(name, new_name);
         let response = user_response(&user);
         self.users.insert(new_name.to_string(), user);
         Ok((response, vec![]))
@@ -251,10 +275,9 @@ impl HubState {
             .map(|t| t.id.clone())
             .collect();
         for id in owned {
-            if let Some(t) = self.tokens.remove(&id) {
-                self.token_by_hash.remove(&t.hash);
-            }
+            self.remove_token(&id);
         }
+        self.forget_logins_of(name);
         Ok((Response::Done, vec![]))
     }
 
@@ -363,13 +386,13 @@ impl HubState {
         }
         self.active
             .remove(&(user.to_string(), server_name.to_string()));
-        if let Some(t) = token_id.and_then(|id| self.tokens.remove(&id)) {
-            self.token_by_hash.remove(&t.hash);
+        if let Some(id) = token_id {
+            self.remove_token(&id);
         }
         Ok((Response::Done, self.remove_route(user, server_name)))
     }
 
-    fn create_token(&mut self, token: &Token) -> Outcome {
+    pub(crate) fn create_token(&mut self, token: &Token) -> Outcome {
         if !self.users.contains_key(token.owner.user()) {
             return Err(no_such_user(token.owner.user()));
         }
@@ -385,6 +408,12 @@ impl HubState {
         Ok((Response::TokenCreated { id }, vec![]))
     }
 
+    pub(crate) fn remove_token(&mut self, id: &str) -> Option<Token> {
+        let token = self.tokens.remove(id)?;
+        self.token_by_hash.remove(&token.hash);
+        Some(token)
+    }
+
     fn remove_route(&mut self, user: &str, server_name: &str) -> Vec<RouteEvent> {
         let prefix = Route::prefix_for(user, server_name);
         match self.routes.remove(&prefix) {
@@ -393,7 +422,7 @@ impl HubState {
         }
     }
 
-    fn user_mut(&mut self, name: &str) -> Result<&mut User, Rejection> {
+    pub(crate) fn user_mut(&mut self, name: &str) -> Result<&mut User, Rejection> {
         self.users.get_mut(name).ok_or_else(|| no_such_user(name))
     }
 
@@ -492,7 +521,7 @@ fn user_response(user: &User) -> Response {
     }
 }
 
-fn no_such_user(name: &str) -> Rejection {
+pub(crate) fn no_such_user(name: &str) -> Rejection {
     Rejection::NoSuchUser {
         name: name.to_string(),
     }

@@ -1,19 +1,28 @@
-//! Who is calling: `Authorization: token <t>` (or `bearer <t>`, or
+//! Who is calling, and what they may do.
+//!
+//! Credentials, in order: `Authorization: token <t>` (or `bearer <t>`, or
 //! `?token=<t>`), resolved against the bootstrap admin token (from config,
 //! the same on every replica) and the replicated token table (tokens are
-//! stored as SHA-256 hashes), read behind the read barrier.
+//! stored as SHA-256 hashes, read behind the read barrier); else the
+//! browser's login cookie (then a request other than GET/HEAD must carry
+//! the CSRF token in `X-XSRFToken`).
+//!
+//! The caller's scopes are its token's, never more than its owner's
+//! (see `scopes.rs`); every endpoint asks [`Caller::require`].
 
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::StatusCode;
-use quorumhub_state::TokenOwner;
+use axum::http::{Method, StatusCode};
+use quorumhub_state::{Token, TokenOwner};
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
 use crate::hub::{hash_token, Hub};
+use crate::scopes::{self, Resource, Scopes};
 use crate::time::now_ms;
+use crate::web::session;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -21,19 +30,33 @@ pub struct Caller {
     pub admin: bool,
     /// Set when the token belongs to one of the user's servers.
     pub server: Option<String>,
+    pub scopes: Scopes,
+    /// The token used (`a<N>`), if any.
+    pub token_id: Option<String>,
+    /// The browser session behind the token or cookie, if any.
+    pub session: Option<String>,
 }
 
 impl Caller {
-    /// Admins act on anyone; a user acts on itself.
-    pub fn may_act_for(&self, user: &str) -> bool {
-        self.admin || self.name == user
-    }
-
-    pub fn require_admin(&self, scope: &str) -> Result<(), ApiError> {
-        if self.admin {
+    /// JupyterHub's rule: without the scope at all, 403; with it, but not
+    /// for this resource, 404 (so nobody learns what exists).
+    pub fn require(&self, scope: &str, resource: Resource<'_>) -> Result<(), ApiError> {
+        if self.scopes.allows(scope, resource) {
             return Ok(());
         }
+        if self.scopes.holds(scope) && resource != Resource::Any {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "No access to resources or resources not found",
+            ));
+        }
+        tracing::info!(caller = %self.name, scope, "refused: missing scope");
         Err(forbidden(scope))
+    }
+
+    /// The caller's effective scopes, for `GET /hub/api/user`.
+    pub fn scope_list(&self) -> Vec<String> {
+        self.scopes.to_vec()
     }
 }
 
@@ -65,21 +88,49 @@ fn token_from(parts: &Parts) -> Option<String> {
     })
 }
 
+/// The scopes a token grants, within its owner's.
+pub(crate) fn token_scopes(token: &Token, owner_admin: bool) -> Scopes {
+    let user = token.owner.user();
+    let owner = scopes::of_user(user, owner_admin);
+    let asked = match &token.owner {
+        TokenOwner::Server { server_name, .. } => scopes::of_server_token(user, server_name),
+        TokenOwner::User { .. } if token.scopes.is_empty() => return owner,
+        TokenOwner::User { .. } => {
+            let listed = token.scopes.iter().map(String::as_str).chain(
+                token
+                    .client_id
+                    .is_some()
+                    .then_some(scopes::IDENTIFY)
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            );
+            match scopes::expand(listed, user, None) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(token = %token.id, "a stored token has an unknown scope: {e}");
+                    Scopes::default()
+                }
+            }
+        }
+    };
+    asked.within(&owner)
+}
+
 fn resolve(hub: &Hub, hash: &str) -> Option<Caller> {
     hub.read(|s| {
         let token = s.token_by_hash(hash, now_ms())?;
         let user = s.user(token.owner.user())?;
-        Some(match &token.owner {
-            TokenOwner::User { .. } => Caller {
-                name: user.name.clone(),
-                admin: user.admin,
-                server: None,
+        Some(Caller {
+            name: user.name.clone(),
+            admin: user.admin && matches!(token.owner, TokenOwner::User { .. }),
+            server: match &token.owner {
+                TokenOwner::Server { server_name, .. } => Some(server_name.clone()),
+                TokenOwner::User { .. } => None,
             },
-            TokenOwner::Server { server_name, .. } => Caller {
-                name: user.name.clone(),
-                admin: false,
-                server: Some(server_name.clone()),
-            },
+            scopes: token_scopes(token, user.admin),
+            token_id: Some(token.id.clone()),
+            session: token.session.clone(),
         })
     })
 }
@@ -89,14 +140,20 @@ impl FromRequestParts<Arc<Hub>> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Caller, ApiError> {
         let missing = || ApiError::new(StatusCode::FORBIDDEN, "Missing or invalid credentials");
-        let token = token_from(parts).ok_or_else(missing)?;
+        let Some(token) = token_from(parts) else {
+            return from_cookie(parts, hub).await?.ok_or_else(missing);
+        };
         let hash = hash_token(&token);
         if let Some(admin) = &hub.admin_token_hash {
             if bool::from(admin.as_bytes().ct_eq(hash.as_bytes())) {
+                let name = hub.config.admin_user.clone();
                 return Ok(Caller {
-                    name: hub.config.admin_user.clone(),
+                    scopes: scopes::of_user(&name, true),
+                    name,
                     admin: true,
                     server: None,
+                    token_id: None,
+                    session: None,
                 });
             }
         }
@@ -109,4 +166,33 @@ impl FromRequestParts<Arc<Hub>> for Caller {
             missing()
         })
     }
+}
+
+/// A browser's login cookie as credentials for the API.
+async fn from_cookie(parts: &Parts, hub: &Hub) -> Result<Option<Caller>, ApiError> {
+    let Some(login) = session::login_of(hub, &parts.headers).await? else {
+        return Ok(None);
+    };
+    if !matches!(parts.method, Method::GET | Method::HEAD) {
+        let key = session::cookie_key(hub).unwrap_or_default();
+        if !session::xsrf_ok(&key, &parts.headers, session::xsrf_header(&parts.headers)) {
+            tracing::info!(user = %login.user, "refused a cookie request without its CSRF token");
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "'_xsrf' argument missing from POST; send the X-XSRFToken header",
+            ));
+        }
+    }
+    hub.linearize().await?;
+    Ok(hub.read(|s| {
+        let user = s.user(&login.user)?;
+        Some(Caller {
+            name: user.name.clone(),
+            admin: user.admin,
+            server: None,
+            scopes: scopes::of_user(&user.name, user.admin),
+            token_id: None,
+            session: Some(login.session.clone()),
+        })
+    }))
 }

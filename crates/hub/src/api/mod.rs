@@ -4,8 +4,10 @@
 //! covers. Every handler: authenticate, authorise, then either pass the
 //! read barrier and read, or propose a command and map its outcome.
 
+mod activity;
 mod auth;
 mod model;
+mod progress;
 mod servers;
 mod users;
 
@@ -24,6 +26,7 @@ use serde_json::json;
 use crate::hub::{Hub, HubError};
 
 pub use auth::Caller;
+pub(crate) use servers::{request_spawn, request_stop};
 
 pub fn router(hub: Arc<Hub>) -> Router {
     let api = Router::new()
@@ -45,10 +48,14 @@ pub fn router(hub: Arc<Hub>) -> Router {
             "/users/{name}/servers/{server}",
             post(servers::start_named).delete(servers::stop_named),
         )
+        .route("/users/{name}/activity", post(activity::record))
+        .route("/users/{name}/server/progress", get(progress::stream))
+        .merge(crate::web::oauth_routes())
         .fallback(not_found);
     Router::new()
         .route("/hub/api/", get(version))
         .nest("/hub/api", api)
+        .merge(crate::web::router())
         .route("/hub/health", get(health))
         .fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(
@@ -97,6 +104,10 @@ async fn request_span(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> 
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
+    }
+    // jupyterhub-singleuser compares this with its own version.
+    if let Ok(v) = HeaderValue::from_str(&hub.config.jupyterhub_version) {
+        resp.headers_mut().insert("x-jupyterhub-version", v);
     }
     // Shutting down: close each keep-alive connection after its response,
     // so the client (a proxy) never sends another request on a connection
@@ -158,6 +169,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    pub(crate) fn parts(self) -> (StatusCode, String) {
+        (self.status, self.message)
+    }
+
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,

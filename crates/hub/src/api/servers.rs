@@ -16,6 +16,7 @@ use quorumhub_state::{normalize_username, Command, HubState, Rejection, Response
 use super::auth::Caller;
 use super::{json_body, slow_spawn_timeout, ApiError};
 use crate::hub::{Hub, HubError};
+use crate::scopes::Resource;
 
 /// Wait until `pred` holds on the locally applied state.
 pub(crate) async fn wait_state(
@@ -47,9 +48,13 @@ async fn start(
     body: &[u8],
 ) -> Result<StatusCode, ApiError> {
     let user = normalize_username(raw_user);
-    if !caller.may_act_for(&user) {
-        return Err(super::auth::forbidden(&format!("servers!user={user}")));
-    }
+    caller.require(
+        "start:servers",
+        Resource::Server {
+            user: &user,
+            name: server,
+        },
+    )?;
     let user_options: serde_json::Value =
         json_body::<serde_json::Value>(body)?.unwrap_or(serde_json::Value::Null);
     if !(user_options.is_null() || user_options.is_object()) {
@@ -132,9 +137,13 @@ async fn stop_api(
     server: &str,
 ) -> Result<StatusCode, ApiError> {
     let user = normalize_username(raw_user);
-    if !caller.may_act_for(&user) {
-        return Err(super::auth::forbidden(&format!("servers!user={user}")));
-    }
+    caller.require(
+        "delete:servers",
+        Resource::Server {
+            user: &user,
+            name: server,
+        },
+    )?;
     match stop(hub, &user, server).await? {
         Ok(()) => {}
         Err(Rejection::Pending { pending, .. }) if pending == "stop" => {
@@ -197,4 +206,45 @@ pub(crate) async fn stop_named(
     Path((user, server)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     stop_api(&hub, &caller, &user, &server).await
+}
+
+/// For the pages: ask for a spawn; a server already running or starting
+/// is fine (the page then shows it).
+pub(crate) async fn request_spawn(
+    hub: &Hub,
+    user: &str,
+    server: &str,
+    user_options: serde_json::Value,
+) -> Result<(), ApiError> {
+    match hub
+        .propose(Command::RequestSpawn {
+            user: user.to_string(),
+            server_name: server.to_string(),
+            user_options,
+        })
+        .await?
+    {
+        SmResponse::SpawnRequested { .. } => Ok(()),
+        SmResponse::Rejected {
+            rejection: Rejection::AlreadyRunning { .. },
+        } => Ok(()),
+        SmResponse::Rejected {
+            rejection: Rejection::Pending { pending, .. },
+        } if pending == "spawn" => Ok(()),
+        SmResponse::Rejected { rejection } => Err(rejection.into()),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected outcome {other:?}"),
+        )),
+    }
+}
+
+/// For the pages: ask for a stop; a server already stopping is fine.
+pub(crate) async fn request_stop(hub: &Hub, user: &str, server: &str) -> Result<(), ApiError> {
+    match stop(hub, user, server).await? {
+        Ok(()) => Ok(()),
+        Err(Rejection::Pending { pending, .. }) if pending == "stop" => Ok(()),
+        Err(Rejection::NotRunning { .. }) => Ok(()),
+        Err(r) => Err(r.into()),
+    }
 }

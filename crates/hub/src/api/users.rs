@@ -17,6 +17,7 @@ use super::auth::Caller;
 use super::model::user_json;
 use super::{json_body, ApiError};
 use crate::hub::Hub;
+use crate::scopes::Resource;
 
 fn user_name(raw: &str) -> Result<String, ApiError> {
     let name = normalize_username(raw);
@@ -41,21 +42,14 @@ pub(crate) async fn whoami(
     let mut v = hub
         .read(|s| s.user(&caller.name).map(|u| user_json(u, true)))
         .ok_or_else(|| no_such_user(&caller.name))?;
-    let scopes: Vec<String> = if caller.admin {
-        vec![
-            "admin:users".into(),
-            "admin:servers".into(),
-            "read:users".into(),
-            "servers".into(),
-        ]
-    } else {
-        vec![
-            format!("read:users!user={}", caller.name),
-            format!("servers!user={}", caller.name),
-            format!("access:servers!user={}", caller.name),
-        ]
-    };
-    v["scopes"] = serde_json::json!(scopes);
+    // What HubAuth (jupyterhub-singleuser) reads: name, kind and scopes.
+    v["kind"] = Value::from("user");
+    v["scopes"] = serde_json::json!(caller.scope_list());
+    v["token_id"] = serde_json::json!(caller.token_id);
+    v["session_id"] = serde_json::json!(caller.session);
+    if v.get("user_info").is_none() {
+        v["user_info"] = Value::Null;
+    }
     Ok(Json(v))
 }
 
@@ -72,7 +66,7 @@ pub(crate) async fn list(
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin("read:users")?;
+    caller.require("list:users", Resource::Any)?;
     let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let filter = match q.state.as_deref() {
         None | Some("") => None,
@@ -108,9 +102,7 @@ pub(crate) async fn get_one(
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let name = normalize_username(&raw);
-    if !caller.may_act_for(&name) {
-        return Err(no_such_user(&name));
-    }
+    caller.require("read:users", Resource::User(&name))?;
     hub.linearize().await?;
     hub.read(|s| s.user(&name).map(|u| user_json(u, true)))
         .map(Json)
@@ -145,7 +137,7 @@ pub(crate) async fn create_one(
     Path(raw): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require_admin("admin:users")?;
+    caller.require("admin:users", Resource::Any)?;
     let body: CreateBody = json_body(&body)?.unwrap_or_default();
     let name = user_name(&raw)?;
     let user = create(&hub, name, body.admin).await?;
@@ -168,7 +160,7 @@ pub(crate) async fn create_many(
     caller: Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    caller.require_admin("admin:users")?;
+    caller.require("admin:users", Resource::Any)?;
     let body: CreateMany = json_body(&body)?.ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -216,8 +208,8 @@ pub(crate) async fn patch(
     Path(raw): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require_admin("admin:users")?;
     let name = normalize_username(&raw);
+    caller.require("admin:users", Resource::User(&name))?;
     let body: PatchBody =
         json_body(&body)?.ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "Empty body"))?;
     // Renaming (log format 2): refused by the cluster-version gate with 503
@@ -268,8 +260,8 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_admin("admin:users")?;
     let name = normalize_username(&raw);
+    caller.require("delete:users", Resource::User(&name))?;
     if name == caller.name {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -1,0 +1,109 @@
+//! `GET /hub/api/users/{name}/server/progress`: server-sent events that
+//! follow a spawn, as JupyterHub's spawn-pending page reads them:
+//! `{"progress": 0..100, "message": ..}`, ending with `"ready": true` and
+//! the server's `url`, or `"failed": true`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use quorumhub_state::{normalize_username, HubState, Phase, Route, DEFAULT_SERVER};
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::ApiError;
+use crate::hub::Hub;
+use crate::scopes::Resource;
+
+/// Where a spawn is, as one event; `None` when nothing changed.
+fn event(s: &HubState, user: &str, generation: u64) -> Value {
+    let url = Route::prefix_for(user, DEFAULT_SERVER);
+    match s
+        .server(user, DEFAULT_SERVER)
+        .filter(|sv| sv.generation == generation)
+    {
+        Some(sv) if sv.phase == Phase::Running => json!({
+            "progress": 100, "ready": true, "url": url,
+            "message": format!("Server ready at {url}"),
+            "html_message": format!("Server ready at <a href=\"{url}\">{url}</a>"),
+        }),
+        Some(sv) if sv.phase == Phase::Stopping => {
+            json!({"progress": 100, "failed": true, "message": "Spawn cancelled"})
+        }
+        Some(sv) if sv.spawner.is_some() => {
+            json!({"progress": 50, "message": "Spawning server..."})
+        }
+        Some(_) => json!({"progress": 0, "message": "Server requested"}),
+        None => {
+            json!({"progress": 100, "failed": true, "message": "Spawn failed: the server stopped; see the hub leader's log"})
+        }
+    }
+}
+
+pub(crate) async fn stream(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let user = normalize_username(&raw);
+    caller.require(
+        "read:servers",
+        Resource::Server {
+            user: &user,
+            name: DEFAULT_SERVER,
+        },
+    )?;
+    hub.linearize().await?;
+    let generation = hub
+        .read(|s| s.server(&user, DEFAULT_SERVER).map(|sv| sv.generation))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("{user} is not starting..."),
+            )
+        })?;
+    let mut rx = hub.sm.subscribe();
+    let stream = async_stream(move |tx| async move {
+        let mut last = Value::Null;
+        loop {
+            let ev = hub.read(|s| event(s, &user, generation));
+            if ev != last {
+                let done = ev.get("ready").is_some() || ev.get("failed").is_some();
+                if tx
+                    .send(Event::default().data(ev.to_string()))
+                    .await
+                    .is_err()
+                    || done
+                {
+                    return;
+                }
+                last = ev;
+            }
+            if tokio::time::timeout(Duration::from_secs(1), rx.changed())
+                .await
+                .is_ok_and(|r| r.is_err())
+            {
+                return;
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(8))))
+}
+
+/// A stream fed by a task through a small channel.
+fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(f(tx));
+    futures::stream::unfold(
+        rx,
+        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+    )
+}

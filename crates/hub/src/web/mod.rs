@@ -1,0 +1,178 @@
+//! What browsers see: the pages under `/hub/` (login, home, spawn,
+//! spawn-pending, logout) and the OAuth provider under
+//! `/hub/api/oauth2/`, rendered on the server with minijinja templates
+//! compiled into the binary.
+
+mod oauth;
+mod pages;
+mod ratelimit;
+pub(crate) mod session;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use minijinja::Environment;
+
+use crate::hub::{Hub, HubError};
+
+pub(crate) use ratelimit::LoginLimiter;
+
+pub fn router() -> Router<Arc<Hub>> {
+    Router::new()
+        .route("/hub/", get(pages::root))
+        .route("/hub", get(pages::root))
+        .route("/hub/login", get(pages::login_form).post(pages::login))
+        .route("/hub/logout", get(pages::logout).post(pages::logout))
+        .route("/hub/home", get(pages::home))
+        .route("/hub/spawn", get(pages::spawn_own))
+        .route("/hub/spawn/{user}", get(pages::spawn_for))
+        .route("/hub/stop", post(pages::stop_own))
+        .route("/hub/spawn-pending/{user}", get(pages::spawn_pending))
+}
+
+/// The OAuth provider's routes, nested under `/hub/api`.
+pub(crate) fn oauth_routes() -> Router<Arc<Hub>> {
+    Router::new()
+        .route("/oauth2/authorize", get(oauth::authorize))
+        .route("/oauth2/token", post(oauth::token))
+}
+
+fn templates() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        for (name, text) in [
+            ("base.html", include_str!("../../templates/base.html")),
+            ("login.html", include_str!("../../templates/login.html")),
+            ("home.html", include_str!("../../templates/home.html")),
+            (
+                "spawn_pending.html",
+                include_str!("../../templates/spawn_pending.html"),
+            ),
+            ("error.html", include_str!("../../templates/error.html")),
+        ] {
+            if let Err(e) = env.add_template(name, text) {
+                tracing::error!("template {name} does not compile: {e}");
+            }
+        }
+        env
+    })
+}
+
+/// Render `name` with `ctx` as an HTML response with `status`.
+pub(crate) fn page(status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
+    let rendered = templates().get_template(name).and_then(|t| t.render(ctx));
+    match rendered {
+        Ok(html) => {
+            let mut r = (status, Html(html)).into_response();
+            r.headers_mut().insert(
+                "content-security-policy",
+                HeaderValue::from_static("frame-ancestors 'none'"),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => {
+            tracing::error!("rendering {name} failed: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// An HTML error page that says what to do.
+pub(crate) fn error_page(
+    status: StatusCode,
+    message: &str,
+    hint: &str,
+    user: Option<&str>,
+) -> Response {
+    page(
+        status,
+        "error.html",
+        minijinja::context! {
+            status => status.as_u16(),
+            reason => status.canonical_reason().unwrap_or(""),
+            message => message,
+            hint => hint,
+            user => user,
+        },
+    )
+}
+
+/// A hub failure shown to a browser.
+pub(crate) fn hub_error_page(e: HubError) -> Response {
+    tracing::warn!("page failed: {e}");
+    let status = match e {
+        HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error_page(status, &e.to_string(), "Try again in a moment.", None)
+}
+
+/// A 302 to `to`.
+pub(crate) fn redirect(to: &str) -> Response {
+    match HeaderValue::from_str(to) {
+        Ok(v) => (StatusCode::FOUND, [(header::LOCATION, v)]).into_response(),
+        Err(_) => redirect("/hub/home"),
+    }
+}
+
+/// `next` if it is a path on this site, else `None`: never an absolute
+/// URL or a scheme-relative `//host` (an open redirect).
+pub(crate) fn safe_next(next: Option<&str>) -> Option<String> {
+    let next = next?.trim();
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control());
+    ok.then(|| next.to_string())
+}
+
+/// Are pages served over TLS (cookies then get `Secure`)?
+pub(crate) fn secure(hub: &Hub) -> bool {
+    hub.config.public_url.starts_with("https://")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_urls_as_data() {
+        let cases = [
+            (Some("/hub/home"), Some("/hub/home")),
+            (Some("/user/a/lab?x=1"), Some("/user/a/lab?x=1")),
+            (Some("//evil.example/x"), None),
+            (Some("https://evil.example/x"), None),
+            (Some("/\\evil.example"), None),
+            (Some("/a\nb"), None),
+            (Some("relative"), None),
+            (None, None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(safe_next(input).as_deref(), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn every_template_renders() {
+        for name in [
+            "login.html",
+            "home.html",
+            "spawn_pending.html",
+            "error.html",
+        ] {
+            let t = templates().get_template(name).expect(name);
+            t.render(minijinja::context! { user => "alice", next => "/x", xsrf => "t" })
+                .expect(name);
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! The hub as an OAuth 2 provider for single-user servers, with the
+//! contract `jupyterhub-singleuser` (HubOAuth) expects:
+//!
+//! - `GET /hub/api/oauth2/authorize?client_id&redirect_uri&response_type=code
+//!   &state[&code_challenge&code_challenge_method]`: the logged-in browser
+//!   is sent back to `redirect_uri?code=..&state=..`.
+//! - `POST /hub/api/oauth2/token` (form: `grant_type=authorization_code`,
+//!   `code`, `redirect_uri`, `client_id`, `client_secret`, `code_verifier`):
+//!   `{"access_token", "token_type": "Bearer", "expires_in", "scope"}`.
+//!
+//! A server's client is derived from the replicated state: its id is
+//! `jupyterhub-user-{user}[-{server}]`, its secret the server's API token,
+//! its redirect URI `/user/{user}[/{server}]/oauth_callback`. Codes live
+//! 5 minutes, are stored hashed and are redeemed at most once (the state
+//! machine removes a code in the same entry that creates the token).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use base64::Engine;
+use quorumhub_state::{Command, OAuthCode, Response as SmResponse, Token, TokenOwner};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{error_page, hub_error_page, redirect, session};
+use crate::hub::{hash_token, Hub};
+use crate::scopes::{self, Resource};
+use crate::time::now_ms;
+
+/// How long a code may wait to be exchanged (JupyterHub: 300 s).
+const CODE_LIFETIME_MS: u64 = 300_000;
+/// How long an access token lives (JupyterHub: 14 days).
+const TOKEN_LIFETIME_S: u64 = 14 * 86_400;
+
+/// A server's OAuth client.
+struct Client {
+    user: String,
+    server: String,
+    redirect_uri: String,
+    /// Hash of the server's API token, its client secret.
+    secret_hash: Option<String>,
+}
+
+/// The active server whose client id is `client_id`.
+fn client(hub: &Hub, client_id: &str) -> Option<Client> {
+    hub.read(|s| {
+        s.active_servers().find_map(|(user, server)| {
+            (quorumhub_spawner::oauth_client_id(&user.name, &server.name) == client_id).then(|| {
+                let secret_hash = server
+                    .spawner
+                    .as_ref()
+                    .and_then(|sp| sp.token_id.as_ref())
+                    .and_then(|id| s.tokens.get(id))
+                    .map(|t| t.hash.clone());
+                Client {
+                    user: user.name.clone(),
+                    server: server.name.clone(),
+                    redirect_uri: quorumhub_spawner::oauth_callback_url(
+                        "/",
+                        &user.name,
+                        &server.name,
+                    ),
+                    secret_hash,
+                }
+            })
+        })
+    })
+}
+
+/// 30 characters of `[A-Za-z0-9]`, like oauthlib's tokens.
+fn random_code() -> String {
+    use rand::distributions::{Alphanumeric, DistString};
+    Alphanumeric.sample_string(&mut rand::thread_rng(), 30)
+}
+
+/// `redirect_uri` with `params` added to its query.
+fn with_query(uri: &str, params: &[(&str, &str)]) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        q.append_pair(k, v);
+    }
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{sep}{}", q.finish())
+}
+
+pub(crate) async fn authorize(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
+    let here = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/hub/api/oauth2/authorize");
+    let login = match session::login_of(&hub, &headers).await {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return redirect(&format!(
+                "/hub/login?next={}",
+                url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
+            ))
+        }
+        Err(e) => return hub_error_page(e),
+    };
+    let user = Some(login.user.as_str());
+    let bad = |msg: &str| {
+        tracing::info!(user = %login.user, "refused an OAuth authorization: {msg}");
+        error_page(
+            StatusCode::BAD_REQUEST,
+            msg,
+            "The link that sent you here is wrong or out of date; go back to the hub.",
+            user,
+        )
+    };
+    if let Err(e) = hub.linearize().await {
+        return hub_error_page(e);
+    }
+    let Some(client_id) = q.get("client_id") else {
+        return bad("Missing client_id parameter.");
+    };
+    let Some(c) = client(&hub, client_id) else {
+        return bad("Invalid client_id parameter value.");
+    };
+    let redirect_uri = q
+        .get("redirect_uri")
+        .map(String::as_str)
+        .unwrap_or(&c.redirect_uri);
+    if redirect_uri != c.redirect_uri {
+        return bad("Mismatching redirect URI.");
+    }
+    let state = q.get("state").map(String::as_str).unwrap_or("");
+    let fail = |error: &str| {
+        tracing::info!(user = %login.user, error, "OAuth authorization refused");
+        redirect(&with_query(
+            redirect_uri,
+            &[("error", error), ("state", state)],
+        ))
+    };
+    match q.get("response_type").map(String::as_str) {
+        Some("code") => {}
+        None => return fail("invalid_request"),
+        Some(_) => return fail("unsupported_response_type"),
+    }
+    let challenge = q.get("code_challenge").cloned();
+    let method = match (
+        &challenge,
+        q.get("code_challenge_method").map(String::as_str),
+    ) {
+        (None, _) => None,
+        (Some(_), None | Some("plain")) => Some("plain".to_string()),
+        (Some(_), Some("S256")) => Some("S256".to_string()),
+        (Some(_), Some(_)) => return fail("invalid_request"),
+    };
+    let admin = hub.read(|s| s.user(&login.user).is_some_and(|u| u.admin));
+    let may = scopes::of_user(&login.user, admin).allows(
+        "access:servers",
+        Resource::Server {
+            user: &c.user,
+            name: &c.server,
+        },
+    );
+    if !may {
+        tracing::info!(user = %login.user, server = %format!("{}/{}", c.user, c.server), "refused access to a server");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "You do not have permission to access the server at {}",
+                quorumhub_state::Route::prefix_for(&c.user, &c.server)
+            ),
+            "Ask its owner or an admin.",
+            user,
+        );
+    }
+    let code = random_code();
+    let mut granted = scopes::server_access(&c.user, &c.server);
+    granted.extend(scopes::IDENTIFY.iter().map(|s| s.to_string()));
+    let issued = hub
+        .propose(Command::IssueOAuthCode {
+            code: OAuthCode {
+                hash: hash_token(&code),
+                client_id: client_id.clone(),
+                user: login.user.clone(),
+                redirect_uri: redirect_uri.to_string(),
+                scopes: granted,
+                code_challenge: challenge,
+                challenge_method: method,
+                session: Some(login.session.clone()),
+                expires_at: now_ms() + CODE_LIFETIME_MS,
+            },
+        })
+        .await;
+    match issued {
+        Ok(SmResponse::Done) => redirect(&with_query(
+            redirect_uri,
+            &[("code", &code), ("state", state)],
+        )),
+        Ok(other) => hub_error_page(crate::hub::HubError::Internal(format!(
+            "code refused: {other:?}"
+        ))),
+        Err(e) => hub_error_page(e),
+    }
+}
+
+/// An OAuth error reply (RFC 6749 §5.2).
+fn oauth_error(status: StatusCode, error: &str, description: Option<&str>) -> Response {
+    tracing::info!(error, description, "refused an OAuth token request");
+    let mut body = json!({ "error": error });
+    if let Some(d) = description {
+        body["error_description"] = json!(d);
+    }
+    let mut r = (status, Json(body)).into_response();
+    no_store(r.headers_mut());
+    if status == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_client\""),
+        );
+    }
+    r
+}
+
+fn no_store(h: &mut HeaderMap) {
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+}
+
+fn pkce_ok(challenge: &str, method: Option<&str>, verifier: &str) -> bool {
+    let computed = match method {
+        Some("S256") => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(Sha256::digest(verifier.as_bytes())),
+        _ => verifier.to_string(),
+    };
+    bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
+}
+
+pub(crate) async fn token(
+    State(hub): State<Arc<Hub>>,
+    form: Result<Form<BTreeMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(f)) = form else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            Some("The body must be a form (application/x-www-form-urlencoded)."),
+        );
+    };
+    let get = |k: &str| f.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    if get("grant_type") != Some("authorization_code") {
+        return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", None);
+    }
+    let Some(code) = get("code") else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            Some("Missing code parameter."),
+        );
+    };
+    if let Err(e) = hub.linearize().await {
+        return oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            Some(&e.to_string()),
+        );
+    }
+    let (Some(client_id), Some(secret)) = (get("client_id"), get("client_secret")) else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", None);
+    };
+    let Some(c) = client(&hub, client_id) else {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", None);
+    };
+    let secret_ok = c
+        .secret_hash
+        .as_ref()
+        .is_some_and(|h| bool::from(h.as_bytes().ct_eq(hash_token(secret).as_bytes())));
+    if !secret_ok {
+        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", None);
+    }
+    let code_hash = hash_token(code);
+    let Some(stored) = hub.read(|s| s.oauth_code(&code_hash, now_ms()).cloned()) else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None);
+    };
+    if stored.client_id != client_id {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None);
+    }
+    if get("redirect_uri").is_some_and(|r| r != stored.redirect_uri) {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            Some("Mismatching redirect URI."),
+        );
+    }
+    if let Some(challenge) = &stored.code_challenge {
+        let Some(verifier) = get("code_verifier") else {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                Some("Code verifier required."),
+            );
+        };
+        if !pkce_ok(challenge, stored.challenge_method.as_deref(), verifier) {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None);
+        }
+    }
+    let access = random_code();
+    let now = now_ms();
+    let token = Token {
+        id: String::new(),
+        owner: TokenOwner::User {
+            name: stored.user.clone(),
+        },
+        hash: hash_token(&access),
+        prefix: access[..4].to_string(),
+        note: String::new(),
+        created: now,
+        expires_at: Some(now + TOKEN_LIFETIME_S * 1000),
+        last_activity: None,
+        scopes: stored.scopes.clone(),
+        client_id: Some(client_id.to_string()),
+        session: stored.session.clone(),
+    };
+    match hub
+        .propose(Command::RedeemOAuthCode {
+            hash: code_hash,
+            client_id: client_id.to_string(),
+            token,
+        })
+        .await
+    {
+        Ok(SmResponse::TokenCreated { .. }) => {
+            tracing::info!(user = %stored.user, client = client_id, "issued an OAuth access token");
+            let mut r = Json(json!({
+                "access_token": access,
+                "token_type": "Bearer",
+                "expires_in": TOKEN_LIFETIME_S,
+                "scope": stored.scopes.join(" "),
+            }))
+            .into_response();
+            no_store(r.headers_mut());
+            r
+        }
+        Ok(SmResponse::Rejected { .. }) => {
+            oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None)
+        }
+        Ok(other) => oauth_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            Some(&format!("unexpected outcome {other:?}")),
+        ),
+        Err(e) => oauth_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            Some(&e.to_string()),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_as_data() {
+        // The challenge computed independently, by Python's hashlib:
+        // urlsafe_b64encode(sha256(verifier)) without padding.
+        let verifier = "dBjftJeZ4CVP-mJ92pvkwP4cBkQ_wBN2y0PLtA0IhCg";
+        let s256 = "OfICzWWGAydA0fQZO7iNsB-ikid02cEM9xiPUg46HUo";
+        assert!(pkce_ok(s256, Some("S256"), verifier));
+        assert!(!pkce_ok(s256, Some("S256"), "wrong"));
+        assert!(pkce_ok("plain-v", Some("plain"), "plain-v"));
+        assert!(pkce_ok("plain-v", None, "plain-v"));
+        assert!(!pkce_ok(s256, None, verifier));
+    }
+
+    #[test]
+    fn redirects_keep_the_existing_query() {
+        assert_eq!(
+            with_query("/cb", &[("code", "a b"), ("state", "s")]),
+            "/cb?code=a+b&state=s"
+        );
+        assert_eq!(with_query("/cb?x=1", &[("code", "c")]), "/cb?x=1&code=c");
+    }
+}

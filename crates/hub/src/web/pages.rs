@@ -1,0 +1,357 @@
+//! The hub's pages: login, logout, home, spawn and spawn-pending.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use minijinja::context;
+use quorumhub_state::{normalize_username, Phase, DEFAULT_SERVER};
+use serde::Deserialize;
+
+use super::session::{self, Login};
+use super::{error_page, hub_error_page, page, redirect, safe_next, secure};
+use crate::hub::Hub;
+use crate::scopes::{self, Resource};
+
+#[derive(Deserialize, Default)]
+pub(crate) struct NextQuery {
+    next: Option<String>,
+}
+
+/// The login the request's cookie proves, or the redirect to the login
+/// page (coming back to `here` afterwards).
+async fn require_login(hub: &Hub, headers: &HeaderMap, here: &str) -> Result<Login, Response> {
+    match session::login_of(hub, headers).await {
+        Ok(Some(login)) => Ok(login),
+        Ok(None) => Err(redirect(&format!(
+            "/hub/login?next={}",
+            url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
+        ))),
+        Err(e) => Err(hub_error_page(e)),
+    }
+}
+
+pub(crate) async fn root(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+    match require_login(&hub, &headers, "/hub/").await {
+        Ok(_) => redirect("/hub/home"),
+        Err(r) => r,
+    }
+}
+
+pub(crate) async fn login_form(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let next = safe_next(q.next.as_deref());
+    if let Ok(Some(_)) = session::login_of(&hub, &headers).await {
+        return redirect(next.as_deref().unwrap_or("/hub/home"));
+    }
+    render_login(&hub, &headers, next.as_deref(), "", None, StatusCode::OK).await
+}
+
+async fn render_login(
+    hub: &Hub,
+    headers: &HeaderMap,
+    next: Option<&str>,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
+    let key = match session::ensure_cookie_key(hub).await {
+        Ok(k) => k,
+        Err(e) => return hub_error_page(e),
+    };
+    let (xsrf, set) = session::xsrf_token(&key, headers, secure(hub));
+    let mut r = page(
+        status,
+        "login.html",
+        context! { next => next.unwrap_or(""), xsrf => xsrf, username => username, error => error },
+    );
+    if let Some(c) = set {
+        r.headers_mut().append(header::SET_COOKIE, c);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(rename = "_xsrf", default)]
+    xsrf: Option<String>,
+}
+
+/// The client's address as the proxy saw it (the last `X-Forwarded-For`
+/// entry is the one our proxy added), for rate limiting.
+fn client_addr(headers: &HeaderMap) -> String {
+    headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| "direct".into())
+}
+
+pub(crate) async fn login(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Query(q): Query<NextQuery>,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let next = safe_next(q.next.as_deref());
+    let Ok(Form(form)) = form else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The login form was malformed.",
+            "Go back and sign in again.",
+            None,
+        );
+    };
+    let key = match session::ensure_cookie_key(&hub).await {
+        Ok(k) => k,
+        Err(e) => return hub_error_page(e),
+    };
+    if !session::xsrf_ok(&key, &headers, form.xsrf.as_deref()) {
+        tracing::info!("refused a login post without a valid CSRF token");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "The login form expired or did not come from this hub ('_xsrf' missing or wrong).",
+            "Reload the login page and sign in again.",
+            None,
+        );
+    }
+    let name = normalize_username(&form.username);
+    let keys = [
+        format!("user:{name}"),
+        format!("addr:{}", client_addr(&headers)),
+    ];
+    let now = Instant::now();
+    if let Some(wait) = hub.login_limiter.blocked(&keys, now) {
+        tracing::warn!(user = %name, addr = %client_addr(&headers), "login rate limited");
+        let mut r = render_login(
+            &hub,
+            &headers,
+            next.as_deref(),
+            &name,
+            Some(&format!(
+                "Too many failed sign-ins. Try again in {} s.",
+                wait.as_secs().max(1)
+            )),
+            StatusCode::TOO_MANY_REQUESTS,
+        )
+        .await;
+        if let Ok(v) = wait.as_secs().max(1).to_string().parse() {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
+    if let Err(e) = hub.linearize().await {
+        return hub_error_page(e);
+    }
+    let stored = hub.read(|s| s.user(&name).and_then(|u| u.password_hash.clone()));
+    if !crate::password::verify(stored, form.password).await {
+        hub.login_limiter.failed(&keys, now);
+        tracing::info!(user = %name, addr = %client_addr(&headers), "failed login");
+        return render_login(
+            &hub,
+            &headers,
+            next.as_deref(),
+            &name,
+            Some("Invalid username or password"),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    }
+    hub.login_limiter.succeeded(&keys[0]);
+    let cookie = match session::start_session(&hub, &name, secure(&hub)).await {
+        Ok(c) => c,
+        Err(e) => return hub_error_page(e),
+    };
+    tracing::info!(user = %name, "logged in");
+    let mut r = redirect(next.as_deref().unwrap_or("/hub/home"));
+    r.headers_mut().append(header::SET_COOKIE, cookie);
+    r
+}
+
+pub(crate) async fn logout(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+    if let Ok(Some(login)) = session::login_of(&hub, &headers).await {
+        if let Err(e) = session::end_session(&hub, &login).await {
+            return hub_error_page(e);
+        }
+        tracing::info!(user = %login.user, "logged out");
+    }
+    let mut r = redirect("/hub/login");
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        session::clear_cookie(session::LOGIN_COOKIE, "/hub/"),
+    );
+    r
+}
+
+pub(crate) async fn home(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+    let login = match require_login(&hub, &headers, "/hub/home").await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let key = session::cookie_key(&hub).unwrap_or_default();
+    let (xsrf, set) = session::xsrf_token(&key, &headers, secure(&hub));
+    let (state, pending) = hub.read(|s| match s.server(&login.user, DEFAULT_SERVER) {
+        Some(sv) if sv.phase == Phase::Running => ("running", ""),
+        Some(sv) => ("pending", sv.pending().unwrap_or("")),
+        None => ("stopped", ""),
+    });
+    let url = quorumhub_state::Route::prefix_for(&login.user, DEFAULT_SERVER);
+    let mut r = page(
+        StatusCode::OK,
+        "home.html",
+        context! { user => login.user, server => state, pending => pending, url => url, xsrf => xsrf },
+    );
+    if let Some(c) = set {
+        r.headers_mut().append(header::SET_COOKIE, c);
+    }
+    r
+}
+
+pub(crate) async fn spawn_own(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+    let login = match require_login(&hub, &headers, "/hub/spawn").await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let user = login.user.clone();
+    spawn(&hub, &login, &user).await
+}
+
+pub(crate) async fn spawn_for(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Response {
+    let user = normalize_username(&raw);
+    let login = match require_login(&hub, &headers, &format!("/hub/spawn/{user}")).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    spawn(&hub, &login, &user).await
+}
+
+/// Whether `login` may start and stop `user`'s servers.
+fn may_manage(hub: &Hub, login: &Login, user: &str) -> bool {
+    let admin = hub.read(|s| s.user(&login.user).is_some_and(|u| u.admin));
+    scopes::of_user(&login.user, admin).allows(
+        "servers",
+        Resource::Server {
+            user,
+            name: DEFAULT_SERVER,
+        },
+    )
+}
+
+async fn spawn(hub: &Hub, login: &Login, user: &str) -> Response {
+    if !may_manage(hub, login, user) {
+        return error_page(
+            StatusCode::FORBIDDEN,
+            &format!("You may not start {user}'s server."),
+            "Only the owner and admins can start a server.",
+            Some(&login.user),
+        );
+    }
+    let pending = format!("/hub/spawn-pending/{user}");
+    match crate::api::request_spawn(hub, user, DEFAULT_SERVER, serde_json::Value::Null).await {
+        Ok(_) => redirect(&pending),
+        Err(e) => e.into_page(Some(&login.user), &pending),
+    }
+}
+
+pub(crate) async fn stop_own(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    form: Result<
+        Form<std::collections::HashMap<String, String>>,
+        axum::extract::rejection::FormRejection,
+    >,
+) -> Response {
+    let login = match require_login(&hub, &headers, "/hub/home").await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let key = session::cookie_key(&hub).unwrap_or_default();
+    let sent = form
+        .as_ref()
+        .ok()
+        .and_then(|Form(f)| f.get("_xsrf").cloned());
+    if !session::xsrf_ok(&key, &headers, sent.as_deref()) {
+        tracing::info!(user = %login.user, "refused a stop without its CSRF token");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            "The form did not come from this hub ('_xsrf' missing or wrong).",
+            "Go back to the home page and try again.",
+            Some(&login.user),
+        );
+    }
+    match crate::api::request_stop(&hub, &login.user, DEFAULT_SERVER).await {
+        Ok(_) => redirect("/hub/home"),
+        Err(e) => e.into_page(Some(&login.user), "/hub/home"),
+    }
+}
+
+pub(crate) async fn spawn_pending(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Response {
+    let user = normalize_username(&raw);
+    let here = format!("/hub/spawn-pending/{user}");
+    let login = match require_login(&hub, &headers, &here).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    if !may_manage(&hub, &login, &user) {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            &format!("No server of {user} that you may see."),
+            "",
+            Some(&login.user),
+        );
+    }
+    if let Err(e) = hub.linearize().await {
+        return hub_error_page(e);
+    }
+    let url = quorumhub_state::Route::prefix_for(&user, DEFAULT_SERVER);
+    match hub.read(|s| s.server(&user, DEFAULT_SERVER).map(|sv| sv.phase)) {
+        Some(Phase::Running) => redirect(&url),
+        Some(_) => page(
+            StatusCode::OK,
+            "spawn_pending.html",
+            context! {
+                user => login.user,
+                url => here,
+                progress_url => format!("/hub/api/users/{user}/server/progress"),
+            },
+        ),
+        None => error_page(
+            StatusCode::OK,
+            &format!("{user}'s server is not running."),
+            "Start it from the home page.",
+            Some(&login.user),
+        ),
+    }
+}
+
+impl super::super::api::ApiError {
+    /// This API error as a page, with a link back.
+    pub(crate) fn into_page(self, user: Option<&str>, back: &str) -> Response {
+        let (status, message) = self.parts();
+        let hint = format!("Go to {back}.");
+        let mut r = error_page(status, &message, &hint, user);
+        if status == StatusCode::BAD_REQUEST && message.contains("already running") {
+            r = redirect(back);
+        }
+        r.into_response()
+    }
+}

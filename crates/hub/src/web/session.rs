@@ -1,0 +1,283 @@
+//! Browser sessions and CSRF tokens.
+//!
+//! - The login cookie `jupyterhub-hub-login` holds `{id}.{mac}`: a random
+//!   session id and its HMAC-SHA256 under the cluster's cookie secret
+//!   (replicated state, so every replica verifies every cookie). The
+//!   session itself is replicated too, stored under the id's SHA-256; logout
+//!   removes it, so a copied cookie stops working everywhere at once.
+//! - The CSRF token `_xsrf` is a signed double-submit cookie
+//!   (`{nonce}.{mac}`): a form or an `X-XSRFToken` header must carry the
+//!   same value as the cookie, and the MAC must verify.
+
+use axum::http::{header, HeaderMap, HeaderValue};
+use hmac::{Hmac, Mac};
+use quorumhub_state::{Command, Rejection, Response, Session};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::hub::{hash_token, Hub, HubError};
+use crate::time::now_ms;
+
+pub(crate) const LOGIN_COOKIE: &str = "jupyterhub-hub-login";
+pub(crate) const XSRF_COOKIE: &str = "_xsrf";
+/// How long a login lasts (JupyterHub's `cookie_max_age_days` default).
+pub(crate) const SESSION_DAYS: u64 = 14;
+
+/// A logged-in browser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Login {
+    pub user: String,
+    /// SHA-256 of the session id: the replicated session's key.
+    pub session: String,
+}
+
+fn mac(key: &[u8], purpose: &str, value: &str) -> String {
+    // HMAC accepts keys of any length.
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    m.update(purpose.as_bytes());
+    m.update(b"|");
+    m.update(value.as_bytes());
+    hex::encode(m.finalize().into_bytes())
+}
+
+fn signed(key: &[u8], purpose: &str, value: &str) -> String {
+    format!("{value}.{}", mac(key, purpose, value))
+}
+
+/// The value inside `signed` when its MAC verifies.
+fn verified<'a>(key: &[u8], purpose: &str, signed: &'a str) -> Option<&'a str> {
+    let (value, tag) = signed.rsplit_once('.')?;
+    let want = mac(key, purpose, value);
+    bool::from(want.as_bytes().ct_eq(tag.as_bytes())).then_some(value)
+}
+
+/// The value of cookie `name`, if the request sent it.
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}
+
+/// The cluster's cookie key, if one has been set.
+pub(crate) fn cookie_key(hub: &Hub) -> Option<Vec<u8>> {
+    hub.read(|s| s.cookie_secret.clone())
+        .and_then(|k| hex::decode(k).ok())
+}
+
+/// The cookie key, setting a random one first if the cluster has none
+/// (the first proposal wins; a concurrent one is refused and re-read).
+pub(crate) async fn ensure_cookie_key(hub: &Hub) -> Result<Vec<u8>, HubError> {
+    if let Some(k) = cookie_key(hub) {
+        return Ok(k);
+    }
+    hub.linearize().await?;
+    if let Some(k) = cookie_key(hub) {
+        return Ok(k);
+    }
+    let secret: [u8; 32] = rand::random();
+    match hub
+        .propose(Command::SetCookieSecret {
+            secret: hex::encode(secret),
+        })
+        .await?
+    {
+        Response::Done
+        | Response::Rejected {
+            rejection: Rejection::CookieSecretSet,
+        } => {}
+        other => return Err(HubError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+    hub.linearize().await?;
+    cookie_key(hub).ok_or_else(|| HubError::Internal("the cookie secret was not set".into()))
+}
+
+/// The login the request's cookie proves, if any. A forged or damaged
+/// cookie is refused by its MAC before any state is read; an unknown
+/// session is looked up again after a read barrier (it may have been
+/// created a moment ago through another replica).
+pub(crate) async fn login_of(hub: &Hub, headers: &HeaderMap) -> Result<Option<Login>, HubError> {
+    let Some(raw) = cookie(headers, LOGIN_COOKIE) else {
+        return Ok(None);
+    };
+    let Some(key) = cookie_key(hub) else {
+        return Ok(None);
+    };
+    let Some(id) = verified(&key, LOGIN_COOKIE, raw) else {
+        tracing::info!("refused a login cookie whose signature does not verify");
+        return Ok(None);
+    };
+    let hash = hash_token(id);
+    let lookup = |hub: &Hub| {
+        hub.read(|s| {
+            s.session(&hash, now_ms())
+                .filter(|sess| s.user(&sess.user).is_some())
+                .map(|sess| sess.user.clone())
+        })
+    };
+    let user = match lookup(hub) {
+        Some(u) => Some(u),
+        None => {
+            hub.linearize().await?;
+            lookup(hub)
+        }
+    };
+    Ok(user.map(|user| Login {
+        user,
+        session: hash,
+    }))
+}
+
+/// Create a session for `user`; returns the `Set-Cookie` value.
+pub(crate) async fn start_session(
+    hub: &Hub,
+    user: &str,
+    secure: bool,
+) -> Result<HeaderValue, HubError> {
+    let key = ensure_cookie_key(hub).await?;
+    let id = crate::hub::new_token();
+    let now = now_ms();
+    let session = Session {
+        hash: hash_token(&id),
+        user: user.to_string(),
+        created: now,
+        expires_at: now + SESSION_DAYS * 86_400_000,
+    };
+    match hub.propose(Command::CreateSession { session }).await? {
+        Response::Done => {}
+        Response::Rejected { rejection } => {
+            return Err(HubError::Internal(format!("session refused: {rejection}")))
+        }
+        other => return Err(HubError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+    let value = signed(&key, LOGIN_COOKIE, &id);
+    set_cookie(
+        LOGIN_COOKIE,
+        &value,
+        "/hub/",
+        Some(SESSION_DAYS * 86_400),
+        secure,
+        true,
+    )
+}
+
+/// End the session (logout): it and every token it obtained are revoked.
+pub(crate) async fn end_session(hub: &Hub, login: &Login) -> Result<(), HubError> {
+    match hub
+        .propose(Command::EndSession {
+            hash: login.session.clone(),
+        })
+        .await?
+    {
+        Response::Done
+        | Response::Rejected {
+            rejection: Rejection::NoSuchSession,
+        } => Ok(()),
+        other => Err(HubError::Internal(format!("unexpected outcome {other:?}"))),
+    }
+}
+
+/// A `Set-Cookie` header value.
+pub(crate) fn set_cookie(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age_s: Option<u64>,
+    secure: bool,
+    http_only: bool,
+) -> Result<HeaderValue, HubError> {
+    let mut c = format!("{name}={value}; Path={path}; SameSite=Lax");
+    if let Some(age) = max_age_s {
+        c += &format!("; Max-Age={age}");
+    }
+    if http_only {
+        c += "; HttpOnly";
+    }
+    if secure {
+        c += "; Secure";
+    }
+    HeaderValue::from_str(&c).map_err(|e| HubError::Internal(e.to_string()))
+}
+
+/// A `Set-Cookie` value that deletes cookie `name`.
+pub(crate) fn clear_cookie(name: &str, path: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!(
+        "{name}=; Path={path}; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("_=; Max-Age=0"))
+}
+
+/// The request's CSRF token if its cookie carries a valid one, else a new
+/// one with the cookie that sets it.
+pub(crate) fn xsrf_token(
+    key: &[u8],
+    headers: &HeaderMap,
+    secure: bool,
+) -> (String, Option<HeaderValue>) {
+    if let Some(v) = cookie(headers, XSRF_COOKIE) {
+        if verified(key, XSRF_COOKIE, v).is_some() {
+            return (v.to_string(), None);
+        }
+    }
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    let token = signed(key, XSRF_COOKIE, &nonce);
+    let cookie = set_cookie(XSRF_COOKIE, &token, "/hub/", None, secure, false).ok();
+    (token, cookie)
+}
+
+/// Does `sent` (a form field or header) match the request's valid CSRF
+/// cookie?
+pub(crate) fn xsrf_ok(key: &[u8], headers: &HeaderMap, sent: Option<&str>) -> bool {
+    let (Some(cookie), Some(sent)) = (cookie(headers, XSRF_COOKIE), sent) else {
+        return false;
+    };
+    verified(key, XSRF_COOKIE, cookie).is_some()
+        && bool::from(cookie.as_bytes().ct_eq(sent.as_bytes()))
+}
+
+/// The CSRF token a script sent in a header.
+pub(crate) fn xsrf_header(headers: &HeaderMap) -> Option<&str> {
+    ["x-xsrftoken", "x-csrftoken"]
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signatures_as_data() {
+        let key = b"k1";
+        let good = signed(key, "p", "abc");
+        let cases = [
+            (good.as_str(), Some("abc")),
+            ("abc.00", None),
+            ("abc", None),
+            ("", None),
+            (&*good.replace("abc", "abd"), None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(verified(key, "p", input), want, "{input}");
+        }
+        // Another purpose or key does not verify.
+        assert_eq!(verified(key, "q", &good), None);
+        assert_eq!(verified(b"k2", "p", &good), None);
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; _xsrf=\"t.x\"; b=2"),
+        );
+        assert_eq!(cookie(&h, "_xsrf"), Some("t.x"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "c"), None);
+    }
+}

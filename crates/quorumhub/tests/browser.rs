@@ -1,0 +1,443 @@
+//! Browser users and the real Jupyter single-user server.
+//!
+//! A browser-like client (cookies by path, redirects followed one by one so
+//! each step is checked) logs in with a password, starts its server, goes
+//! through the hub's OAuth provider to the real `jupyterhub-singleuser`
+//! (JupyterLab), opens a kernel WebSocket, and does it all again after the
+//! leader is killed. Needs the Python packages from scripts/jupyter-venv.sh.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{auth, exe, Cluster, SECRET};
+use futures::{SinkExt, StreamExt};
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+
+/// Where scripts/jupyter-venv.sh installs jupyterhub and JupyterLab.
+fn singleuser() -> PathBuf {
+    let venv = std::env::var("QH_JUPYTER_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/jupyter-venv")
+        });
+    let exe = venv.join("bin/jupyterhub-singleuser");
+    assert!(
+        exe.exists(),
+        "{} is missing: run scripts/jupyter-venv.sh (or set QH_JUPYTER_VENV)",
+        exe.display()
+    );
+    exe
+}
+
+/// A cookie jar that honours `Path`, as a browser does.
+#[derive(Default)]
+struct Browser {
+    /// (path, name) -> value
+    jar: BTreeMap<(String, String), String>,
+    base: String,
+    http: reqwest::Client,
+}
+
+struct Page {
+    status: StatusCode,
+    location: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(base: String) -> Browser {
+        Browser {
+            jar: BTreeMap::new(),
+            base,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    fn cookie(&self, name: &str, for_path: &str) -> Option<String> {
+        self.jar
+            .iter()
+            .filter(|((p, n), _)| n == name && for_path.starts_with(p.as_str()))
+            .max_by_key(|((p, _), _)| p.len())
+            .map(|(_, v)| v.clone())
+    }
+
+    fn cookie_header(&self, path: &str) -> String {
+        self.jar
+            .iter()
+            .filter(|((p, _), _)| path.starts_with(p.as_str()))
+            .map(|((_, n), v)| format!("{n}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn forget(&mut self, path: &str) {
+        self.jar.retain(|(p, _), _| p != path);
+    }
+
+    fn store(&mut self, resp: &reqwest::Response) {
+        for v in resp.headers().get_all(SET_COOKIE) {
+            let Ok(v) = v.to_str() else { continue };
+            let mut parts = v.split(';');
+            let Some((name, value)) = parts.next().and_then(|kv| kv.split_once('=')) else {
+                continue;
+            };
+            let mut path = "/".to_string();
+            let mut expired = value.is_empty() || value == "\"\"";
+            for attr in parts {
+                let attr = attr.trim();
+                if let Some(p) = attr.strip_prefix("Path=").or(attr.strip_prefix("path=")) {
+                    path = p.to_string();
+                }
+                if attr.eq_ignore_ascii_case("Max-Age=0") {
+                    expired = true;
+                }
+            }
+            let key = (path, name.trim().to_string());
+            if expired {
+                self.jar.remove(&key);
+            } else {
+                self.jar.insert(key, value.to_string());
+            }
+        }
+    }
+
+    /// The path part of `url` (absolute or not).
+    fn path_of(&self, url: &str) -> String {
+        let rest = url.strip_prefix(&self.base).unwrap_or(url);
+        rest.to_string()
+    }
+
+    async fn send(
+        &mut self,
+        method: Method,
+        url: &str,
+        form: Option<&[(&str, &str)]>,
+        xsrf: bool,
+    ) -> Page {
+        let path = self.path_of(url);
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .header(
+                COOKIE,
+                self.cookie_header(path.split('?').next().unwrap_or("/")),
+            );
+        if xsrf {
+            if let Some(x) = self.cookie("_xsrf", &path) {
+                req = req.header("X-XSRFToken", x);
+            }
+        }
+        if let Some(f) = form {
+            req = req.form(f);
+        }
+        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
+        self.store(&resp);
+        let status = resp.status();
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp.text().await.unwrap_or_default();
+        Page {
+            status,
+            location,
+            body,
+        }
+    }
+
+    async fn get(&mut self, url: &str) -> Page {
+        self.send(Method::GET, url, None, false).await
+    }
+
+    /// GET `url` and follow redirects, returning every hop's URL and the end.
+    async fn follow(&mut self, url: &str) -> (Vec<String>, Page) {
+        let mut hops = vec![url.to_string()];
+        let mut page = self.get(url).await;
+        while let Some(next) = page
+            .location
+            .clone()
+            .filter(|_| page.status.is_redirection())
+        {
+            assert!(hops.len() < 12, "redirect loop: {hops:?}");
+            hops.push(next.clone());
+            page = self.get(&next).await;
+        }
+        (hops, page)
+    }
+}
+
+fn hubctl_stdin(c: &Cluster, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(exe())
+        .args(["ctl", "--hub", &c.node(1).grpc])
+        .args(args)
+        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hubctl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("hubctl")
+}
+
+async fn login(b: &mut Browser, user: &str, password: &str) -> Page {
+    let form = b.get("/hub/login?next=%2Fhub%2Fhome").await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let xsrf = b
+        .cookie("_xsrf", "/hub/")
+        .expect("the login page sets _xsrf");
+    assert!(form.body.contains(&xsrf), "the form carries the token");
+    b.send(
+        Method::POST,
+        "/hub/login?next=%2Fhub%2Fhome",
+        Some(&[("username", user), ("password", password), ("_xsrf", &xsrf)]),
+        false,
+    )
+    .await
+}
+
+/// From `/user/alice/lab` through the OAuth provider to JupyterLab's page.
+async fn open_lab(b: &mut Browser) -> Vec<String> {
+    let (hops, page) = b.follow("/user/alice/lab").await;
+    assert_eq!(page.status, StatusCode::OK, "{hops:?}\n{}", page.body);
+    assert!(
+        page.body.contains("JupyterLab"),
+        "{}",
+        &page.body[..page.body.len().min(500)]
+    );
+    assert!(
+        hops.iter()
+            .any(|h| h.contains("/hub/api/oauth2/authorize?")),
+        "{hops:?}"
+    );
+    assert!(
+        hops.iter()
+            .any(|h| h.contains("/user/alice/oauth_callback?code=")),
+        "{hops:?}"
+    );
+    eprintln!("opened JupyterLab via {hops:#?}");
+    hops
+}
+
+/// Start a kernel through the proxy and talk to it over its WebSocket.
+async fn kernel_round_trip(b: &mut Browser, proxy: &str) {
+    let created = b
+        .send(Method::POST, "/user/alice/api/kernels", None, true)
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let kernel: serde_json::Value = serde_json::from_str(&created.body).expect("json");
+    let id = kernel["id"].as_str().expect("kernel id");
+    let path = format!("/user/alice/api/kernels/{id}/channels");
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{proxy}{path}"),
+    )
+    .expect("request");
+    req.headers_mut()
+        .insert("cookie", b.cookie_header(&path).parse().expect("cookie"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("kernel websocket");
+    let msg = serde_json::json!({
+        "header": {"msg_id": "qh-1", "msg_type": "kernel_info_request", "username": "alice",
+                   "session": "qh", "version": "5.3", "date": "2026-11-25T00:00:00Z"},
+        "parent_header": {}, "metadata": {}, "content": {}, "channel": "shell", "buffers": []
+    });
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        msg.to_string().into(),
+    ))
+    .await
+    .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let next = tokio::time::timeout_at(deadline.into(), ws.next())
+            .await
+            .expect("no kernel_info_reply within 60 s")
+            .expect("websocket closed")
+            .expect("websocket error");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = next {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+            if v["header"]["msg_type"] == "kernel_info_reply" {
+                assert_eq!(v["parent_header"]["msg_id"], "qh-1");
+                break;
+            }
+        }
+    }
+    let _ = ws.close(None).await;
+}
+
+/// The OAuth access token the single-user server keeps in its cookie
+/// (tornado's signed value: `2|1:0|10:ts|N:name|M:base64(token)|sig`).
+fn access_token_in(b: &Browser) -> String {
+    let v = b
+        .cookie("jupyterhub-user-alice", "/user/alice/")
+        .expect("server cookie");
+    let field = v.trim_matches('"').split('|').nth(4).expect("value field");
+    let b64 = field.split_once(':').expect("length prefix").1;
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .expect("base64"),
+    )
+    .expect("utf8")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_logs_in_opens_jupyterlab_and_stays_logged_in_after_a_leader_kill() {
+    let su = singleuser();
+    let su = su.display().to_string();
+    let mut c = common::start(
+        3,
+        &[
+            "--spawner-cmd",
+            &su,
+            "--spawner-cmd",
+            "--allow-root",
+            "--spawn-timeout-s",
+            "90",
+        ],
+    )
+    .await;
+    c.start_proxy();
+    c.wait_cluster_version(3, Duration::from_secs(20)).await;
+    let created = common::client()
+        .post(c.url(1, "/hub/api/users/alice"))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let out = hubctl_stdin(&c, &["users", "set-password", "alice"], "short\n");
+    assert!(!out.status.success(), "a short password is refused");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 8"));
+    let out = hubctl_stdin(
+        &c,
+        &["users", "set-password", "alice"],
+        "alice-password-1\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let proxy = c.proxy_addr.clone();
+    let mut b = Browser::new(format!("http://{proxy}"));
+    // Not logged in: pages send the browser to the login page.
+    let home = b.get("/hub/home").await;
+    assert_eq!(
+        home.location.as_deref(),
+        Some("/hub/login?next=%2Fhub%2Fhome")
+    );
+    // Wrong password, and a post without the CSRF token: refused.
+    let wrong = login(&mut b, "alice", "not-the-password").await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert!(wrong.body.contains("Invalid username or password"));
+    let forged = b
+        .send(
+            Method::POST,
+            "/hub/login",
+            Some(&[("username", "alice"), ("password", "alice-password-1")]),
+            false,
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(b.cookie("jupyterhub-hub-login", "/hub/").is_none());
+    // Right password.
+    let ok = login(&mut b, "alice", "alice-password-1").await;
+    assert_eq!(ok.status, StatusCode::FOUND, "{}", ok.body);
+    assert_eq!(ok.location.as_deref(), Some("/hub/home"));
+    let home = b.get("/hub/home").await;
+    assert_eq!(home.status, StatusCode::OK);
+    assert!(home.body.contains("alice") && home.body.contains("not running"));
+
+    // Start the server and follow its progress to ready.
+    let spawn = b.get("/hub/spawn").await;
+    assert_eq!(spawn.location.as_deref(), Some("/hub/spawn-pending/alice"));
+    let progress = b.get("/hub/api/users/alice/server/progress").await;
+    assert_eq!(progress.status, StatusCode::OK, "{}", progress.body);
+    let last = progress
+        .body
+        .lines()
+        .rfind(|l| l.starts_with("data:"))
+        .expect("events");
+    assert!(last.contains("\"ready\":true"), "{}", progress.body);
+    let pending = b.get("/hub/spawn-pending/alice").await;
+    assert_eq!(pending.location.as_deref(), Some("/user/alice/"));
+
+    // Through OAuth to JupyterLab, and a kernel over its WebSocket.
+    open_lab(&mut b).await;
+    kernel_round_trip(&mut b, &proxy).await;
+    let me = b
+        .http
+        .get(format!("http://{proxy}/hub/api/user"))
+        .header("Authorization", format!("token {}", access_token_in(&b)))
+        .send()
+        .await
+        .expect("whoami");
+    let me: serde_json::Value = me.json().await.expect("json");
+    assert_eq!(me["name"], "alice");
+    assert!(
+        me["scopes"]
+            .as_array()
+            .expect("scopes")
+            .contains(&"access:servers!server=alice/".into()),
+        "{me}"
+    );
+
+    // The leader dies. The browser is still logged in, whichever replica
+    // answers, and a new OAuth round and a new kernel work.
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    c.kill(leader);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let home = b.get("/hub/home").await;
+        if home.status == StatusCode::OK {
+            assert!(
+                home.body.contains("Your server is running"),
+                "{}",
+                home.body
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "home after the kill: {} {:?}",
+            home.status,
+            home.location
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.forget("/user/alice/");
+    open_lab(&mut b).await;
+    kernel_round_trip(&mut b, &proxy).await;
+
+    // Logout ends the session and revokes the OAuth token it obtained.
+    let token = access_token_in(&b);
+    let out = b.get("/hub/logout").await;
+    assert_eq!(out.location.as_deref(), Some("/hub/login"));
+    assert_eq!(b.get("/hub/home").await.status, StatusCode::FOUND);
+    let me = b
+        .http
+        .get(format!("http://{proxy}/hub/api/user"))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+        .expect("whoami");
+    assert_eq!(me.status(), StatusCode::FORBIDDEN);
+}
