@@ -133,8 +133,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     children.push(spawn(&exe, &proxy_args, &env, &dir.join("proxy.log"))?);
 
     wait_ready(&public_url, &admin_token, &mut children).await?;
+    let admin_password = secret(&dir.join("admin-password"))?;
+    set_admin_password(&grpc(1), &cluster_secret, &admin_password).await?;
     println!(
-        "\nquorumhub dev cluster is up: {n} hub replicas, 1 proxy\n\n  proxy (open this)   {public_url}\n  hub REST API        {public_url}/hub/api/\n  replica gRPC        {g}\n  data and logs       {d}\n\n  admin token         {admin_token}\n  cluster secret      {cluster_secret}\n\nTry:\n  export QUORUMHUB_CLUSTER_SECRET={cluster_secret}\n  curl -H 'Authorization: token {admin_token}' {public_url}/hub/api/users\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice/server\n  curl {public_url}/user/alice/\n  cargo run --release --bin hubctl -- --hub {g0} status\n\nCtrl-C stops the cluster (data stays in {d}).",
+        "\nquorumhub dev cluster is up: {n} hub replicas, 1 proxy\n\n  proxy (open this)   {public_url}\n  sign in             {public_url}/hub/login as admin / {admin_password}\n  hub REST API        {public_url}/hub/api/\n  replica gRPC        {g}\n  data and logs       {d}\n\n  admin token         {admin_token}\n  cluster secret      {cluster_secret}\n\nTry:\n  export QUORUMHUB_CLUSTER_SECRET={cluster_secret}\n  curl -H 'Authorization: token {admin_token}' {public_url}/hub/api/users\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice/server\n  curl {public_url}/user/alice/\n  cargo run --release --bin hubctl -- --hub {g0} status\n\nCtrl-C stops the cluster (data stays in {d}).",
         n = args.replicas,
         g = grpcs.join(", "),
         g0 = grpcs[0],
@@ -197,5 +199,30 @@ async fn wait_ready(public_url: &str, token: &str, children: &mut [Child]) -> an
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Give the `admin` user the dev password, so a browser can sign in. Waits
+/// (up to 30 s) for the cluster to enable passwords (log format 3).
+async fn set_admin_password(grpc: &str, secret: &str, password: &str) -> anyhow::Result<()> {
+    let auth = quorumhub_raft::auth::ClientAuth::new(secret)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let channel = quorumhub_raft::network::channel(grpc, Duration::from_secs(2))?;
+        let mut client =
+            quorumhub_proto::v1::admin_client::AdminClient::with_interceptor(channel, auth.clone());
+        let res = client
+            .set_password(quorumhub_proto::v1::SetPasswordRequest {
+                name: "admin".into(),
+                password: password.to_string(),
+            })
+            .await;
+        match res {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                bail!("could not set the admin password: {}", e.message())
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
+        }
     }
 }
