@@ -4,9 +4,9 @@
 # "not one request through the load balancer failed" and the cluster-version
 # gate (chaos-tests/src/upgrade.rs).
 #
-#   v1 = the newest commit whose subject ends in [upgrade-base] (it predates
-#        the log format 2 command, RenameUser), built from a git worktree
-#        in target/upgrade-base (with its own target dir);
+#   v1 = the commit named in chaos-tests/upgrade-base (the previous
+#        release, log format 2), built from a git worktree in
+#        target/upgrade-base (with its own target dir);
 #   v2 = this checkout, images tagged $QH_TAG (default chaos).
 #
 # Called by chaos-tests/run.sh after the fault suite; runs alone too.
@@ -17,9 +17,11 @@ export QH_TAG=${QH_TAG:-chaos}
 export QH_HTTP_PORT=${QH_HTTP_PORT:-18000}
 die() { echo "upgrade: $*" >&2; exit 1; }
 
-# The marker must end the subject line (commit bodies may mention it).
-v1=$(git log --format='%H%x09%s' HEAD 2>/dev/null | awk -F'\t' '$2 ~ /\[upgrade-base\]$/ {print $1; exit}') || true
-[ -n "$v1" ] || die "no commit marked [upgrade-base] in this checkout's history (a shallow clone? git fetch --unshallow)"
+# The first line of chaos-tests/upgrade-base that is not a comment.
+v1=$(grep -v '^#' chaos-tests/upgrade-base | grep -m1 -E '^[0-9a-f]{7,40}$') || true
+[ -n "$v1" ] || die "chaos-tests/upgrade-base names no commit"
+v1=$(git rev-parse --verify -q "$v1^{commit}") \
+  || die "the upgrade base $(grep -v '^#' chaos-tests/upgrade-base) is not in this checkout's history (a shallow clone? git fetch --unshallow)"
 base=$root/target/upgrade-base
 src=$base/src
 if [ ! -d "$src" ] || [ "$(git -C "$src" rev-parse HEAD 2>/dev/null)" != "$v1" ]; then

@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${QH_JUPYTER_VENV:-target/jupyter-venv}"
-want="jupyterhub==6.1.1 jupyter-server==2.21.1 jupyterlab==4.6.6 ipykernel==7.4.0"
-if [ -x "$venv/bin/jupyterhub-singleuser" ] && "$venv/bin/python" -c 'import jupyterlab, ipykernel' 2>/dev/null; then
+want="jupyterhub==6.1.1 jupyter-server==2.21.1 jupyterlab==4.6.6 ipykernel==7.4.0 jupyterhub-idle-culler==2.0.0"
+if [ -x "$venv/bin/jupyterhub-singleuser" ] && "$venv/bin/python" -c 'import jupyterlab, ipykernel, jupyterhub_idle_culler' 2>/dev/null; then
   exit 0
 fi
 python3 -m venv "$venv"

@@ -5,8 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=default
 [ "${CI:-}" = "true" ] && profile=ci
-# The real Jupyter clients the browser tests run against (pip, idempotent).
+# The real Jupyter clients and the real OpenID provider the browser tests
+# run against (pip, idempotent).
 scripts/jupyter-venv.sh
+scripts/oidc-venv.sh
 cargo nextest run --workspace --locked --profile "$profile" "$@"
 
 # The chaos suite against the three-node container deployment (Docker).

@@ -1,11 +1,11 @@
 //! What the rolling upgrade adds to the usual checks: the cluster-version
-//! gate seen from a client. A probe renames one user back and forth
-//! through the load balancer the whole time (`PATCH /hub/api/users/{name}`
-//! with a new name: the first command of log format 2). Before every
-//! replica runs the new release each attempt must be refused cleanly (400
-//! from an old replica, which has no renames; 503 naming the cluster version
-//! from a new one); afterwards the cluster version is raised by the leader
-//! and renames succeed.
+//! gate seen from a client. A probe creates a group through the load
+//! balancer every 300 ms the whole time (`POST /hub/api/groups/{name}`:
+//! a command of log format 3). Before every replica runs the new release
+//! each attempt must be refused cleanly (404 from an old replica, which has
+//! no groups API; 503 naming the cluster version from a new one);
+//! afterwards the cluster version is raised by the leader and groups are
+//! created.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,9 +16,10 @@ use tokio::sync::watch;
 use crate::deployment::Deployment;
 use crate::workload::{Api, Clock};
 
-/// The log format the new release brings, and the user the probe renames.
-pub const NEW_FORMAT: u64 = 2;
-const NAMES: [&str; 2] = ["ren-a", "ren-b"];
+/// The log format the new release brings.
+pub const NEW_FORMAT: u64 = 3;
+/// The probe's groups are named `{PREFIX}{n}`.
+const PREFIX: &str = "upgrade-probe-";
 
 #[derive(Default)]
 pub struct Probe {
@@ -26,37 +27,16 @@ pub struct Probe {
     pub answers: Mutex<Vec<(u64, u16, String)>>,
 }
 
-pub async fn setup(api: &Api, lb: &str) -> anyhow::Result<()> {
-    for name in NAMES {
-        // A leftover of an earlier run is fine; only ren-a must exist.
-        let _ = api
-            .http
-            .delete(format!("{lb}/hub/api/users/{name}"))
-            .header("Authorization", format!("token {}", api.token))
-            .send()
-            .await;
-    }
-    let r = api
-        .http
-        .post(format!("{lb}/hub/api/users/{}", NAMES[0]))
-        .header("Authorization", format!("token {}", api.token))
-        .send()
-        .await?;
-    anyhow::ensure!(
-        r.status().as_u16() == 201,
-        "cannot create {}: {}",
-        NAMES[0],
-        r.status()
-    );
+pub async fn setup(_api: &Api, _lb: &str) -> anyhow::Result<()> {
+    // Each run starts on fresh volumes: no group exists yet.
     Ok(())
 }
 
-async fn rename(api: &Api, lb: &str, from: &str, to: &str) -> (u16, String) {
+async fn create_group(api: &Api, lb: &str, name: &str) -> (u16, String) {
     let sent = api
         .http
-        .patch(format!("{lb}/hub/api/users/{from}"))
+        .post(format!("{lb}/hub/api/groups/{name}"))
         .header("Authorization", format!("token {}", api.token))
-        .body(format!("{{\"name\": \"{to}\"}}"))
         .send()
         .await;
     match sent {
@@ -74,7 +54,7 @@ async fn rename(api: &Api, lb: &str, from: &str, to: &str) -> (u16, String) {
     }
 }
 
-/// Renames back and forth every 300 ms until `stop`.
+/// Creates a new group every 300 ms until `stop`.
 pub async fn run(
     api: Arc<Api>,
     lb: String,
@@ -82,13 +62,11 @@ pub async fn run(
     probe: Arc<Probe>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut at = 0;
+    let mut n = 0;
     while !*stop.borrow() {
-        let (from, to) = (NAMES[at], NAMES[1 - at]);
-        let (status, message) = rename(&api, &lb, from, to).await;
-        if status == 200 {
-            at = 1 - at;
-        }
+        // A new name every time, so that no answer depends on an earlier one.
+        let (status, message) = create_group(&api, &lb, &format!("{PREFIX}{n}")).await;
+        n += 1;
         probe
             .answers
             .lock()
@@ -110,16 +88,16 @@ pub async fn verify(d: &Deployment, probe: &Probe) -> (String, Vec<String>) {
         .clone();
     let mut failures = Vec::new();
     let count = |f: &dyn Fn(&(u64, u16, String)) -> bool| answers.iter().filter(|a| f(a)).count();
-    let old = count(&|a| a.1 == 400 && a.2.contains("not supported"));
+    let old = count(&|a| a.1 == 404 && a.2 == "Not Found");
     let gated = count(&|a| a.1 == 503 && a.2.contains("cluster version"));
-    let renamed = count(&|a| a.1 == 200);
+    let created = count(&|a| a.1 == 201);
     if let Some(bad) = answers.iter().find(|a| {
-        !(a.1 == 200
-            || (a.1 == 400 && a.2.contains("not supported"))
+        !(a.1 == 201
+            || (a.1 == 404 && a.2 == "Not Found")
             || (a.1 == 503 && a.2.contains("cluster version")))
     }) {
         failures.push(format!(
-            "rolling upgrade: a rename got {} {:?}, neither done nor refused by the gate",
+            "rolling upgrade: a group creation got {} {:?}, neither done nor refused by the gate",
             bad.1, bad.2
         ));
     }
@@ -132,12 +110,12 @@ pub async fn verify(d: &Deployment, probe: &Probe) -> (String, Vec<String>) {
             "rolling upgrade: the cluster version is {version:?} after the upgrade, not {NEW_FORMAT}"
         ));
     }
-    if renamed == 0 {
-        failures.push("rolling upgrade: no rename succeeded after the upgrade".into());
+    if created == 0 {
+        failures.push("rolling upgrade: no group was created after the upgrade".into());
     }
     let text = format!(
-        "\nrolling upgrade, cluster-version gate: {} renames tried: {old} refused by an old replica, \
-         {gated} refused by the gate, {renamed} done; cluster version now {}",
+        "\nrolling upgrade, cluster-version gate: {} group creations tried: {old} refused by an old \
+         replica, {gated} refused by the gate, {created} done; cluster version now {}",
         answers.len(),
         version.map(|v| v.to_string()).unwrap_or("?".into())
     );

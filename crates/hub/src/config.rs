@@ -109,6 +109,38 @@ pub struct HubConfig {
     /// Version reported by `GET /hub/api/`.
     #[arg(long, default_value = "5.3.0")]
     pub jupyterhub_version: String,
+    /// OpenID Connect: the provider's issuer URL, exactly as its discovery
+    /// document states it (e.g. `https://login.example.org/realms/x`).
+    /// Setting it adds "Sign in with ..." to the login page.
+    #[arg(long)]
+    pub oidc_issuer: Option<String>,
+    /// OpenID Connect client id registered at the provider.
+    #[arg(long)]
+    pub oidc_client_id: Option<String>,
+    /// OpenID Connect client secret.
+    #[arg(long, env = "QUORUMHUB_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<String>,
+    /// Scopes to request (`openid` is always included).
+    #[arg(long, value_delimiter = ',', default_value = "openid,profile,email")]
+    pub oidc_scopes: Vec<String>,
+    /// ID token claim that becomes the user name (then `sub` if missing).
+    #[arg(long, default_value = "preferred_username")]
+    pub oidc_username_claim: String,
+    /// ID token claim that lists the user's groups.
+    #[arg(long, default_value = "groups")]
+    pub oidc_groups_claim: String,
+    /// Only these users may sign in (with --oidc-allowed-groups: either).
+    #[arg(long, value_delimiter = ',')]
+    pub oidc_allowed_users: Vec<String>,
+    /// Only members of these groups may sign in.
+    #[arg(long, value_delimiter = ',')]
+    pub oidc_allowed_groups: Vec<String>,
+    /// Members of these groups are admins (set at each sign-in).
+    #[arg(long, value_delimiter = ',')]
+    pub oidc_admin_groups: Vec<String>,
+    /// The provider's name on the login button.
+    #[arg(long, default_value = "OpenID Connect")]
+    pub oidc_display_name: String,
 }
 
 /// The spawner a replica uses; every replica of a cluster should use the
@@ -141,6 +173,10 @@ pub enum ConfigError {
     AdminUser(String),
     #[error("--spawner docker needs --docker-network: the Docker network the proxies are on")]
     DockerNetwork,
+    #[error("--oidc-issuer needs --oidc-client-id and --oidc-client-secret (or QUORUMHUB_OIDC_CLIENT_SECRET)")]
+    OidcIncomplete,
+    #[error("--oidc-issuer {0:?} is not an http(s) URL")]
+    OidcIssuer(String),
 }
 
 impl HubConfig {
@@ -161,6 +197,14 @@ impl HubConfig {
             return Err(ConfigError::Timeouts(h, lo, hi));
         }
         quorumhub_state::validate_username(&self.admin_user).map_err(ConfigError::AdminUser)?;
+        if let Some(issuer) = &self.oidc_issuer {
+            if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                return Err(ConfigError::OidcIssuer(issuer.clone()));
+            }
+            if self.oidc_client_id.is_none() || self.oidc_client_secret.is_none() {
+                return Err(ConfigError::OidcIncomplete);
+            }
+        }
         if self.spawner == SpawnerKind::Docker
             && self.docker_network.as_deref().unwrap_or("").is_empty()
         {

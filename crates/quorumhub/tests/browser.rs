@@ -8,14 +8,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::browser::{Browser, Page};
 use common::{auth, exe, Cluster, SECRET};
 use futures::{SinkExt, StreamExt};
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 
 /// Where scripts/jupyter-venv.sh installs jupyterhub and JupyterLab.
@@ -32,148 +31,6 @@ fn singleuser() -> PathBuf {
         exe.display()
     );
     exe
-}
-
-/// A cookie jar that honours `Path`, as a browser does.
-#[derive(Default)]
-struct Browser {
-    /// (path, name) -> value
-    jar: BTreeMap<(String, String), String>,
-    base: String,
-    http: reqwest::Client,
-}
-
-struct Page {
-    status: StatusCode,
-    location: Option<String>,
-    body: String,
-}
-
-impl Browser {
-    fn new(base: String) -> Browser {
-        Browser {
-            jar: BTreeMap::new(),
-            base,
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("client"),
-        }
-    }
-
-    fn cookie(&self, name: &str, for_path: &str) -> Option<String> {
-        self.jar
-            .iter()
-            .filter(|((p, n), _)| n == name && for_path.starts_with(p.as_str()))
-            .max_by_key(|((p, _), _)| p.len())
-            .map(|(_, v)| v.clone())
-    }
-
-    fn cookie_header(&self, path: &str) -> String {
-        self.jar
-            .iter()
-            .filter(|((p, _), _)| path.starts_with(p.as_str()))
-            .map(|((_, n), v)| format!("{n}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn forget(&mut self, path: &str) {
-        self.jar.retain(|(p, _), _| p != path);
-    }
-
-    fn store(&mut self, resp: &reqwest::Response) {
-        for v in resp.headers().get_all(SET_COOKIE) {
-            let Ok(v) = v.to_str() else { continue };
-            let mut parts = v.split(';');
-            let Some((name, value)) = parts.next().and_then(|kv| kv.split_once('=')) else {
-                continue;
-            };
-            let mut path = "/".to_string();
-            let mut expired = value.is_empty() || value == "\"\"";
-            for attr in parts {
-                let attr = attr.trim();
-                if let Some(p) = attr.strip_prefix("Path=").or(attr.strip_prefix("path=")) {
-                    path = p.to_string();
-                }
-                if attr.eq_ignore_ascii_case("Max-Age=0") {
-                    expired = true;
-                }
-            }
-            let key = (path, name.trim().to_string());
-            if expired {
-                self.jar.remove(&key);
-            } else {
-                self.jar.insert(key, value.to_string());
-            }
-        }
-    }
-
-    /// The path part of `url` (absolute or not).
-    fn path_of(&self, url: &str) -> String {
-        let rest = url.strip_prefix(&self.base).unwrap_or(url);
-        rest.to_string()
-    }
-
-    async fn send(
-        &mut self,
-        method: Method,
-        url: &str,
-        form: Option<&[(&str, &str)]>,
-        xsrf: bool,
-    ) -> Page {
-        let path = self.path_of(url);
-        let mut req = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .header(
-                COOKIE,
-                self.cookie_header(path.split('?').next().unwrap_or("/")),
-            );
-        if xsrf {
-            if let Some(x) = self.cookie("_xsrf", &path) {
-                req = req.header("X-XSRFToken", x);
-            }
-        }
-        if let Some(f) = form {
-            req = req.form(f);
-        }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("{path}: {e}"));
-        self.store(&resp);
-        let status = resp.status();
-        let location = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = resp.text().await.unwrap_or_default();
-        Page {
-            status,
-            location,
-            body,
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> Page {
-        self.send(Method::GET, url, None, false).await
-    }
-
-    /// GET `url` and follow redirects, returning every hop's URL and the end.
-    async fn follow(&mut self, url: &str) -> (Vec<String>, Page) {
-        let mut hops = vec![url.to_string()];
-        let mut page = self.get(url).await;
-        while let Some(next) = page
-            .location
-            .clone()
-            .filter(|_| page.status.is_redirection())
-        {
-            assert!(hops.len() < 12, "redirect loop: {hops:?}");
-            hops.push(next.clone());
-            page = self.get(&next).await;
-        }
-        (hops, page)
-    }
 }
 
 fn hubctl_stdin(c: &Cluster, args: &[&str], stdin: &str) -> std::process::Output {
@@ -576,10 +433,7 @@ async fn oauth_bad_input(b: &mut Browser, proxy: &str, hops: &[String]) {
     );
     // A forged login cookie is no login.
     let mut forged = Browser::new(b.base.clone());
-    forged.jar.insert(
-        ("/hub/".into(), "jupyterhub-hub-login".into()),
-        "0123.abcd".into(),
-    );
+    forged.set_cookie("/hub/", "jupyterhub-hub-login", "0123.abcd");
     let page = forged.get(&authorize).await;
     assert!(page
         .location

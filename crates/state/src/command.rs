@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{OAuthCode, Session, SpawnerState, Token, User};
+use crate::model::{Group, OAuthCode, Session, SpawnerState, Token, User};
 use crate::Millis;
 
 /// One entry of the Raft log.
@@ -121,6 +121,31 @@ pub enum Command {
         client_id: String,
         token: Token,
     },
+    /// Log format 3: a new group, with its first members.
+    CreateGroup {
+        name: String,
+        #[serde(default)]
+        users: Vec<String>,
+    },
+    /// Log format 3: members leave the group with it.
+    DeleteGroup {
+        name: String,
+    },
+    /// Log format 3: add members (already members are ignored).
+    AddGroupMembers {
+        name: String,
+        users: Vec<String>,
+    },
+    /// Log format 3: remove members (non-members are ignored).
+    RemoveGroupMembers {
+        name: String,
+        users: Vec<String>,
+    },
+    /// Log format 3: replace the group's properties (a JSON object).
+    SetGroupProperties {
+        name: String,
+        properties: serde_json::Value,
+    },
 }
 
 impl Command {
@@ -147,6 +172,11 @@ impl Command {
             Command::EndSession { .. } => "end_session",
             Command::IssueOAuthCode { .. } => "issue_oauth_code",
             Command::RedeemOAuthCode { .. } => "redeem_oauth_code",
+            Command::CreateGroup { .. } => "create_group",
+            Command::DeleteGroup { .. } => "delete_group",
+            Command::AddGroupMembers { .. } => "add_group_members",
+            Command::RemoveGroupMembers { .. } => "remove_group_members",
+            Command::SetGroupProperties { .. } => "set_group_properties",
         }
     }
 
@@ -174,7 +204,12 @@ impl Command {
             | Command::CreateSession { .. }
             | Command::EndSession { .. }
             | Command::IssueOAuthCode { .. }
-            | Command::RedeemOAuthCode { .. } => 3,
+            | Command::RedeemOAuthCode { .. }
+            | Command::CreateGroup { .. }
+            | Command::DeleteGroup { .. }
+            | Command::AddGroupMembers { .. }
+            | Command::RemoveGroupMembers { .. }
+            | Command::SetGroupProperties { .. } => 3,
         }
     }
 }
@@ -193,6 +228,9 @@ pub enum Response {
     },
     TokenCreated {
         id: String,
+    },
+    Group {
+        group: Box<Group>,
     },
     Rejected {
         rejection: Rejection,
@@ -245,6 +283,12 @@ pub enum Rejection {
     /// The code is unknown, already used, expired or not this client's.
     #[error("invalid_grant")]
     InvalidGrant,
+    #[error("Group {name} already exists")]
+    GroupExists { name: String },
+    #[error("No such group: {name}")]
+    NoSuchGroup { name: String },
+    #[error("group properties must be a JSON object")]
+    PropertiesNotAnObject,
 }
 
 fn server_label(name: &str) -> String {

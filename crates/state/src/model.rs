@@ -216,3 +216,14 @@ pub struct OAuthCode {
     pub session: Option<String>,
     pub expires_at: Millis,
 }
+
+/// A group of users (log format 3), as JupyterHub's `/hub/api/groups`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    /// Members, sorted; each also lists the group in `User::groups`.
+    pub users: Vec<String>,
+    /// Free-form JSON object (`PUT /hub/api/groups/{name}/properties`).
+    #[serde(default)]
+    pub properties: serde_json::Value,
+}

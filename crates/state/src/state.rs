@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 
 use crate::command::{Command, Rejection, Request, Response};
 use crate::dedupe::Dedupe;
-use crate::model::{OAuthCode, Phase, Route, RouteEvent, Server, Session, Token, TokenOwner, User};
+use crate::model::{
+    Group, OAuthCode, Phase, Route, RouteEvent, Server, Session, Token, TokenOwner, User,
+};
 use crate::names::{validate_server_name, validate_username};
 use crate::Millis;
 
@@ -47,6 +49,9 @@ pub struct HubState {
     /// Log format 3: OAuth codes not yet redeemed, by hash.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub oauth_codes: BTreeMap<String, OAuthCode>,
+    /// Log format 3: groups by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, Group>,
     /// Derived: token id by hash. Rebuilt after a snapshot is restored.
     #[serde(skip)]
     token_by_hash: HashMap<String, String>,
@@ -80,6 +85,7 @@ impl Default for HubState {
             cookie_secret: None,
             sessions: BTreeMap::new(),
             oauth_codes: BTreeMap::new(),
+            groups: BTreeMap::new(),
             token_by_hash: HashMap::new(),
             active: BTreeSet::new(),
         }
@@ -208,6 +214,13 @@ impl HubState {
                 client_id,
                 token,
             } => self.redeem_oauth_code(at, hash, client_id, token),
+            Command::CreateGroup { name, users } => self.create_group(name, users),
+            Command::DeleteGroup { name } => self.delete_group(name),
+            Command::AddGroupMembers { name, users } => self.add_group_members(name, users),
+            Command::RemoveGroupMembers { name, users } => self.remove_group_members(name, users),
+            Command::SetGroupProperties { name, properties } => {
+                self.set_group_properties(name, properties)
+            }
         }
     }
 
@@ -255,6 +268,7 @@ impl HubState {
             }
         }
         self.rename_logins(name, new_name);
+        self.rename_in_groups(name, new_name);
         let response = user_response(&user);
         self.users.insert(new_name.to_string(), user);
         Ok((response, vec![]))
@@ -278,6 +292,7 @@ impl HubState {
             self.remove_token(&id);
         }
         self.forget_logins_of(name);
+        self.leave_all_groups(name);
         Ok((Response::Done, vec![]))
     }
 

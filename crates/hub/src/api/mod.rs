@@ -6,9 +6,11 @@
 
 mod activity;
 mod auth;
+mod groups;
 mod model;
 mod progress;
 mod servers;
+mod tokens;
 mod users;
 
 use std::sync::Arc;
@@ -49,6 +51,29 @@ pub fn router(hub: Arc<Hub>) -> Router {
             post(servers::start_named).delete(servers::stop_named),
         )
         .route("/users/{name}/activity", post(activity::record))
+        .route(
+            "/users/{name}/tokens",
+            get(tokens::list).post(tokens::create),
+        )
+        .route(
+            "/users/{name}/tokens/{id}",
+            get(tokens::get_one).delete(tokens::revoke),
+        )
+        .route("/groups", get(groups::list).post(groups::create_many))
+        .route(
+            "/groups/{name}",
+            get(groups::get_one)
+                .post(groups::create_one)
+                .delete(groups::delete),
+        )
+        .route(
+            "/groups/{name}/users",
+            post(groups::add_members).delete(groups::remove_members),
+        )
+        .route(
+            "/groups/{name}/properties",
+            axum::routing::put(groups::set_properties),
+        )
         .route("/users/{name}/server/progress", get(progress::stream))
         .merge(crate::web::oauth_routes())
         .fallback(not_found);
@@ -146,19 +171,49 @@ async fn not_found() -> ApiError {
 }
 
 /// A request that reached a hub but matches no hub page: for `/user/...`
-/// the server is not running (the proxy has no route for it).
-async fn no_route(req: Request) -> ApiError {
-    let path = req.uri().path();
-    if let Some(rest) = path.strip_prefix("/user/") {
-        let user = rest.split('/').next().unwrap_or_default();
+/// the server is not running (the proxy has no route for it). A browser
+/// asking for a page is sent to the spawn-pending page while the server
+/// starts, or gets a 424 page with a link to start it (JupyterHub's rule);
+/// API clients get JSON.
+async fn no_route(State(hub): State<Arc<Hub>>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let Some(rest) = path.strip_prefix("/user/") else {
+        return ApiError::new(StatusCode::NOT_FOUND, "Not Found").into_response();
+    };
+    let user = quorumhub_state::normalize_username(rest.split('/').next().unwrap_or_default());
+    let wants_html = req.method() == axum::http::Method::GET
+        && !path.contains("/api/")
+        && req
+            .headers()
+            .get(axum::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    if !wants_html {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "{user}'s server is not running; start it with POST /hub/api/users/{user}/server"
             ),
-        );
+        )
+        .into_response();
     }
-    ApiError::new(StatusCode::NOT_FOUND, "Not Found")
+    let uri = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or(&path)
+        .to_string();
+    let next: String = url::form_urlencoded::byte_serialize(uri.as_bytes()).collect();
+    let pending = hub.read(|s| s.server(&user, quorumhub_state::DEFAULT_SERVER).is_some());
+    if pending {
+        return crate::web::redirect(&format!("/hub/spawn-pending/{user}?next={next}"));
+    }
+    crate::web::error_page(
+        StatusCode::FAILED_DEPENDENCY,
+        &format!("{user}'s server is not running."),
+        &format!("Start it from /hub/spawn/{user}?next={next} or the home page."),
+        None,
+    )
 }
 
 /// A JupyterHub-style JSON error: `{"status": N, "message": "..."}`.
@@ -206,8 +261,12 @@ impl From<HubError> for ApiError {
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> ApiError {
         let status = match &r {
-            Rejection::UserExists { .. } | Rejection::TokenExists { .. } => StatusCode::CONFLICT,
-            Rejection::NoSuchUser { .. } | Rejection::NoSuchToken { .. } => StatusCode::NOT_FOUND,
+            Rejection::UserExists { .. }
+            | Rejection::TokenExists { .. }
+            | Rejection::GroupExists { .. } => StatusCode::CONFLICT,
+            Rejection::NoSuchUser { .. }
+            | Rejection::NoSuchToken { .. }
+            | Rejection::NoSuchGroup { .. } => StatusCode::NOT_FOUND,
             Rejection::StaleGeneration { .. } => StatusCode::CONFLICT,
             _ => StatusCode::BAD_REQUEST,
         };

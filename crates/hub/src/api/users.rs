@@ -61,13 +61,24 @@ pub(crate) struct ListQuery {
     state: Option<String>,
 }
 
+/// `Accept: application/jupyterhub-pagination+json` asks for pages.
+const PAGINATION: &str = "application/jupyterhub-pagination+json";
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 200;
+
 pub(crate) async fn list(
     State(hub): State<Arc<Hub>>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("list:users", Resource::Any)?;
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Query(q) = query.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid argument type, offset and limit must be integers",
+        )
+    })?;
     let filter = match q.state.as_deref() {
         None | Some("") => None,
         Some(s @ ("active" | "ready" | "inactive")) => Some(s.to_string()),
@@ -78,9 +89,18 @@ pub(crate) async fn list(
             ))
         }
     };
+    let paginate = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains(PAGINATION));
+    let limit = match (paginate, q.limit) {
+        (true, l) => l.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
+        (false, l) => l.unwrap_or(usize::MAX),
+    };
     hub.linearize().await?;
-    let users = hub.read(|s| {
-        s.users
+    let (users, total) = hub.read(|s| {
+        let matching: Vec<&quorumhub_state::User> = s
+            .users
             .values()
             .filter(|u| match filter.as_deref() {
                 Some("active") => !u.servers.is_empty(),
@@ -88,12 +108,38 @@ pub(crate) async fn list(
                 Some("inactive") => u.servers.is_empty(),
                 _ => true,
             })
+            .collect();
+        let total = matching.len();
+        let page = matching
+            .into_iter()
             .skip(q.offset)
-            .take(q.limit.unwrap_or(usize::MAX))
+            .take(limit)
             .map(|u| user_json(u, true))
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        (page, total)
     });
-    Ok(Json(Value::Array(users)))
+    if !paginate {
+        return Ok(Json(Value::Array(users)));
+    }
+    let next_offset = q.offset + users.len();
+    let next = (next_offset < total).then(|| {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(st) = &filter {
+            query.append_pair("state", st);
+        }
+        query.append_pair("offset", &next_offset.to_string());
+        query.append_pair("limit", &limit.to_string());
+        let query = query.finish();
+        serde_json::json!({
+            "offset": next_offset,
+            "limit": limit,
+            "url": format!("{}/users?{query}", hub.config.hub_api_url()),
+        })
+    });
+    Ok(Json(serde_json::json!({
+        "items": users,
+        "_pagination": {"offset": q.offset, "limit": limit, "total": total, "next": next},
+    })))
 }
 
 pub(crate) async fn get_one(

@@ -3,7 +3,9 @@
 //! `/hub/api/oauth2/`, rendered on the server with minijinja templates
 //! compiled into the binary.
 
+mod admin;
 mod oauth;
+mod oidc;
 mod pages;
 mod ratelimit;
 pub(crate) mod session;
@@ -31,6 +33,11 @@ pub fn router() -> Router<Arc<Hub>> {
         .route("/hub/spawn/{user}", get(pages::spawn_for))
         .route("/hub/stop", post(pages::stop_own))
         .route("/hub/spawn-pending/{user}", get(pages::spawn_pending))
+        .route("/hub/oidc/login", get(oidc::start))
+        .route("/hub/oauth_callback", get(oidc::callback))
+        .route("/hub/admin", get(admin::admin))
+        .route("/hub/cluster", get(admin::cluster))
+        .route("/hub/token", get(admin::token))
 }
 
 /// The OAuth provider's routes, nested under `/hub/api`.
@@ -53,6 +60,9 @@ fn templates() -> &'static Environment<'static> {
                 include_str!("../../templates/spawn_pending.html"),
             ),
             ("error.html", include_str!("../../templates/error.html")),
+            ("admin.html", include_str!("../../templates/admin.html")),
+            ("cluster.html", include_str!("../../templates/cluster.html")),
+            ("token.html", include_str!("../../templates/token.html")),
         ] {
             if let Err(e) = env.add_template(name, text) {
                 tracing::error!("template {name} does not compile: {e}");
@@ -171,8 +181,11 @@ mod tests {
             "error.html",
         ] {
             let t = templates().get_template(name).expect(name);
-            t.render(minijinja::context! { user => "alice", next => "/x", xsrf => "t" })
-                .expect(name);
+            t.render(minijinja::context! {
+                user => "alice", next => "/x", xsrf => "t", users => Vec::<String>::new(),
+                cluster => serde_json::json!({"members": [], "term": 1, "cluster_version": 3}),
+            })
+            .expect(name);
         }
     }
 }

@@ -23,7 +23,11 @@ pub(crate) struct NextQuery {
 
 /// The login the request's cookie proves, or the redirect to the login
 /// page (coming back to `here` afterwards).
-async fn require_login(hub: &Hub, headers: &HeaderMap, here: &str) -> Result<Login, Response> {
+pub(crate) async fn require_login(
+    hub: &Hub,
+    headers: &HeaderMap,
+    here: &str,
+) -> Result<Login, Response> {
     match session::login_of(hub, headers).await {
         Ok(Some(login)) => Ok(login),
         Ok(None) => Err(redirect(&format!(
@@ -69,7 +73,10 @@ async fn render_login(
     let mut r = page(
         status,
         "login.html",
-        context! { next => next.unwrap_or(""), xsrf => xsrf, username => username, error => error },
+        context! {
+            next => next.unwrap_or(""), xsrf => xsrf, username => username, error => error,
+            oidc => hub.config.oidc_issuer.is_some().then_some(&hub.config.oidc_display_name),
+        },
     );
     if let Some(c) = set {
         r.headers_mut().append(header::SET_COOKIE, c);
@@ -207,10 +214,11 @@ pub(crate) async fn home(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Res
         None => ("stopped", ""),
     });
     let url = quorumhub_state::Route::prefix_for(&login.user, DEFAULT_SERVER);
+    let admin = hub.read(|s| s.user(&login.user).is_some_and(|u| u.admin));
     let mut r = page(
         StatusCode::OK,
         "home.html",
-        context! { user => login.user, server => state, pending => pending, url => url, xsrf => xsrf },
+        context! { user => login.user, admin => admin, server => state, pending => pending, url => url, xsrf => xsrf },
     );
     if let Some(c) = set {
         r.headers_mut().append(header::SET_COOKIE, c);
@@ -231,13 +239,21 @@ pub(crate) async fn spawn_for(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     Path(raw): Path<String>,
+    Query(q): Query<NextQuery>,
 ) -> Response {
     let user = normalize_username(&raw);
     let login = match require_login(&hub, &headers, &format!("/hub/spawn/{user}")).await {
         Ok(l) => l,
         Err(r) => return r,
     };
-    spawn(&hub, &login, &user).await
+    let r = spawn(&hub, &login, &user).await;
+    match safe_next(q.next.as_deref()) {
+        Some(next) if r.status() == StatusCode::FOUND => redirect(&format!(
+            "/hub/spawn-pending/{user}?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        )),
+        _ => r,
+    }
 }
 
 /// Whether `login` may start and stop `user`'s servers.
@@ -304,6 +320,7 @@ pub(crate) async fn spawn_pending(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
     Path(raw): Path<String>,
+    Query(q): Query<NextQuery>,
 ) -> Response {
     let user = normalize_username(&raw);
     let here = format!("/hub/spawn-pending/{user}");
@@ -323,14 +340,16 @@ pub(crate) async fn spawn_pending(
         return hub_error_page(e);
     }
     let url = quorumhub_state::Route::prefix_for(&user, DEFAULT_SERVER);
+    let next = safe_next(q.next.as_deref()).unwrap_or_else(|| url.clone());
     match hub.read(|s| s.server(&user, DEFAULT_SERVER).map(|sv| sv.phase)) {
-        Some(Phase::Running) => redirect(&url),
+        Some(Phase::Running) => redirect(&next),
         Some(_) => page(
             StatusCode::OK,
             "spawn_pending.html",
             context! {
                 user => login.user,
                 url => here,
+                next => next,
                 progress_url => format!("/hub/api/users/{user}/server/progress"),
             },
         ),

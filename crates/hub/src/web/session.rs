@@ -40,11 +40,19 @@ fn mac(key: &[u8], purpose: &str, value: &str) -> String {
     hex::encode(m.finalize().into_bytes())
 }
 
+pub(crate) fn sign(key: &[u8], purpose: &str, value: &str) -> String {
+    signed(key, purpose, value)
+}
+
 fn signed(key: &[u8], purpose: &str, value: &str) -> String {
     format!("{value}.{}", mac(key, purpose, value))
 }
 
 /// The value inside `signed` when its MAC verifies.
+pub(crate) fn verify<'a>(key: &[u8], purpose: &str, signed: &'a str) -> Option<&'a str> {
+    verified(key, purpose, signed)
+}
+
 fn verified<'a>(key: &[u8], purpose: &str, signed: &'a str) -> Option<&'a str> {
     let (value, tag) = signed.rsplit_once('.')?;
     let want = mac(key, purpose, value);

@@ -51,6 +51,7 @@ fn run(state: &mut HubState, script: Vec<Command>) -> String {
             Response::User { user } => format!("user {} admin={}", user.name, user.admin),
             Response::SpawnRequested { generation } => format!("spawn gen={generation}"),
             Response::TokenCreated { id } => format!("token {id}"),
+            Response::Group { group } => format!("group {} {:?}", group.name, group.users),
             Response::Rejected { rejection } => format!("REJECTED {rejection}"),
         };
         let events: Vec<String> = applied
@@ -703,4 +704,85 @@ fn state_without_format_3_fields_encodes_as_before() {
     ] {
         assert!(!text.contains(field), "{field} in {text}");
     }
+}
+
+#[test]
+fn groups_and_their_members_agree() {
+    let users = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let state = check(
+        vec![
+            create("alice"),
+            create("bob"),
+            Command::CreateGroup {
+                name: "g1".into(),
+                users: users(&["bob", "alice"]),
+            },
+            Command::CreateGroup {
+                name: "g1".into(),
+                users: vec![],
+            },
+            Command::CreateGroup {
+                name: "g2".into(),
+                users: users(&["nobody"]),
+            },
+            Command::CreateGroup {
+                name: "bad name".into(),
+                users: vec![],
+            },
+            Command::AddGroupMembers {
+                name: "g1".into(),
+                users: users(&["alice"]),
+            },
+            Command::CreateGroup {
+                name: "g2".into(),
+                users: vec![],
+            },
+            Command::AddGroupMembers {
+                name: "g2".into(),
+                users: users(&["alice"]),
+            },
+            Command::RemoveGroupMembers {
+                name: "g1".into(),
+                users: users(&["bob", "nobody"]),
+            },
+            Command::SetGroupProperties {
+                name: "g2".into(),
+                properties: serde_json::json!({"k": 1}),
+            },
+            Command::SetGroupProperties {
+                name: "g2".into(),
+                properties: serde_json::json!([1]),
+            },
+            Command::RenameUser {
+                name: "alice".into(),
+                new_name: "alicia".into(),
+            },
+            Command::DeleteGroup { name: "g1".into() },
+            Command::DeleteGroup { name: "g1".into() },
+            Command::DeleteUser {
+                name: "alicia".into(),
+            },
+        ],
+        expect![[r#"
+            1 create_user: user alice admin=false 
+            2 create_user: user bob admin=false 
+            3 create_group: group g1 ["alice", "bob"] 
+            4 create_group: REJECTED Group g1 already exists 
+            5 create_group: REJECTED No such user: nobody 
+            6 create_group: REJECTED Invalid name "bad name": usernames may contain only ASCII letters, digits and -_.@ 
+            7 add_group_members: group g1 ["alice", "bob"] 
+            8 create_group: group g2 [] 
+            9 add_group_members: group g2 ["alice"] 
+            10 remove_group_members: group g1 ["alice"] 
+            11 set_group_properties: group g2 ["alice"] 
+            12 set_group_properties: REJECTED group properties must be a JSON object 
+            13 rename_user: user alicia admin=false 
+            14 delete_group: done 
+            15 delete_group: REJECTED No such group: g1 
+            16 delete_user: done 
+        "#]],
+    );
+    assert_eq!(state.groups["g2"].users, Vec::<String>::new());
+    assert_eq!(state.groups["g2"].properties, serde_json::json!({"k": 1}));
+    assert!(state.users["bob"].groups.is_empty());
 }

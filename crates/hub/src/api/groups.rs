@@ -1,0 +1,190 @@
+//! `/hub/api/groups`: JupyterHub's groups API.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use quorumhub_state::{Command, Group, Response as SmResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Caller;
+use super::{json_body, ApiError};
+use crate::hub::Hub;
+use crate::scopes::Resource;
+
+pub(crate) fn group_json(g: &Group) -> Value {
+    json!({
+        "kind": "group",
+        "name": g.name,
+        "roles": [],
+        "users": g.users,
+        "properties": if g.properties.is_null() { json!({}) } else { g.properties.clone() },
+    })
+}
+
+fn no_such_group(name: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("No such group: {name}"))
+}
+
+async fn commit(hub: &Hub, command: Command) -> Result<Value, ApiError> {
+    match hub.propose(command).await? {
+        SmResponse::Group { group } => Ok(group_json(&group)),
+        SmResponse::Done => Ok(Value::Null),
+        SmResponse::Rejected { rejection } => Err(rejection.into()),
+        other => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("unexpected outcome {other:?}"),
+        )),
+    }
+}
+
+pub(crate) async fn list(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("list:groups", Resource::Any)?;
+    hub.linearize().await?;
+    Ok(Json(hub.read(|s| {
+        Value::Array(s.groups.values().map(group_json).collect())
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateMany {
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+}
+
+pub(crate) async fn create_many(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require("admin:groups", Resource::Any)?;
+    let body: CreateMany = json_body(&body)?.unwrap_or_default();
+    if body.groups.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Must specify at least one group to create",
+        ));
+    }
+    let mut created = Vec::new();
+    for name in body.groups {
+        created.push(
+            commit(
+                &hub,
+                Command::CreateGroup {
+                    name,
+                    users: body.users.clone(),
+                },
+            )
+            .await?,
+        );
+    }
+    Ok((StatusCode::CREATED, Json(Value::Array(created))).into_response())
+}
+
+pub(crate) async fn get_one(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("read:groups", Resource::Any)?;
+    hub.linearize().await?;
+    hub.read(|s| s.group(&name).map(group_json))
+        .map(Json)
+        .ok_or_else(|| no_such_group(&name))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Members {
+    users: Option<Vec<String>>,
+}
+
+pub(crate) async fn create_one(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    caller.require("admin:groups", Resource::Any)?;
+    let body: Members = json_body(&body)?.unwrap_or_default();
+    let group = commit(
+        &hub,
+        Command::CreateGroup {
+            name,
+            users: body.users.unwrap_or_default(),
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(group)).into_response())
+}
+
+pub(crate) async fn delete(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require("delete:groups", Resource::Any)?;
+    commit(&hub, Command::DeleteGroup { name }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn members(body: &[u8], verb: &str) -> Result<Vec<String>, ApiError> {
+    let body: Members = json_body(body)?.unwrap_or_default();
+    body.users.filter(|u| !u.is_empty()).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Must specify users to {verb}"),
+        )
+    })
+}
+
+pub(crate) async fn add_members(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("groups", Resource::Any)?;
+    let users = members(&body, "add")?;
+    Ok(Json(
+        commit(&hub, Command::AddGroupMembers { name, users }).await?,
+    ))
+}
+
+pub(crate) async fn remove_members(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("groups", Resource::Any)?;
+    let users = members(&body, "delete")?;
+    Ok(Json(
+        commit(&hub, Command::RemoveGroupMembers { name, users }).await?,
+    ))
+}
+
+pub(crate) async fn set_properties(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    caller.require("groups", Resource::Any)?;
+    let properties: Value = json_body(&body)?.ok_or_else(|| {
+        ApiError::new(StatusCode::BAD_REQUEST, "properties must be a JSON object")
+    })?;
+    Ok(Json(
+        commit(&hub, Command::SetGroupProperties { name, properties }).await?,
+    ))
+}

@@ -1,0 +1,213 @@
+//! `/hub/api/users/{name}/tokens`: API tokens, as JupyterHub's tokens API.
+//! Only the SHA-256 of a token is stored; its text is shown once, in the
+//! reply that creates it.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use quorumhub_state::{
+    normalize_username, Command, HubState, Response as SmResponse, Token, TokenOwner,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{token_scopes, Caller};
+use super::{json_body, ApiError};
+use crate::hub::{hash_token, new_token, Hub};
+use crate::scopes::{self, Resource};
+use crate::time::{iso, now_ms};
+
+fn token_json(s: &HubState, t: &Token) -> Value {
+    let owner_admin = s.user(t.owner.user()).is_some_and(|u| u.admin);
+    let oauth_client = match (&t.owner, &t.client_id) {
+        (TokenOwner::Server { user, server_name }, _) => {
+            format!(
+                "Server at {}",
+                quorumhub_state::Route::prefix_for(user, server_name)
+            )
+        }
+        (_, Some(client)) => client.clone(),
+        (_, None) => "JupyterHub".to_string(),
+    };
+    json!({
+        "user": t.owner.user(),
+        "id": t.id,
+        "kind": "api_token",
+        "roles": [],
+        "scopes": token_scopes(t, owner_admin).to_vec(),
+        "created": iso(t.created),
+        "last_activity": t.last_activity.map(iso),
+        "expires_at": t.expires_at.map(iso),
+        "note": t.note,
+        "session_id": t.session,
+        "oauth_client": oauth_client,
+    })
+}
+
+fn no_such_token(id: &str, user: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("No such token {id} for user {user}"),
+    )
+}
+
+pub(crate) async fn list(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let name = normalize_username(&raw);
+    caller.require("read:tokens", Resource::User(&name))?;
+    hub.linearize().await?;
+    let now = now_ms();
+    let tokens = hub.read(|s| {
+        s.tokens
+            .values()
+            .filter(|t| t.owner.user() == name && !t.expired(now))
+            .map(|t| token_json(s, t))
+            .collect::<Vec<_>>()
+    });
+    Ok(Json(json!({ "api_tokens": tokens })))
+}
+
+pub(crate) async fn get_one(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path((raw, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let name = normalize_username(&raw);
+    caller.require("read:tokens", Resource::User(&name))?;
+    hub.linearize().await?;
+    let now = now_ms();
+    hub.read(|s| {
+        s.tokens
+            .get(&id)
+            .filter(|t| t.owner.user() == name && !t.expired(now))
+            .map(|t| token_json(s, t))
+    })
+    .map(Json)
+    .ok_or_else(|| no_such_token(&id, &name))
+}
+
+pub(crate) async fn revoke(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path((raw, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let name = normalize_username(&raw);
+    caller.require("tokens", Resource::User(&name))?;
+    hub.linearize().await?;
+    let owned = hub.read(|s| s.tokens.get(&id).is_some_and(|t| t.owner.user() == name));
+    if !owned {
+        return Err(no_such_token(&id, &name));
+    }
+    match hub.propose(Command::RevokeToken { id: id.clone() }).await? {
+        SmResponse::Rejected { .. } => Err(no_such_token(&id, &name)),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    expires_in: Option<i64>,
+    note: Option<String>,
+    scopes: Option<Vec<String>>,
+    roles: Option<Vec<String>>,
+}
+
+pub(crate) async fn create(
+    State(hub): State<Arc<Hub>>,
+    caller: Caller,
+    Path(raw): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let name = normalize_username(&raw);
+    if !caller.scopes.allows("tokens", Resource::User(&name)) {
+        tracing::info!(caller = %caller.name, user = %name, "refused a token request");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("User {name} not found or no permissions to generate tokens"),
+        ));
+    }
+    let body: CreateBody = json_body(&body)?.unwrap_or_default();
+    if body.roles.as_ref().is_some_and(|r| !r.is_empty()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "roles are not supported here; request scopes instead",
+        ));
+    }
+    let expires_in = match body.expires_in {
+        Some(s) if s < 1 => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("expires_in must be a positive number of seconds, not {s}"),
+            ))
+        }
+        Some(s) => Some(s as u64),
+        None => None,
+    };
+    hub.linearize().await?;
+    let owner_admin = hub
+        .read(|s| s.user(&name).map(|u| u.admin))
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("No such user: {name}")))?;
+    let requested = body.scopes.unwrap_or_default();
+    let requested: Vec<String> = requested.into_iter().filter(|s| s != "inherit").collect();
+    if !requested.is_empty() {
+        let asked = scopes::expand(requested.iter().map(String::as_str), &name, None)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let held = asked.within(&scopes::of_user(&name, owner_admin));
+        if held != asked {
+            let missing: Vec<&str> = asked
+                .iter()
+                .filter(|s| !held.iter().any(|h| h == *s))
+                .collect();
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("Not assigning requested scopes {missing:?}, not held by {name}"),
+            ));
+        }
+    }
+    let note = body.note.unwrap_or_else(|| {
+        if caller.name == name {
+            "Requested via api".to_string()
+        } else {
+            format!("Requested via api by user {}", caller.name)
+        }
+    });
+    let text = new_token();
+    let now = now_ms();
+    let token = Token {
+        id: String::new(),
+        owner: TokenOwner::User { name: name.clone() },
+        hash: hash_token(&text),
+        prefix: text[..4].to_string(),
+        note,
+        created: now,
+        expires_at: expires_in.map(|s| now + s * 1000),
+        last_activity: None,
+        scopes: requested,
+        client_id: None,
+        session: None,
+    };
+    let id = match hub.propose(Command::CreateToken { token }).await? {
+        SmResponse::TokenCreated { id } => id,
+        SmResponse::Rejected { rejection } => return Err(rejection.into()),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("unexpected outcome {other:?}"),
+            ))
+        }
+    };
+    tracing::info!(user = %name, id = %id, "created an API token");
+    let mut model = hub
+        .read(|s| s.tokens.get(&id).map(|t| token_json(s, t)))
+        .unwrap_or_else(|| json!({ "id": id }));
+    model["token"] = Value::String(text);
+    Ok((StatusCode::CREATED, Json(model)).into_response())
+}

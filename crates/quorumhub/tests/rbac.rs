@@ -1,0 +1,340 @@
+//! Scopes, the tokens API, groups and pagination, through the REST API,
+//! and the real jupyterhub-idle-culler against a cluster.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{client, TOKEN};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+async fn call(
+    c: &common::Cluster,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = client()
+        .request(method, c.url(1, path))
+        .header("Authorization", format!("token {token}"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_scopes_and_groups() {
+    let c = common::start(3, &[]).await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    for u in ["alice", "bob"] {
+        let (s, _) = call(
+            &c,
+            Method::POST,
+            &format!("/hub/api/users/{u}"),
+            TOKEN,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    // A narrow token for alice, made by the admin.
+    let (s, t) = call(
+        &c,
+        Method::POST,
+        "/hub/api/users/alice/tokens",
+        TOKEN,
+        Some(json!({"scopes": ["read:users!user=alice"], "note": "narrow", "expires_in": 3600})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    assert_eq!(t["note"], "narrow");
+    assert!(t["expires_at"].is_string());
+    let narrow = t["token"].as_str().expect("token text").to_string();
+    // (method, path, expected status) with the narrow token, as data.
+    let cases = [
+        (Method::GET, "/hub/api/users/alice", 200),
+        (Method::GET, "/hub/api/users/bob", 404),
+        (Method::GET, "/hub/api/users", 403),
+        (Method::POST, "/hub/api/users/alice/server", 403),
+        (Method::POST, "/hub/api/users/carol", 403),
+        (Method::GET, "/hub/api/users/alice/tokens", 403),
+        (Method::GET, "/hub/api/groups", 403),
+    ];
+    for (m, path, want) in cases {
+        let (s, body) = call(&c, m.clone(), path, &narrow, None).await;
+        assert_eq!(s.as_u16(), want, "{m} {path}: {body}");
+    }
+    let (_, me) = call(&c, Method::GET, "/hub/api/user", &narrow, None).await;
+    assert_eq!(
+        me["scopes"],
+        json!([
+            "read:users!user=alice",
+            "read:users:activity!user=alice",
+            "read:users:groups!user=alice",
+            "read:users:name!user=alice"
+        ])
+    );
+
+    // Scopes the owner does not hold, unknown scopes, bad bodies: 400.
+    for body in [
+        json!({"scopes": ["admin:users"]}),
+        json!({"scopes": ["no-such-scope"]}),
+        json!({"expires_in": 0}),
+        json!({"roles": ["admin"]}),
+        json!({"colour": "red"}),
+    ] {
+        let (s, e) = call(
+            &c,
+            Method::POST,
+            "/hub/api/users/alice/tokens",
+            TOKEN,
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{body}: {e}");
+    }
+
+    // alice's own full token: it may make tokens for alice, not for bob.
+    let (_, t) = call(&c, Method::POST, "/hub/api/users/alice/tokens", TOKEN, None).await;
+    let full = t["token"].as_str().expect("token").to_string();
+    let (s, own) = call(
+        &c,
+        Method::POST,
+        "/hub/api/users/alice/tokens",
+        &full,
+        Some(json!({"note": "mine"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{own}");
+    let (s, e) = call(&c, Method::POST, "/hub/api/users/bob/tokens", &full, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(e["message"]
+        .as_str()
+        .unwrap_or("")
+        .contains("no permissions to generate tokens"));
+    let (s, list) = call(&c, Method::GET, "/hub/api/users/alice/tokens", &full, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let ids: Vec<&str> = list["api_tokens"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|t| t["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), 3, "{list}");
+    assert!(
+        list.to_string().find(&narrow).is_none(),
+        "token texts are never listed"
+    );
+    // Revoke the narrow one: it stops working at once, on every replica.
+    let narrow_id = ids[0].to_string();
+    let (s, _) = call(
+        &c,
+        Method::DELETE,
+        &format!("/hub/api/users/alice/tokens/{narrow_id}"),
+        &full,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = call(&c, Method::GET, "/hub/api/users/alice", &narrow, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = call(
+        &c,
+        Method::GET,
+        &format!("/hub/api/users/alice/tokens/{narrow_id}"),
+        &full,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = call(
+        &c,
+        Method::DELETE,
+        "/hub/api/users/bob/tokens/a1",
+        &full,
+        None,
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "another user's token is not found"
+    );
+
+    // Groups.
+    let (s, g) = call(
+        &c,
+        Method::POST,
+        "/hub/api/groups/g1",
+        TOKEN,
+        Some(json!({"users": ["alice"]})),
+    )
+    .await;
+    assert_eq!(
+        (s, g.clone()),
+        (
+            StatusCode::CREATED,
+            json!({"kind": "group", "name": "g1", "roles": [], "users": ["alice"], "properties": {}})
+        )
+    );
+    let (s, e) = call(&c, Method::POST, "/hub/api/groups/g1", TOKEN, None).await;
+    assert_eq!(
+        (s, e["message"].clone()),
+        (StatusCode::CONFLICT, json!("Group g1 already exists"))
+    );
+    let (s, e) = call(
+        &c,
+        Method::POST,
+        "/hub/api/groups/g1/users",
+        TOKEN,
+        Some(json!({"users": ["nobody"]})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["message"].clone()),
+        (StatusCode::NOT_FOUND, json!("No such user: nobody"))
+    );
+    let (s, e) = call(
+        &c,
+        Method::POST,
+        "/hub/api/groups/g1/users",
+        TOKEN,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (s, e["message"].clone()),
+        (StatusCode::BAD_REQUEST, json!("Must specify users to add"))
+    );
+    let (s, g) = call(
+        &c,
+        Method::POST,
+        "/hub/api/groups/g1/users",
+        TOKEN,
+        Some(json!({"users": ["bob"]})),
+    )
+    .await;
+    assert_eq!(
+        (s, g["users"].clone()),
+        (StatusCode::OK, json!(["alice", "bob"]))
+    );
+    let (_, bob) = call(&c, Method::GET, "/hub/api/users/bob", TOKEN, None).await;
+    assert_eq!(bob["groups"], json!(["g1"]));
+    let (s, g) = call(
+        &c,
+        Method::PUT,
+        "/hub/api/groups/g1/properties",
+        TOKEN,
+        Some(json!({"course": "x"})),
+    )
+    .await;
+    assert_eq!(
+        (s, g["properties"].clone()),
+        (StatusCode::OK, json!({"course": "x"}))
+    );
+    let (s, g) = call(
+        &c,
+        Method::DELETE,
+        "/hub/api/groups/g1/users",
+        TOKEN,
+        Some(json!({"users": ["alice"]})),
+    )
+    .await;
+    assert_eq!((s, g["users"].clone()), (StatusCode::OK, json!(["bob"])));
+    let (s, all) = call(&c, Method::GET, "/hub/api/groups", TOKEN, None).await;
+    assert_eq!((s, all.as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+    let (s, _) = call(&c, Method::DELETE, "/hub/api/groups/g1", TOKEN, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, e) = call(&c, Method::GET, "/hub/api/groups/g1", TOKEN, None).await;
+    assert_eq!(
+        (s, e["message"].clone()),
+        (StatusCode::NOT_FOUND, json!("No such group: g1"))
+    );
+    let (_, bob) = call(&c, Method::GET, "/hub/api/users/bob", TOKEN, None).await;
+    assert_eq!(bob["groups"], json!([]));
+
+    // Pagination, as the idle culler asks for it.
+    let page = client()
+        .get(c.url(1, "/hub/api/users?limit=1"))
+        .header("Authorization", format!("token {TOKEN}"))
+        .header("Accept", "application/jupyterhub-pagination+json")
+        .send()
+        .await
+        .expect("page");
+    let page: Value = page.json().await.expect("json");
+    assert_eq!(page["items"].as_array().map(Vec::len), Some(1), "{page}");
+    assert_eq!(page["_pagination"]["total"], 3, "{page}");
+    assert_eq!(page["_pagination"]["next"]["offset"], 1, "{page}");
+    let (s, _) = call(&c, Method::GET, "/hub/api/users?limit=x", TOKEN, None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+/// The real jupyterhub-idle-culler stops an idle server through the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_culler_stops_an_idle_server() {
+    let venv = std::env::var("QH_JUPYTER_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/jupyter-venv")
+        });
+    let culler = venv.join("bin/jupyterhub-idle-culler");
+    assert!(
+        culler.exists(),
+        "{} is missing: run scripts/jupyter-venv.sh",
+        culler.display()
+    );
+    let mut c = common::start(3, &[]).await;
+    c.start_proxy();
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    let (s, _) = call(&c, Method::POST, "/hub/api/users/idle", TOKEN, None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(&c, Method::POST, "/hub/api/users/idle/server", TOKEN, None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    // A token with exactly the scopes the culler documents.
+    let (_, t) = call(
+        &c,
+        Method::POST,
+        "/hub/api/users/admin/tokens",
+        TOKEN,
+        Some(json!({"scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"], "note": "culler"})),
+    )
+    .await;
+    let token = t["token"].as_str().expect("token").to_string();
+    let mut child = tokio::process::Command::new(&culler)
+        .args(["--timeout=1", "--cull-every=1", "--api-page-size=10"])
+        .arg(format!("--url=http://{}/hub/api", c.proxy_addr))
+        .env("JUPYTERHUB_API_TOKEN", token)
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("culler");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, u) = call(&c, Method::GET, "/hub/api/users/idle", TOKEN, None).await;
+        if u["servers"].as_object().is_some_and(|s| s.is_empty()) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.start_kill();
+            let out = child.wait_with_output().await.expect("output");
+            panic!(
+                "the culler did not stop the server: {u}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let _ = child.start_kill();
+    let out = child.wait_with_output().await.expect("output");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("Culling server idle"), "{log}");
+}
