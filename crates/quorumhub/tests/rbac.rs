@@ -338,3 +338,31 @@ async fn the_idle_culler_stops_an_idle_server() {
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("Culling server idle"), "{log}");
 }
+
+/// Failed sign-ins are limited per user name and per address: after 5 the
+/// hub answers 429 with Retry-After, even to the right password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_sign_ins_are_rate_limited() {
+    use common::browser::Browser;
+    let c = common::start(1, &[]).await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    let (s, _) = call(&c, Method::POST, "/hub/api/users/mallory", TOKEN, None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let mut b = Browser::new(format!("http://{}", c.node(1).http));
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        b.get("/hub/login").await;
+        let xsrf = b.cookie("_xsrf", "/hub/").expect("xsrf");
+        let page = b
+            .send(
+                Method::POST,
+                "/hub/login",
+                Some(&[("username", "mallory"), ("password", "guess-guess"), ("_xsrf", &xsrf)]),
+                false,
+            )
+            .await;
+        statuses.push(page.status.as_u16());
+    }
+    assert_eq!(statuses, [403, 403, 403, 403, 403, 429]);
+}

@@ -1,0 +1,233 @@
+//! The pages in a real browser: Debian's headless Chromium, driven over
+//! WebDriver (chromedriver) with fantoccini. A user signs in, starts a
+//! server and watches the progress bar send it there, makes an API token
+//! and signs out; an admin stops that user's server from the admin page and
+//! looks at the cluster page. Each page is kept as a screenshot in
+//! target/screenshots/.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{exe, SECRET, TOKEN};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+
+/// chromedriver and the Chromium it starts, killed together on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let bin = std::env::var("QH_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        assert!(
+            Path::new(&bin).exists(),
+            "{bin} is missing: apt-get install chromium chromium-driver (.ci/run does)"
+        );
+        let mut child = Command::new(&bin)
+            .arg("--port=0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("chromedriver");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut port = None;
+        for line in lines.by_ref().take(20) {
+            let Ok(line) = line else { break };
+            if let Some(rest) = line.strip_prefix("ChromeDriver was started successfully on port ") {
+                port = rest.trim_end_matches('.').parse().ok();
+                break;
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        Driver {
+            port: port.expect("chromedriver reported no port"),
+            child,
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // SAFETY: killpg on the group this child leads.
+        unsafe { libc::killpg(self.child.id() as libc::pid_t, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+async fn browser(driver: &Driver, profile: &Path) -> Client {
+    let caps = serde_json::json!({
+        "browserName": "chrome",
+        "timeouts": { "pageLoad": 30000, "script": 10000, "implicit": 0 },
+        "goog:chromeOptions": {
+            "binary": std::env::var("QH_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,943",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    ClientBuilder::new(HttpConnector::new())
+        .capabilities(caps.as_object().expect("object").clone())
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a browser session")
+}
+
+fn shots() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshots dir");
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(shots().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .every(Duration::from_millis(100))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    wait_for(c, css).await.text().await.expect("text")
+}
+
+async fn sign_in(c: &Client, base: &str, user: &str, password: &str) {
+    c.goto(&format!("{base}/hub/login")).await.expect("login page");
+    wait_for(c, "#username").await.send_keys(user).await.expect("type");
+    c.find(Locator::Css("#password")).await.expect("pw").send_keys(password).await.expect("type");
+    c.find(Locator::Css("button[type=submit]")).await.expect("button").click().await.expect("click");
+}
+
+fn set_password(c: &common::Cluster, user: &str, password: &str) {
+    use std::io::Write;
+    let mut child = Command::new(exe())
+        .args(["ctl", "--hub", &c.node(1).grpc, "users", "set-password", user])
+        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("hubctl");
+    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write");
+    assert!(child.wait().expect("hubctl").success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_in_a_real_browser() {
+    let driver = Driver::start();
+    let mut c = common::start(3, &[]).await;
+    c.start_proxy();
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10)).await;
+    let created = common::client()
+        .post(c.url(1, "/hub/api/users/alice"))
+        .header("Authorization", format!("token {TOKEN}"))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status().as_u16(), 201);
+    set_password(&c, "alice", "alice-password");
+    set_password(&c, "admin", "admin-password");
+    let base = format!("http://{}", c.proxy_addr);
+    let profile = tempfile::tempdir().expect("profile");
+    let b = browser(&driver, profile.path()).await;
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        // A wrong password is refused on the page.
+        sign_in(&b, &base, "alice", "wrong-password").await;
+        assert!(text_of(&b, ".error").await.contains("Invalid username or password"));
+        shot(&b, "01-login-refused").await;
+        // Sign in, start the server, follow the progress bar to it.
+        sign_in(&b, &base, "alice", "alice-password").await;
+        wait_for(&b, "#start").await;
+        shot(&b, "02-home").await;
+        b.find(Locator::Css("#start")).await.expect("start").click().await.expect("click");
+        shot(&b, "03-spawn-pending").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let url = b.current_url().await.expect("url");
+            if url.path() == "/user/alice/" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "never reached the server: at {url}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(b.source().await.expect("source").contains("alice"));
+        shot(&b, "04-server").await;
+        b.goto(&format!("{base}/hub/home")).await.expect("home");
+        assert!(text_of(&b, "main").await.contains("Your server is running"));
+        shot(&b, "05-home-running").await;
+        // A token from the token page.
+        b.goto(&format!("{base}/hub/token")).await.expect("token page");
+        wait_for(&b, "#note").await.send_keys("from the browser test").await.expect("type");
+        b.find(Locator::Css("#new-token button")).await.expect("button").click().await.expect("click");
+        let token = b
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::XPath("//code[@id='token-value' and string-length(text()) > 10]"))
+            .await
+            .expect("the new token")
+            .text()
+            .await
+            .expect("text");
+        assert!(text_of(&b, "#tokens tbody").await.contains("from the browser test"));
+        shot(&b, "06-token").await;
+        let me = common::client()
+            .get(format!("{base}/hub/api/user"))
+            .header("Authorization", format!("token {token}"))
+            .send()
+            .await
+            .expect("whoami");
+        assert_eq!(me.status().as_u16(), 200, "the token works");
+        // Alice is not an admin.
+        b.goto(&format!("{base}/hub/admin")).await.expect("admin page");
+        assert!(text_of(&b, "main").await.contains("This page is for admins"));
+        // Sign out: the home page asks for a login again.
+        b.goto(&format!("{base}/hub/logout")).await.expect("logout");
+        wait_for(&b, "#username").await;
+        b.goto(&format!("{base}/hub/home")).await.expect("home");
+        wait_for(&b, "#username").await;
+        shot(&b, "07-signed-out").await;
+
+        // The admin stops alice's server from the admin page.
+        sign_in(&b, &base, "admin", "admin-password").await;
+        wait_for(&b, "#start").await;
+        b.goto(&format!("{base}/hub/admin")).await.expect("admin");
+        shot(&b, "08-admin").await;
+        wait_for(&b, "button.stop[data-user='alice']").await.click().await.expect("stop");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = text_of(&b, "tr[data-user='alice'] .server-state").await;
+            if state == "stopped" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "alice's server is still {state}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            b.refresh().await.expect("reload");
+        }
+        shot(&b, "09-admin-stopped").await;
+        // The cluster page: three members, one leader.
+        b.goto(&format!("{base}/hub/cluster")).await.expect("cluster");
+        let rows = b.find_all(Locator::Css("#members tbody tr")).await.expect("rows");
+        assert_eq!(rows.len(), 3);
+        assert!(text_of(&b, "#members").await.contains("leader"));
+        shot(&b, "10-cluster").await;
+    }))
+    .await;
+    let _ = b.close().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
