@@ -138,6 +138,10 @@ pub struct HubConfig {
     /// Members of these groups are admins (set at each sign-in).
     #[arg(long, value_delimiter = ',')]
     pub oidc_admin_groups: Vec<String>,
+    /// Admit everyone the provider signs in (otherwise give
+    /// --oidc-allowed-users or --oidc-allowed-groups).
+    #[arg(long)]
+    pub oidc_allow_all: bool,
     /// The provider's name on the login button.
     #[arg(long, default_value = "OpenID Connect")]
     pub oidc_display_name: String,
@@ -177,6 +181,8 @@ pub enum ConfigError {
     OidcIncomplete,
     #[error("--oidc-issuer {0:?} is not an http(s) URL")]
     OidcIssuer(String),
+    #[error("say who may sign in through the provider: --oidc-allowed-users, --oidc-allowed-groups, or --oidc-allow-all")]
+    OidcWhoMay,
 }
 
 impl HubConfig {
@@ -203,6 +209,12 @@ impl HubConfig {
             }
             if self.oidc_client_id.is_none() || self.oidc_client_secret.is_none() {
                 return Err(ConfigError::OidcIncomplete);
+            }
+            if !self.oidc_allow_all
+                && self.oidc_allowed_users.is_empty()
+                && self.oidc_allowed_groups.is_empty()
+            {
+                return Err(ConfigError::OidcWhoMay);
             }
         }
         if self.spawner == SpawnerKind::Docker

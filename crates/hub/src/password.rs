@@ -28,6 +28,10 @@ pub async fn hash(password: String) -> Result<String, PasswordError> {
     if password.len() > MAX_LEN {
         return Err(PasswordError::TooLong);
     }
+    let _permit = permits()
+        .acquire()
+        .await
+        .map_err(|e| PasswordError::Hash(e.to_string()))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -43,12 +47,24 @@ pub async fn hash(password: String) -> Result<String, PasswordError> {
 /// not exist, so that a wrong name costs as much time as a wrong password.
 const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3BhNHVq2YJLR6gHG7gwnMSsH5OH8cdEBt2oJuL1a0a4";
 
+/// Hashing runs at most this many at once (each takes ~19 MiB and a core
+/// for tens of milliseconds); more wait their turn.
+const CONCURRENT: usize = 2;
+
+fn permits() -> &'static tokio::sync::Semaphore {
+    static SEM: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SEM.get_or_init(|| tokio::sync::Semaphore::new(CONCURRENT))
+}
+
 /// Does `password` match `stored` (a PHC string, or `None` for a user
 /// without a password, which never matches)?
 pub async fn verify(stored: Option<String>, password: String) -> bool {
     if password.len() > MAX_LEN {
         return false;
     }
+    let Ok(_permit) = permits().acquire().await else {
+        return false;
+    };
     let known = stored.is_some();
     let stored = stored.unwrap_or_else(|| DECOY.to_string());
     tokio::task::spawn_blocking(move || {

@@ -25,7 +25,8 @@ struct Driver {
 
 impl Driver {
     fn start() -> Driver {
-        let bin = std::env::var("QH_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        let bin =
+            std::env::var("QH_CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
         assert!(
             Path::new(&bin).exists(),
             "{bin} is missing: apt-get install chromium chromium-driver (.ci/run does)"
@@ -41,7 +42,8 @@ impl Driver {
         let mut port = None;
         for line in lines.by_ref().take(20) {
             let Ok(line) = line else { break };
-            if let Some(rest) = line.strip_prefix("ChromeDriver was started successfully on port ") {
+            if let Some(rest) = line.strip_prefix("ChromeDriver was started successfully on port ")
+            {
                 port = rest.trim_end_matches('.').parse().ok();
                 break;
             }
@@ -107,16 +109,39 @@ async fn text_of(c: &Client, css: &str) -> String {
 }
 
 async fn sign_in(c: &Client, base: &str, user: &str, password: &str) {
-    c.goto(&format!("{base}/hub/login")).await.expect("login page");
-    wait_for(c, "#username").await.send_keys(user).await.expect("type");
-    c.find(Locator::Css("#password")).await.expect("pw").send_keys(password).await.expect("type");
-    c.find(Locator::Css("button[type=submit]")).await.expect("button").click().await.expect("click");
+    c.goto(&format!("{base}/hub/login"))
+        .await
+        .expect("login page");
+    wait_for(c, "#username")
+        .await
+        .send_keys(user)
+        .await
+        .expect("type");
+    c.find(Locator::Css("#password"))
+        .await
+        .expect("pw")
+        .send_keys(password)
+        .await
+        .expect("type");
+    c.find(Locator::Css("button[type=submit]"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
 }
 
 fn set_password(c: &common::Cluster, user: &str, password: &str) {
     use std::io::Write;
     let mut child = Command::new(exe())
-        .args(["ctl", "--hub", &c.node(1).grpc, "users", "set-password", user])
+        .args([
+            "ctl",
+            "--hub",
+            &c.node(1).grpc,
+            "users",
+            "set-password",
+            user,
+        ])
         .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -131,7 +156,8 @@ async fn pages_in_a_real_browser() {
     let driver = Driver::start();
     let mut c = common::start(3, &[]).await;
     c.start_proxy();
-    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10)).await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
     let created = common::client()
         .post(c.url(1, "/hub/api/users/alice"))
         .header("Authorization", format!("token {TOKEN}"))
@@ -147,13 +173,20 @@ async fn pages_in_a_real_browser() {
     let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
         // A wrong password is refused on the page.
         sign_in(&b, &base, "alice", "wrong-password").await;
-        assert!(text_of(&b, ".error").await.contains("Invalid username or password"));
+        assert!(text_of(&b, ".error")
+            .await
+            .contains("Invalid username or password"));
         shot(&b, "01-login-refused").await;
         // Sign in, start the server, follow the progress bar to it.
         sign_in(&b, &base, "alice", "alice-password").await;
         wait_for(&b, "#start").await;
         shot(&b, "02-home").await;
-        b.find(Locator::Css("#start")).await.expect("start").click().await.expect("click");
+        b.find(Locator::Css("#start"))
+            .await
+            .expect("start")
+            .click()
+            .await
+            .expect("click");
         shot(&b, "03-spawn-pending").await;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -161,7 +194,10 @@ async fn pages_in_a_real_browser() {
             if url.path() == "/user/alice/" {
                 break;
             }
-            assert!(Instant::now() < deadline, "never reached the server: at {url}");
+            assert!(
+                Instant::now() < deadline,
+                "never reached the server: at {url}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(b.source().await.expect("source").contains("alice"));
@@ -170,19 +206,34 @@ async fn pages_in_a_real_browser() {
         assert!(text_of(&b, "main").await.contains("Your server is running"));
         shot(&b, "05-home-running").await;
         // A token from the token page.
-        b.goto(&format!("{base}/hub/token")).await.expect("token page");
-        wait_for(&b, "#note").await.send_keys("from the browser test").await.expect("type");
-        b.find(Locator::Css("#new-token button")).await.expect("button").click().await.expect("click");
+        b.goto(&format!("{base}/hub/token"))
+            .await
+            .expect("token page");
+        wait_for(&b, "#note")
+            .await
+            .send_keys("from the browser test")
+            .await
+            .expect("type");
+        b.find(Locator::Css("#new-token button"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("click");
         let token = b
             .wait()
             .at_most(Duration::from_secs(10))
-            .for_element(Locator::XPath("//code[@id='token-value' and string-length(text()) > 10]"))
+            .for_element(Locator::XPath(
+                "//code[@id='token-value' and string-length(text()) > 10]",
+            ))
             .await
             .expect("the new token")
             .text()
             .await
             .expect("text");
-        assert!(text_of(&b, "#tokens tbody").await.contains("from the browser test"));
+        assert!(text_of(&b, "#tokens tbody")
+            .await
+            .contains("from the browser test"));
         shot(&b, "06-token").await;
         let me = common::client()
             .get(format!("{base}/hub/api/user"))
@@ -192,8 +243,12 @@ async fn pages_in_a_real_browser() {
             .expect("whoami");
         assert_eq!(me.status().as_u16(), 200, "the token works");
         // Alice is not an admin.
-        b.goto(&format!("{base}/hub/admin")).await.expect("admin page");
-        assert!(text_of(&b, "main").await.contains("This page is for admins"));
+        b.goto(&format!("{base}/hub/admin"))
+            .await
+            .expect("admin page");
+        assert!(text_of(&b, "main")
+            .await
+            .contains("This page is for admins"));
         // Sign out: the home page asks for a login again.
         b.goto(&format!("{base}/hub/logout")).await.expect("logout");
         wait_for(&b, "#username").await;
@@ -206,7 +261,11 @@ async fn pages_in_a_real_browser() {
         wait_for(&b, "#start").await;
         b.goto(&format!("{base}/hub/admin")).await.expect("admin");
         shot(&b, "08-admin").await;
-        wait_for(&b, "button.stop[data-user='alice']").await.click().await.expect("stop");
+        wait_for(&b, "button.stop[data-user='alice']")
+            .await
+            .click()
+            .await
+            .expect("stop");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let state = text_of(&b, "tr[data-user='alice'] .server-state").await;
@@ -219,8 +278,13 @@ async fn pages_in_a_real_browser() {
         }
         shot(&b, "09-admin-stopped").await;
         // The cluster page: three members, one leader.
-        b.goto(&format!("{base}/hub/cluster")).await.expect("cluster");
-        let rows = b.find_all(Locator::Css("#members tbody tr")).await.expect("rows");
+        b.goto(&format!("{base}/hub/cluster"))
+            .await
+            .expect("cluster");
+        let rows = b
+            .find_all(Locator::Css("#members tbody tr"))
+            .await
+            .expect("rows");
         assert_eq!(rows.len(), 3);
         assert!(text_of(&b, "#members").await.contains("leader"));
         shot(&b, "10-cluster").await;

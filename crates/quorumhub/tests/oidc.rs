@@ -267,6 +267,39 @@ async fn sign_in_with_openid_connect() {
     assert_eq!(user_json(&c, "bob").await.0, StatusCode::NOT_FOUND);
     assert_eq!(bob.get("/hub/home").await.status, StatusCode::FOUND);
 
+    // dave is allowed, but a local (password) account named dave exists:
+    // the provider's dave must not take it over.
+    let created = client()
+        .post(c.url(1, "/hub/api/users/dave"))
+        .header("Authorization", format!("token {TOKEN}"))
+        .send()
+        .await
+        .expect("create dave");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let mut pw = Command::new(common::exe())
+        .args([
+            "ctl",
+            "--hub",
+            &c.node(1).grpc,
+            "users",
+            "set-password",
+            "dave",
+        ])
+        .env("QUORUMHUB_CLUSTER_SECRET", common::SECRET)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("hubctl");
+    {
+        use std::io::Write;
+        writeln!(pw.stdin.take().expect("stdin"), "local-dave-password").expect("write");
+    }
+    assert!(pw.wait().expect("hubctl").success());
+    let mut dave = Browser::new(format!("http://{proxy}"));
+    let cb = sign_in_at_provider(&mut dave, "/hub/oidc/login", "dave").await;
+    let page = dave.get(&cb).await;
+    refused(&page, "dave over a local account");
+    assert!(page.body.contains("local account"), "{}", page.body);
+
     // A wrong state: refused.
     let mut m = Browser::new(format!("http://{proxy}"));
     let cb = sign_in_at_provider(&mut m, "/hub/oidc/login", "carol").await;

@@ -113,6 +113,41 @@ async fn tokens_scopes_and_groups() {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "{own}");
+    // A token that may only make tokens cannot make one wider than itself.
+    let (_, t) = call(
+        &c,
+        Method::POST,
+        "/hub/api/users/alice/tokens",
+        TOKEN,
+        Some(json!({"scopes": ["tokens!user=alice"]})),
+    )
+    .await;
+    let minter = t["token"].as_str().expect("token").to_string();
+    let (s, e) = call(
+        &c,
+        Method::POST,
+        "/hub/api/users/alice/tokens",
+        &minter,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not held by the requester"),
+        "{e}"
+    );
+    let (s, e) = call(
+        &c,
+        Method::POST,
+        "/hub/api/users/alice/tokens",
+        &minter,
+        Some(json!({"scopes": ["read:tokens!user=alice"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
     let (s, e) = call(&c, Method::POST, "/hub/api/users/bob/tokens", &full, None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert!(e["message"]
@@ -127,7 +162,7 @@ async fn tokens_scopes_and_groups() {
         .iter()
         .filter_map(|t| t["id"].as_str())
         .collect();
-    assert_eq!(ids.len(), 3, "{list}");
+    assert_eq!(ids.len(), 5, "{list}");
     assert!(
         list.to_string().find(&narrow).is_none(),
         "token texts are never listed"
@@ -358,11 +393,110 @@ async fn failed_sign_ins_are_rate_limited() {
             .send(
                 Method::POST,
                 "/hub/login",
-                Some(&[("username", "mallory"), ("password", "guess-guess"), ("_xsrf", &xsrf)]),
+                Some(&[
+                    ("username", "mallory"),
+                    ("password", "guess-guess"),
+                    ("_xsrf", &xsrf),
+                ]),
                 false,
             )
             .await;
         statuses.push(page.status.as_u16());
     }
     assert_eq!(statuses, [403, 403, 403, 403, 403, 429]);
+}
+
+/// A CSRF token belongs to one login: another user's (or an attacker's own)
+/// does not pass, and a script must send one even to read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csrf_tokens_are_bound_to_the_session() {
+    use common::browser::Browser;
+    let c = common::start(1, &[]).await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    let base = format!("http://{}", c.node(1).http);
+    let mut browsers = Vec::new();
+    for user in ["alice", "bob"] {
+        let (s, _) = call(
+            &c,
+            Method::POST,
+            &format!("/hub/api/users/{user}"),
+            TOKEN,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED);
+        let mut child = std::process::Command::new(common::exe())
+            .args([
+                "ctl",
+                "--hub",
+                &c.node(1).grpc,
+                "users",
+                "set-password",
+                user,
+            ])
+            .env("QUORUMHUB_CLUSTER_SECRET", common::SECRET)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("hubctl");
+        {
+            use std::io::Write;
+            writeln!(child.stdin.take().expect("stdin"), "{user}-password").expect("write");
+        }
+        assert!(child.wait().expect("hubctl").success());
+        let mut b = Browser::new(base.clone());
+        b.get("/hub/login").await;
+        let xsrf = b.cookie("_xsrf", "/hub/").expect("xsrf");
+        let password = format!("{user}-password");
+        let page = b
+            .send(
+                Method::POST,
+                "/hub/login",
+                Some(&[
+                    ("username", user),
+                    ("password", &password),
+                    ("_xsrf", &xsrf),
+                ]),
+                false,
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::FOUND);
+        assert_eq!(b.get("/hub/home").await.status, StatusCode::OK);
+        browsers.push(b);
+    }
+    let bob_xsrf = browsers[1].cookie("_xsrf", "/hub/").expect("bob's token");
+    let alice = &mut browsers[0];
+    // alice's own token works.
+    let ok = alice
+        .send(Method::POST, "/hub/api/users/alice/tokens", None, true)
+        .await;
+    assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
+    // Without one, or with bob's planted in her cookie: refused.
+    let none = alice
+        .send(Method::POST, "/hub/api/users/alice/tokens", None, false)
+        .await;
+    assert_eq!(none.status, StatusCode::FORBIDDEN);
+    alice.set_cookie("/hub/", "_xsrf", &bob_xsrf);
+    let planted = alice
+        .send(Method::POST, "/hub/api/users/alice/tokens", None, true)
+        .await;
+    assert_eq!(planted.status, StatusCode::FORBIDDEN, "{}", planted.body);
+    // A script's read needs the token too; a navigation does not.
+    let cookie = alice.cookie_header("/hub/api/users/alice");
+    let read = |mode: &'static str| {
+        let cookie = cookie.clone();
+        let url = format!("{base}/hub/api/users/alice");
+        async move {
+            client()
+                .get(url)
+                .header("Cookie", cookie)
+                .header("Sec-Fetch-Mode", mode)
+                .send()
+                .await
+                .expect("read")
+                .status()
+        }
+    };
+    assert_eq!(read("cors").await, StatusCode::FORBIDDEN);
+    assert_eq!(read("navigate").await, StatusCode::OK);
 }

@@ -146,6 +146,14 @@ pub enum Command {
         name: String,
         properties: serde_json::Value,
     },
+    /// Log format 3: link a user to an external identity (OpenID Connect
+    /// `issuer|sub`), creating the user if needed. Refused when the user
+    /// is linked to another identity or has a password (a local account).
+    LinkIdentity {
+        name: String,
+        subject: String,
+        admin: Option<bool>,
+    },
 }
 
 impl Command {
@@ -177,6 +185,7 @@ impl Command {
             Command::AddGroupMembers { .. } => "add_group_members",
             Command::RemoveGroupMembers { .. } => "remove_group_members",
             Command::SetGroupProperties { .. } => "set_group_properties",
+            Command::LinkIdentity { .. } => "link_identity",
         }
     }
 
@@ -209,7 +218,8 @@ impl Command {
             | Command::DeleteGroup { .. }
             | Command::AddGroupMembers { .. }
             | Command::RemoveGroupMembers { .. }
-            | Command::SetGroupProperties { .. } => 3,
+            | Command::SetGroupProperties { .. }
+            | Command::LinkIdentity { .. } => 3,
         }
     }
 }
@@ -289,6 +299,10 @@ pub enum Rejection {
     NoSuchGroup { name: String },
     #[error("group properties must be a JSON object")]
     PropertiesNotAnObject,
+    #[error("too many OAuth codes are waiting for this session; use or let them expire")]
+    TooManyCodes,
+    #[error("{name} is already linked to another identity, or is a local account")]
+    IdentityMismatch { name: String },
 }
 
 fn server_label(name: &str) -> String {

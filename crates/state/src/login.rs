@@ -8,6 +8,9 @@ use crate::model::{OAuthCode, Session, Token};
 use crate::state::{no_such_user, HubState, Outcome};
 use crate::Millis;
 
+/// Codes one browser session may have waiting at once.
+pub const MAX_CODES_PER_SESSION: usize = 20;
+
 impl HubState {
     pub(crate) fn set_cookie_secret(&mut self, secret: &str) -> Outcome {
         if self.cookie_secret.is_some() {
@@ -42,6 +45,9 @@ impl HubState {
         for id in obtained {
             self.remove_token(&id);
         }
+        // Codes it approved can no longer be exchanged.
+        self.oauth_codes
+            .retain(|_, c| c.session.as_deref() != Some(hash));
         Ok((Response::Done, vec![]))
     }
 
@@ -49,7 +55,22 @@ impl HubState {
         if !self.users.contains_key(&code.user) {
             return Err(no_such_user(&code.user));
         }
+        // Only a live session may approve a code (a logout may have won
+        // the race), and each may hold only a few at a time.
+        if let Some(session) = &code.session {
+            if self.session(session, at).is_none() {
+                return Err(Rejection::NoSuchSession);
+            }
+        }
         self.oauth_codes.retain(|_, c| c.expires_at > at);
+        let pending = self
+            .oauth_codes
+            .values()
+            .filter(|c| c.session == code.session && c.user == code.user)
+            .count();
+        if pending >= MAX_CODES_PER_SESSION {
+            return Err(Rejection::TooManyCodes);
+        }
         self.oauth_codes.insert(code.hash.clone(), code.clone());
         Ok((Response::Done, vec![]))
     }
@@ -69,7 +90,43 @@ impl HubState {
         if code.client_id != client_id || token.owner.user() != code.user {
             return Err(Rejection::InvalidGrant);
         }
+        if let Some(session) = &code.session {
+            if self.session(session, at).is_none() {
+                return Err(Rejection::InvalidGrant);
+            }
+        }
         self.create_token(token)
+    }
+
+    /// Sign-in through an external identity: the first one creates (or
+    /// claims a password-less, unlinked) user; later ones must match it.
+    pub(crate) fn link_identity(
+        &mut self,
+        at: Millis,
+        name: &str,
+        subject: &str,
+        admin: Option<bool>,
+    ) -> Outcome {
+        if !self.users.contains_key(name) {
+            self.create_user(name, admin.unwrap_or(false), at)?;
+        }
+        let user = self.user_mut(name)?;
+        let claimable = user.subject.is_none() && user.password_hash.is_none();
+        if user.subject.as_deref() != Some(subject) && !claimable {
+            return Err(Rejection::IdentityMismatch {
+                name: name.to_string(),
+            });
+        }
+        user.subject = Some(subject.to_string());
+        if let Some(a) = admin {
+            user.admin = a;
+        }
+        Ok((
+            Response::User {
+                user: Box::new(user.clone()),
+            },
+            vec![],
+        ))
     }
 
     /// A deleted user's sessions and pending codes go with it.

@@ -25,6 +25,10 @@ pub struct User {
     /// by the proposer; `None` means password login is off for this user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
+    /// Log format 3: the external identity (OpenID Connect `issuer|sub`)
+    /// this user signs in as, once linked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 impl User {
@@ -37,6 +41,7 @@ impl User {
             servers: BTreeMap::new(),
             groups: Vec::new(),
             password_hash: None,
+            subject: None,
         }
     }
 }

@@ -221,10 +221,15 @@ impl HubState {
             Command::SetGroupProperties { name, properties } => {
                 self.set_group_properties(name, properties)
             }
+            Command::LinkIdentity {
+                name,
+                subject,
+                admin,
+            } => self.link_identity(at, name, subject, *admin),
         }
     }
 
-    fn create_user(&mut self, name: &str, admin: bool, at: Millis) -> Outcome {
+    pub(crate) fn create_user(&mut self, name: &str, admin: bool, at: Millis) -> Outcome {
         validate_username(name).map_err(|why| Rejection::InvalidName {
             name: name.to_string(),
             why,

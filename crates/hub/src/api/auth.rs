@@ -173,13 +173,16 @@ async fn from_cookie(parts: &Parts, hub: &Hub) -> Result<Option<Caller>, ApiErro
     let Some(login) = session::login_of(hub, &parts.headers).await? else {
         return Ok(None);
     };
-    if !matches!(parts.method, Method::GET | Method::HEAD) {
+    // Scripts (and every write) must prove they come from our own pages:
+    // the CSRF token bound to this session, in a header or `?_xsrf=`.
+    if !matches!(parts.method, Method::GET | Method::HEAD) || session::from_script(&parts.headers) {
         let key = session::cookie_key(hub).unwrap_or_default();
-        if !session::xsrf_ok(&key, &parts.headers, session::xsrf_header(&parts.headers)) {
+        let sent = session::xsrf_sent(&parts.headers, parts.uri.query());
+        if !session::xsrf_ok(&key, &parts.headers, sent, &login.session) {
             tracing::info!(user = %login.user, "refused a cookie request without its CSRF token");
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
-                "'_xsrf' argument missing from POST; send the X-XSRFToken header",
+                "'_xsrf' missing or wrong; send the X-XSRFToken header from a hub page",
             ));
         }
     }

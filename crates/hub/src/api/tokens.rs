@@ -48,6 +48,9 @@ fn token_json(s: &HubState, t: &Token) -> Value {
     })
 }
 
+/// Longest lifetime a token may ask for.
+const MAX_EXPIRES_IN_S: i64 = 10 * 365 * 86_400;
+
 fn no_such_token(id: &str, user: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -142,6 +145,12 @@ pub(crate) async fn create(
         ));
     }
     let expires_in = match body.expires_in {
+        Some(s) if s > MAX_EXPIRES_IN_S => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("expires_in may be at most {MAX_EXPIRES_IN_S} s (10 years), not {s}"),
+            ))
+        }
         Some(s) if s < 1 => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -157,20 +166,35 @@ pub(crate) async fn create(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("No such user: {name}")))?;
     let requested = body.scopes.unwrap_or_default();
     let requested: Vec<String> = requested.into_iter().filter(|s| s != "inherit").collect();
-    if !requested.is_empty() {
-        let asked = scopes::expand(requested.iter().map(String::as_str), &name, None)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-        let held = asked.within(&scopes::of_user(&name, owner_admin));
-        if held != asked {
-            let missing: Vec<&str> = asked
-                .iter()
-                .filter(|s| !held.iter().any(|h| h == *s))
-                .collect();
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("Not assigning requested scopes {missing:?}, not held by {name}"),
-            ));
-        }
+    let owner = scopes::of_user(&name, owner_admin);
+    let asked = if requested.is_empty() {
+        owner.clone()
+    } else {
+        scopes::expand(requested.iter().map(String::as_str), &name, None)
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?
+    };
+    let missing = |held: &scopes::Scopes| -> Vec<String> {
+        asked
+            .iter()
+            .filter(|s| !held.iter().any(|h| h == *s))
+            .map(str::to_string)
+            .collect()
+    };
+    let over_owner = missing(&asked.within(&owner));
+    if !over_owner.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Not assigning requested scopes {over_owner:?}, not held by {name}"),
+        ));
+    }
+    // Nor more than the requester holds: a narrow token cannot mint a wider
+    // one (with no scopes asked, the new token would inherit the owner's).
+    let over_caller = missing(&asked.within(&caller.scopes));
+    if !over_caller.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("Not assigning requested scopes {over_caller:?}, not held by the requester"),
+        ));
     }
     let note = body.note.unwrap_or_else(|| {
         if caller.name == name {

@@ -26,9 +26,17 @@ fn is_admin(hub: &Hub, login: &Login) -> bool {
     scopes::of_user(&login.user, admin).allows("admin-ui", Resource::Any)
 }
 
-fn with_xsrf(hub: &Hub, headers: &HeaderMap, render: impl FnOnce(String) -> Response) -> Response {
+fn with_xsrf(
+    hub: &Hub,
+    headers: &HeaderMap,
+    login: &Login,
+    render: impl FnOnce(String) -> Response,
+) -> Response {
+    if session::from_script(headers) {
+        return super::pages::script_refused();
+    }
     let key = session::cookie_key(hub).unwrap_or_default();
-    let (xsrf, set) = session::xsrf_token(&key, headers, secure(hub));
+    let (xsrf, set) = session::xsrf_token(&key, headers, secure(hub), &login.session);
     let mut r = render(xsrf);
     if let Some(c) = set {
         r.headers_mut().append(header::SET_COOKIE, c);
@@ -83,7 +91,7 @@ pub(crate) async fn admin(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Re
             .collect();
         (users, groups)
     });
-    with_xsrf(&hub, &headers, |xsrf| {
+    with_xsrf(&hub, &headers, &login, |xsrf| {
         page(
             StatusCode::OK,
             "admin.html",
@@ -98,7 +106,7 @@ pub(crate) async fn token(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Re
         Err(r) => return r,
     };
     let admin = is_admin(&hub, &login);
-    with_xsrf(&hub, &headers, |xsrf| {
+    with_xsrf(&hub, &headers, &login, |xsrf| {
         page(
             StatusCode::OK,
             "token.html",

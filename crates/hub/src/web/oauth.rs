@@ -148,6 +148,15 @@ pub(crate) async fn authorize(
         Some(_) => return fail("unsupported_response_type"),
     }
     let challenge = q.get("code_challenge").cloned();
+    // RFC 7636: 43-128 characters of [A-Za-z0-9-._~].
+    if challenge.as_ref().is_some_and(|c| {
+        !(43..=128).contains(&c.len())
+            || !c
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    }) {
+        return fail("invalid_request");
+    }
     let method = match (
         &challenge,
         q.get("code_challenge_method").map(String::as_str),

@@ -245,7 +245,9 @@ async fn finish(
             "the provider's answer has no code or state".into(),
         ));
     };
-    let key = session::cookie_key(hub).unwrap_or_default();
+    let key = session::cookie_key(hub).ok_or_else(|| {
+        OidcError::Refused("no sign-in was started on this hub; start again".into())
+    })?;
     let flow: Flow = session::cookie(headers, FLOW_COOKIE)
         .and_then(|raw| session::verify(&key, FLOW_COOKIE, raw))
         .and_then(|b64| {
@@ -293,8 +295,22 @@ async fn finish(
     let raw_name = claims
         .get(&config.oidc_username_claim)
         .and_then(|v| v.as_str())
-        .or_else(|| claims.get("sub").and_then(|v| v.as_str()))
-        .ok_or_else(|| OidcError::Refused("the ID token names no user".into()))?;
+        .ok_or_else(|| {
+            OidcError::Refused(format!(
+                "the ID token has no {:?} claim to name the user (see --oidc-username-claim)",
+                config.oidc_username_claim
+            ))
+        })?;
+    let subject = claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .map(|sub| {
+            format!(
+                "{}|{sub}",
+                config.oidc_issuer.as_deref().unwrap_or_default()
+            )
+        })
+        .ok_or_else(|| OidcError::Refused("the ID token has no sub".into()))?;
     let name = normalize_username(raw_name);
     validate_username(&name).map_err(|why| {
         OidcError::Refused(format!(
@@ -316,9 +332,15 @@ async fn finish(
             "{name} is not allowed to use this hub"
         )));
     }
-    let admin = groups.iter().any(|g| config.oidc_admin_groups.contains(g));
-    ensure_user(hub, &name, admin).await?;
-    Ok((name, flow.next))
+    if name == config.admin_user {
+        return Err(OidcError::Refused(format!(
+            "{name} is this hub's bootstrap admin, a local account; it cannot sign in through the provider"
+        )));
+    }
+    let admin = (!config.oidc_admin_groups.is_empty())
+        .then(|| groups.iter().any(|g| config.oidc_admin_groups.contains(g)));
+    link_user(hub, &name, &subject, admin).await?;
+    Ok((name, safe_next(flow.next.as_deref())))
 }
 
 /// The claims of a compact JWT, unverified: call only after verification.
@@ -330,9 +352,9 @@ fn payload(jwt: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Allowed: no lists configured, or listed by name, or in a listed group.
+/// Allowed: `--oidc-allow-all`, or listed by name, or in a listed group.
 fn allowed(config: &HubConfig, name: &str, groups: &[String]) -> bool {
-    if config.oidc_allowed_users.is_empty() && config.oidc_allowed_groups.is_empty() {
+    if config.oidc_allow_all {
         return true;
     }
     config
@@ -344,39 +366,34 @@ fn allowed(config: &HubConfig, name: &str, groups: &[String]) -> bool {
             .any(|g| config.oidc_allowed_groups.contains(g))
 }
 
-/// Create the user on first sign-in; keep its admin flag in step with the
-/// provider's groups when admin groups are configured.
-async fn ensure_user(hub: &Hub, name: &str, admin: bool) -> Result<(), OidcError> {
-    let internal = |e: crate::hub::HubError| {
-        OidcError::Provider(format!("the hub could not record the user: {e}"))
-    };
-    hub.linearize().await.map_err(internal)?;
-    let existing = hub.read(|s| s.user(name).map(|u| u.admin));
-    match existing {
-        None => match hub
-            .propose(Command::CreateUser {
-                name: name.to_string(),
-                admin,
-            })
-            .await
-            .map_err(internal)?
-        {
-            SmResponse::User { .. }
-            | SmResponse::Rejected {
-                rejection: Rejection::UserExists { .. },
-            } => Ok(()),
-            other => Err(OidcError::Provider(format!("unexpected outcome {other:?}"))),
-        },
-        Some(was) if was != admin && !hub.config.oidc_admin_groups.is_empty() => {
-            hub.propose(Command::SetAdmin {
-                name: name.to_string(),
-                admin,
-            })
-            .await
-            .map_err(internal)?;
-            Ok(())
+/// Link the user to the provider's identity (creating it on first
+/// sign-in); keep its admin flag in step with the provider's groups when
+/// admin groups are configured. A local (password) account or a user
+/// linked to another identity is never taken over.
+async fn link_user(
+    hub: &Hub,
+    name: &str,
+    subject: &str,
+    admin: Option<bool>,
+) -> Result<(), OidcError> {
+    let outcome = hub
+        .propose(Command::LinkIdentity {
+            name: name.to_string(),
+            subject: subject.to_string(),
+            admin,
+        })
+        .await
+        .map_err(|e| OidcError::Provider(format!("the hub could not record the user: {e}")))?;
+    match outcome {
+        SmResponse::User { .. } => Ok(()),
+        SmResponse::Rejected {
+            rejection: rejection @ Rejection::IdentityMismatch { .. },
+        } => {
+            tracing::warn!(user = %name, subject, "refused an OpenID Connect sign-in into another account");
+            Err(OidcError::Refused(rejection.to_string()))
         }
-        Some(_) => Ok(()),
+        SmResponse::Rejected { rejection } => Err(OidcError::Refused(rejection.to_string())),
+        other => Err(OidcError::Provider(format!("unexpected outcome {other:?}"))),
     }
 }
 

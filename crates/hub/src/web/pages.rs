@@ -8,7 +8,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use minijinja::context;
-use quorumhub_state::{normalize_username, Phase, DEFAULT_SERVER};
+use quorumhub_state::{normalize_username, validate_username, Phase, DEFAULT_SERVER};
 use serde::Deserialize;
 
 use super::session::{self, Login};
@@ -69,7 +69,7 @@ async fn render_login(
         Ok(k) => k,
         Err(e) => return hub_error_page(e),
     };
-    let (xsrf, set) = session::xsrf_token(&key, headers, secure(hub));
+    let (xsrf, set) = session::xsrf_token(&key, headers, secure(hub), session::ANONYMOUS);
     let mut r = page(
         status,
         "login.html",
@@ -124,7 +124,7 @@ pub(crate) async fn login(
         Ok(k) => k,
         Err(e) => return hub_error_page(e),
     };
-    if !session::xsrf_ok(&key, &headers, form.xsrf.as_deref()) {
+    if !session::xsrf_ok(&key, &headers, form.xsrf.as_deref(), session::ANONYMOUS) {
         tracing::info!("refused a login post without a valid CSRF token");
         return error_page(
             StatusCode::FORBIDDEN,
@@ -134,13 +134,24 @@ pub(crate) async fn login(
         );
     }
     let name = normalize_username(&form.username);
-    let keys = [
-        format!("user:{name}"),
-        format!("addr:{}", client_addr(&headers)),
-    ];
+    let addr = client_addr(&headers);
+    if validate_username(&name).is_err() {
+        // No such user can exist: refuse without hashing or remembering it.
+        tracing::info!(addr = %addr, "failed login: invalid user name");
+        return render_login(
+            &hub,
+            &headers,
+            next.as_deref(),
+            "",
+            Some("Invalid username or password"),
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    }
+    let keys = [format!("user:{name}"), format!("addr:{addr}")];
     let now = Instant::now();
     if let Some(wait) = hub.login_limiter.blocked(&keys, now) {
-        tracing::warn!(user = %name, addr = %client_addr(&headers), "login rate limited");
+        tracing::warn!(user = %name, addr = %addr, "login rate limited");
         let mut r = render_login(
             &hub,
             &headers,
@@ -158,13 +169,14 @@ pub(crate) async fn login(
         }
         return r;
     }
+    // Counted before the (slow) check, so parallel guesses count too.
+    hub.login_limiter.failed(&keys, now);
     if let Err(e) = hub.linearize().await {
         return hub_error_page(e);
     }
     let stored = hub.read(|s| s.user(&name).and_then(|u| u.password_hash.clone()));
     if !crate::password::verify(stored, form.password).await {
-        hub.login_limiter.failed(&keys, now);
-        tracing::info!(user = %name, addr = %client_addr(&headers), "failed login");
+        tracing::info!(user = %name, addr = %addr, "failed login");
         return render_login(
             &hub,
             &headers,
@@ -175,6 +187,7 @@ pub(crate) async fn login(
         )
         .await;
     }
+    hub.login_limiter.undo(&keys[1], now);
     hub.login_limiter.succeeded(&keys[0]);
     let cookie = match session::start_session(&hub, &name, secure(&hub)).await {
         Ok(c) => c,
@@ -206,8 +219,11 @@ pub(crate) async fn home(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Res
         Ok(l) => l,
         Err(r) => return r,
     };
+    if session::from_script(&headers) {
+        return script_refused();
+    }
     let key = session::cookie_key(&hub).unwrap_or_default();
-    let (xsrf, set) = session::xsrf_token(&key, &headers, secure(&hub));
+    let (xsrf, set) = session::xsrf_token(&key, &headers, secure(&hub), &login.session);
     let (state, pending) = hub.read(|s| match s.server(&login.user, DEFAULT_SERVER) {
         Some(sv) if sv.phase == Phase::Running => ("running", ""),
         Some(sv) => ("pending", sv.pending().unwrap_or("")),
@@ -246,6 +262,16 @@ pub(crate) async fn spawn_for(
         Ok(l) => l,
         Err(r) => return r,
     };
+    // Starting someone else's server by a link from another site: refused.
+    if login.user != user && cross_site(&headers) {
+        tracing::info!(user = %login.user, target = %user, "refused a cross-site spawn");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            &format!("A link from another site asked to start {user}'s server."),
+            "Start it from the admin page.",
+            Some(&login.user),
+        );
+    }
     let r = spawn(&hub, &login, &user).await;
     match safe_next(q.next.as_deref()) {
         Some(next) if r.status() == StatusCode::FOUND => redirect(&format!(
@@ -265,6 +291,25 @@ fn may_manage(hub: &Hub, login: &Login, user: &str) -> bool {
             user,
             name: DEFAULT_SERVER,
         },
+    )
+}
+
+/// `Sec-Fetch-Site` says the request came from another site.
+fn cross_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site" || v == "same-site")
+}
+
+/// Pages that carry a CSRF token are for the user's own navigation, never
+/// for a script (JavaScript on a user's server shares this origin).
+pub(crate) fn script_refused() -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "This page cannot be fetched by a script.",
+        "Open it in the browser.",
+        None,
     )
 }
 
@@ -301,7 +346,7 @@ pub(crate) async fn stop_own(
         .as_ref()
         .ok()
         .and_then(|Form(f)| f.get("_xsrf").cloned());
-    if !session::xsrf_ok(&key, &headers, sent.as_deref()) {
+    if !session::xsrf_ok(&key, &headers, sent.as_deref(), &login.session) {
         tracing::info!(user = %login.user, "refused a stop without its CSRF token");
         return error_page(
             StatusCode::FORBIDDEN,
@@ -341,7 +386,9 @@ pub(crate) async fn spawn_pending(
     }
     let url = quorumhub_state::Route::prefix_for(&user, DEFAULT_SERVER);
     let next = safe_next(q.next.as_deref()).unwrap_or_else(|| url.clone());
-    match hub.read(|s| s.server(&user, DEFAULT_SERVER).map(|sv| sv.phase)) {
+    let key = session::cookie_key(&hub).unwrap_or_default();
+    let (xsrf, set) = session::xsrf_token(&key, &headers, secure(&hub), &login.session);
+    let mut r = match hub.read(|s| s.server(&user, DEFAULT_SERVER).map(|sv| sv.phase)) {
         Some(Phase::Running) => redirect(&next),
         Some(_) => page(
             StatusCode::OK,
@@ -350,7 +397,7 @@ pub(crate) async fn spawn_pending(
                 user => login.user,
                 url => here,
                 next => next,
-                progress_url => format!("/hub/api/users/{user}/server/progress"),
+                progress_url => format!("/hub/api/users/{user}/server/progress?_xsrf={xsrf}"),
             },
         ),
         None => error_page(
@@ -359,7 +406,11 @@ pub(crate) async fn spawn_pending(
             "Start it from the home page.",
             Some(&login.user),
         ),
+    };
+    if let Some(c) = set {
+        r.headers_mut().append(header::SET_COOKIE, c);
     }
+    r
 }
 
 impl super::super::api::ApiError {

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 pub(crate) const MAX_FAILURES: usize = 5;
 pub(crate) const WINDOW: Duration = Duration::from_secs(300);
-/// Keys remembered at most (oldest forgotten first), so a flood of names
-/// cannot grow memory without bound.
-const MAX_KEYS: usize = 100_000;
+/// Keys remembered at most: when full, stale keys are dropped, then the
+/// key whose last failure is oldest, so a flood of names cannot grow memory
+/// without bound.
+const MAX_KEYS: usize = 10_000;
 
 #[derive(Default)]
 pub(crate) struct LoginLimiter {
@@ -42,14 +43,34 @@ impl LoginLimiter {
 
     pub(crate) fn failed(&self, keys: &[String], now: Instant) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_KEYS {
-            map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
-        }
         for k in keys {
+            if !map.contains_key(k) && map.len() >= MAX_KEYS {
+                map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < WINDOW));
+                if map.len() >= MAX_KEYS {
+                    let oldest = map
+                        .iter()
+                        .min_by_key(|(_, q)| q.back().copied())
+                        .map(|(k, _)| k.clone());
+                    if let Some(o) = oldest {
+                        map.remove(&o);
+                    }
+                }
+            }
             let q = map.entry(k.clone()).or_default();
             q.push_back(now);
             while q.len() > MAX_FAILURES {
                 q.pop_front();
+            }
+        }
+    }
+
+    /// Take back the failure counted for `key` at `at` (the attempt was
+    /// counted before the password was checked, and it was right).
+    pub(crate) fn undo(&self, key: &str, at: Instant) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(q) = map.get_mut(key) {
+            if let Some(pos) = q.iter().rposition(|t| *t == at) {
+                q.remove(pos);
             }
         }
     }
@@ -82,5 +103,15 @@ mod tests {
             .blocked(&["user:bob".into(), "addr:5.6.7.8".into()], t0)
             .is_none());
         assert_eq!(l.blocked(&keys, t0 + WINDOW), None);
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_a_flood_of_names() {
+        let l = LoginLimiter::default();
+        let t0 = Instant::now();
+        for i in 0..(MAX_KEYS + 500) {
+            l.failed(&[format!("user:{i}")], t0);
+        }
+        assert!(l.failures.lock().expect("lock").len() <= MAX_KEYS);
     }
 }

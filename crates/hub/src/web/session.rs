@@ -54,6 +54,10 @@ pub(crate) fn verify<'a>(key: &[u8], purpose: &str, signed: &'a str) -> Option<&
 }
 
 fn verified<'a>(key: &[u8], purpose: &str, signed: &'a str) -> Option<&'a str> {
+    if key.is_empty() {
+        // No cookie secret yet: nothing can have been signed.
+        return None;
+    }
     let (value, tag) = signed.rsplit_once('.')?;
     let want = mac(key, purpose, value);
     bool::from(want.as_bytes().ct_eq(tag.as_bytes())).then_some(value)
@@ -105,9 +109,9 @@ pub(crate) async fn ensure_cookie_key(hub: &Hub) -> Result<Vec<u8>, HubError> {
 }
 
 /// The login the request's cookie proves, if any. A forged or damaged
-/// cookie is refused by its MAC before any state is read; an unknown
-/// session is looked up again after a read barrier (it may have been
-/// created a moment ago through another replica).
+/// cookie is refused by its MAC before any state is read; a genuine one is
+/// looked up after a read barrier, so a session created or ended a moment
+/// ago through another replica is seen as it is.
 pub(crate) async fn login_of(hub: &Hub, headers: &HeaderMap) -> Result<Option<Login>, HubError> {
     let Some(raw) = cookie(headers, LOGIN_COOKIE) else {
         return Ok(None);
@@ -120,20 +124,13 @@ pub(crate) async fn login_of(hub: &Hub, headers: &HeaderMap) -> Result<Option<Lo
         return Ok(None);
     };
     let hash = hash_token(id);
-    let lookup = |hub: &Hub| {
-        hub.read(|s| {
-            s.session(&hash, now_ms())
-                .filter(|sess| s.user(&sess.user).is_some())
-                .map(|sess| sess.user.clone())
-        })
-    };
-    let user = match lookup(hub) {
-        Some(u) => Some(u),
-        None => {
-            hub.linearize().await?;
-            lookup(hub)
-        }
-    };
+    // After the barrier: a logout through another replica is seen here.
+    hub.linearize().await?;
+    let user = hub.read(|s| {
+        s.session(&hash, now_ms())
+            .filter(|sess| s.user(&sess.user).is_some())
+            .map(|sess| sess.user.clone())
+    });
     Ok(user.map(|user| Login {
         user,
         session: hash,
@@ -219,39 +216,67 @@ pub(crate) fn clear_cookie(name: &str, path: &str) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("_=; Max-Age=0"))
 }
 
-/// The request's CSRF token if its cookie carries a valid one, else a new
-/// one with the cookie that sets it.
+/// What a CSRF token is bound to: the login session's hash, or
+/// `anonymous` before login. A token taken from another session (or made
+/// by an attacker for their own) does not verify.
+pub(crate) const ANONYMOUS: &str = "anonymous";
+
+fn xsrf_purpose(bound: &str) -> String {
+    format!("{XSRF_COOKIE}|{bound}")
+}
+
+/// The request's CSRF token if its cookie carries one valid for `bound`,
+/// else a new one with the cookie that sets it.
 pub(crate) fn xsrf_token(
     key: &[u8],
     headers: &HeaderMap,
     secure: bool,
+    bound: &str,
 ) -> (String, Option<HeaderValue>) {
+    let purpose = xsrf_purpose(bound);
     if let Some(v) = cookie(headers, XSRF_COOKIE) {
-        if verified(key, XSRF_COOKIE, v).is_some() {
+        if verified(key, &purpose, v).is_some() {
             return (v.to_string(), None);
         }
     }
     let nonce = hex::encode(rand::random::<[u8; 16]>());
-    let token = signed(key, XSRF_COOKIE, &nonce);
+    let token = signed(key, &purpose, &nonce);
     let cookie = set_cookie(XSRF_COOKIE, &token, "/hub/", None, secure, false).ok();
     (token, cookie)
 }
 
-/// Does `sent` (a form field or header) match the request's valid CSRF
-/// cookie?
-pub(crate) fn xsrf_ok(key: &[u8], headers: &HeaderMap, sent: Option<&str>) -> bool {
+/// Does `sent` (a form field, header or query parameter) match the
+/// request's CSRF cookie, valid for `bound`?
+pub(crate) fn xsrf_ok(key: &[u8], headers: &HeaderMap, sent: Option<&str>, bound: &str) -> bool {
     let (Some(cookie), Some(sent)) = (cookie(headers, XSRF_COOKIE), sent) else {
         return false;
     };
-    verified(key, XSRF_COOKIE, cookie).is_some()
+    verified(key, &xsrf_purpose(bound), cookie).is_some()
         && bool::from(cookie.as_bytes().ct_eq(sent.as_bytes()))
 }
 
-/// The CSRF token a script sent in a header.
-pub(crate) fn xsrf_header(headers: &HeaderMap) -> Option<&str> {
+/// A request made by a script (`fetch`, `EventSource`) rather than by the
+/// user navigating: browsers say so in `Sec-Fetch-Mode`.
+pub(crate) fn from_script(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-mode")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| m != "navigate")
+}
+
+/// The CSRF token a script sent: in a header, or as `_xsrf` in the query
+/// (an `EventSource` cannot set headers).
+pub(crate) fn xsrf_sent<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
     ["x-xsrftoken", "x-csrftoken"]
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .or_else(|| {
+            query?
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == "_xsrf")
+                .map(|(_, v)| v)
+        })
 }
 
 #[cfg(test)]

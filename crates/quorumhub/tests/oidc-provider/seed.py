@@ -10,6 +10,8 @@ alice.groups.add(admins, devs)
 carol = User.objects.create_user("carol", "carol@example.com", "carol-pw")
 carol.groups.add(devs)
 User.objects.create_user("bob", "bob@example.com", "bob-pw")
+dave = User.objects.create_user("dave", "dave@example.com", "dave-pw")
+dave.groups.add(devs)
 client = Client.objects.create(
     name="quorumhub",
     client_id="quorumhub-test",

@@ -619,9 +619,14 @@ fn login_sessions_and_oauth_codes() {
             // lifetime already over.
             code("c3", "alice", 1_010),
             redeem("c3", "jupyterhub-user-alice", "alice", "t4"),
+            // A code waiting when the browser logs out dies with the session.
+            code("c4", "alice", 9_000),
             // Logout revokes the session and the tokens it obtained.
             Command::EndSession { hash: "s1".into() },
             Command::EndSession { hash: "s1".into() },
+            redeem("c4", "jupyterhub-user-alice", "alice", "t5"),
+            // A code for a session that no longer exists is not issued.
+            code("c5", "alice", 9_000),
         ],
         expect![[r#"
             1 create_user: user alice admin=false 
@@ -639,8 +644,11 @@ fn login_sessions_and_oauth_codes() {
             13 redeem_oauth_code: REJECTED invalid_grant 
             14 issue_oauth_code: done 
             15 redeem_oauth_code: REJECTED invalid_grant 
-            16 end_session: done 
-            17 end_session: REJECTED No such session 
+            16 issue_oauth_code: done 
+            17 end_session: done 
+            18 end_session: REJECTED No such session 
+            19 redeem_oauth_code: REJECTED invalid_grant 
+            20 issue_oauth_code: REJECTED No such session 
         "#]],
     );
     assert_eq!(state.cookie_secret.as_deref(), Some("k1"));
@@ -659,7 +667,7 @@ fn a_deleted_or_renamed_user_takes_its_sessions_along() {
             create("alice"),
             create("bob"),
             session("sa", "alice", 9_000),
-            session("sb", "bob", 9_000),
+            session("s1", "bob", 9_000),
             code("cb", "bob", 9_000),
             Command::DeleteUser {
                 name: "alice".into(),
@@ -686,6 +694,7 @@ fn a_deleted_or_renamed_user_takes_its_sessions_along() {
 
 #[test]
 fn state_without_format_3_fields_encodes_as_before() {
+    // (subject, groups and the other format-3 fields are left out too)
     // A replica of format 2 computes the same digest for the same state, so
     // digests agree across a rolling upgrade until format 3 is used.
     let state = check(
@@ -769,7 +778,7 @@ fn groups_and_their_members_agree() {
             3 create_group: group g1 ["alice", "bob"] 
             4 create_group: REJECTED Group g1 already exists 
             5 create_group: REJECTED No such user: nobody 
-            6 create_group: REJECTED Invalid name "bad name": usernames may contain only ASCII letters, digits and -_.@ 
+            6 create_group: REJECTED Invalid name "bad name": username contains ' '; allowed are a-z, 0-9 and -_.@ 
             7 add_group_members: group g1 ["alice", "bob"] 
             8 create_group: group g2 [] 
             9 add_group_members: group g2 ["alice"] 
@@ -785,4 +794,44 @@ fn groups_and_their_members_agree() {
     assert_eq!(state.groups["g2"].users, Vec::<String>::new());
     assert_eq!(state.groups["g2"].properties, serde_json::json!({"k": 1}));
     assert!(state.users["bob"].groups.is_empty());
+}
+
+#[test]
+fn external_identities_link_once_and_never_take_over_local_accounts() {
+    let link = |name: &str, subject: &str, admin: Option<bool>| Command::LinkIdentity {
+        name: name.into(),
+        subject: subject.into(),
+        admin,
+    };
+    let state = check(
+        vec![
+            link("alice", "idp|1", Some(true)),
+            link("alice", "idp|1", None),
+            link("alice", "idp|2", None),
+            create("carol"),
+            link("carol", "idp|3", Some(false)),
+            create("dave"),
+            Command::SetPassword {
+                name: "dave".into(),
+                hash: Some("$argon2id$x".into()),
+            },
+            link("dave", "idp|4", None),
+            link("Bad Name", "idp|5", None),
+        ],
+        expect![[r#"
+            1 link_identity: user alice admin=true 
+            2 link_identity: user alice admin=true 
+            3 link_identity: REJECTED alice is already linked to another identity, or is a local account 
+            4 create_user: user carol admin=false 
+            5 link_identity: user carol admin=false 
+            6 create_user: user dave admin=false 
+            7 set_password: done 
+            8 link_identity: REJECTED dave is already linked to another identity, or is a local account 
+            9 link_identity: REJECTED Invalid name "Bad Name": username contains ' '; allowed are a-z, 0-9 and -_.@ 
+        "#]],
+    );
+    assert_eq!(state.users["alice"].subject.as_deref(), Some("idp|1"));
+    assert!(state.users["alice"].admin);
+    assert_eq!(state.users["carol"].subject.as_deref(), Some("idp|3"));
+    assert_eq!(state.users["dave"].subject, None);
 }
