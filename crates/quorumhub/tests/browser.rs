@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::browser::{Browser, Page};
-use common::{auth, exe, Cluster, SECRET};
+use common::{auth, hubctl_stdin};
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
 
@@ -31,26 +31,6 @@ fn singleuser() -> PathBuf {
         exe.display()
     );
     exe
-}
-
-fn hubctl_stdin(c: &Cluster, args: &[&str], stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = std::process::Command::new(exe())
-        .args(["ctl", "--hub", &c.node(1).grpc])
-        .args(args)
-        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("hubctl");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write");
-    child.wait_with_output().expect("hubctl")
 }
 
 async fn login(b: &mut Browser, user: &str, password: &str) -> Page {
@@ -170,7 +150,7 @@ async fn a_browser_logs_in_opens_jupyterlab_and_stays_logged_in_after_a_leader_k
         ],
     )
     .await;
-    c.start_proxy();
+    c.start_proxy_ready().await;
     c.wait_cluster_version(3, Duration::from_secs(20)).await;
     let created = common::client()
         .post(c.url(1, "/hub/api/users/alice"))

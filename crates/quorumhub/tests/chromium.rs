@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{exe, SECRET, TOKEN};
+use common::{set_password, TOKEN};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -131,31 +131,11 @@ async fn sign_in(c: &Client, base: &str, user: &str, password: &str) {
         .expect("click");
 }
 
-fn set_password(c: &common::Cluster, user: &str, password: &str) {
-    use std::io::Write;
-    let mut child = Command::new(exe())
-        .args([
-            "ctl",
-            "--hub",
-            &c.node(1).grpc,
-            "users",
-            "set-password",
-            user,
-        ])
-        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("hubctl");
-    writeln!(child.stdin.take().expect("stdin"), "{password}").expect("write");
-    assert!(child.wait().expect("hubctl").success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_in_a_real_browser() {
     let driver = Driver::start();
     let mut c = common::start(3, &[]).await;
-    c.start_proxy();
+    c.start_proxy_ready().await;
     c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
         .await;
     let created = common::client()
@@ -204,7 +184,45 @@ async fn pages_in_a_real_browser() {
         shot(&b, "04-server").await;
         b.goto(&format!("{base}/hub/home")).await.expect("home");
         assert!(text_of(&b, "main").await.contains("Your server is running"));
+        // A named server, started and stopped from the home page.
+        wait_for(&b, "#server-name")
+            .await
+            .send_keys("lab2")
+            .await
+            .expect("type");
+        b.find(Locator::Css("#start-named button"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("click");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = b
+                .find(Locator::Css("tr[data-server='lab2'] .server-state"))
+                .await;
+            if let Ok(el) = state {
+                if el.text().await.unwrap_or_default() == "running" {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "the named server never ran");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            b.refresh().await.expect("reload");
+        }
         shot(&b, "05-home-running").await;
+        b.find(Locator::Css("button.stop-named[data-server='lab2']"))
+            .await
+            .expect("stop")
+            .click()
+            .await
+            .expect("click");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while b.find(Locator::Css("tr[data-server='lab2']")).await.is_ok() {
+            assert!(Instant::now() < deadline, "the named server never stopped");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            b.refresh().await.expect("reload");
+        }
         // A token from the token page.
         b.goto(&format!("{base}/hub/token"))
             .await

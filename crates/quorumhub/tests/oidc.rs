@@ -219,7 +219,7 @@ async fn sign_in_with_openid_connect() {
         ],
     )
     .await;
-    c.start_proxy();
+    c.start_proxy_ready().await;
     c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
         .await;
 
@@ -276,24 +276,7 @@ async fn sign_in_with_openid_connect() {
         .await
         .expect("create dave");
     assert_eq!(created.status(), StatusCode::CREATED);
-    let mut pw = Command::new(common::exe())
-        .args([
-            "ctl",
-            "--hub",
-            &c.node(1).grpc,
-            "users",
-            "set-password",
-            "dave",
-        ])
-        .env("QUORUMHUB_CLUSTER_SECRET", common::SECRET)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("hubctl");
-    {
-        use std::io::Write;
-        writeln!(pw.stdin.take().expect("stdin"), "local-dave-password").expect("write");
-    }
-    assert!(pw.wait().expect("hubctl").success());
+    common::set_password(&c, "dave", "local-dave-password");
     let mut dave = Browser::new(format!("http://{proxy}"));
     let cb = sign_in_at_provider(&mut dave, "/hub/oidc/login", "dave").await;
     let page = dave.get(&cb).await;

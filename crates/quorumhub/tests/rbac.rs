@@ -326,7 +326,7 @@ async fn the_idle_culler_stops_an_idle_server() {
         culler.display()
     );
     let mut c = common::start(3, &[]).await;
-    c.start_proxy();
+    c.start_proxy_ready().await;
     c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
         .await;
     let (s, _) = call(&c, Method::POST, "/hub/api/users/idle", TOKEN, None).await;
@@ -387,20 +387,7 @@ async fn failed_sign_ins_are_rate_limited() {
     let mut b = Browser::new(format!("http://{}", c.node(1).http));
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        b.get("/hub/login").await;
-        let xsrf = b.cookie("_xsrf", "/hub/").expect("xsrf");
-        let page = b
-            .send(
-                Method::POST,
-                "/hub/login",
-                Some(&[
-                    ("username", "mallory"),
-                    ("password", "guess-guess"),
-                    ("_xsrf", &xsrf),
-                ]),
-                false,
-            )
-            .await;
+        let page = b.password_login("mallory", "guess-guess").await;
         statuses.push(page.status.as_u16());
     }
     assert_eq!(statuses, [403, 403, 403, 403, 403, 429]);
@@ -426,40 +413,9 @@ async fn csrf_tokens_are_bound_to_the_session() {
         )
         .await;
         assert_eq!(s, StatusCode::CREATED);
-        let mut child = std::process::Command::new(common::exe())
-            .args([
-                "ctl",
-                "--hub",
-                &c.node(1).grpc,
-                "users",
-                "set-password",
-                user,
-            ])
-            .env("QUORUMHUB_CLUSTER_SECRET", common::SECRET)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("hubctl");
-        {
-            use std::io::Write;
-            writeln!(child.stdin.take().expect("stdin"), "{user}-password").expect("write");
-        }
-        assert!(child.wait().expect("hubctl").success());
+        common::set_password(&c, user, &format!("{user}-password"));
         let mut b = Browser::new(base.clone());
-        b.get("/hub/login").await;
-        let xsrf = b.cookie("_xsrf", "/hub/").expect("xsrf");
-        let password = format!("{user}-password");
-        let page = b
-            .send(
-                Method::POST,
-                "/hub/login",
-                Some(&[
-                    ("username", user),
-                    ("password", &password),
-                    ("_xsrf", &xsrf),
-                ]),
-                false,
-            )
-            .await;
+        let page = b.password_login(user, &format!("{user}-password")).await;
         assert_eq!(page.status, StatusCode::FOUND);
         assert_eq!(b.get("/hub/home").await.status, StatusCode::OK);
         browsers.push(b);
@@ -499,4 +455,45 @@ async fn csrf_tokens_are_bound_to_the_session() {
     };
     assert_eq!(read("cors").await, StatusCode::FORBIDDEN);
     assert_eq!(read("navigate").await, StatusCode::OK);
+}
+
+/// A browser stays logged in while every replica is restarted in turn
+/// (a rolling restart): sessions and the cookie key are replicated state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_survives_a_rolling_restart() {
+    use common::browser::Browser;
+    let mut c = common::start(3, &[]).await;
+    c.start_proxy_ready().await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    let (s, _) = call(&c, Method::POST, "/hub/api/users/alice", TOKEN, None).await;
+    assert_eq!(s, StatusCode::CREATED);
+    common::set_password(&c, "alice", "alice-password");
+    let mut b = Browser::new(format!("http://{}", c.proxy_addr));
+    let page = b.password_login("alice", "alice-password").await;
+    assert_eq!(page.status, StatusCode::FOUND);
+    for id in 1..=3 {
+        assert!(c.stop(id), "replica {id} did not stop by itself");
+        c.spawn(id);
+        c.wait_leader(Duration::from_secs(10)).await;
+        // Whichever replica the proxy picks, the browser is still alice.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let home = b.get("/hub/home").await;
+            if home.status == StatusCode::OK {
+                assert!(home.body.contains("alice"));
+                break;
+            }
+            assert!(
+                home.status != StatusCode::FOUND,
+                "logged out after restarting replica {id}"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "home: {}",
+                home.status
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }

@@ -265,6 +265,26 @@ impl Cluster {
         format!("http://{}{}", self.proxy_addr, path)
     }
 
+    /// Start the proxy and wait (up to 30 s) until it answers its health
+    /// check, so a test's first request through it cannot race its start.
+    pub async fn start_proxy_ready(&mut self) {
+        self.start_proxy();
+        let url = self.proxy_url("/_proxy/health");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client().get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the proxy at {url} did not come up"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn start_proxy(&mut self) {
         let grpc: Vec<String> = self.nodes.iter().map(|n| n.grpc.clone()).collect();
         let http: Vec<String> = self.nodes.iter().map(|n| n.http.clone()).collect();
@@ -288,6 +308,15 @@ impl Cluster {
                 let p = e.path();
                 if p.extension().is_some_and(|x| x == "log") {
                     let text = std::fs::read_to_string(&p).unwrap_or_default();
+                    // A panic is the first thing to look at, wherever it is.
+                    for (n, l) in text
+                        .lines()
+                        .enumerate()
+                        .filter(|(_, l)| l.contains("panicked"))
+                        .take(5)
+                    {
+                        eprintln!("===== {} line {}: {l}", p.display(), n + 1);
+                    }
                     let tail: Vec<&str> = text.lines().rev().take(40).collect();
                     eprintln!("===== {} (last 40 lines)", p.display());
                     for l in tail.iter().rev() {

@@ -284,13 +284,7 @@ async fn finish(
     let id_token = tokens
         .id_token()
         .ok_or_else(|| OidcError::Refused("the provider sent no ID token".into()))?;
-    let verifier = client.id_token_verifier();
-    id_token
-        .claims(&verifier, &Nonce::new(flow.nonce.clone()))
-        .map_err(|e| OidcError::Refused(format!("the ID token is not valid: {e}")))?;
-    // Verified above: its payload may now be read for the configured claims.
-    let claims = payload(&id_token.to_string())
-        .ok_or_else(|| OidcError::Refused("the ID token's claims do not decode".into()))?;
+    let claims = checked_claims(id_token, &client.id_token_verifier(), &flow.nonce)?;
     let config = &hub.config;
     let raw_name = claims
         .get(&config.oidc_username_claim)
@@ -341,6 +335,21 @@ async fn finish(
         .then(|| groups.iter().any(|g| config.oidc_admin_groups.contains(g)));
     link_user(hub, &name, &subject, admin).await?;
     Ok((name, safe_next(flow.next.as_deref())))
+}
+
+/// The ID token's claims, once its signature (the provider's keys),
+/// issuer, audience (our client id), expiry and nonce check out.
+fn checked_claims(
+    id_token: &openidconnect::core::CoreIdToken,
+    verifier: &openidconnect::core::CoreIdTokenVerifier<'_>,
+    nonce: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, OidcError> {
+    id_token
+        .claims(verifier, &Nonce::new(nonce.to_string()))
+        .map_err(|e| OidcError::Refused(format!("the ID token is not valid: {e}")))?;
+    // Verified above: its payload may now be read for the configured claims.
+    payload(&id_token.to_string())
+        .ok_or_else(|| OidcError::Refused("the ID token's claims do not decode".into()))
 }
 
 /// The claims of a compact JWT, unverified: call only after verification.
@@ -400,6 +409,92 @@ async fn link_user(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use openidconnect::core::{
+        CoreIdToken, CoreIdTokenClaims, CoreJwsSigningAlgorithm, CoreRsaPrivateSigningKey,
+    };
+    use openidconnect::{
+        Audience, EmptyAdditionalClaims, JsonWebKeyId, JsonWebKeySet, PrivateSigningKey,
+        StandardClaims, SubjectIdentifier,
+    };
+
+    /// Test-only RSA keys (generated with `openssl genrsa 2048` for this
+    /// test; they protect nothing).
+    const KEY_A: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA6DyGKYTlq+g3mmggcfyt09UnX/ltkiur89EObQbJ057q5OqO\n6TsFWe3OwWcDmHzkyiQTGKm6NPvW087dhKmbBznY2j24y6Ge1Qk7N8IyqX5FmVUC\nyHVgtvYm3LgZ84cYVSUKTmb6CUyNXpcw2uA8JaxybcmSOIyCjb6KjSGovfn1L4BM\nxPG0TbxOuIRlcYpHF7nMYj0Yl3UIVE+GGy7cs4Iw+WacGnQD03bqp8pD/vsJqL5B\njrj3f6P2NSBEgxqYUE2zPEi5a18HiICFN6HC3Aa/unvqY/vR5IvHa0YlPFyVvq2v\nQKl8BpvnvkAZ1JklzMm1QxV4ocvAyQgPgPSC1wIDAQABAoIBAAN6YJH/nQbxj9+e\nnpnGbH4HK7NKw4LUZ5tbrqkgWGZ0c1UhVCmXCjH6F0YbOlkOychjOOv+Ir1HZkS+\nzN9/QMSfb6l5EirujTfojvv7SxHxw64TsVp6M4wZ7KQSl8TnaYxg5SIedbEs9dMM\nVZ15jT0NM5uEUM3LAOuJhn6tmd7ad6xtG/OhNXmGz5KyPEnUHCSjb5WJ6E+wW+T/\n8kCJYvIyHveEnpmlE+jHf5SyeoFI+GjgdT+sXqRJr3lCa6/isl2WcZ+u4RE6LH0f\nzRHUO/7QsaMg+E4au8k2uLyh47DvRi19l3kxYWKEzEkSJUfiyxFFhPytbSG3PrDy\nRZ3MiYkCgYEA+9FFjdqZ+I6YlsRVnzJEYRE5WAmLAnIms3xO+UH2HPWTKK9fRcpE\nKhwJ09PgS3FWFCEe5Q65CNDBk7sNK9PgXAHMKLyT02DLwitQL+wYWv5LzsnN48gO\njE2kLgzMutxUOcP1YU8evUU6nqUGt0EMdgPvrfixmwJj9q5te4NKHT8CgYEA7Bf+\nZYU7JVHHfahVHqZ0uVwIJ+5pWvp8ecmRX3golRNWJXcg/2Oz0F00ZWplBxc8cqKn\nBd8ridVFTLZaUM/9yf2zLE7NFwx39VfljmHCDPSiLNiGhy0ySegmVyhR8k+cFmaA\nPIZAIPt/Ehk9/PoI2gV4ivS7Sr2xfzJ6nFGcfGkCgYBn2gKpYgIl9AkSBJ6bLQvu\nTEAuAqGFvLYhR576RS3O+6hZGxpbmfNKuo2DAtp5wqARZSdsqAm/jPiIiJgB/zuE\nNmmQU1VT05O03FARs3jH7iAthCSZUCRP0KVpKHY2ii9iM2K7Yvn2bNqkGsMOSJFv\nCmiKgwocN3wqe/1C9v5V2QKBgQCgHGGFPcZvt7c/i5I2WBKexkAtvGysq2URPtac\n1SNIfjWU8OZq7JW8gAkRogbjuSlgYNg+jiu7rOvza1NyrKtjee8x5DsIH4eW1kYy\nui9ck+cL3MfXEpqhLpQZ1ZlFaCHluxvKcA07kPOLNZ0pW/P2z3EBY5lExcKDDZvD\nOUGTyQKBgQDs/3Cfqhrmw87NiwnonvDDBalcsu5POLOE0QskehfVyG+Tos0HplSq\ndwBW0zjf7tQMq4cDb3Pd7pCe5nwQ+ZnVbeGG/3cxgMps6Z2fIiOYDKnEqIPNFbMg\nKbk8F+HetdI69CGkFjNT5ttrEU2NeBo1Cvk904XRuVlDqt3Vcyr90Q==\n-----END RSA PRIVATE KEY-----";
+    const KEY_B: &str = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAtAqAIqaW548Eh/Ekwlwh+nAUBvMhm4Y0AoiRZofkaOsuYNzt\nvAsLWk8RH4ONbfOLzyp3qGF+FKkqKYjHjVoq/ZD9Qdqm3XFrYjGOElaYNoHy1g1U\ngvlY/4Q8U1FJ/nmmSZHxFBkFfg9VTZsAVh5VSAvheg+ojm5WHiJ5L2aru57sa4/v\nIpO5E5sPGSvRbgJ1ZjhQk1XuMjU5wuYupAlBEgLZS/S7gIYOs9A2ipLk3BHwIhBy\nbZxEVCN1gEOUhVwKk/23jR7hJegxh8FA+gVNqtvT6Ec7EqH8fYHk8+fid2INSg3h\nwF/imGzGAejzRaVfjvzhCW0469wWYNTQ7MdhQQIDAQABAoIBAAg5QJAUnuj1yeWx\nuJWeIrkvPGLy4RKbBy4kccvGokK+l1A6VyuTL5IQ8X3IgwHGMZklXfDVfy5Pacsa\n4c6Nk1AgusiyxZNw1lBWZiBlTy+SMPbhBf6ziAKn1h+SI3iZsuRCY8oguHUBG0rf\nrRzB5vBTBpoONAtJc+qNdY6aOHbp4DaQd38FzlIUmFEu0F3Lr5Xm0CKnqeko3SZr\nzk3soTvQO084d4ngsq0r9SuSzSSfl6NwDRsZ98eDWtjz13toxzMUdVosMOzDgrz4\nxLx+Eb1lo9wCq+O/Hct4XGoGPy65U72FFM0uNgxIfLC2PRnzCuVrRre/VoDICeq0\ncee1+skCgYEA7rcd1hosQTwRyOgqaCvrd8TqqnTT62mKHzS0ARWTPUUzmq4sbvpJ\nUista6lOcMzFmhoRvk3blyrj8h8tVG/FxuWMPkH5o9qBeVvnE5GkRD7lASXWhAlZ\nF7orZqZUfCZ55lmHX1SP0jZGbd0iUOUQ3F2vZ/f5luXCwVTcgnYquW0CgYEAwRPI\nmD4gdVQv1JlTt/f7w2JpvRVq1Ge1o4grs7csaZ1kds5gST7EJouTJ/bdAAR1v1hH\n3G7Z3zDu7H+D7v2/bqqqu/yiuswG2lZlrudDNrTr+7XH6OaQTFGVs5dHcQIks81D\npjA0h2IPryRPx4Te12OSpVJw6usSTYASw934lqUCgYAhR/Rn8jQzUB2mpf+rkFv+\n0bxp0WnuS0OPgDiMYiaqByjfquLVAh4Qz6ZAeVVPUq1GA9ZvcslntPocuo4GVKL9\nTOmVkHsuhftBITgBOW/ud9pTo6PZurfqH/GHGS90M6URIXBHMTHv+9Mr5AWxw43r\nO0CGPUNV72iMrbkkkzb3rQKBgQCrw+zdu89mccnHacw3yu54KJIG/Am5ArZt0FOI\novloz/OzWfAA2UzpOZxlnlGHlXAnFOOBMEC1NTQow1xc/fMTAdO4P42Jfr7N+LSn\nP+fkwFl76YD6KjvPGXmDdp7A43ZBWufG7fWdR1jKqBQtXIBev5+TYd9ArnXu6nRH\nOa7QXQKBgEH5ne972rOWU98pya/UjZAXt66AlqPds5PMAkVRHmfq3xyp31OTtTkd\nXVUrIKFVUBiqgtpqduHXEHgvQXCVKFE6np91VgnBdMEAyUhUYbLTD8m5fMmAhY8N\n6GKufDXsaj0jjRXJV3zMgb4qJNaBRkWDFKmcjtNeUJOkh02NJ7no\n-----END RSA PRIVATE KEY-----";
+    const ISSUER: &str = "https://idp.test/realm";
+
+    fn key(pem: &str, kid: &str) -> CoreRsaPrivateSigningKey {
+        CoreRsaPrivateSigningKey::from_pem(pem, Some(JsonWebKeyId::new(kid.into()))).expect("pem")
+    }
+
+    fn token(
+        signer: &CoreRsaPrivateSigningKey,
+        aud: &str,
+        nonce: &str,
+        expires_in_s: i64,
+    ) -> CoreIdToken {
+        let now = chrono::Utc::now();
+        let claims = CoreIdTokenClaims::new(
+            IssuerUrl::new(ISSUER.into()).expect("issuer"),
+            vec![Audience::new(aud.into())],
+            now + chrono::Duration::seconds(expires_in_s),
+            now,
+            StandardClaims::new(SubjectIdentifier::new("alice-sub".into()))
+                .set_preferred_username(Some(openidconnect::EndUserUsername::new("alice".into()))),
+            EmptyAdditionalClaims {},
+        )
+        .set_nonce(Some(Nonce::new(nonce.into())));
+        CoreIdToken::new(
+            claims,
+            signer,
+            CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+            None,
+            None,
+        )
+        .expect("sign")
+    }
+
+    /// The ID token checks, as data: only a token signed by the provider's
+    /// key, for our client, unexpired, with our nonce, passes.
+    #[test]
+    fn id_tokens_as_data() {
+        let provider = key(KEY_A, "a");
+        let stranger = key(KEY_B, "a");
+        let client = CoreClient::new(
+            ClientId::new("quorumhub".into()),
+            IssuerUrl::new(ISSUER.into()).expect("issuer"),
+            JsonWebKeySet::new(vec![provider.as_verification_key()]),
+        )
+        .set_client_secret(ClientSecret::new("secret".into()));
+        let verifier = client.id_token_verifier();
+        let cases = [
+            ("good", token(&provider, "quorumhub", "n1", 300), true),
+            (
+                "another key's signature",
+                token(&stranger, "quorumhub", "n1", 300),
+                false,
+            ),
+            (
+                "another client's token",
+                token(&provider, "other-client", "n1", 300),
+                false,
+            ),
+            ("expired", token(&provider, "quorumhub", "n1", -600), false),
+            (
+                "an old nonce",
+                token(&provider, "quorumhub", "n0", 300),
+                false,
+            ),
+        ];
+        for (what, t, ok) in cases {
+            let got = checked_claims(&t, &verifier, "n1");
+            assert_eq!(got.is_ok(), ok, "{what}: {:?}", got.err());
+            if ok {
+                assert_eq!(got.expect("claims")["preferred_username"], "alice");
+            }
+        }
+    }
 
     #[test]
     fn payload_decodes_a_jwt_body() {

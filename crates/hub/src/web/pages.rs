@@ -231,10 +231,30 @@ pub(crate) async fn home(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Res
     });
     let url = quorumhub_state::Route::prefix_for(&login.user, DEFAULT_SERVER);
     let admin = hub.read(|s| s.user(&login.user).is_some_and(|u| u.admin));
+    let named: Vec<serde_json::Value> = hub.read(|s| {
+        s.user(&login.user)
+            .map(|u| {
+                u.servers
+                    .values()
+                    .filter(|sv| !sv.name.is_empty())
+                    .map(|sv| {
+                        serde_json::json!({
+                            "name": sv.name,
+                            "state": if sv.ready() { "running" } else { sv.pending().unwrap_or("pending") },
+                            "url": quorumhub_state::Route::prefix_for(&u.name, &sv.name),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
     let mut r = page(
         StatusCode::OK,
         "home.html",
-        context! { user => login.user, admin => admin, server => state, pending => pending, url => url, xsrf => xsrf },
+        context! {
+            user => login.user, admin => admin, server => state, pending => pending, url => url,
+            xsrf => xsrf, named => named,
+        },
     );
     if let Some(c) = set {
         r.headers_mut().append(header::SET_COOKIE, c);

@@ -160,6 +160,21 @@ impl Browser {
         }
     }
 
+    /// Fill in and post the hub's password form, as a person would.
+    pub async fn password_login(&mut self, user: &str, password: &str) -> Page {
+        self.get("/hub/login").await;
+        let xsrf = self
+            .cookie("_xsrf", "/hub/")
+            .expect("the login page sets _xsrf");
+        self.send(
+            Method::POST,
+            "/hub/login",
+            Some(&[("username", user), ("password", password), ("_xsrf", &xsrf)]),
+            false,
+        )
+        .await
+    }
+
     pub async fn get(&mut self, url: &str) -> Page {
         self.send(Method::GET, url, None, false).await
     }

@@ -30,3 +30,38 @@ pub async fn start_with_proxy_addr(n: u64, proxy_addr: &str, extra_args: &[&str]
     c.wait_leader(std::time::Duration::from_secs(30)).await;
     c
 }
+
+/// Run `hubctl ARGS` against replica 1 with `stdin` piped in.
+pub fn hubctl_stdin(c: &Cluster, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(exe())
+        .args(["ctl", "--hub", &c.node(1).grpc])
+        .args(args)
+        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("hubctl");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write");
+    child.wait_with_output().expect("hubctl")
+}
+
+/// Set `user`'s password with `hubctl users set-password`.
+pub fn set_password(c: &Cluster, user: &str, password: &str) {
+    let out = hubctl_stdin(
+        c,
+        &["users", "set-password", user],
+        &format!("{password}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
