@@ -16,11 +16,26 @@ use quorumhub_raft::auth::ClientAuth;
 pub const SECRET: &str = "test-cluster-secret-0123456789";
 pub const TOKEN: &str = "test-admin-token-0123456789abcdef";
 
+/// A port nothing listens on, for a process the test starts next.
+///
+/// Taken below the kernel's ephemeral range (32768 and up), walking from a
+/// start that depends on the test process: a port from `bind(0)` comes from
+/// that range, and any outgoing connection (a client, a browser) could take
+/// it before the replica binds it, which then fails to start.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(7_919) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 pub struct Node {
