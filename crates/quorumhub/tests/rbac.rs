@@ -497,3 +497,61 @@ async fn a_session_survives_a_rolling_restart() {
         }
     }
 }
+
+/// Opening someone else's server through OAuth asks first: a consent page,
+/// whose form must carry the session's CSRF token; the owner is not asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_confirms_before_opening_another_users_server() {
+    use common::browser::Browser;
+    let c = common::start(1, &[]).await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    for path in ["/hub/api/users/alice", "/hub/api/users/alice/server"] {
+        let (s, e) = call(&c, Method::POST, path, TOKEN, None).await;
+        assert_eq!(s, StatusCode::CREATED, "{path}: {e}");
+    }
+    common::set_password(&c, "admin", "admin-password");
+    common::set_password(&c, "alice", "alice-password");
+    let authorize = "/hub/api/oauth2/authorize?client_id=jupyterhub-user-alice\
+        &redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code&state=s1";
+    let base = format!("http://{}", c.node(1).http);
+
+    let mut admin = Browser::new(base.clone());
+    assert_eq!(
+        admin.password_login("admin", "admin-password").await.status,
+        StatusCode::FOUND
+    );
+    let consent = admin.get(authorize).await;
+    assert_eq!(consent.status, StatusCode::OK, "{}", consent.body);
+    assert!(consent.body.contains("alice") && consent.body.contains("Authorize"));
+    // A bare POST (say, from another site's form) is refused.
+    let forged = admin
+        .send(Method::POST, authorize, Some(&[("_xsrf", "nope")]), false)
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let xsrf = admin.cookie("_xsrf", "/hub/").expect("token");
+    let ok = admin
+        .send(Method::POST, authorize, Some(&[("_xsrf", &xsrf)]), false)
+        .await;
+    let to = ok.location.expect("back to the server");
+    assert!(
+        to.starts_with("/user/alice/oauth_callback?code=") && to.ends_with("&state=s1"),
+        "{to}"
+    );
+
+    // The owner goes straight through.
+    let mut alice = Browser::new(base);
+    assert_eq!(
+        alice.password_login("alice", "alice-password").await.status,
+        StatusCode::FOUND
+    );
+    let direct = alice.get(authorize).await;
+    assert!(
+        direct
+            .location
+            .as_deref()
+            .is_some_and(|l| l.starts_with("/user/alice/oauth_callback?code=")),
+        "{:?}",
+        direct.location
+    );
+}

@@ -43,7 +43,10 @@ pub fn router() -> Router<Arc<Hub>> {
 /// The OAuth provider's routes, nested under `/hub/api`.
 pub(crate) fn oauth_routes() -> Router<Arc<Hub>> {
     Router::new()
-        .route("/oauth2/authorize", get(oauth::authorize))
+        .route(
+            "/oauth2/authorize",
+            get(oauth::authorize).post(oauth::confirm),
+        )
         .route("/oauth2/token", post(oauth::token))
 }
 
@@ -63,6 +66,7 @@ fn templates() -> &'static Environment<'static> {
             ("admin.html", include_str!("../../templates/admin.html")),
             ("cluster.html", include_str!("../../templates/cluster.html")),
             ("token.html", include_str!("../../templates/token.html")),
+            ("consent.html", include_str!("../../templates/consent.html")),
         ] {
             if let Err(e) = env.add_template(name, text) {
                 tracing::error!("template {name} does not compile: {e}");

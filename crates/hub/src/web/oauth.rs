@@ -94,11 +94,38 @@ pub(crate) async fn authorize(
     uri: axum::http::Uri,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
+    authorize_inner(&hub, &headers, &uri, &q, None).await
+}
+
+/// `POST /hub/api/oauth2/authorize`: the consent form, confirmed.
+pub(crate) async fn confirm(
+    State(hub): State<Arc<Hub>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+    Query(q): Query<BTreeMap<String, String>>,
+    form: Result<Form<BTreeMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let sent = form
+        .ok()
+        .and_then(|Form(f)| f.get("_xsrf").cloned())
+        .unwrap_or_default();
+    authorize_inner(&hub, &headers, &uri, &q, Some(sent)).await
+}
+
+/// `confirmed`: `None` for the GET (a consent page is shown when the
+/// server is someone else's), `Some(token)` for the consent form's POST.
+async fn authorize_inner(
+    hub: &Hub,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    q: &BTreeMap<String, String>,
+    confirmed: Option<String>,
+) -> Response {
     let here = uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/hub/api/oauth2/authorize");
-    let login = match session::login_of(&hub, &headers).await {
+    let login = match session::login_of(hub, headers).await {
         Ok(Some(l)) => l,
         Ok(None) => {
             return redirect(&format!(
@@ -124,7 +151,7 @@ pub(crate) async fn authorize(
     let Some(client_id) = q.get("client_id") else {
         return bad("Missing client_id parameter.");
     };
-    let Some(c) = client(&hub, client_id) else {
+    let Some(c) = client(hub, client_id) else {
         return bad("Invalid client_id parameter value.");
     };
     let redirect_uri = q
@@ -185,6 +212,47 @@ pub(crate) async fn authorize(
             "Ask its owner or an admin.",
             user,
         );
+    }
+    // Someone else's server: the user confirms first, with a form that
+    // carries the session's CSRF token (a link alone cannot do it).
+    if c.user != login.user {
+        let key = session::cookie_key(hub).unwrap_or_default();
+        match &confirmed {
+            None => {
+                if session::from_script(headers) {
+                    return super::pages::script_refused();
+                }
+                let (xsrf, set) =
+                    session::xsrf_token(&key, headers, super::secure(hub), &login.session);
+                let mut r = super::page(
+                    StatusCode::OK,
+                    "consent.html",
+                    minijinja::context! {
+                        user => login.user,
+                        owner => c.user,
+                        prefix => quorumhub_state::Route::prefix_for(&c.user, &c.server),
+                        xsrf => xsrf,
+                        action => here,
+                    },
+                );
+                if let Some(cookie) = set {
+                    r.headers_mut().append(header::SET_COOKIE, cookie);
+                }
+                return r;
+            }
+            Some(sent) if !session::xsrf_ok(&key, headers, Some(sent), &login.session) => {
+                tracing::info!(user = %login.user, "refused an OAuth consent without its CSRF token");
+                return error_page(
+                    StatusCode::FORBIDDEN,
+                    "The confirmation did not come from this hub ('_xsrf' missing or wrong).",
+                    "Open the server's link again and confirm on the page.",
+                    user,
+                );
+            }
+            Some(_) => {
+                tracing::info!(user = %login.user, owner = %c.user, "confirmed access to another user's server");
+            }
+        }
     }
     let code = random_code();
     let mut granted = scopes::server_access(&c.user, &c.server);
