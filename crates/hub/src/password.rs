@@ -47,8 +47,8 @@ pub async fn hash(password: String) -> Result<String, PasswordError> {
 /// not exist, so that a wrong name costs as much time as a wrong password.
 const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3BhNHVq2YJLR6gHG7gwnMSsH5OH8cdEBt2oJuL1a0a4";
 
-/// Hashing runs at most this many at once (each takes ~19 MiB and a core
-/// for tens of milliseconds); more wait their turn.
+/// Hashing runs at most this many at once (each takes 19 MiB and a core
+/// with the default parameters); more wait their turn.
 const CONCURRENT: usize = 2;
 
 fn permits() -> &'static tokio::sync::Semaphore {

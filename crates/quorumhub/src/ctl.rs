@@ -276,31 +276,12 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
                 .map_err(explain)?
                 .into_inner();
             if let Some(password) = password {
-                client
-                    .set_password(req(
-                        SetPasswordRequest {
-                            name: name.clone(),
-                            password,
-                        },
-                        timeout,
-                    ))
-                    .await
-                    .map_err(explain)?;
+                set_password(&mut client, name, password, timeout).await?;
             }
             r.user.as_ref().map(user_json).unwrap_or(Value::Null)
         }
         CtlCmd::Users(UsersCmd::SetPassword { name }) => {
-            let password = read_password_line()?;
-            client
-                .set_password(req(
-                    SetPasswordRequest {
-                        name: name.clone(),
-                        password,
-                    },
-                    timeout,
-                ))
-                .await
-                .map_err(explain)?;
+            set_password(&mut client, name, read_password_line()?, timeout).await?;
             json!({"password_set": name})
         }
         CtlCmd::Users(UsersCmd::Remove { name }) => {
@@ -563,4 +544,23 @@ fn read_password_line() -> anyhow::Result<String> {
         anyhow::bail!("no password on standard input (pipe it in: echo \"$PW\" | hubctl users set-password NAME)");
     }
     Ok(password)
+}
+
+async fn set_password(
+    client: &mut Client,
+    name: &str,
+    password: String,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    client
+        .set_password(req(
+            SetPasswordRequest {
+                name: name.to_string(),
+                password,
+            },
+            timeout,
+        ))
+        .await
+        .map_err(explain)?;
+    Ok(())
 }

@@ -26,6 +26,21 @@ fn hubctl(c: &Cluster, id: u64, args: &[&str]) -> (bool, Value, String) {
     )
 }
 
+/// Run `quorumhub reseed` for replica `id` of `c` from replica `from`.
+fn reseed(c: &Cluster, id: u64, from: u64) -> std::process::Output {
+    Command::new(exe())
+        .args([
+            "reseed",
+            "--data-dir",
+            &c.node(id).data.display().to_string(),
+        ])
+        .args(["--node-id", &id.to_string(), "--cluster-id", &c.cluster_id])
+        .args(["--from", &c.node(from).grpc])
+        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
+        .output()
+        .expect("reseed")
+}
+
 /// Run a replica that must refuse to start; return its stderr.
 fn refused(c: &Cluster, args: Vec<String>) -> String {
     let out = Command::new(exe())
@@ -190,40 +205,12 @@ async fn damaged_store_is_refused_and_reseed_recovers() {
     assert!(refused(&c, locked).contains("locked by another running replica"));
 
     // Re-seeding refuses a running replica's data dir.
-    let running = Command::new(exe())
-        .args([
-            "reseed",
-            "--data-dir",
-            &c.node(leader).data.display().to_string(),
-            "--node-id",
-            &leader.to_string(),
-            "--cluster-id",
-            &c.cluster_id,
-            "--from",
-            &c.node(leader).grpc,
-        ])
-        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
-        .output()
-        .expect("reseed");
+    let running = reseed(&c, leader, leader);
     assert!(!running.status.success());
     assert!(String::from_utf8_lossy(&running.stderr).contains("in use by a running replica"));
 
     // One command re-seeds it from a peer; it then catches up.
-    let out = Command::new(exe())
-        .args([
-            "reseed",
-            "--data-dir",
-            &c.node(victim).data.display().to_string(),
-            "--node-id",
-            &victim.to_string(),
-            "--cluster-id",
-            &c.cluster_id,
-            "--from",
-            &c.node(leader).grpc,
-        ])
-        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
-        .output()
-        .expect("reseed");
+    let out = reseed(&c, victim, leader);
     assert!(
         out.status.success(),
         "{}",
@@ -851,21 +838,7 @@ async fn reseed_waits_until_the_other_replicas_hold_everything() {
     c.kill(victim);
     let data = c.node(victim).data.clone();
     std::fs::remove_dir_all(&data).expect("wipe");
-    let reseed = |c: &Cluster| {
-        Command::new(exe())
-            .args(["reseed", "--data-dir", &data.display().to_string()])
-            .args([
-                "--node-id",
-                &victim.to_string(),
-                "--cluster-id",
-                &c.cluster_id,
-            ])
-            .args(["--from", &c.node(leader).grpc])
-            .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
-            .output()
-            .expect("reseed")
-    };
-    let out = reseed(&c);
+    let out = reseed(&c, victim, leader);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("caught up"), "{err}");
     assert!(!data.exists(), "the refused re-seed created the data dir");
@@ -877,7 +850,7 @@ async fn reseed_waits_until_the_other_replicas_hold_everything() {
         &["wait-ready", &lagger.to_string(), "--timeout-s", "30"],
     );
     assert!(ok, "{err}");
-    let out = reseed(&c);
+    let out = reseed(&c, victim, leader);
     assert!(
         out.status.success(),
         "{}",
@@ -916,18 +889,7 @@ async fn reseed_the_replica_that_was_the_leader() {
     c.kill(victim);
     let data = c.node(victim).data.clone();
     std::fs::remove_dir_all(&data).expect("wipe");
-    let out = Command::new(exe())
-        .args(["reseed", "--data-dir", &data.display().to_string()])
-        .args([
-            "--node-id",
-            &victim.to_string(),
-            "--cluster-id",
-            &c.cluster_id,
-        ])
-        .args(["--from", &c.node(from).grpc])
-        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
-        .output()
-        .expect("reseed");
+    let out = reseed(&c, victim, from);
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -70,6 +70,9 @@ pub(crate) async fn stream(
     let stream = async_stream(move |tx| async move {
         let mut last = Value::Null;
         loop {
+            if tx.is_closed() {
+                return;
+            }
             let ev = hub.read(|s| event(s, &user, generation));
             if ev != last {
                 let done = ev.get("ready").is_some() || ev.get("failed").is_some();

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::pages::require_login;
 use super::session::{self, Login};
-use super::{error_page, hub_error_page, page, secure};
+use super::{error_page, page, secure};
 use crate::hub::Hub;
 use crate::scopes::{self, Resource};
 use crate::time::iso;
@@ -59,11 +59,9 @@ pub(crate) async fn admin(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Re
         Ok(l) => l,
         Err(r) => return r,
     };
+    // require_login passed the read barrier.
     if !is_admin(&hub, &login) {
         return not_admin(&login);
-    }
-    if let Err(e) = hub.linearize().await {
-        return hub_error_page(e);
     }
     let (users, groups) = hub.read(|s| {
         let users: Vec<_> = s

@@ -131,6 +131,14 @@ pub(crate) fn hub_error_page(e: HubError) -> Response {
     error_page(status, &e.to_string(), "Try again in a moment.", None)
 }
 
+/// A 302 to the login page, coming back to `here` afterwards.
+pub(crate) fn login_redirect(here: &str) -> Response {
+    redirect(&format!(
+        "/hub/login?next={}",
+        url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
+    ))
+}
+
 /// A 302 to `to`.
 pub(crate) fn redirect(to: &str) -> Response {
     match HeaderValue::from_str(to) {

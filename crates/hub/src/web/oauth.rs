@@ -127,12 +127,7 @@ async fn authorize_inner(
         .unwrap_or("/hub/api/oauth2/authorize");
     let login = match session::login_of(hub, headers).await {
         Ok(Some(l)) => l,
-        Ok(None) => {
-            return redirect(&format!(
-                "/hub/login?next={}",
-                url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
-            ))
-        }
+        Ok(None) => return super::login_redirect(here),
         Err(e) => return hub_error_page(e),
     };
     let user = Some(login.user.as_str());
@@ -145,9 +140,7 @@ async fn authorize_inner(
             user,
         )
     };
-    if let Err(e) = hub.linearize().await {
-        return hub_error_page(e);
-    }
+    // login_of passed the read barrier.
     let Some(client_id) = q.get("client_id") else {
         return bad("Missing client_id parameter.");
     };
@@ -277,6 +270,18 @@ async fn authorize_inner(
             redirect_uri,
             &[("code", &code), ("state", state)],
         )),
+        // Logged out meanwhile (through another replica).
+        Ok(SmResponse::Rejected {
+            rejection: quorumhub_state::Rejection::NoSuchSession,
+        }) => super::login_redirect(here),
+        Ok(SmResponse::Rejected {
+            rejection: rejection @ quorumhub_state::Rejection::TooManyCodes,
+        }) => error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &rejection.to_string(),
+            "",
+            user,
+        ),
         Ok(other) => hub_error_page(crate::hub::HubError::Internal(format!(
             "code refused: {other:?}"
         ))),

@@ -154,7 +154,7 @@ pub(crate) async fn start(State(hub): State<Arc<Hub>>, Query(q): Query<StartQuer
             None,
         );
     };
-    let value = session::sign(
+    let value = session::signed(
         &key,
         FLOW_COOKIE,
         &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json),
@@ -249,7 +249,7 @@ async fn finish(
         OidcError::Refused("no sign-in was started on this hub; start again".into())
     })?;
     let flow: Flow = session::cookie(headers, FLOW_COOKIE)
-        .and_then(|raw| session::verify(&key, FLOW_COOKIE, raw))
+        .and_then(|raw| session::verified(&key, FLOW_COOKIE, raw))
         .and_then(|b64| {
             base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(b64)

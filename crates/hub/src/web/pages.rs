@@ -30,10 +30,7 @@ pub(crate) async fn require_login(
 ) -> Result<Login, Response> {
     match session::login_of(hub, headers).await {
         Ok(Some(login)) => Ok(login),
-        Ok(None) => Err(redirect(&format!(
-            "/hub/login?next={}",
-            url::form_urlencoded::byte_serialize(here.as_bytes()).collect::<String>()
-        ))),
+        Ok(None) => Err(super::login_redirect(here)),
         Err(e) => Err(hub_error_page(e)),
     }
 }
@@ -401,9 +398,7 @@ pub(crate) async fn spawn_pending(
             Some(&login.user),
         );
     }
-    if let Err(e) = hub.linearize().await {
-        return hub_error_page(e);
-    }
+    // require_login passed the read barrier.
     let url = quorumhub_state::Route::prefix_for(&user, DEFAULT_SERVER);
     let next = safe_next(q.next.as_deref()).unwrap_or_else(|| url.clone());
     let key = session::cookie_key(&hub).unwrap_or_default();

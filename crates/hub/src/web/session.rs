@@ -40,20 +40,11 @@ fn mac(key: &[u8], purpose: &str, value: &str) -> String {
     hex::encode(m.finalize().into_bytes())
 }
 
-pub(crate) fn sign(key: &[u8], purpose: &str, value: &str) -> String {
-    signed(key, purpose, value)
-}
-
-fn signed(key: &[u8], purpose: &str, value: &str) -> String {
+pub(crate) fn signed(key: &[u8], purpose: &str, value: &str) -> String {
     format!("{value}.{}", mac(key, purpose, value))
 }
 
-/// The value inside `signed` when its MAC verifies.
-pub(crate) fn verify<'a>(key: &[u8], purpose: &str, signed: &'a str) -> Option<&'a str> {
-    verified(key, purpose, signed)
-}
-
-fn verified<'a>(key: &[u8], purpose: &str, signed: &'a str) -> Option<&'a str> {
+pub(crate) fn verified<'a>(key: &[u8], purpose: &str, signed: &'a str) -> Option<&'a str> {
     if key.is_empty() {
         // No cookie secret yet: nothing can have been signed.
         return None;
@@ -108,7 +99,8 @@ pub(crate) async fn ensure_cookie_key(hub: &Hub) -> Result<Vec<u8>, HubError> {
     cookie_key(hub).ok_or_else(|| HubError::Internal("the cookie secret was not set".into()))
 }
 
-/// The login the request's cookie proves, if any. A forged or damaged
+/// The login the request's cookie proves, if any. When it returns a login,
+/// this replica has passed the read barrier: callers read state directly. A forged or damaged
 /// cookie is refused by its MAC before any state is read; a genuine one is
 /// looked up after a read barrier, so a session created or ended a moment
 /// ago through another replica is seen as it is.
