@@ -104,8 +104,20 @@ async fn wait_for(c: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("{css} never appeared: {e}"))
 }
 
+/// The text of `css`. A page's script may replace the element between
+/// finding and reading it (a reload, a table refilled): then look again.
 async fn text_of(c: &Client, css: &str) -> String {
-    wait_for(c, css).await.text().await.expect("text")
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match wait_for(c, css).await.text().await {
+            Ok(text) => return text,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("{css}: {e}; looking again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{css}: {e}"),
+        }
+    }
 }
 
 async fn sign_in(c: &Client, base: &str, user: &str, password: &str) {
