@@ -89,7 +89,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         ("QUORUMHUB_ADMIN_TOKEN", admin_token.as_str()),
     ];
 
-    let mut children = Vec::new();
+    let mut procs = Vec::new();
     for i in 1..=args.replicas {
         let data = dir.join(format!("node{i}"));
         std::fs::create_dir_all(&data)?;
@@ -110,11 +110,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             "--public-url".into(),
             public_url.clone(),
         ];
-        children.push(spawn(
+        procs.push(Supervised::start(
+            format!("hub{i}"),
             &exe,
-            &hub_args,
+            hub_args,
             &env,
-            &dir.join(format!("hub{i}.log")),
+            dir.join(format!("hub{i}.log")),
         )?);
     }
     let grpcs: Vec<String> = (1..=args.replicas).map(grpc).collect();
@@ -130,9 +131,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         "--name".into(),
         "proxy-1".into(),
     ];
-    children.push(spawn(&exe, &proxy_args, &env, &dir.join("proxy.log"))?);
+    procs.push(Supervised::start(
+        "proxy".into(),
+        &exe,
+        proxy_args,
+        &env,
+        dir.join("proxy.log"),
+    )?);
 
-    wait_ready(&public_url, &admin_token, &mut children).await?;
+    wait_ready(&public_url, &admin_token, &mut procs).await?;
     let admin_password = secret(&dir.join("admin-password"))?;
     set_admin_password(&grpc(1), &cluster_secret, &admin_password).await?;
     println!(
@@ -143,46 +150,148 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         d = dir.display(),
     );
 
-    tokio::select! {
-        _ = crate::signals::terminated() => {}
-        (res, idx, _) = futures_select(&mut children) => {
-            eprintln!("process {idx} exited unexpectedly ({res:?}); see the logs in {}", dir.display());
+    // Supervise: a process that dies (a crash, or `kill -9` in README's
+    // experiment) is reported and started again with backoff; the cluster
+    // keeps serving meanwhile. Ctrl-C (or SIGTERM) stops everything.
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let stop = crate::signals::terminated();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tick.tick() => {
+                for p in &mut procs {
+                    p.supervise(&exe, &env);
+                }
+            }
         }
     }
-    for child in &mut children {
-        if let Some(pid) = child.id() {
-            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        }
+    for p in &mut procs {
+        p.signal(libc::SIGTERM);
     }
-    for child in &mut children {
-        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    for p in &mut procs {
+        p.wait(Duration::from_secs(10)).await;
     }
     Ok(())
 }
 
-async fn futures_select(
-    children: &mut [Child],
-) -> (std::io::Result<std::process::ExitStatus>, usize, ()) {
-    loop {
-        for (i, c) in children.iter_mut().enumerate() {
-            if let Ok(Some(status)) = c.try_wait() {
-                return (Ok(status), i, ());
+/// The first restart waits this long; each further one twice as long as
+/// the last, up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A process that ran this long before it died is restarted at once.
+const STABLE_AFTER: Duration = Duration::from_secs(30);
+
+/// One cluster process that `dev` keeps running.
+struct Supervised {
+    name: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+    started: Instant,
+    backoff: Duration,
+    /// When the process died and its restart is due.
+    restart_at: Option<Instant>,
+}
+
+impl Supervised {
+    fn start(
+        name: String,
+        exe: &Path,
+        args: Vec<String>,
+        env: &[(&str, &str)],
+        log: PathBuf,
+    ) -> anyhow::Result<Supervised> {
+        let child = spawn(exe, &args, env, &log)?;
+        Ok(Supervised {
+            name,
+            args,
+            log,
+            child: Some(child),
+            started: Instant::now(),
+            backoff: FIRST_BACKOFF,
+            restart_at: None,
+        })
+    }
+
+    /// The exit status if the process has ended since the last look.
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                Some(status)
+            }
+            _ => None,
+        }
+    }
+
+    /// Notice a death and schedule the restart; restart when it is due.
+    fn supervise(&mut self, exe: &Path, env: &[(&str, &str)]) {
+        if let Some(status) = self.exited() {
+            if self.started.elapsed() >= STABLE_AFTER {
+                self.backoff = FIRST_BACKOFF;
+            }
+            let wait = if self.started.elapsed() >= STABLE_AFTER {
+                Duration::ZERO
+            } else {
+                self.backoff
+            };
+            eprintln!(
+                "{} exited unexpectedly ({status}); restarting it in {:.1} s (log: {})",
+                self.name,
+                wait.as_secs_f64(),
+                self.log.display()
+            );
+            self.restart_at = Some(Instant::now() + wait);
+        }
+        let Some(due) = self.restart_at else { return };
+        if Instant::now() < due {
+            return;
+        }
+        match spawn(exe, &self.args, env, &self.log) {
+            Ok(child) => {
+                eprintln!("{} restarted (pid {})", self.name, child.id().unwrap_or(0));
+                self.child = Some(child);
+                self.started = Instant::now();
+                self.restart_at = None;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => {
+                eprintln!("{} could not be restarted: {e:#}; trying again", self.name);
+                self.restart_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
             }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    fn signal(&self, sig: i32) {
+        if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
+            unsafe { libc::kill(pid as i32, sig) };
+        }
+    }
+
+    async fn wait(&mut self, limit: Duration) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = tokio::time::timeout(limit, c.wait()).await;
+        }
     }
 }
 
-async fn wait_ready(public_url: &str, token: &str, children: &mut [Child]) -> anyhow::Result<()> {
+async fn wait_ready(public_url: &str, token: &str, procs: &mut [Supervised]) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let url = format!("{public_url}/hub/api/users");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
     loop {
-        for c in children.iter_mut() {
-            if let Ok(Some(status)) = c.try_wait() {
-                bail!("a cluster process exited during start-up ({status}); see the logs in the dev directory");
+        for p in procs.iter_mut() {
+            if let Some(status) = p.exited() {
+                bail!(
+                    "{} exited during start-up ({status}); see {}",
+                    p.name,
+                    p.log.display()
+                );
             }
         }
         let answer = client
