@@ -67,6 +67,16 @@ pub struct HubConfig {
     pub election_timeout_min_ms: u64,
     #[arg(long, default_value_t = 100)]
     pub election_timeout_max_ms: u64,
+    /// Cap on one AppendEntries message, in bytes: larger batches are sent
+    /// in parts (openraft 0.9 gives each message one heartbeat interval).
+    #[arg(long, default_value_t = quorumhub_raft::network::DEFAULT_MAX_APPEND_BYTES)]
+    pub raft_max_append_bytes: usize,
+    /// Snapshots travel in chunks of this many bytes ...
+    #[arg(long, default_value_t = 1 << 20)]
+    pub snapshot_chunk_bytes: u64,
+    /// ... each of which must be sent and stored within this time.
+    #[arg(long, default_value_t = 2000)]
+    pub snapshot_chunk_timeout_ms: u64,
     /// Build a snapshot after this many log entries.
     #[arg(long, default_value_t = 5000)]
     pub snapshot_every: u64,
@@ -274,6 +284,12 @@ impl HubConfig {
             // openraft purges in batches (default 256); never wait for more
             // than one snapshot interval's worth.
             purge_batch_size: self.snapshot_every.clamp(1, 256),
+            snapshot_max_chunk_size: self.snapshot_chunk_bytes.max(1024),
+            install_snapshot_timeout: self.snapshot_chunk_timeout_ms.max(1),
+            // Elections are started by `quorumhub_raft::election` after a
+            // pre-vote, never by openraft's own timer: a restarting or
+            // rejoining replica must not depose a healthy leader.
+            enable_elect: false,
             ..Default::default()
         }
     }

@@ -11,6 +11,7 @@ use quorumhub_proto::v1::raft_server::RaftServer;
 use quorumhub_proto::v1::routes_server::RoutesServer;
 use quorumhub_raft::auth::{ClientAuth, ServerAuth};
 use quorumhub_raft::datadir::DataDir;
+use quorumhub_raft::election::{Election, Timing};
 use quorumhub_raft::log_store::LogStore;
 use quorumhub_raft::network::Network;
 use quorumhub_raft::service::RaftService;
@@ -75,7 +76,13 @@ pub async fn run(
             .validate()
             .context("invalid Raft timing configuration")?,
     );
-    let network = Network::new(auth.clone(), config.cluster_id.clone());
+    let network = Network::new(auth.clone(), config.cluster_id.clone())
+        .max_append_bytes(config.raft_max_append_bytes);
+    let election = Election::new(
+        Timing::from_config(&raft_config),
+        log_store.clone(),
+        config.cluster_id.clone(),
+    );
     let raft = Raft::new(config.node_id, raft_config, network, log_store, sm)
         .await
         .context("starting the Raft node")?;
@@ -94,9 +101,13 @@ pub async fn run(
     let server_auth = ServerAuth::new(&config.cluster_secret);
     let grpc = tonic::transport::Server::builder()
         .add_service(InterceptedService::new(
-            RaftServer::new(RaftService::new(raft.clone(), config.cluster_id.clone()))
-                .max_decoding_message_size(MAX_MESSAGE)
-                .max_encoding_message_size(MAX_MESSAGE),
+            RaftServer::new(RaftService::new(
+                raft.clone(),
+                config.cluster_id.clone(),
+                election.clone(),
+            ))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
             server_auth.clone(),
         ))
         .add_service(InterceptedService::new(
@@ -130,6 +141,12 @@ pub async fn run(
         "replica serving"
     );
 
+    tokio::spawn(election.run(
+        raft.clone(),
+        config.node_id,
+        hub.auth.clone(),
+        stop_rx.clone(),
+    ));
     tokio::spawn(crate::bootstrap::run(hub.clone(), stop_rx.clone()));
     tokio::spawn(crate::controller::run(hub.clone(), stop_rx.clone()));
     tokio::spawn(crate::version::run(hub.clone(), stop_rx.clone()));

@@ -417,3 +417,88 @@ async fn wiped_follower_catches_up_from_a_restarted_leader() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// (term, leader) as replica `id` sees it, and its applied index.
+async fn term_and_leader(c: &Cluster, id: u64) -> Option<(u64, u64, u64)> {
+    let mut a = c.admin(id).await;
+    let mut req = tonic::Request::new(quorumhub_proto::v1::NodeStatusRequest {});
+    req.set_timeout(Duration::from_millis(500));
+    let s = a.node_status(req).await.ok()?.into_inner();
+    s.has_leader
+        .then_some((s.term, s.leader_id, s.applied_index))
+}
+
+/// Wait until replica `id` follows `leader` in `term` and has applied at
+/// least `index`; panics after `limit`.
+async fn wait_caught_up(c: &Cluster, id: u64, term: u64, leader: u64, index: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some((t, l, applied)) = term_and_leader(c, id).await {
+            if t == term && l == leader && applied >= index {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica {id} did not catch up with leader {leader} in term {term} within {limit:?}: {:?}",
+            term_and_leader(c, id).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 9, "no disruptive elections": a follower killed (kill -9), stopped
+/// (SIGTERM) or paused (SIGSTOP for 3 s) and brought back while the others
+/// take writes never raises the term and never deposes the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_or_paused_followers_never_depose_the_leader() {
+    let mut c = common::start(3, &[]).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    // Let the first term settle (the new leader raises the cluster version).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (term, _, _) = term_and_leader(&c, leader).await.expect("leader status");
+    let follower = |round: usize| {
+        let f: Vec<u64> = (1..=3).filter(|i| *i != leader).collect();
+        f[round % 2]
+    };
+    let mut n = 0;
+    for round in 0..6 {
+        let f = follower(round);
+        match round % 3 {
+            0 => c.kill(f),
+            1 => assert!(c.stop(f), "SIGTERM of follower {f} should end it"),
+            _ => {
+                let pid = c.node(f).child.as_ref().expect("running").id() as i32;
+                unsafe { libc::kill(pid, libc::SIGSTOP) };
+            }
+        }
+        // The others go on: writes are acknowledged meanwhile.
+        for _ in 0..20 {
+            n += 1;
+            assert_eq!(
+                create(&base(&c, leader), &format!("r-{n}")).await.ok(),
+                Some(StatusCode::CREATED),
+                "round {round}: a write while follower {f} is away"
+            );
+        }
+        if round % 3 == 2 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let pid = c.node(f).child.as_ref().expect("running").id() as i32;
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        } else {
+            c.spawn(f);
+        }
+        let (_, _, index) = term_and_leader(&c, leader).await.expect("leader status");
+        wait_caught_up(&c, f, term, leader, index, Duration::from_secs(20)).await;
+        // Give a would-be candidate time to time out and campaign.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        for id in 1..=3 {
+            let got = term_and_leader(&c, id).await.map(|(t, l, _)| (t, l));
+            assert_eq!(
+                got,
+                Some((term, leader)),
+                "round {round}: replica {id} after follower {f} came back"
+            );
+        }
+    }
+}

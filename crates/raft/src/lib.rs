@@ -10,6 +10,8 @@
 //!   (checksummed files written atomically), and feeds route watchers.
 //! - [`network`] / [`service`]: Raft RPCs over tonic gRPC, authenticated by
 //!   the cluster secret ([`auth`]).
+//! - [`election`]: when this replica campaigns (a pre-vote in front of
+//!   openraft's election, so a restarting replica never deposes a leader).
 //! - [`datadir`]: what a replica's data directory must look like before any
 //!   of the above may touch it.
 //!
@@ -24,6 +26,7 @@ pub mod auth;
 pub mod backup;
 mod codec;
 pub mod datadir;
+pub mod election;
 pub mod log_store;
 pub mod network;
 pub mod service;

@@ -36,16 +36,58 @@ pub fn channel(addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::
         .connect_lazy())
 }
 
+/// Default cap on one AppendEntries message (see [`Network::max_append_bytes`]).
+pub const DEFAULT_MAX_APPEND_BYTES: usize = 256 << 10;
+
 #[derive(Clone)]
 pub struct Network {
     auth: ClientAuth,
     cluster_id: String,
+    max_append_bytes: usize,
 }
 
 impl Network {
     pub fn new(auth: ClientAuth, cluster_id: String) -> Network {
-        Network { auth, cluster_id }
+        Network {
+            auth,
+            cluster_id,
+            max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
+        }
     }
+
+    /// Cap one AppendEntries message at about `bytes` (encoded): a batch
+    /// above it is cut to the longest prefix that fits (at least one entry)
+    /// and reported to openraft as a partial success, so it sends the rest
+    /// next. openraft 0.9 times every AppendEntries out after one heartbeat
+    /// interval; an uncapped batch of large entries (300 by default) would
+    /// never arrive in time and the follower would never catch up.
+    pub fn max_append_bytes(mut self, bytes: usize) -> Network {
+        self.max_append_bytes = bytes.max(1);
+        self
+    }
+}
+
+/// How long replication to an unreachable peer waits between tries: short
+/// at first, so a restarted follower hears from its leader (and is caught
+/// up) well within one election timeout, then every 100 ms (openraft alone waits a constant 500 ms).
+fn reconnect_backoff() -> impl Iterator<Item = Duration> + Send + 'static {
+    [10u64, 20, 40, 80, 160, 320]
+        .into_iter()
+        .chain(std::iter::repeat(100))
+        .map(Duration::from_millis)
+}
+
+/// The longest prefix of `sizes` (encoded sizes of entries, in order) that
+/// fits in `cap`, at least one entry.
+fn prefix_that_fits(sizes: &[usize], cap: usize) -> usize {
+    let mut total = 0usize;
+    for (i, s) in sizes.iter().enumerate() {
+        total = total.saturating_add(*s);
+        if total > cap {
+            return i.max(1);
+        }
+    }
+    sizes.len()
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -60,6 +102,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             addr: node.grpc_addr.clone(),
             client,
             cluster_id: self.cluster_id.clone(),
+            max_append_bytes: self.max_append_bytes,
         }
     }
 }
@@ -69,6 +112,7 @@ pub struct Peer {
     addr: String,
     client: Result<RaftClient<InterceptedService<Channel, ClientAuth>>, String>,
     cluster_id: String,
+    max_append_bytes: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -127,9 +171,32 @@ impl Peer {
 impl RaftNetwork<TypeConfig> for Peer {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        if rpc.entries.len() > 1 {
+            let sizes: Vec<usize> = rpc
+                .entries
+                .iter()
+                .map(|e| serde_json::to_vec(e).map(|v| v.len()).unwrap_or(usize::MAX))
+                .collect();
+            let keep = prefix_that_fits(&sizes, self.max_append_bytes);
+            if keep < rpc.entries.len() {
+                rpc.entries.truncate(keep);
+                let last = rpc.entries.last().map(|e| e.log_id);
+                tracing::debug!(
+                    target = self.target,
+                    sent = keep,
+                    "AppendEntries cut to fit the byte cap"
+                );
+                return match self.call(Rpc::Append, &rpc, &option).await? {
+                    AppendEntriesResponse::Success => {
+                        Ok(AppendEntriesResponse::PartialSuccess(last))
+                    }
+                    other => Ok(other),
+                };
+            }
+        }
         self.call(Rpc::Append, &rpc, &option).await
     }
 
@@ -144,11 +211,36 @@ impl RaftNetwork<TypeConfig> for Peer {
         self.call(Rpc::Snapshot, &rpc, &option).await
     }
 
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(reconnect_backoff())
+    }
+
     async fn vote(
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
         self.call(Rpc::Vote, &rpc, &option).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_that_fits;
+
+    #[test]
+    fn batches_are_cut_to_the_byte_cap() {
+        let cases: &[(&[usize], usize, usize)] = &[
+            (&[10, 10, 10], 100, 3),
+            (&[10, 10, 10], 20, 2),
+            (&[10, 10, 10], 19, 1),
+            // One entry above the cap still goes (it was admitted).
+            (&[500, 10], 100, 1),
+            (&[], 100, 0),
+            (&[usize::MAX, 1], 100, 1),
+        ];
+        for (sizes, cap, want) in cases {
+            assert_eq!(prefix_that_fits(sizes, *cap), *want, "{sizes:?} cap {cap}");
+        }
     }
 }

@@ -3,23 +3,32 @@
 //! A message that does not decode, or that comes from another cluster, is
 //! refused with a gRPC error and logged; it never reaches openraft.
 
+use std::sync::Arc;
+
+use openraft::raft::AppendEntriesResponse;
 use quorumhub_proto::v1::raft_server;
-use quorumhub_proto::v1::RaftMessage;
+use quorumhub_proto::v1::{PreVoteReply, PreVoteRequest, RaftMessage};
 use quorumhub_proto::RAFT_FORMAT_JSON_V1;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use crate::election::Election;
 use crate::Raft;
 
 pub struct RaftService {
     raft: Raft,
     cluster_id: String,
+    election: Arc<Election>,
 }
 
 impl RaftService {
-    pub fn new(raft: Raft, cluster_id: String) -> RaftService {
-        RaftService { raft, cluster_id }
+    pub fn new(raft: Raft, cluster_id: String, election: Arc<Election>) -> RaftService {
+        RaftService {
+            raft,
+            cluster_id,
+            election,
+        }
     }
 
     fn decode<T: DeserializeOwned>(
@@ -68,19 +77,44 @@ impl raft_server::Raft for RaftService {
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc = self.decode("append-entries", req)?;
-        reply(&self.raft.append_entries(rpc).await)
+        let result = self.raft.append_entries(rpc).await;
+        // Anything but "your vote is stale" means openraft accepted the
+        // sender as its leader.
+        if matches!(&result, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            self.election.heard_from_leader();
+        }
+        reply(&result)
     }
 
     async fn vote(&self, req: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         let rpc = self.decode("vote", req)?;
-        reply(&self.raft.vote(rpc).await)
+        let result = self.raft.vote(rpc).await;
+        if matches!(&result, Ok(r) if r.vote_granted) {
+            self.election.heard_from_leader();
+        }
+        reply(&result)
+    }
+
+    async fn pre_vote(
+        &self,
+        req: Request<PreVoteRequest>,
+    ) -> Result<Response<PreVoteReply>, Status> {
+        Ok(Response::new(
+            self.election.answer(&self.raft, req.get_ref()).await,
+        ))
     }
 
     async fn install_snapshot(
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode("install-snapshot", req)?;
-        reply(&self.raft.install_snapshot(rpc).await)
+        let rpc: openraft::raft::InstallSnapshotRequest<crate::TypeConfig> =
+            self.decode("install-snapshot", req)?;
+        let sent = rpc.vote;
+        let result = self.raft.install_snapshot(rpc).await;
+        if matches!(&result, Ok(r) if r.vote == sent) {
+            self.election.heard_from_leader();
+        }
+        reply(&result)
     }
 }
