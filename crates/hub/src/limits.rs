@@ -205,42 +205,49 @@ fn body_too_large(limit: usize, flag: &str) -> Response {
 
 /// Middleware: read the body up to its endpoint's limit, or answer a JSON
 /// 413 (tower-http's `RequestBodyLimitLayer` and axum's `DefaultBodyLimit`
-/// answer plain text). A declared `Content-Length` over the limit is
-/// refused before a byte of the body is read.
+/// answer plain text).
 pub(crate) async fn limit_body(
     State(hub): State<std::sync::Arc<Hub>>,
     req: Request,
     next: Next,
 ) -> Response {
-    let (limit, flag) = body_limit_for(&hub.config.limits, req.method(), req.uri().path());
+    match read_limited(&hub.config.limits, req).await {
+        Ok(req) => next.run(req).await,
+        Err(refused) => refused,
+    }
+}
+
+/// The request with its body read (at most its endpoint's limit), or the
+/// answer that refuses it. A declared `Content-Length` over the limit is
+/// refused before a byte of the body is read; a chunked body as soon as it
+/// passes the limit.
+async fn read_limited(limits: &Limits, req: Request) -> Result<Request, Response> {
+    let (limit, flag) = body_limit_for(limits, req.method(), req.uri().path());
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return body_too_large(limit, flag);
+        return Err(body_too_large(limit, flag));
     }
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, limit).await {
-        Ok(b) => b,
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(Request::from_parts(parts, Body::from(bytes))),
         Err(e) => {
-            // A length error, or the client went away mid-body.
             let too_long = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
-                || e.to_string().contains("length limit");
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_long {
-                return body_too_large(limit, flag);
+                return Err(body_too_large(limit, flag));
             }
-            return ApiError::new(
+            // The client went away mid-body, or sent a broken one.
+            Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 format!("Failed to read the request body: {e}"),
             )
-            .into_response();
+            .into_response())
         }
-    };
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    }
 }
 
 /// A field a client sent, to be checked against its limit.
@@ -566,6 +573,69 @@ mod tests {
                 (limit, flag),
                 "{method} {path}"
             );
+        }
+    }
+
+    fn request(path: &str, content_length: Option<usize>, chunks: usize) -> Request {
+        let stream = futures::stream::iter(
+            (0..chunks).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 1024]))),
+        );
+        let mut b = Request::builder().method(Method::POST).uri(path);
+        if let Some(n) = content_length {
+            b = b.header(header::CONTENT_LENGTH, n);
+        }
+        b.body(Body::from_stream(stream)).expect("request")
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_get_a_json_413() {
+        let l = Limits::default();
+        // (path, declared length, 1 KiB chunks, refused with the flag)
+        let cases = [
+            ("/hub/api/users/a/tokens", None, 16, None),
+            (
+                "/hub/api/users/a/tokens",
+                None,
+                17,
+                Some("--max-body-bytes"),
+            ),
+            (
+                "/hub/api/users/a/tokens",
+                Some(1 << 20),
+                1,
+                Some("--max-body-bytes"),
+            ),
+            ("/hub/api/users/a/server", None, 40, None),
+            (
+                "/hub/api/users/a/server",
+                None,
+                65,
+                Some("--max-user-options-bytes"),
+            ),
+            ("/hub/api/users", None, 300, Some("--max-users-body-bytes")),
+        ];
+        for (path, declared, chunks, refused) in cases {
+            let got = read_limited(&l, request(path, declared, chunks)).await;
+            match (got, refused) {
+                (Ok(req), None) => {
+                    let body = axum::body::to_bytes(req.into_body(), usize::MAX)
+                        .await
+                        .expect("body");
+                    assert_eq!(body.len(), chunks * 1024, "{path}");
+                }
+                (Err(resp), Some(flag)) => {
+                    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+                    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                        .await
+                        .expect("body");
+                    let v: Value = serde_json::from_slice(&body).expect("a JSON body");
+                    assert_eq!(v["status"], 413);
+                    let m = v["message"].as_str().expect("message");
+                    assert!(m.contains(flag), "{path}: {m}");
+                }
+                (Ok(_), Some(_)) => panic!("{path} with {chunks} KiB was let through"),
+                (Err(r), None) => panic!("{path} with {chunks} KiB was refused: {}", r.status()),
+            }
         }
     }
 
