@@ -574,3 +574,86 @@ async fn one_users_flood_leaves_room_for_others() {
     assert!(calm_ok >= 5);
     assert!(refused > 0, "no flood write was ever refused with 429");
 }
+
+/// Per-user quotas that need real servers and logins: a named server past
+/// `--named-server-limit-per-user` is refused with 429 (and nothing is
+/// requested), and a login past `--max-sessions-per-user` ends the user's
+/// oldest session instead of locking the user out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_server_and_session_quotas() {
+    use common::browser::Browser;
+    let c = common::start(
+        3,
+        &[
+            "--named-server-limit-per-user",
+            "1",
+            "--max-sessions-per-user",
+            "2",
+        ],
+    )
+    .await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    let token = user_with_token(&c, "quota").await;
+    let start = |node: u64, server: &'static str| {
+        client()
+            .post(c.url(node, &format!("/hub/api/users/quota/servers/{server}")))
+            .header("Authorization", format!("token {token}"))
+            .send()
+    };
+    let first = start(1, "one").await.expect("start one");
+    assert!(
+        [StatusCode::CREATED, StatusCode::ACCEPTED].contains(&first.status()),
+        "{}",
+        first.status()
+    );
+    let second = start(2, "two").await.expect("start two");
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = second.json().await.expect("json");
+    assert_eq!(body["status"], 429);
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("already has the maximum of 1 named servers")
+            && message.contains("--named-server-limit-per-user"),
+        "{body}"
+    );
+    let user: Value = client()
+        .get(c.url(3, "/hub/api/users/quota"))
+        .header("Authorization", format!("token {TOKEN}"))
+        .send()
+        .await
+        .expect("user")
+        .json()
+        .await
+        .expect("json");
+    let servers: Vec<&String> = user["servers"]
+        .as_object()
+        .expect("servers")
+        .keys()
+        .collect();
+    assert_eq!(servers, ["one"], "{user}");
+
+    common::set_password(&c, "quota", "quota-password");
+    let mut browsers = Vec::new();
+    for node in 1..=3 {
+        let mut b = Browser::new(format!("http://{}", c.node(node).http));
+        let page = b.password_login("quota", "quota-password").await;
+        assert_eq!(
+            page.status,
+            StatusCode::FOUND,
+            "login {node}: {}",
+            page.body
+        );
+        browsers.push(b);
+    }
+    let mut home = Vec::new();
+    for b in &mut browsers {
+        home.push(b.get("/hub/home").await.status);
+    }
+    // The first login's session was ended by the third; the others stay.
+    assert_eq!(
+        home,
+        [StatusCode::FOUND, StatusCode::OK, StatusCode::OK],
+        "home pages after three logins with room for two"
+    );
+}
