@@ -116,9 +116,9 @@ async fn request_span(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> 
     )
     .await;
     let status = resp.status();
-    let refused = resp.extensions().get::<Refused>().map(|r| r.0);
+    let refused = resp.extensions_mut().remove::<Refused>();
     span.in_scope(|| {
-        if let Some(kind) = refused {
+        if let Some(Refused { kind, message }) = refused {
             // A limit or quota: logged once per client per interval, so a
             // flood does not become a flood of log lines.
             let who = writer
@@ -135,9 +135,10 @@ async fn request_span(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> 
                     client = %who,
                     kind,
                     unlogged,
-                    "request refused by a limit (logged once a minute per client and kind; `unlogged` earlier ones since the last line)"
+                    "request refused by a limit: {message} (logged once a minute per client and kind; \
+                     `unlogged`: refusals since the last line)"
                 ),
-                None => tracing::debug!(status = status.as_u16(), client = %who, kind, "request refused by a limit"),
+                None => tracing::debug!(status = status.as_u16(), client = %who, kind, "request refused by a limit: {message}"),
             }
         } else if status.is_server_error() {
             tracing::warn!(
@@ -192,10 +193,14 @@ fn client_of(req: &Request) -> String {
     format!("address {addr}")
 }
 
-/// Marks a response refused by a limit or quota (see [`crate::limits`]),
-/// with the kind of refusal: `body`, `field`, `quota` or `admission`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Refused(pub &'static str);
+/// Marks a response refused by a limit or quota (see [`crate::limits`]):
+/// the kind of refusal (`body`, `field`, `quota` or `admission`) and the
+/// message the client got.
+#[derive(Clone, Debug)]
+pub(crate) struct Refused {
+    pub kind: &'static str,
+    pub message: String,
+}
 
 async fn version(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
     Json(json!({ "version": hub.config.jupyterhub_version }))
@@ -316,7 +321,10 @@ impl IntoResponse for ApiError {
                 .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(kind) = self.refused {
-            r.extensions_mut().insert(Refused(kind));
+            r.extensions_mut().insert(Refused {
+                kind,
+                message: self.message,
+            });
         }
         r
     }

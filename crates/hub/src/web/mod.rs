@@ -132,12 +132,16 @@ pub(crate) fn hub_error_page(e: HubError) -> Response {
     if retry_after.is_none() {
         tracing::warn!("page failed: {e}");
     }
-    let mut r = error_page(status, &e.to_string(), "Try again in a moment.", None);
+    let message = e.to_string();
+    let mut r = error_page(status, &message, "Try again in a moment.", None);
     if let Some(secs) = retry_after {
         // Shed by admission control: logged once per client per interval.
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        r.extensions_mut().insert(crate::api::Refused("admission"));
+        r.extensions_mut().insert(crate::api::Refused {
+            kind: "admission",
+            message,
+        });
     }
     r
 }
