@@ -78,6 +78,8 @@ pub(crate) fn status(e: HubError) -> Status {
         HubError::NotYetEnabled(_) => Status::unimplemented(e.to_string()),
         HubError::NotLeader => Status::failed_precondition(e.to_string()),
         HubError::Internal(_) => Status::internal(e.to_string()),
+        HubError::UserBusy { .. } => Status::resource_exhausted(e.to_string()),
+        HubError::Overloaded { .. } => Status::unavailable(e.to_string()),
     }
 }
 

@@ -155,6 +155,10 @@ pub struct HubConfig {
     /// The provider's name on the login button.
     #[arg(long, default_value = "OpenID Connect")]
     pub oidc_display_name: String,
+    /// Bounds on what clients may store, and admission control for writes
+    /// (see `limits.rs` and docs/operations.md, "Limits").
+    #[command(flatten)]
+    pub limits: crate::limits::Limits,
 }
 
 /// The spawner a replica uses; every replica of a cluster should use the
@@ -193,6 +197,8 @@ pub enum ConfigError {
     OidcIssuer(String),
     #[error("say who may sign in through the provider: --oidc-allowed-users, --oidc-allowed-groups, or --oidc-allow-all")]
     OidcWhoMay,
+    #[error("{0}")]
+    Limits(String),
 }
 
 impl HubConfig {
@@ -213,6 +219,7 @@ impl HubConfig {
             return Err(ConfigError::Timeouts(h, lo, hi));
         }
         quorumhub_state::validate_username(&self.admin_user).map_err(ConfigError::AdminUser)?;
+        self.limits.validate().map_err(ConfigError::Limits)?;
         if let Some(issuer) = &self.oidc_issuer {
             if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
                 return Err(ConfigError::OidcIssuer(issuer.clone()));

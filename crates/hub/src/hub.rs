@@ -35,6 +35,28 @@ pub enum HubError {
     NotLeader,
     #[error("internal error: {0}")]
     Internal(String),
+    /// Admission control: this user already has its share of this
+    /// replica's writes in flight (429 + Retry-After).
+    #[error("{user} already has {limit} writes in flight at this replica (--max-user-writes-in-flight); retry in a moment")]
+    UserBusy { user: String, limit: usize },
+    /// Admission control: every write slot is taken and the queue is full
+    /// (or the wait for a slot outlasted the write timeout): 503 +
+    /// Retry-After.
+    #[error("this replica is overloaded: {in_flight} writes in flight and {waiting} waiting (--max-writes-in-flight, --max-write-queue); retry in a moment")]
+    Overloaded { in_flight: usize, waiting: usize },
+}
+
+impl HubError {
+    /// Seconds a client should wait before retrying, for the answers that
+    /// shed load.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            HubError::UserBusy { .. } | HubError::Overloaded { .. } => {
+                Some(crate::admission::RETRY_AFTER_S)
+            }
+            _ => None,
+        }
+    }
 }
 
 pub struct Hub {
@@ -59,6 +81,10 @@ pub struct Hub {
     pub(crate) draining: std::sync::atomic::AtomicBool,
     /// Failed logins per user name and per address (this replica's count).
     pub(crate) login_limiter: crate::web::LoginLimiter,
+    /// Writes in flight and waiting, per user and in all (this replica's).
+    pub(crate) admission: crate::admission::Admission,
+    /// When each client's refusal (413, 400 on a limit, 429) was last logged.
+    pub(crate) refusals: crate::limits::RefusalLog,
 }
 
 impl Hub {
@@ -78,6 +104,8 @@ impl Hub {
             docker: tokio::sync::OnceCell::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
             login_limiter: Default::default(),
+            admission: crate::admission::Admission::new(&config.limits),
+            refusals: Default::default(),
             config,
         }
     }
@@ -123,11 +151,20 @@ impl Hub {
     /// Commit `command` through the leader and return its outcome once it
     /// is applied. Retries (same client id and serial, so it applies once)
     /// across leader changes until the write timeout.
+    ///
+    /// A client's write is first admitted (see [`crate::admission`]): past
+    /// its user's share or a full queue it fails at once, with
+    /// [`HubError::UserBusy`] or [`HubError::Overloaded`], and nothing is
+    /// proposed. Its wait for a slot counts against the write timeout.
     pub async fn propose(&self, command: Command) -> Result<Response, HubError> {
         let name = command.name();
+        let deadline = Instant::now() + self.config.write_timeout();
+        let _ticket = self.admission.admit(deadline).await.inspect_err(|e| {
+            tracing::debug!(command = name, "write not admitted: {e}");
+        })?;
         let req = self.next_request(command);
         let started = Instant::now();
-        let out = self.propose_request(req).await;
+        let out = self.propose_until(req, deadline).await;
         tracing::debug!(
             command = name,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -152,9 +189,13 @@ impl Hub {
     }
 
     pub async fn propose_request(&self, req: Request) -> Result<Response, HubError> {
+        self.propose_until(req, Instant::now() + self.config.write_timeout())
+            .await
+    }
+
+    async fn propose_until(&self, req: Request, deadline: Instant) -> Result<Response, HubError> {
         self.check_enabled(&req.command)?;
         let timeout = self.config.write_timeout();
-        let deadline = Instant::now() + timeout;
         let mut backoff = Duration::from_millis(5);
         let mut leadership = self.leadership();
         loop {

@@ -15,11 +15,13 @@
 //! could observe staleness.
 
 pub mod admin;
+mod admission;
 pub mod api;
 mod bootstrap;
 pub mod config;
 pub mod controller;
 pub mod hub;
+pub mod limits;
 pub mod node;
 pub mod password;
 mod preflight;

@@ -359,3 +359,301 @@ async fn rename_a_user() {
         );
     }
 }
+
+/// A new user `name` and an API token for it (made by the bootstrap admin).
+async fn user_with_token(c: &common::Cluster, name: &str) -> String {
+    let admin = format!("token {TOKEN}");
+    let r = client()
+        .post(c.url(1, &format!("/hub/api/users/{name}")))
+        .header("Authorization", &admin)
+        .send()
+        .await
+        .expect("create user");
+    assert_eq!(r.status(), StatusCode::CREATED, "create {name}");
+    let r = client()
+        .post(c.url(1, &format!("/hub/api/users/{name}/tokens")))
+        .header("Authorization", &admin)
+        .send()
+        .await
+        .expect("create token");
+    assert_eq!(r.status(), StatusCode::CREATED, "token for {name}");
+    let body: Value = r.json().await.expect("json");
+    body["token"].as_str().expect("token").to_string()
+}
+
+/// Body, field and quota limits, as a non-admin user sees them: each
+/// refusal is JupyterHub's JSON error naming the flag, and nothing that a
+/// refused request carried reaches the state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_before_anything_is_proposed() {
+    let c = common::start(3, &["--max-tokens-per-user", "3"]).await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    let token = user_with_token(&c, "lim").await;
+    let auth = format!("token {token}");
+    let mega = "x".repeat(1 << 20);
+    let deep = format!("{}1{}", "[".repeat(20), "]".repeat(20));
+    let huge_options = format!("{{\"blob\": \"{mega}\"}}");
+    let deep_options = format!("{{\"a\": {deep}}}");
+    let long_note = format!("{{\"note\": \"{}\"}}", "n".repeat(2000));
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "/hub/api/users/lim/tokens",
+            format!("{{\"note\": \"{mega}\"}}"),
+            413,
+            "limit of 16384 bytes (the hub's --max-body-bytes)",
+        ),
+        (
+            "/hub/api/users/lim/server",
+            huge_options,
+            413,
+            "limit of 65536 bytes (the hub's --max-user-options-bytes)",
+        ),
+        (
+            "/hub/api/users/lim/servers/lab",
+            deep_options,
+            400,
+            "(--max-user-options-depth)",
+        ),
+        (
+            "/hub/api/users/lim/tokens",
+            long_note,
+            400,
+            "note is 2000 bytes; the limit is 1024 (--max-token-note-bytes)",
+        ),
+        ("/hub/api/users/lim/tokens", "{}".into(), 201, ""),
+        ("/hub/api/users/lim/tokens", "{}".into(), 201, ""),
+        (
+            "/hub/api/users/lim/tokens",
+            "{}".into(),
+            429,
+            "User lim already has 3 API tokens, the most allowed (--max-tokens-per-user 3)",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (i, (path, body, status, message)) in cases.iter().enumerate() {
+        // Through every replica in turn: each checks its own.
+        let node = 1 + (i as u64 % 3);
+        let resp = client()
+            .post(c.url(node, path))
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("request");
+        let got = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        let json = serde_json::from_str::<Value>(&text).unwrap_or_default();
+        let ok = got == *status
+            && (got == 201
+                || (json["status"] == *status
+                    && json["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains(message))));
+        if !ok {
+            failures.push(format!("POST {path} (node {node}) → {got} {text:.300}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "unexpected answers:\n{}",
+        failures.join("\n")
+    );
+
+    // Nothing refused reached the state: lim holds the three tokens it was
+    // given, and no server was requested.
+    let tokens: Value = client()
+        .get(c.url(3, "/hub/api/users/lim/tokens"))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .expect("tokens")
+        .json()
+        .await
+        .expect("json");
+    let notes: Vec<&str> = tokens["api_tokens"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|t| t["note"].as_str())
+        .collect();
+    assert_eq!(notes.len(), 3, "{tokens}");
+    assert!(notes.iter().all(|n| n.len() < 100), "{notes:?}");
+    let user: Value = client()
+        .get(c.url(2, "/hub/api/users/lim"))
+        .header("Authorization", &auth)
+        .send()
+        .await
+        .expect("user")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(user["servers"], serde_json::json!({}), "{user}");
+}
+
+/// One user floods a replica with writes; another user's writes through
+/// the same replica all succeed meanwhile. With two write slots and one per
+/// user, the flood can hold only one, so the other user always finds the
+/// second: without per-user admission it would be shed with 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_flood_leaves_room_for_others() {
+    let c = common::start(
+        3,
+        &[
+            "--max-writes-in-flight",
+            "2",
+            "--max-write-queue",
+            "0",
+            "--max-user-writes-in-flight",
+            "1",
+        ],
+    )
+    .await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    let flood = user_with_token(&c, "flood").await;
+    let calm = user_with_token(&c, "calm").await;
+    // A follower, so that every write is forwarded and stays in flight a
+    // little longer.
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let node = if leader == 1 { 2 } else { 1 };
+    let activity = |who: &str, token: &str| {
+        client()
+            .post(c.url(node, &format!("/hub/api/users/{who}/activity")))
+            .header("Authorization", format!("token {token}"))
+            .header("Content-Type", "application/json")
+            .body(r#"{"last_activity": "2026-01-01T00:00:00Z"}"#)
+            .send()
+    };
+    let mut refused = 0;
+    let mut calm_ok = 0;
+    let mut other = Vec::new();
+    for _round in 0..20 {
+        let burst = futures::future::join_all((0..32).map(|_| activity("flood", &flood)));
+        let steady = async {
+            let mut oks = 0;
+            for _ in 0..5 {
+                let r = activity("calm", &calm).await.expect("calm");
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                assert_eq!(status, StatusCode::OK, "calm's write was refused: {text}");
+                oks += 1;
+            }
+            oks
+        };
+        let (answers, oks) = tokio::join!(burst, steady);
+        calm_ok += oks;
+        for r in answers {
+            let r = r.expect("flood request");
+            match r.status() {
+                StatusCode::OK => {}
+                StatusCode::TOO_MANY_REQUESTS => {
+                    assert_eq!(
+                        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+                        Some("1")
+                    );
+                    let body: Value = r.json().await.expect("json");
+                    assert_eq!(body["status"], 429);
+                    assert!(
+                        body["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("--max-user-writes-in-flight")),
+                        "{body}"
+                    );
+                    refused += 1;
+                }
+                s => other.push(format!("{s} {}", r.text().await.unwrap_or_default())),
+            }
+        }
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(other.is_empty(), "the flood got other answers: {other:?}");
+    assert!(calm_ok >= 5);
+    assert!(refused > 0, "no flood write was ever refused with 429");
+}
+
+/// Per-user quotas that need real servers and logins: a named server past
+/// `--named-server-limit-per-user` is refused with 429 (and nothing is
+/// requested), and a login past `--max-sessions-per-user` ends the user's
+/// oldest session instead of locking the user out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn named_server_and_session_quotas() {
+    use common::browser::Browser;
+    let c = common::start(
+        3,
+        &[
+            "--named-server-limit-per-user",
+            "1",
+            "--max-sessions-per-user",
+            "2",
+        ],
+    )
+    .await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    let token = user_with_token(&c, "quota").await;
+    let start = |node: u64, server: &'static str| {
+        client()
+            .post(c.url(node, &format!("/hub/api/users/quota/servers/{server}")))
+            .header("Authorization", format!("token {token}"))
+            .send()
+    };
+    let first = start(1, "one").await.expect("start one");
+    assert!(
+        [StatusCode::CREATED, StatusCode::ACCEPTED].contains(&first.status()),
+        "{}",
+        first.status()
+    );
+    let second = start(2, "two").await.expect("start two");
+    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = second.json().await.expect("json");
+    assert_eq!(body["status"], 429);
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("already has the maximum of 1 named servers")
+            && message.contains("--named-server-limit-per-user"),
+        "{body}"
+    );
+    let user: Value = client()
+        .get(c.url(3, "/hub/api/users/quota"))
+        .header("Authorization", format!("token {TOKEN}"))
+        .send()
+        .await
+        .expect("user")
+        .json()
+        .await
+        .expect("json");
+    let servers: Vec<&String> = user["servers"]
+        .as_object()
+        .expect("servers")
+        .keys()
+        .collect();
+    assert_eq!(servers, ["one"], "{user}");
+
+    common::set_password(&c, "quota", "quota-password");
+    let mut browsers = Vec::new();
+    for node in 1..=3 {
+        let mut b = Browser::new(format!("http://{}", c.node(node).http));
+        let page = b.password_login("quota", "quota-password").await;
+        assert_eq!(
+            page.status,
+            StatusCode::FOUND,
+            "login {node}: {}",
+            page.body
+        );
+        browsers.push(b);
+    }
+    let mut home = Vec::new();
+    for b in &mut browsers {
+        home.push(b.get("/hub/home").await.status);
+    }
+    // The first login's session was ended by the third; the others stay.
+    assert_eq!(
+        home,
+        [StatusCode::FOUND, StatusCode::OK, StatusCode::OK],
+        "home pages after three logins with room for two"
+    );
+}

@@ -267,6 +267,28 @@ async fn bad_configuration_is_refused_before_anything_starts() {
             SECRET,
             "timeouts must satisfy",
         ),
+        (
+            &[
+                "--node-id",
+                "1",
+                "--join",
+                "--named-server-limit-per-user",
+                "0",
+            ],
+            SECRET,
+            "--named-server-limit-per-user must be at least 1",
+        ),
+        (
+            &[
+                "--node-id",
+                "1",
+                "--join",
+                "--max-token-note-bytes",
+                "100000",
+            ],
+            SECRET,
+            "cannot exceed --max-body-bytes",
+        ),
     ];
     for (args, secret, want) in cases {
         let out = Command::new(exe())

@@ -47,6 +47,7 @@ pub(crate) async fn record(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let name = normalize_username(&raw);
+    crate::limits::check(&hub.config.limits, crate::limits::Field::UserName(&name))?;
     caller.require("users:activity", Resource::User(&name))?;
     let body: Value = json_body(&body)?.ok_or_else(|| bad("body must be a JSON object"))?;
     let Some(obj) = body.as_object() else {

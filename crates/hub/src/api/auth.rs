@@ -147,6 +147,8 @@ impl FromRequestParts<Arc<Hub>> for Caller {
         if let Some(admin) = &hub.admin_token_hash {
             if bool::from(admin.as_bytes().ct_eq(hash.as_bytes())) {
                 let name = hub.config.admin_user.clone();
+                // The operator's token: never shed by admission control.
+                crate::admission::identify(&name, true);
                 return Ok(Caller {
                     scopes: scopes::of_user(&name, true),
                     name,
@@ -161,10 +163,12 @@ impl FromRequestParts<Arc<Hub>> for Caller {
         // lagging replica could still hold a revoked token or a demoted
         // admin. Pass the read barrier first.
         hub.linearize().await?;
-        resolve(hub, &hash).ok_or_else(|| {
+        let caller = resolve(hub, &hash).ok_or_else(|| {
             tracing::info!("refused a request with an unknown or expired token");
             missing()
-        })
+        })?;
+        crate::admission::identify(&caller.name, false);
+        Ok(caller)
     }
 }
 

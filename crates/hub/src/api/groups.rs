@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::auth::Caller;
 use super::{json_body, ApiError};
 use crate::hub::Hub;
+use crate::limits::{check, Field};
 use crate::scopes::Resource;
 
 pub(crate) fn group_json(g: &Group) -> Value {
@@ -24,6 +25,17 @@ pub(crate) fn group_json(g: &Group) -> Value {
         "users": g.users,
         "properties": if g.properties.is_null() { json!({}) } else { g.properties.clone() },
     })
+}
+
+/// Group and member names are checked here, before anything is proposed
+/// (the state machine checks them again, but only after the entry is in
+/// the log).
+fn check_names(hub: &Hub, group: &str, users: &[String]) -> Result<(), ApiError> {
+    check(&hub.config.limits, Field::GroupName(group))?;
+    for u in users {
+        check(&hub.config.limits, Field::UserName(u))?;
+    }
+    Ok(())
 }
 
 fn no_such_group(name: &str) -> ApiError {
@@ -75,6 +87,9 @@ pub(crate) async fn create_many(
             "Must specify at least one group to create",
         ));
     }
+    for name in &body.groups {
+        check_names(&hub, name, &body.users)?;
+    }
     let mut created = Vec::new();
     for name in body.groups {
         created.push(
@@ -117,6 +132,7 @@ pub(crate) async fn create_one(
 ) -> Result<Response, ApiError> {
     caller.require("admin:groups", Resource::Any)?;
     let body: Members = json_body(&body)?.unwrap_or_default();
+    check_names(&hub, &name, body.users.as_deref().unwrap_or_default())?;
     let group = commit(
         &hub,
         Command::CreateGroup {
@@ -134,6 +150,7 @@ pub(crate) async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require("delete:groups", Resource::Any)?;
+    check_names(&hub, &name, &[])?;
     commit(&hub, Command::DeleteGroup { name }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -156,6 +173,7 @@ pub(crate) async fn add_members(
 ) -> Result<Json<Value>, ApiError> {
     caller.require("groups", Resource::Any)?;
     let users = members(&body, "add")?;
+    check_names(&hub, &name, &users)?;
     Ok(Json(
         commit(&hub, Command::AddGroupMembers { name, users }).await?,
     ))
@@ -169,6 +187,7 @@ pub(crate) async fn remove_members(
 ) -> Result<Json<Value>, ApiError> {
     caller.require("groups", Resource::Any)?;
     let users = members(&body, "delete")?;
+    check_names(&hub, &name, &users)?;
     Ok(Json(
         commit(&hub, Command::RemoveGroupMembers { name, users }).await?,
     ))
@@ -184,6 +203,8 @@ pub(crate) async fn set_properties(
     let properties: Value = json_body(&body)?.ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, "properties must be a JSON object")
     })?;
+    check_names(&hub, &name, &[])?;
+    check(&hub.config.limits, Field::GroupProperties(&properties))?;
     Ok(Json(
         commit(&hub, Command::SetGroupProperties { name, properties }).await?,
     ))

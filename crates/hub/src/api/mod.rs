@@ -83,11 +83,15 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .merge(crate::web::router())
         .route("/hub/health", get(health))
         .fallback(no_route)
+        // Inside the request span, so that a 413 is logged like any refusal.
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            crate::limits::limit_body,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             hub.clone(),
             request_span,
         ))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(1 << 20))
         .with_state(hub)
 }
 
@@ -104,10 +108,39 @@ async fn request_span(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> 
     let term = hub.raft.metrics().borrow().current_term;
     let span = tracing::info_span!("http", node = hub.id, term, request_id = %id, method = %req.method(), path = %req.uri().path());
     let started = std::time::Instant::now();
-    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let client = client_of(&req);
+    let writer = std::sync::Arc::new(crate::admission::Writer::default());
+    let mut resp = tracing::Instrument::instrument(
+        crate::admission::scope(writer.clone(), next.run(req)),
+        span.clone(),
+    )
+    .await;
     let status = resp.status();
+    let refused = resp.extensions_mut().remove::<Refused>();
     span.in_scope(|| {
-        if status.is_server_error() {
+        if let Some(Refused { kind, message }) = refused {
+            // A limit or quota: logged once per client per interval, so a
+            // flood does not become a flood of log lines.
+            let who = writer
+                .user()
+                .map(|u| format!("user {u}"))
+                .unwrap_or(client);
+            let key = format!("{kind}:{who}");
+            match hub
+                .refusals
+                .should_log(&key, std::time::Instant::now())
+            {
+                Some(unlogged) => tracing::info!(
+                    status = status.as_u16(),
+                    client = %who,
+                    kind,
+                    unlogged,
+                    "request refused by a limit: {message} (logged once a minute per client and kind; \
+                     `unlogged`: refusals since the last line)"
+                ),
+                None => tracing::debug!(status = status.as_u16(), client = %who, kind, "request refused by a limit: {message}"),
+            }
+        } else if status.is_server_error() {
             tracing::warn!(
                 status = status.as_u16(),
                 ms = started.elapsed().as_millis() as u64,
@@ -144,6 +177,29 @@ async fn request_span(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> 
         );
     }
     resp
+}
+
+/// Who sent a request, before authentication: the address our proxy saw
+/// (the last `X-Forwarded-For` entry), else `direct`.
+fn client_of(req: &Request) -> String {
+    let addr = req
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .unwrap_or("direct");
+    format!("address {addr}")
+}
+
+/// Marks a response refused by a limit or quota (see [`crate::limits`]):
+/// the kind of refusal (`body`, `field`, `quota` or `admission`) and the
+/// message the client got.
+#[derive(Clone, Debug)]
+pub(crate) struct Refused {
+    pub kind: &'static str,
+    pub message: String,
 }
 
 async fn version(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
@@ -221,9 +277,24 @@ async fn no_route(State(hub): State<Arc<Hub>>, req: Request) -> Response {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    retry_after: Option<u64>,
+    refused: Option<&'static str>,
 }
 
 impl ApiError {
+    /// Ask the client to wait `secs` before retrying (`Retry-After`).
+    pub(crate) fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// Mark as refused by a limit of kind `kind`: logged at most once per
+    /// client per interval.
+    pub(crate) fn refusal(mut self, kind: &'static str) -> ApiError {
+        self.refused = Some(kind);
+        self
+    }
+
     pub(crate) fn parts(self) -> (StatusCode, String) {
         (self.status, self.message)
     }
@@ -232,17 +303,30 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            retry_after: None,
+            refused: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut r = (
             self.status,
             Json(json!({ "status": self.status.as_u16(), "message": self.message })),
         )
-            .into_response()
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(kind) = self.refused {
+            r.extensions_mut().insert(Refused {
+                kind,
+                message: self.message,
+            });
+        }
+        r
     }
 }
 
@@ -252,9 +336,15 @@ impl From<HubError> for ApiError {
             HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             // Temporary: the cluster is mid-upgrade.
             HubError::NotYetEnabled(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HubError::UserBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
-        ApiError::new(status, e.to_string())
+        let retry_after = e.retry_after();
+        let mut err = ApiError::new(status, e.to_string());
+        if let Some(secs) = retry_after {
+            err = err.retry_after(secs).refusal("admission");
+        }
+        err
     }
 }
 

@@ -16,6 +16,7 @@ use quorumhub_state::{normalize_username, Command, HubState, Rejection, Response
 use super::auth::Caller;
 use super::{json_body, slow_spawn_timeout, ApiError};
 use crate::hub::{Hub, HubError};
+use crate::limits::{check, quota_full, Field};
 use crate::scopes::Resource;
 
 /// Wait until `pred` holds on the locally applied state.
@@ -48,6 +49,8 @@ async fn start(
     body: &[u8],
 ) -> Result<StatusCode, ApiError> {
     let user = normalize_username(raw_user);
+    let limits = &hub.config.limits;
+    check(limits, Field::UserName(&user))?;
     caller.require(
         "start:servers",
         Resource::Server {
@@ -57,11 +60,28 @@ async fn start(
     )?;
     let user_options: serde_json::Value =
         json_body::<serde_json::Value>(body)?.unwrap_or(serde_json::Value::Null);
-    if !(user_options.is_null() || user_options.is_object()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "user_options must be a JSON object",
-        ));
+    check(limits, Field::UserOptions(&user_options))?;
+    if !server.is_empty() {
+        // JupyterHub's named_server_limit_per_user, counted on this
+        // replica's state after the read barrier.
+        hub.linearize().await?;
+        let named = hub.read(|s| {
+            s.user(&user).map(|u| {
+                (
+                    u.servers.contains_key(server),
+                    u.servers.keys().filter(|k| !k.is_empty()).count(),
+                )
+            })
+        });
+        if let Some((false, n)) = named {
+            if n >= limits.named_server_limit_per_user {
+                return Err(quota_full(format!(
+                    "User {user} already has the maximum of {} named servers. One must be \
+                     deleted before a new server can be created (--named-server-limit-per-user)",
+                    limits.named_server_limit_per_user
+                )));
+            }
+        }
     }
     let generation = match hub
         .propose(Command::RequestSpawn {
@@ -137,6 +157,8 @@ async fn stop_api(
     server: &str,
 ) -> Result<StatusCode, ApiError> {
     let user = normalize_username(raw_user);
+    check(&hub.config.limits, Field::UserName(&user))?;
+    check(&hub.config.limits, Field::ServerName(server))?;
     caller.require(
         "delete:servers",
         Resource::Server {
@@ -183,12 +205,7 @@ pub(crate) async fn start_named(
     Path((user, server)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    quorumhub_state::validate_server_name(&server).map_err(|why| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("Invalid server name {server:?}: {why}"),
-        )
-    })?;
+    check(&hub.config.limits, Field::ServerName(&server))?;
     start(&hub, &caller, &user, &server, &body).await
 }
 

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::auth::{token_scopes, Caller};
 use super::{json_body, ApiError};
 use crate::hub::{hash_token, new_token, Hub};
+use crate::limits::{check, quota_full, Field};
 use crate::scopes::{self, Resource};
 use crate::time::{iso, now_ms};
 
@@ -47,9 +48,6 @@ fn token_json(s: &HubState, t: &Token) -> Value {
         "oauth_client": oauth_client,
     })
 }
-
-/// Longest lifetime a token may ask for.
-const MAX_EXPIRES_IN_S: i64 = 10 * 365 * 86_400;
 
 fn no_such_token(id: &str, user: &str) -> ApiError {
     ApiError::new(
@@ -144,26 +142,40 @@ pub(crate) async fn create(
             "roles are not supported here; request scopes instead",
         ));
     }
-    let expires_in = match body.expires_in {
-        Some(s) if s > MAX_EXPIRES_IN_S => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("expires_in may be at most {MAX_EXPIRES_IN_S} s (10 years), not {s}"),
-            ))
-        }
-        Some(s) if s < 1 => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("expires_in must be a positive number of seconds, not {s}"),
-            ))
-        }
-        Some(s) => Some(s as u64),
-        None => None,
-    };
+    let limits = &hub.config.limits;
+    if let Some(s) = body.expires_in {
+        check(limits, Field::ExpiresIn(s))?;
+    }
+    let expires_in = body.expires_in.map(|s| s as u64);
+    if let Some(note) = &body.note {
+        check(limits, Field::TokenNote(note))?;
+    }
+    if let Some(scopes) = &body.scopes {
+        check(limits, Field::TokenScopes(scopes))?;
+    }
     hub.linearize().await?;
-    let owner_admin = hub
-        .read(|s| s.user(&name).map(|u| u.admin))
+    let now = now_ms();
+    let (owner_admin, held) = hub
+        .read(|s| {
+            let held = s
+                .tokens
+                .values()
+                .filter(|t| {
+                    matches!(&t.owner, TokenOwner::User { name: n } if *n == name)
+                        && t.client_id.is_none()
+                        && !t.expired(now)
+                })
+                .count();
+            s.user(&name).map(|u| (u.admin, held))
+        })
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("No such user: {name}")))?;
+    if held >= limits.max_tokens_per_user {
+        return Err(quota_full(format!(
+            "User {name} already has {held} API tokens, the most allowed \
+             (--max-tokens-per-user {}); revoke one first",
+            limits.max_tokens_per_user
+        )));
+    }
     let requested = body.scopes.unwrap_or_default();
     let requested: Vec<String> = requested.into_iter().filter(|s| s != "inherit").collect();
     let owner = scopes::of_user(&name, owner_admin);

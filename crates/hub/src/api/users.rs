@@ -262,6 +262,10 @@ pub(crate) async fn patch(
     // until every replica runs a release that knows it.
     let name = match body.name.as_deref().map(normalize_username) {
         Some(new_name) if new_name != name => {
+            crate::limits::check(
+                &hub.config.limits,
+                crate::limits::Field::UserName(&new_name),
+            )?;
             let renamed = hub
                 .propose(Command::RenameUser {
                     name,

@@ -123,12 +123,27 @@ pub(crate) fn error_page(
 
 /// A hub failure shown to a browser.
 pub(crate) fn hub_error_page(e: HubError) -> Response {
-    tracing::warn!("page failed: {e}");
     let status = match e {
         HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        HubError::UserBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
         _ => StatusCode::SERVICE_UNAVAILABLE,
     };
-    error_page(status, &e.to_string(), "Try again in a moment.", None)
+    let retry_after = e.retry_after();
+    if retry_after.is_none() {
+        tracing::warn!("page failed: {e}");
+    }
+    let message = e.to_string();
+    let mut r = error_page(status, &message, "Try again in a moment.", None);
+    if let Some(secs) = retry_after {
+        // Shed by admission control: logged once per client per interval.
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        r.extensions_mut().insert(crate::api::Refused {
+            kind: "admission",
+            message,
+        });
+    }
+    r
 }
 
 /// A 302 to the login page, coming back to `here` afterwards.

@@ -367,6 +367,8 @@ pub(crate) async fn token(
     let Some(stored) = hub.read(|s| s.oauth_code(&code_hash, now_ms()).cloned()) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None);
     };
+    // The token is the code's user's write, for admission control.
+    crate::admission::identify(&stored.user, false);
     if stored.client_id != client_id {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None);
     }

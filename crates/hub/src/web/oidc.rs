@@ -298,13 +298,21 @@ async fn finish(
     let subject = claims
         .get("sub")
         .and_then(|v| v.as_str())
+        .filter(|sub| {
+            crate::limits::check(&hub.config.limits, crate::limits::Field::OidcSubject(sub)).is_ok()
+        })
         .map(|sub| {
             format!(
                 "{}|{sub}",
                 config.oidc_issuer.as_deref().unwrap_or_default()
             )
         })
-        .ok_or_else(|| OidcError::Refused("the ID token has no sub".into()))?;
+        .ok_or_else(|| {
+            OidcError::Refused(format!(
+                "the ID token has no sub, or one longer than {} bytes",
+                crate::limits::MAX_OIDC_SUB_BYTES
+            ))
+        })?;
     let name = normalize_username(raw_name);
     validate_username(&name).map_err(|why| {
         OidcError::Refused(format!(

@@ -123,6 +123,9 @@ pub(crate) async fn login_of(hub: &Hub, headers: &HeaderMap) -> Result<Option<Lo
             .filter(|sess| s.user(&sess.user).is_some())
             .map(|sess| sess.user.clone())
     });
+    if let Some(user) = &user {
+        crate::admission::identify(user, false);
+    }
     Ok(user.map(|user| Login {
         user,
         session: hash,
@@ -136,6 +139,7 @@ pub(crate) async fn start_session(
     secure: bool,
 ) -> Result<HeaderValue, HubError> {
     let key = ensure_cookie_key(hub).await?;
+    make_room_for_session(hub, user).await?;
     let id = crate::hub::new_token();
     let now = now_ms();
     let session = Session {
@@ -160,6 +164,43 @@ pub(crate) async fn start_session(
         secure,
         true,
     )
+}
+
+/// `--max-sessions-per-user`: a login past it ends the user's oldest
+/// sessions (as a logout there would: their OAuth tokens go too), so that
+/// a user is never locked out and the sessions stay bounded. Counted on
+/// this replica's state after the read barrier.
+async fn make_room_for_session(hub: &Hub, user: &str) -> Result<(), HubError> {
+    let max = hub.config.limits.max_sessions_per_user;
+    hub.linearize().await?;
+    let now = now_ms();
+    let mut live: Vec<(u64, String)> = hub.read(|s| {
+        s.sessions
+            .values()
+            .filter(|sess| sess.user == user && sess.expires_at > now)
+            .map(|sess| (sess.created, sess.hash.clone()))
+            .collect()
+    });
+    if live.len() < max {
+        return Ok(());
+    }
+    live.sort();
+    let excess = live.len() + 1 - max;
+    tracing::info!(
+        user,
+        ended = excess,
+        "a login past --max-sessions-per-user ends the user's oldest sessions"
+    );
+    for (_, hash) in live.into_iter().take(excess) {
+        match hub.propose(Command::EndSession { hash }).await? {
+            Response::Done
+            | Response::Rejected {
+                rejection: Rejection::NoSuchSession,
+            } => {}
+            other => return Err(HubError::Internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+    Ok(())
 }
 
 /// End the session (logout): it and every token it obtained are revoked.
