@@ -37,10 +37,10 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-pub(crate) fn client() -> HttpClient {
+pub(crate) fn client(connect_timeout: std::time::Duration) -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+    connector.set_connect_timeout(Some(connect_timeout));
     Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(std::time::Duration::from_secs(30))
         .pool_max_idle_per_host(64)
@@ -263,8 +263,9 @@ async fn to_hub(
         );
     }
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
-    let heads: Vec<_> = hubs
-        .ordered
+    // Leader first as this proxy's own probes found it, silent ones last.
+    let ordered = crate::health::order(&hubs.ordered, &shared.health.load());
+    let heads: Vec<_> = ordered
         .iter()
         .filter_map(|h| prepare(&req, remote, h).map(|(p, _)| (h.clone(), p)))
         .collect();

@@ -4,6 +4,8 @@
 //! - [`table`]: the immutable route table and its longest-prefix lookup;
 //! - [`watch`]: follows `Routes.Watch` on any hub replica, fails over, and
 //!   swaps in each new table (arc-swap: the request path never locks);
+//! - [`health`]: probes each hub replica, so `/hub/...` goes to the
+//!   replica that leads now and skips silent ones;
 //! - [`forward`]: one request to its upstream, WebSocket upgrades spliced;
 //! - [`server`]: accepting, and draining on shutdown.
 //!
@@ -12,6 +14,7 @@
 //! because hubs stop answering: running servers stay reachable.
 
 mod forward;
+mod health;
 mod server;
 pub mod table;
 mod watch;
@@ -39,6 +42,17 @@ pub struct ProxyConfig {
     /// A watch stream silent this long is dead: fail over.
     #[arg(long, default_value = "3000")]
     pub stream_timeout_ms: u64,
+    /// Ask every hub replica `GET /hub/health` this often, to send
+    /// `/hub/...` to the one that leads now and skip silent ones.
+    #[arg(long, default_value = "200")]
+    pub hub_probe_interval_ms: u64,
+    /// A hub replica that does not answer its probe within this is sent
+    /// requests last.
+    #[arg(long, default_value = "300")]
+    pub hub_probe_timeout_ms: u64,
+    /// TCP connect timeout to hub replicas and users' servers.
+    #[arg(long, default_value = "1000")]
+    pub connect_timeout_ms: u64,
     /// How long shutdown waits for requests and WebSockets in flight.
     #[arg(long, default_value = "10000")]
     pub drain_timeout_ms: u64,
@@ -80,7 +94,18 @@ pub async fn run(
     };
     let span = tracing::info_span!("proxy", name = %config.name);
     let watch_task = tokio::spawn(tracing::Instrument::instrument(
-        watcher.run(shared.clone(), stop_rx),
+        watcher.run(shared.clone(), stop_rx.clone()),
+        span.clone(),
+    ));
+    let client = forward::client(Duration::from_millis(config.connect_timeout_ms.max(1)));
+    let health_task = tokio::spawn(tracing::Instrument::instrument(
+        health::run(
+            shared.clone(),
+            client.clone(),
+            Duration::from_millis(config.hub_probe_interval_ms.max(10)),
+            Duration::from_millis(config.hub_probe_timeout_ms.max(10)),
+            stop_rx.clone(),
+        ),
         span.clone(),
     ));
     tracing::info!(listen = %config.listen, hubs = ?config.hub_grpc, "proxy serving");
@@ -88,7 +113,7 @@ pub async fn run(
         server::serve(
             listener,
             shared,
-            forward::client(),
+            client,
             shutdown,
             server::DrainTiming {
                 delay: Duration::from_millis(config.drain_delay_ms),
@@ -100,6 +125,7 @@ pub async fn run(
     .await;
     let _ = stop_tx.send(true);
     let _ = watch_task.await;
+    let _ = health_task.await;
     tracing::info!("proxy stopped");
     Ok(())
 }

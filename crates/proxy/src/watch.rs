@@ -28,6 +28,8 @@ pub(crate) struct Hubs {
 pub(crate) struct Shared {
     pub table: ArcSwap<RouteTable>,
     pub hubs: ArcSwap<Hubs>,
+    /// What this proxy's own probes found (see [`crate::health`]).
+    pub health: ArcSwap<crate::health::HealthMap>,
     pub connected: AtomicBool,
     /// Shutting down: the health check says so, so that the load balancer
     /// stops sending new requests before the listener closes.
@@ -43,6 +45,7 @@ impl Shared {
             hubs: ArcSwap::from_pointee(Hubs {
                 ordered: static_hubs,
             }),
+            health: ArcSwap::from_pointee(Default::default()),
             connected: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             started: Instant::now(),

@@ -37,7 +37,9 @@ fn replica_pids(dir: &Path, id: u64) -> Vec<i32> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        let named = args.windows(2).any(|w| w[0] == "--node-id" && w[1] == id.to_string());
+        let named = args
+            .windows(2)
+            .any(|w| w[0] == "--node-id" && w[1] == id.to_string());
         if args.get(1).map(String::as_str) == Some("hub")
             && named
             && args.iter().any(|a| a.starts_with(&dir))
@@ -84,7 +86,10 @@ async fn dev_restarts_a_killed_replica_and_keeps_serving() {
     let stdout = dev.stdout.take().expect("stdout");
     let stderr = dev.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel::<String>();
-    for pipe in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
+    for pipe in [
+        Box::new(stdout) as Box<dyn std::io::Read + Send>,
+        Box::new(stderr),
+    ] {
         let tx = tx.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
@@ -105,7 +110,10 @@ async fn dev_restarts_a_killed_replica_and_keeps_serving() {
                 Err(_) => {}
             }
         }
-        panic!("dev never printed {needle:?}; it printed:\n{}", seen.join("\n"));
+        panic!(
+            "dev never printed {needle:?}; it printed:\n{}",
+            seen.join("\n")
+        );
     };
     wait_for("quorumhub dev cluster is up", Duration::from_secs(60));
 
@@ -128,7 +136,10 @@ async fn dev_restarts_a_killed_replica_and_keeps_serving() {
         if create(&url, &token, &format!("after-{n}")).await == Some(reqwest::StatusCode::CREATED) {
             created += 1;
         }
-        assert!(Instant::now() < deadline, "writes did not resume after the kill");
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume after the kill"
+        );
     }
     wait_for("hub2 exited unexpectedly", Duration::from_secs(10));
     wait_for("hub2 restarted", Duration::from_secs(10));
@@ -138,10 +149,16 @@ async fn dev_restarts_a_killed_replica_and_keeps_serving() {
         if now.len() == 1 && now[0] != victim[0] {
             break;
         }
-        assert!(Instant::now() < deadline, "replica 2 was not restarted: {now:?}");
+        assert!(
+            Instant::now() < deadline,
+            "replica 2 was not restarted: {now:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(dev.try_wait().expect("dev").is_none(), "dev itself kept running");
+    assert!(
+        dev.try_wait().expect("dev").is_none(),
+        "dev itself kept running"
+    );
 
     // The restarted replica serves again, with every write.
     let replica2 = format!("http://127.0.0.1:{}", http + 1);

@@ -1,0 +1,180 @@
+//! Health of each hub replica, probed by this proxy itself, so that
+//! `/hub/...` stops going to a leader that is gone, paused or cut off as
+//! soon as another replica leads, without waiting for the watch stream to
+//! time out.
+//!
+//! Every `interval` each known hub HTTP address is asked `GET /hub/health`
+//! (node, leader, term) with a deadline. [`order`] then puts first the
+//! answering replica that says it leads in the highest term, then the other
+//! answering ones, then the silent ones (still tried, last: the probe may be
+//! wrong). The route table is never touched.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::Request;
+use http_body_util::BodyExt;
+use tokio::sync::watch;
+
+use crate::forward::{full, HttpClient};
+use crate::watch::Shared;
+
+/// The last probe of one hub replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// It answered: whether it says it leads, and its term.
+    Up { leads: bool, term: u64 },
+    /// No answer within the deadline, or an unusable one.
+    Down,
+}
+
+pub(crate) type HealthMap = HashMap<String, Probe>;
+
+/// `addrs` (leader first, as the hubs last said) reordered by what the
+/// probes found. Pure, for tests as data.
+pub(crate) fn order(addrs: &[String], health: &HealthMap) -> Vec<String> {
+    let leader = addrs
+        .iter()
+        .filter_map(|a| match health.get(a) {
+            Some(Probe::Up { leads: true, term }) => Some((*term, a)),
+            _ => None,
+        })
+        .max_by_key(|(term, _)| *term)
+        .map(|(_, a)| a.clone());
+    let down = |a: &String| matches!(health.get(a), Some(Probe::Down));
+    let mut out = Vec::with_capacity(addrs.len());
+    out.extend(leader.iter().cloned());
+    out.extend(
+        addrs
+            .iter()
+            .filter(|a| Some(*a) != leader.as_ref() && !down(a))
+            .cloned(),
+    );
+    out.extend(addrs.iter().filter(|a| down(a)).cloned());
+    out
+}
+
+#[derive(serde::Deserialize)]
+struct Health {
+    node: u64,
+    leader: Option<u64>,
+    term: u64,
+}
+
+async fn probe(client: &HttpClient, addr: &str, limit: Duration) -> Probe {
+    let Ok(req) = Request::get(format!("http://{addr}/hub/health"))
+        .header(http::header::USER_AGENT, "quorumhub-proxy-health")
+        .body(full(""))
+    else {
+        return Probe::Down;
+    };
+    let answer = tokio::time::timeout(limit, async {
+        let resp = client.request(req).await.ok()?;
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        serde_json::from_slice::<Health>(&body).ok()
+    })
+    .await;
+    match answer {
+        // 503 (no leader known) still parses: the replica is up.
+        Ok(Some(h)) => Probe::Up {
+            leads: h.leader == Some(h.node),
+            term: h.term,
+        },
+        _ => Probe::Down,
+    }
+}
+
+/// Probe every known hub each `interval` until `stop`.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    client: HttpClient,
+    interval: Duration,
+    limit: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_logged: HashMap<String, Probe> = HashMap::new();
+    loop {
+        let started = Instant::now();
+        let addrs = shared.hubs.load().ordered.clone();
+        let probes =
+            futures::future::join_all(addrs.iter().map(|a| probe(&client, a, limit))).await;
+        let map: HealthMap = addrs.into_iter().zip(probes).collect();
+        for (addr, p) in &map {
+            let was_down = matches!(last_logged.get(addr), Some(Probe::Down));
+            let is_down = matches!(p, Probe::Down);
+            if was_down != is_down || !last_logged.contains_key(addr) {
+                if is_down {
+                    tracing::warn!(hub = %addr, "hub replica not answering its health check; sending it requests last");
+                } else if was_down {
+                    tracing::info!(hub = %addr, "hub replica answers again");
+                }
+            }
+        }
+        last_logged = map.clone();
+        shared.health.store(Arc::new(map));
+        let nap = interval.saturating_sub(started.elapsed());
+        tokio::select! {
+            _ = tokio::time::sleep(nap) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hubs_ordered_by_health_as_data() {
+        let up = |leads, term| Probe::Up { leads, term };
+        let addrs: Vec<String> = ["h1", "h2", "h3"].iter().map(|s| s.to_string()).collect();
+        type Case = (&'static str, Vec<(&'static str, Probe)>, [&'static str; 3]);
+        let cases: &[Case] = &[
+            ("no probe yet: as the hubs said", vec![], ["h1", "h2", "h3"]),
+            (
+                "all up, h1 leads",
+                vec![
+                    ("h1", up(true, 2)),
+                    ("h2", up(false, 2)),
+                    ("h3", up(false, 2)),
+                ],
+                ["h1", "h2", "h3"],
+            ),
+            (
+                "old leader silent, h3 leads a newer term",
+                vec![
+                    ("h1", Probe::Down),
+                    ("h2", up(false, 3)),
+                    ("h3", up(true, 3)),
+                ],
+                ["h3", "h2", "h1"],
+            ),
+            (
+                "a cut-off old leader still claims its old term",
+                vec![
+                    ("h1", up(true, 2)),
+                    ("h2", up(false, 3)),
+                    ("h3", up(true, 3)),
+                ],
+                ["h3", "h1", "h2"],
+            ),
+            (
+                "election in progress: no one leads, silent one last",
+                vec![
+                    ("h1", Probe::Down),
+                    ("h2", up(false, 3)),
+                    ("h3", up(false, 3)),
+                ],
+                ["h2", "h3", "h1"],
+            ),
+        ];
+        for (what, probes, want) in cases {
+            let map: HealthMap = probes
+                .iter()
+                .map(|(a, p)| (a.to_string(), p.clone()))
+                .collect();
+            assert_eq!(order(&addrs, &map), want.to_vec(), "{what}");
+        }
+    }
+}
