@@ -91,7 +91,9 @@ fn rejection_status(r: &Rejection) -> Status {
         Rejection::NoSuchUser { .. }
         | Rejection::NoSuchToken { .. }
         | Rejection::NotRunning { .. } => Status::not_found(r.to_string()),
-        Rejection::InvalidName { .. } => Status::invalid_argument(r.to_string()),
+        Rejection::InvalidName { .. } | Rejection::CommandTooLarge { .. } => {
+            Status::invalid_argument(r.to_string())
+        }
         _ => Status::failed_precondition(r.to_string()),
     }
 }

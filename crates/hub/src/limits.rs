@@ -157,6 +157,26 @@ impl Limits {
                 ));
             }
         }
+        // Every replica's apply refuses a command above MAX_COMMAND_BYTES
+        // (log format 4): no body limit may let one through to the log.
+        let ceiling = quorumhub_state::MAX_COMMAND_BYTES - 4096;
+        for (flag, v) in [
+            ("--max-body-bytes", self.max_body_bytes),
+            ("--max-users-body-bytes", self.max_users_body_bytes),
+            ("--max-user-options-bytes", self.max_user_options_bytes),
+            (
+                "--max-group-properties-bytes",
+                self.max_group_properties_bytes,
+            ),
+        ] {
+            if v > ceiling {
+                return Err(format!(
+                    "{flag} ({v}) is above {ceiling}: the replicated state refuses any change \
+                     larger than {} bytes",
+                    quorumhub_state::MAX_COMMAND_BYTES
+                ));
+            }
+        }
         if self.max_token_note_bytes > self.max_body_bytes {
             return Err(format!(
                 "--max-token-note-bytes ({}) cannot exceed --max-body-bytes ({}), the body that carries it",
@@ -655,6 +675,14 @@ mod tests {
             ..Limits::default()
         };
         assert!(queue.validate().is_ok());
+        let huge = Limits {
+            max_user_options_bytes: quorumhub_state::MAX_COMMAND_BYTES,
+            ..Limits::default()
+        };
+        assert!(huge
+            .validate()
+            .unwrap_err()
+            .contains("--max-user-options-bytes (1048576) is above"));
     }
 
     #[test]

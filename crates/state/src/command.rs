@@ -303,6 +303,11 @@ pub enum Rejection {
     TooManyCodes,
     #[error("{name} is already linked to another identity, or is a local account")]
     IdentityMismatch { name: String },
+    /// Log format 4: a command above `MAX_COMMAND_BYTES` is never executed.
+    #[error(
+        "the request is {bytes} bytes encoded; the hub stores at most {limit} bytes per change"
+    )]
+    CommandTooLarge { bytes: usize, limit: usize },
 }
 
 fn server_label(name: &str) -> String {

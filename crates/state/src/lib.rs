@@ -26,7 +26,7 @@ pub use model::{
     User, DEFAULT_SERVER,
 };
 pub use names::{normalize_username, validate_server_name, validate_username};
-pub use state::{Applied, HubState, LOG_FORMAT_VERSION};
+pub use state::{Applied, HubState, LOG_FORMAT_VERSION, MAX_COMMAND_BYTES};
 
 /// Milliseconds since the Unix epoch, as chosen by the proposer of a command.
 pub type Millis = u64;

@@ -18,8 +18,35 @@ use crate::Millis;
 /// runs a build with `LOG_FORMAT_VERSION >= N`.
 ///
 /// 1: the commands up to `SetClusterVersion`. 2: `RenameUser`. 3: passwords,
-/// the cookie secret, browser sessions and OAuth codes.
-pub const LOG_FORMAT_VERSION: u32 = 3;
+/// the cookie secret, browser sessions and OAuth codes. 4: `apply` refuses a
+/// command larger than [`MAX_COMMAND_BYTES`] (no new command; the version
+/// only gates that refusal, so replicas of two releases never disagree).
+pub const LOG_FORMAT_VERSION: u32 = 4;
+
+/// The largest command (its JSON encoding) `apply` executes once the cluster
+/// version is 4 or more. Every replica refuses larger ones before proposing
+/// (the REST limits are far below it); this is the last line of defence, so
+/// that no entry that no limit allowed ever changes the state.
+pub const MAX_COMMAND_BYTES: usize = 1 << 20;
+
+/// The length of `value`'s JSON encoding, without building it.
+fn encoded_len<T: Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    match serde_json::to_writer(&mut c, value) {
+        Ok(()) => c.0,
+        Err(_) => usize::MAX,
+    }
+}
 
 fn initial_cluster_version() -> u32 {
     1
@@ -103,7 +130,20 @@ impl HubState {
                 duplicate: true,
             };
         }
-        let (response, route_events) = match self.exec(index, req.at, &req.command) {
+        let outcome = if self.cluster_version >= 4 {
+            let bytes = encoded_len(&req.command);
+            if bytes > MAX_COMMAND_BYTES {
+                Err(Rejection::CommandTooLarge {
+                    bytes,
+                    limit: MAX_COMMAND_BYTES,
+                })
+            } else {
+                self.exec(index, req.at, &req.command)
+            }
+        } else {
+            self.exec(index, req.at, &req.command)
+        };
+        let (response, route_events) = match outcome {
             Ok(ok) => ok,
             Err(rejection) => (Response::Rejected { rejection }, Vec::new()),
         };

@@ -358,6 +358,7 @@ impl From<Rejection> for ApiError {
             | Rejection::NoSuchToken { .. }
             | Rejection::NoSuchGroup { .. } => StatusCode::NOT_FOUND,
             Rejection::StaleGeneration { .. } => StatusCode::CONFLICT,
+            Rejection::CommandTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, r.to_string())

@@ -835,3 +835,43 @@ fn external_identities_link_once_and_never_take_over_local_accounts() {
     assert_eq!(state.users["carol"].subject.as_deref(), Some("idp|3"));
     assert_eq!(state.users["dave"].subject, None);
 }
+
+#[test]
+fn oversized_commands_are_refused_from_log_format_4() {
+    let set = |version| Command::SetClusterVersion { version };
+    let big = |user: &str, bytes: usize| Command::RequestSpawn {
+        user: user.into(),
+        server_name: String::new(),
+        user_options: serde_json::json!({ "x": "a".repeat(bytes) }),
+    };
+    let limit = crate::MAX_COMMAND_BYTES;
+    // Before the gate a big command still applies (as an older release
+    // would), so replicas of two releases agree; from version 4 it is
+    // refused and changes nothing; one that fits still applies.
+    let state = check(
+        vec![
+            set(3),
+            create("a"),
+            create("b"),
+            create("c"),
+            big("a", limit),
+            set(4),
+            big("b", limit),
+            big("c", limit - 200),
+        ],
+        expect![[r#"
+            1 set_cluster_version: done 
+            2 create_user: user a admin=false 
+            3 create_user: user b admin=false 
+            4 create_user: user c admin=false 
+            5 request_spawn: spawn gen=5 
+            6 set_cluster_version: done 
+            7 request_spawn: REJECTED the request is 1048650 bytes encoded; the hub stores at most 1048576 bytes per change 
+            8 request_spawn: spawn gen=8 
+        "#]],
+    );
+    assert!(
+        state.users["b"].servers.is_empty(),
+        "the refused spawn left nothing"
+    );
+}
