@@ -207,7 +207,18 @@ impl Hub {
                 Ok(resp) => return Ok(resp),
                 Err(WriteAttempt::Fatal(e)) => return Err(e),
                 Err(WriteAttempt::Forward(leader)) => {
-                    match self.forward(&leader, &req, remaining).await {
+                    // A leader that is paused or cut off never answers: go
+                    // to its successor as soon as this replica learns of
+                    // one. Safe: the retry is the same request (client id
+                    // and serial), which applies at most once.
+                    let answer = tokio::select! {
+                        r = self.forward(&leader, &req, remaining) => Some(r),
+                        _ = self.leader_moved_from(&leader) => {
+                            tracing::info!(old = %leader.grpc_addr, "leader changed while a forwarded write waited; retrying with the new leader");
+                            None
+                        }
+                    };
+                    match answer.unwrap_or(Err(HubError::NotLeader)) {
                         Ok((resp, index)) => {
                             // Read-your-writes on this replica too: answer
                             // only once the entry is applied here.
@@ -225,6 +236,28 @@ impl Hub {
             }
             self.retry_pause(&mut leadership, backoff, deadline).await;
             backoff = (backoff * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Resolves once this replica knows of a leader other than `old`.
+    pub(crate) async fn leader_moved_from(&self, old: &Member) {
+        let mut metrics = self.raft.metrics();
+        loop {
+            let moved = {
+                let m = metrics.borrow_and_update();
+                m.current_leader.is_some_and(|id| {
+                    m.membership_config
+                        .membership()
+                        .get_node(&id)
+                        .is_some_and(|n| n.grpc_addr != old.grpc_addr)
+                })
+            };
+            if moved {
+                return;
+            }
+            if metrics.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 
@@ -377,9 +410,13 @@ impl Hub {
                 let mut client = self.admin(&node.grpc_addr).map_err(Some)?;
                 let mut call = tonic::Request::new(ReadIndexRequest {});
                 call.set_timeout(limit);
-                match client.read_index(call).await {
-                    Ok(r) => Ok(r.into_inner().read_index),
-                    Err(_) => Err(None),
+                // As for writes: a successor makes the old leader's answer moot.
+                tokio::select! {
+                    r = client.read_index(call) => match r {
+                        Ok(r) => Ok(r.into_inner().read_index),
+                        Err(_) => Err(None),
+                    },
+                    _ = self.leader_moved_from(&node) => Err(None),
                 }
             }
             Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)))) => Err(None),

@@ -31,7 +31,6 @@
 //! `UNIMPLEMENTED`; that counts as a grant (such a peer still runs
 //! openraft's own timer, which is no stricter).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -206,7 +205,6 @@ impl Election {
         auth: ClientAuth,
         mut stop: watch::Receiver<bool>,
     ) {
-        let mut clients: HashMap<String, PeerClient> = HashMap::new();
         let mut last_attempt = Instant::now();
         loop {
             let wait = self.timing.candidate_wait();
@@ -250,17 +248,14 @@ impl Election {
                 let Some(node) = membership.get_node(peer) else {
                     continue;
                 };
-                let client = match clients.get(&node.grpc_addr) {
-                    Some(c) => c.clone(),
-                    None => match crate::network::channel(&node.grpc_addr, limit) {
-                        Ok(ch) => {
-                            let c = RaftClient::with_interceptor(ch, auth.clone());
-                            clients.insert(node.grpc_addr.clone(), c.clone());
-                            c
-                        }
-                        Err(_) => continue,
-                    },
+                // A fresh connection each round, as openraft does for its
+                // votes: after a partition heals, a cached one may be dead
+                // for seconds (until HTTP/2 keep-alive notices) and every
+                // pre-vote on it would time out.
+                let Ok(ch) = crate::network::channel(&node.grpc_addr, limit) else {
+                    continue;
                 };
+                let client = RaftClient::with_interceptor(ch, auth.clone());
                 asks.push(ask(client, req.clone(), limit, *peer));
             }
             let answers = futures::future::join_all(asks).await;
