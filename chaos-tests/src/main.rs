@@ -14,6 +14,7 @@
 mod checker;
 mod deployment;
 mod nemesis;
+mod overload;
 mod upgrade;
 mod workload;
 
@@ -79,6 +80,8 @@ struct FaultRun {
     start: u64,
     end: u64,
     error: Option<String>,
+    /// The overload nemeses' own figures.
+    overload: Option<overload::Stats>,
 }
 
 #[tokio::main]
@@ -173,6 +176,7 @@ async fn main() -> anyhow::Result<()> {
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut runs = Vec::new();
+    let mut hostile_token: Option<String> = None;
     for round in 0..args.rounds {
         for &fault in &faults {
             eprintln!("round {round}: {} ...", fault.name());
@@ -183,15 +187,44 @@ async fn main() -> anyhow::Result<()> {
                 start,
                 end: start,
                 error: None,
+                overload: None,
             };
+            let mut stats = overload::Stats::default();
+            if fault.is_overload() {
+                match overload::term(&d).await {
+                    Ok(t) => stats.term_before = t,
+                    Err(e) => run.error = Some(format!("no term before the fault: {e:#}")),
+                }
+            }
+            if fault == Fault::HostileFlood && hostile_token.is_none() {
+                match overload::hostile_token(&d, &api.http).await {
+                    Ok(t) => hostile_token = Some(t),
+                    Err(e) => run.error = Some(format!("{e:#}")),
+                }
+            }
             match nemesis::inject(&d, fault, clock).await {
                 Ok(injected) => {
                     run.targets = injected.targets.clone();
                     run.start = injected.at;
-                    tokio::time::sleep(nemesis::hold(fault, Duration::from_secs(args.hold_s)))
-                        .await;
+                    let hold = nemesis::hold(fault, Duration::from_secs(args.hold_s));
+                    match (fault, &hostile_token) {
+                        (Fault::HostileFlood, Some(token)) => {
+                            stats.hostile = overload::flood(&d, token, 8, hold).await;
+                        }
+                        (Fault::RestartFollower, _) => {
+                            if let Err(e) =
+                                nemesis::restart_loop(&d, &injected.targets[0], hold).await
+                            {
+                                run.error = Some(format!("restart loop failed: {e:#}"));
+                            }
+                        }
+                        _ => tokio::time::sleep(hold).await,
+                    }
                     if let Err(e) = nemesis::heal(&d, &injected).await {
                         run.error = Some(format!("heal failed: {e:#}"));
+                    }
+                    if fault.is_overload() {
+                        stats.catch_up = overload::catch_up(&d, Duration::from_secs(30)).await;
                     }
                 }
                 Err(e) => run.error = Some(format!("inject failed: {e:#}")),
@@ -202,6 +235,16 @@ async fn main() -> anyhow::Result<()> {
             refresh_targets(&d, &targets).await;
             tokio::time::sleep(Duration::from_secs(args.settle_s)).await;
             run.end = clock.now();
+            if fault.is_overload() {
+                match overload::term(&d).await {
+                    Ok(t) => stats.term_after = t,
+                    Err(e) => {
+                        run.error
+                            .get_or_insert(format!("no term after the fault: {e:#}"));
+                    }
+                }
+                run.overload = Some(stats);
+            }
             eprintln!(
                 "  {} on {:?}{}",
                 fault.name(),
@@ -546,6 +589,53 @@ fn report(
             "error": run.error,
         }));
     }
+    // The overload nemeses: bystanders, elections, catch-up (issue 9).
+    let overloads: Vec<&FaultRun> = runs.iter().filter(|r| r.overload.is_some()).collect();
+    let mut overload_rows = Vec::new();
+    if !overloads.is_empty() {
+        let _ = writeln!(
+            text,
+            "\n{:<24} {:>18} {:>7} {:>7} {:>10} {:>12}  hostile client's answers",
+            "overload", "bystander p99 ms", "writes", "failed", "elections", "catch-up ms"
+        );
+    }
+    for run in overloads {
+        let Some(stats) = &run.overload else { continue };
+        let (p99, writes, failed) = overload::bystanders(&records, (run.start, run.end));
+        let elections = stats.term_after.saturating_sub(stats.term_before);
+        let hostile: Vec<String> = stats
+            .hostile
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        let _ = writeln!(
+            text,
+            "{:<24} {:>18} {:>7} {:>7} {:>10} {:>12}  {}",
+            run.fault.name(),
+            p99.map(|p| format!("{:.1}", ms(p)))
+                .unwrap_or("none".into()),
+            writes,
+            failed,
+            elections,
+            stats
+                .catch_up
+                .map(|c| format!("{:.0}", c.as_secs_f64() * 1000.0))
+                .unwrap_or("never".into()),
+            hostile.join(", ")
+        );
+        failures.extend(overload::accept(run.fault.name(), stats, p99, failed));
+        overload_rows.push(json!({
+            "fault": run.fault.name(),
+            "bystander_write_p99_ms": p99.map(ms),
+            "bystander_writes": writes,
+            "bystander_failures": failed,
+            "elections": elections,
+            "term_before": stats.term_before,
+            "term_after": stats.term_after,
+            "catch_up_ms": stats.catch_up.map(|c| c.as_secs_f64() * 1000.0),
+            "hostile_answers": stats.hostile,
+        }));
+    }
     let outside: Vec<_> = session_failures
         .iter()
         .filter(|f| !runs.iter().any(|r| f.at >= r.start && f.at <= r.end))
@@ -650,6 +740,7 @@ fn report(
     );
     let json = json!({
         "faults": fault_rows,
+        "overload": overload_rows,
         "write_gap_ms": {"p50": p50.map(ms), "max": max.map(ms)},
         "api_operations": records.len(),
         "session_requests": log.session_requests.load(std::sync::atomic::Ordering::Relaxed),

@@ -28,13 +28,21 @@ pub enum Fault {
     /// A follower's data dir wiped; it is re-seeded from a peer and
     /// catches up by snapshot.
     WipeFollower,
+    /// Overload: a non-admin user floods the hubs through the load balancer
+    /// with maximum-size requests and past its quotas (see `overload.rs`).
+    HostileFlood,
+    /// Overload: `docker pause` of a follower for the hold, then resume.
+    PauseFollower,
+    /// Overload: a follower killed (`kill -9`) and started again, in a loop
+    /// for the hold.
+    RestartFollower,
     /// Not a fault: `deploy/rolling-upgrade.sh` to the `--upgrade-to` tag,
     /// under the same workload and checks. Not part of `all`.
     RollingUpgrade,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 12] = [
         Fault::KillLeader,
         Fault::KillFollower,
         Fault::KillProxy,
@@ -44,6 +52,9 @@ impl Fault {
         Fault::PauseLeader,
         Fault::RestartAll,
         Fault::WipeFollower,
+        Fault::HostileFlood,
+        Fault::PauseFollower,
+        Fault::RestartFollower,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,7 +69,19 @@ impl Fault {
             Fault::RestartAll => "restart all replicas",
             Fault::WipeFollower => "wipe follower's data",
             Fault::RollingUpgrade => "rolling upgrade",
+            Fault::HostileFlood => "hostile flood",
+            Fault::PauseFollower => "pause follower",
+            Fault::RestartFollower => "restart follower loop",
         }
+    }
+
+    /// The overload nemeses, held to the bystander, election and catch-up
+    /// bar of `overload::accept`.
+    pub fn is_overload(self) -> bool {
+        matches!(
+            self,
+            Fault::HostileFlood | Fault::PauseFollower | Fault::RestartFollower
+        )
     }
 
     /// Whether losing requests to running servers is expected: only when
@@ -113,7 +136,13 @@ pub async fn inject(
         .context("no follower")?;
     let targets = match fault {
         Fault::KillLeader => vec![leader],
-        Fault::KillFollower | Fault::MinorityPartition | Fault::WipeFollower => vec![follower],
+        Fault::KillFollower
+        | Fault::MinorityPartition
+        | Fault::WipeFollower
+        | Fault::PauseFollower
+        | Fault::RestartFollower => vec![follower],
+        // The flood goes through the load balancer, to every replica.
+        Fault::HostileFlood => vec!["lb".to_string()],
         Fault::KillProxy => vec![d.proxies.first().context("no proxy")?.clone()],
         Fault::IsolateLeader | Fault::PauseLeader => vec![leader],
         Fault::MajorityPartition => vec![leader, follower],
@@ -146,9 +175,11 @@ pub async fn inject(
                 disconnect(d, t).await?;
             }
         }
-        Fault::PauseLeader => {
+        Fault::PauseLeader | Fault::PauseFollower => {
             docker(&["pause", &d.container(&targets[0])]).await?;
         }
+        // Driven during the hold by qh-chaos itself (main.rs).
+        Fault::HostileFlood | Fault::RestartFollower => {}
         Fault::WipeFollower => {
             let t = &targets[0];
             docker(&["kill", "-s", "KILL", &d.container(t)]).await?;
@@ -184,8 +215,13 @@ pub async fn heal(d: &Deployment, injected: &Injected) -> anyhow::Result<()> {
                 connect(d, t).await?;
             }
         }
-        Fault::PauseLeader => {
+        Fault::PauseLeader | Fault::PauseFollower => {
             docker(&["unpause", &d.container(&injected.targets[0])]).await?;
+        }
+        Fault::HostileFlood => {}
+        Fault::RestartFollower => {
+            // Whatever state the loop left it in: running.
+            docker(&["start", &d.container(&injected.targets[0])]).await?;
         }
         Fault::WipeFollower => {
             let t = &injected.targets[0];
@@ -223,7 +259,7 @@ pub async fn heal(d: &Deployment, injected: &Injected) -> anyhow::Result<()> {
 pub fn hold(fault: Fault, base: Duration) -> Duration {
     match fault {
         // Long enough that the cluster notices the stall.
-        Fault::PauseLeader => base.max(Duration::from_secs(3)),
+        Fault::PauseLeader | Fault::PauseFollower => base.max(Duration::from_secs(3)),
         // The script ran to its end inside inject.
         Fault::RollingUpgrade => Duration::ZERO,
         _ => base,
@@ -248,4 +284,19 @@ pub fn parse_list(s: &str) -> anyhow::Result<Vec<Fault>> {
             ),
         })
         .collect()
+}
+
+/// The restart loop: during `hold`, kill the follower and start it again,
+/// over and over, each time waiting until its container runs.
+pub async fn restart_loop(d: &Deployment, target: &str, hold: Duration) -> anyhow::Result<u32> {
+    let until = tokio::time::Instant::now() + hold;
+    let container = d.container(target);
+    let mut restarts = 0;
+    while tokio::time::Instant::now() < until {
+        docker(&["kill", "-s", "KILL", &container]).await?;
+        docker(&["start", &container]).await?;
+        restarts += 1;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    Ok(restarts)
 }
