@@ -15,6 +15,12 @@
 //!    of the leader's route stream, to the first request the proxy serves on
 //!    it (polled every 0.5 ms). Observation is after the commit, so this is
 //!    a lower bound on the true delay, floored at 0 when the proxy is first.
+//! 4. Overload (issue 9, `overload.rs`): bystander writes alone and beside a
+//!    hostile non-admin flood; elections on an idle cluster while every core
+//!    and the disk are busy; a follower catching up a backlog of large
+//!    entries; the slowest write across a snapshot at many users.
+
+mod overload;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +52,21 @@ struct Args {
     /// Route propagation samples.
     #[arg(long, default_value_t = 20)]
     routes: usize,
+    /// Seconds of bystander writes alone, then beside the hostile flood.
+    #[arg(long, default_value_t = 10)]
+    flood_s: u64,
+    /// Seconds an idle cluster is watched for elections under CPU and disk load.
+    #[arg(long, default_value_t = 120)]
+    elections_s: u64,
+    /// Entries of the backlog a stopped follower catches up (0: skip).
+    #[arg(long, default_value_t = 2000)]
+    backlog_entries: usize,
+    /// Size of each backlog entry (group properties, under the 16 KiB limit).
+    #[arg(long, default_value_t = 15_000)]
+    backlog_entry_bytes: usize,
+    /// Users to create before measuring a snapshot's write pause (0: skip).
+    #[arg(long, default_value_t = 100_000)]
+    snapshot_users: usize,
     /// Small numbers, for a smoke run.
     #[arg(long)]
     quick: bool,
@@ -272,6 +293,12 @@ async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     if args.quick {
         (args.c1, args.c32, args.trials, args.routes) = (100, 400, 2, 5);
+        (
+            args.flood_s,
+            args.elections_s,
+            args.backlog_entries,
+            args.snapshot_users,
+        ) = (3, 10, 300, 0);
     }
     let exe = match args.exe.clone() {
         Some(e) => e,
@@ -325,6 +352,22 @@ async fn main() -> anyhow::Result<()> {
     });
     eprintln!("{routes_json}");
 
+    eprintln!("bystanders alone, then beside a hostile flood ...");
+    let flood = overload::hostile_flood(&c, args.flood_s).await?;
+    eprintln!("{flood}");
+    eprintln!("elections on an idle cluster under CPU and disk load ...");
+    let elections = overload::elections_under_load(&c, args.elections_s).await?;
+    eprintln!("{elections}");
+    let catch_up = if args.backlog_entries > 0 {
+        eprintln!("a stopped follower catches up a backlog ...");
+        let v = overload::follower_catch_up(&mut c, args.backlog_entries, args.backlog_entry_bytes)
+            .await?;
+        eprintln!("{v}");
+        v
+    } else {
+        serde_json::Value::Null
+    };
+
     let mut gap_json = serde_json::Map::new();
     for (label, keep_alive) in [
         ("new_connection_per_request", false),
@@ -348,12 +391,27 @@ async fn main() -> anyhow::Result<()> {
             }),
         );
     }
+    let snapshot = if args.snapshot_users > 0 {
+        eprintln!(
+            "filling {} users, then writes across a snapshot ...",
+            args.snapshot_users
+        );
+        let v = overload::snapshot_pause(&c, args.snapshot_users, 6000).await?;
+        eprintln!("{v}");
+        v
+    } else {
+        serde_json::Value::Null
+    };
     let report = json!({
         "cluster": "3 hub replicas + 1 proxy, loopback, durable (fsync) writes",
         "create_users_c1": c1,
         "create_users_c32": c32,
         "route_propagation": routes_json,
         "leader_kill_write_gap": gap_json,
+        "hostile_flood": flood,
+        "elections_under_load": elections,
+        "follower_catch_up": catch_up,
+        "snapshot_write_pause": snapshot,
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     if let Some(path) = args.json {

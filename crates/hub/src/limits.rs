@@ -249,25 +249,60 @@ async fn read_limited(limits: &Limits, req: Request) -> Result<Request, Response
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return Err(body_too_large(limit, flag));
+        let (_, body) = req.into_parts();
+        drain(body).await;
+        return Err(closing(body_too_large(limit, flag)));
     }
-    let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => Ok(Request::from_parts(parts, Body::from(bytes))),
-        Err(e) => {
-            let too_long = std::error::Error::source(&e)
-                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-            if too_long {
-                return Err(body_too_large(limit, flag));
+    let (parts, mut body) = req.into_parts();
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        use http_body_util::BodyExt;
+        match body.frame().await {
+            None => return Ok(Request::from_parts(parts, Body::from(buf))),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    if buf.len() + data.len() > limit {
+                        drain(body).await;
+                        return Err(closing(body_too_large(limit, flag)));
+                    }
+                    buf.extend_from_slice(&data);
+                }
             }
-            // The client went away mid-body, or sent a broken one.
-            Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("Failed to read the request body: {e}"),
-            )
-            .into_response())
+            Some(Err(e)) => {
+                // The client went away mid-body, or sent a broken one.
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("Failed to read the request body: {e}"),
+                )
+                .into_response());
+            }
         }
     }
+}
+
+/// How much of a refused body is read and thrown away before answering, and
+/// for how long: a peer (our proxy) that is still sending it then reads the
+/// 413 instead of a connection reset, and no other request is lost on it.
+const DRAIN_BYTES: usize = 16 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn drain(body: Body) {
+    use http_body_util::BodyExt;
+    let mut body = http_body_util::Limited::new(body, DRAIN_BYTES);
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(_)) = body.frame().await {}
+    })
+    .await;
+}
+
+/// A refusal after which the connection is not reused: its body may not
+/// have been read to the end.
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// A field a client sent, to be checked against its limit.
