@@ -284,7 +284,18 @@ async fn to_hub(
     let mut client_upgrade = client_upgrade;
     for (hub, parts) in heads {
         let upstream = Request::from_parts(parts, full(body.clone()));
-        match client.request(upstream).await {
+        let answer = tokio::select! {
+            r = client.request(upstream) => r,
+            _ = crate::health::unresponsive(shared, &hub) => {
+                tracing::warn!(%hub, "hub replica stopped answering its health checks while handling a request; giving up on it");
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "the hub replica handling this request stopped answering (paused, cut off or dead); \
+                     it may or may not have taken effect: retry",
+                );
+            }
+        };
+        match answer {
             Ok(resp) => return finish(resp, client_upgrade.take(), drain),
             Err(e) if e.is_connect() => {
                 tracing::debug!(%hub, error = %e, "hub replica unreachable; trying the next");

@@ -25,8 +25,38 @@ use crate::watch::Shared;
 pub(crate) enum Probe {
     /// It answered: whether it says it leads, and its term.
     Up { leads: bool, term: u64 },
-    /// No answer within the deadline, or an unusable one.
-    Down,
+    /// No answer within the deadline, or an unusable one, `misses` probes
+    /// in a row.
+    Down { misses: u32 },
+}
+
+/// A request waiting on a hub replica is given up (504) once that many
+/// probes in a row found the replica silent after the request was sent
+/// (400-800 ms with the defaults): it is paused, cut off or dead, and the
+/// client is better off retrying than waiting for its own timeout.
+pub(crate) const GIVE_UP_AFTER_MISSES: u32 = 2;
+
+fn misses(health: &HealthMap, addr: &str) -> u32 {
+    match health.get(addr) {
+        Some(Probe::Down { misses }) => *misses,
+        _ => 0,
+    }
+}
+
+/// Resolves once `addr` has missed [`GIVE_UP_AFTER_MISSES`] more probes in a
+/// row than when this was called.
+pub(crate) async fn unresponsive(shared: &Shared, addr: &str) {
+    let mut changed = shared.health_changed.subscribe();
+    let start = misses(&shared.health.load(), addr);
+    loop {
+        let now = misses(&shared.health.load(), addr);
+        if now >= start + GIVE_UP_AFTER_MISSES {
+            return;
+        }
+        if changed.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 pub(crate) type HealthMap = HashMap<String, Probe>;
@@ -42,7 +72,7 @@ pub(crate) fn order(addrs: &[String], health: &HealthMap) -> Vec<String> {
         })
         .max_by_key(|(term, _)| *term)
         .map(|(_, a)| a.clone());
-    let down = |a: &String| matches!(health.get(a), Some(Probe::Down));
+    let down = |a: &String| matches!(health.get(a), Some(Probe::Down { .. }));
     let mut out = Vec::with_capacity(addrs.len());
     out.extend(leader.iter().cloned());
     out.extend(
@@ -67,7 +97,7 @@ async fn probe(client: &HttpClient, addr: &str, limit: Duration) -> Probe {
         .header(http::header::USER_AGENT, "quorumhub-proxy-health")
         .body(full(""))
     else {
-        return Probe::Down;
+        return Probe::Down { misses: 1 };
     };
     let answer = tokio::time::timeout(limit, async {
         let resp = client.request(req).await.ok()?;
@@ -81,7 +111,7 @@ async fn probe(client: &HttpClient, addr: &str, limit: Duration) -> Probe {
             leads: h.leader == Some(h.node),
             term: h.term,
         },
-        _ => Probe::Down,
+        _ => Probe::Down { misses: 1 },
     }
 }
 
@@ -99,10 +129,23 @@ pub(crate) async fn run(
         let addrs = shared.hubs.load().ordered.clone();
         let probes =
             futures::future::join_all(addrs.iter().map(|a| probe(&client, a, limit))).await;
-        let map: HealthMap = addrs.into_iter().zip(probes).collect();
+        let previous = shared.health.load_full();
+        let map: HealthMap = addrs
+            .into_iter()
+            .zip(probes)
+            .map(|(a, p)| {
+                let p = match p {
+                    Probe::Down { .. } => Probe::Down {
+                        misses: misses(&previous, &a) + 1,
+                    },
+                    up => up,
+                };
+                (a, p)
+            })
+            .collect();
         for (addr, p) in &map {
-            let was_down = matches!(last_logged.get(addr), Some(Probe::Down));
-            let is_down = matches!(p, Probe::Down);
+            let was_down = matches!(last_logged.get(addr), Some(Probe::Down { .. }));
+            let is_down = matches!(p, Probe::Down { .. });
             if was_down != is_down || !last_logged.contains_key(addr) {
                 if is_down {
                     tracing::warn!(hub = %addr, "hub replica not answering its health check; sending it requests last");
@@ -113,6 +156,7 @@ pub(crate) async fn run(
         }
         last_logged = map.clone();
         shared.health.store(Arc::new(map));
+        shared.health_changed.send_replace(());
         let nap = interval.saturating_sub(started.elapsed());
         tokio::select! {
             _ = tokio::time::sleep(nap) => {}
@@ -144,7 +188,7 @@ mod tests {
             (
                 "old leader silent, h3 leads a newer term",
                 vec![
-                    ("h1", Probe::Down),
+                    ("h1", Probe::Down { misses: 1 }),
                     ("h2", up(false, 3)),
                     ("h3", up(true, 3)),
                 ],
@@ -162,7 +206,7 @@ mod tests {
             (
                 "election in progress: no one leads, silent one last",
                 vec![
-                    ("h1", Probe::Down),
+                    ("h1", Probe::Down { misses: 1 }),
                     ("h2", up(false, 3)),
                     ("h3", up(false, 3)),
                 ],

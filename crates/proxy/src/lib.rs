@@ -47,8 +47,9 @@ pub struct ProxyConfig {
     #[arg(long, default_value = "200")]
     pub hub_probe_interval_ms: u64,
     /// A hub replica that does not answer its probe within this is sent
-    /// requests last.
-    #[arg(long, default_value = "300")]
+    /// requests last; a request waiting on it is given up (504) after two
+    /// such probes in a row.
+    #[arg(long, default_value = "400")]
     pub hub_probe_timeout_ms: u64,
     /// TCP connect timeout to hub replicas and users' servers.
     #[arg(long, default_value = "1000")]

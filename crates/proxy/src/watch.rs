@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub hubs: ArcSwap<Hubs>,
     /// What this proxy's own probes found (see [`crate::health`]).
     pub health: ArcSwap<crate::health::HealthMap>,
+    /// Sent after every round of probes.
+    pub health_changed: watch::Sender<()>,
     pub connected: AtomicBool,
     /// Shutting down: the health check says so, so that the load balancer
     /// stops sending new requests before the listener closes.
@@ -46,6 +48,7 @@ impl Shared {
                 ordered: static_hubs,
             }),
             health: ArcSwap::from_pointee(Default::default()),
+            health_changed: watch::channel(()).0,
             connected: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             started: Instant::now(),

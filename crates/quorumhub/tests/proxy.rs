@@ -317,3 +317,57 @@ async fn a_draining_proxy_fails_its_health_check_but_still_serves() {
         "the listener is closed after the drain"
     );
 }
+
+/// A `/hub/...` request sent to a leader that then stops (SIGSTOP: a long
+/// stall, as `docker pause` in the chaos suite) is given up with a 504 once
+/// the proxy's health probes find that replica silent, instead of hanging
+/// until the client's own timeout; the next write goes to the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_stuck_on_a_paused_leader_is_given_up_and_the_next_one_goes_elsewhere() {
+    let mut c = common::start(3, &[]).await;
+    c.start_proxy_ready().await;
+    let slow = reqwest::Client::builder()
+        .timeout(Duration::from_secs(12))
+        .build()
+        .expect("client");
+    let create = |name: String| {
+        slow.post(c.proxy_url(&format!("/hub/api/users/{name}")))
+            .header("Authorization", auth())
+            .send()
+    };
+    // The proxy knows every replica and which one leads.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !create("warm".into())
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::CREATED)
+    {
+        assert!(Instant::now() < deadline, "proxy never reached a hub");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    let pid = c.node(leader).child.as_ref().expect("running").id() as i32;
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    // Sent at once, so it reaches the leader before any probe misses it.
+    let stuck = create("stuck".into()).await;
+    let status = stuck.as_ref().map(|r| r.status()).ok();
+    // Writes resume through the proxy while the old leader stays paused.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    loop {
+        n += 1;
+        if create(format!("after-{n}"))
+            .await
+            .is_ok_and(|r| r.status() == StatusCode::CREATED)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no write through the proxy after the pause");
+    }
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert_eq!(
+        status,
+        Some(StatusCode::GATEWAY_TIMEOUT),
+        "the request on the paused leader: {stuck:?}"
+    );
+}
