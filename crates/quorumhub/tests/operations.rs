@@ -95,10 +95,22 @@ async fn hubctl_status_and_transfer_leader() {
     assert!(!ok && err.contains("not a member"), "{err}");
 
     let target = (1..=3).find(|i| *i != leader).expect("follower");
+    let term_before = hubctl(&c, 1, &["status"]).1["term"].as_u64().expect("term");
     let (ok, moved, err) = hubctl(&c, 1, &["transfer-leader", "--to", &target.to_string()]);
     assert!(ok, "{err}");
     assert_eq!(moved["new_leader"].as_u64(), Some(target), "{moved}");
     assert_eq!(c.wait_leader(Duration::from_secs(5)).await, target);
+    // Exactly one election: the target's own (issue 9).
+    assert_eq!(moved["term"].as_u64(), Some(term_before + 1), "{moved}");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let after = hubctl(&c, 2, &["status"]).1;
+    let terms: Vec<Option<u64>> = after["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["term"].as_u64())
+        .collect();
+    assert_eq!(terms, vec![Some(term_before + 1); 3], "{after}");
     // Writes work under the new leader, through the old one.
     assert_eq!(
         create_user(&c, leader, "after-transfer").await,
