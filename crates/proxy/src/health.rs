@@ -25,15 +25,19 @@ use crate::watch::Shared;
 pub(crate) enum Probe {
     /// It answered: whether it says it leads, and its term.
     Up { leads: bool, term: u64 },
-    /// No answer within the deadline, or an unusable one, `misses` probes
-    /// in a row.
+    /// No usable answer. `misses`: probes in a row that got no answer at
+    /// all within the deadline (paused, cut off); 0 when the replica
+    /// refused or dropped the connection at once (stopped, or draining:
+    /// a draining replica still finishes what it has).
     Down { misses: u32 },
 }
 
 /// A request waiting on a hub replica is given up (504) once that many
 /// probes in a row found the replica silent after the request was sent
-/// (400-800 ms with the defaults): it is paused, cut off or dead, and the
-/// client is better off retrying than waiting for its own timeout.
+/// (about 0.8 s with the defaults): it is paused or cut off, and the client
+/// is better off retrying than waiting for its own timeout. A replica that
+/// refuses connections (stopping or draining) is not silent: what it still
+/// holds, it answers, or its connection breaks.
 pub(crate) const GIVE_UP_AFTER_MISSES: u32 = 2;
 
 fn misses(health: &HealthMap, addr: &str) -> u32 {
@@ -100,18 +104,29 @@ async fn probe(client: &HttpClient, addr: &str, limit: Duration) -> Probe {
         return Probe::Down { misses: 1 };
     };
     let answer = tokio::time::timeout(limit, async {
-        let resp = client.request(req).await.ok()?;
+        let Ok(resp) = client.request(req).await else {
+            return None;
+        };
         let body = resp.into_body().collect().await.ok()?.to_bytes();
-        serde_json::from_slice::<Health>(&body).ok()
+        Some(serde_json::from_slice::<Health>(&body).ok())
     })
     .await;
     match answer {
         // 503 (no leader known) still parses: the replica is up.
-        Ok(Some(h)) => Probe::Up {
+        Ok(Some(Some(h))) => Probe::Up {
             leads: h.leader == Some(h.node),
             term: h.term,
         },
-        _ => Probe::Down { misses: 1 },
+        // It answered, but not with its health: up, but not to be trusted
+        // to lead.
+        Ok(Some(None)) => Probe::Up {
+            leads: false,
+            term: 0,
+        },
+        // Refused or reset at once.
+        Ok(None) => Probe::Down { misses: 0 },
+        // Silence.
+        Err(_) => Probe::Down { misses: 1 },
     }
 }
 
@@ -135,6 +150,7 @@ pub(crate) async fn run(
             .zip(probes)
             .map(|(a, p)| {
                 let p = match p {
+                    Probe::Down { misses: 0 } => Probe::Down { misses: 0 },
                     Probe::Down { .. } => Probe::Down {
                         misses: misses(&previous, &a) + 1,
                     },

@@ -362,7 +362,10 @@ async fn a_request_stuck_on_a_paused_leader_is_given_up_and_the_next_one_goes_el
         {
             break;
         }
-        assert!(Instant::now() < deadline, "no write through the proxy after the pause");
+        assert!(
+            Instant::now() < deadline,
+            "no write through the proxy after the pause"
+        );
     }
     unsafe { libc::kill(pid, libc::SIGCONT) };
     assert_eq!(
