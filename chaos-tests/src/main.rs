@@ -82,6 +82,8 @@ struct FaultRun {
     error: Option<String>,
     /// The overload nemeses' own figures.
     overload: Option<overload::Stats>,
+    /// When the heal was done (clock of the run).
+    healed: Option<u64>,
 }
 
 #[tokio::main]
@@ -188,6 +190,7 @@ async fn main() -> anyhow::Result<()> {
                 end: start,
                 error: None,
                 overload: None,
+                healed: None,
             };
             let mut stats = overload::Stats::default();
             if fault.is_overload() {
@@ -223,6 +226,7 @@ async fn main() -> anyhow::Result<()> {
                     if let Err(e) = nemesis::heal(&d, &injected).await {
                         run.error = Some(format!("heal failed: {e:#}"));
                     }
+                    run.healed = Some(clock.now());
                     if fault.is_overload() {
                         stats.catch_up = overload::catch_up(&d, Duration::from_secs(30)).await;
                     }
@@ -420,6 +424,11 @@ struct Report {
     failures: Vec<String>,
 }
 
+/// Issue 9: after a leader is killed, cut off or paused, or a majority
+/// partition heals, a write through the load balancer is acknowledged within
+/// this (every CI run).
+const MAX_WRITE_RESUME_US: u64 = 1_500_000;
+
 fn ms(us: u64) -> f64 {
     (us as f64 / 1000.0 * 10.0).round() / 10.0
 }
@@ -455,8 +464,14 @@ fn report(
     );
     let _ = writeln!(
         text,
-        "\n{:<24} {:<14} {:>12} {:>9} {:>14} {:>16}  note",
-        "fault", "target", "write gap ms", "API fail", "server fails", "retried ok/all"
+        "\n{:<24} {:<14} {:>12} {:>13} {:>9} {:>14} {:>16}  note",
+        "fault",
+        "target",
+        "write gap ms",
+        "LB resume ms",
+        "API fail",
+        "server fails",
+        "retried ok/all"
     );
     let mut gaps = Vec::new();
     for run in runs {
@@ -481,6 +496,52 @@ fn report(
             longest
         });
         let in_window = |t: u64| t >= run.start && t <= run.end;
+        // Issue 9: how soon a write sent through the load balancer after the
+        // moment writes can be taken again is acknowledged. A majority
+        // partition leaves no quorum until it heals; the others leave one
+        // the whole time.
+        let resume_from = match run.fault {
+            Fault::MajorityPartition => run.healed,
+            Fault::KillLeader | Fault::IsolateLeader | Fault::PauseLeader => Some(run.start),
+            _ => None,
+        };
+        let resume = resume_from.and_then(|from| {
+            records
+                .iter()
+                .filter(|r| {
+                    r.via == "lb"
+                        && r.is_write()
+                        && r.definite()
+                        && r.call >= from
+                        && r.ret <= run.end
+                })
+                .map(|r| r.ret - from)
+                .min()
+        });
+        if let Some(from) = resume_from {
+            match resume {
+                Some(us) if us > MAX_WRITE_RESUME_US => {
+                    failures.push(format!(
+                    "{}: the first write through the load balancer sent after {} was acknowledged \
+                     {:.0} ms later (at most {} ms)",
+                    run.fault.name(),
+                    if Some(from) == run.healed { "the heal" } else { "the fault" },
+                    ms(us),
+                    MAX_WRITE_RESUME_US / 1000
+                ))
+                }
+                None => failures.push(format!(
+                    "{}: no write through the load balancer was acknowledged after the {}",
+                    run.fault.name(),
+                    if Some(from) == run.healed {
+                        "heal"
+                    } else {
+                        "fault"
+                    }
+                )),
+                _ => {}
+            }
+        }
         let api_fail = records
             .iter()
             .filter(|r| !r.definite() && in_window(r.call))
@@ -494,11 +555,14 @@ fn report(
         let note = run.error.clone().unwrap_or_default();
         let _ = writeln!(
             text,
-            "{:<24} {:<14} {:>12} {:>9} {:>14} {:>16}  {}",
+            "{:<24} {:<14} {:>12} {:>13} {:>9} {:>14} {:>16}  {}",
             run.fault.name(),
             run.targets.join(","),
             gap.map(|g| format!("{:.1}", ms(g)))
                 .unwrap_or("none".into()),
+            resume
+                .map(|g| format!("{:.1}", ms(g)))
+                .unwrap_or("-".into()),
             api_fail,
             sess.len(),
             format!("{recovered}/{}", http_fails.len()),
@@ -579,6 +643,7 @@ fn report(
             "fault": run.fault.name(),
             "targets": run.targets,
             "write_gap_ms": gap.map(ms),
+            "lb_write_resume_ms": resume.map(ms),
             "api_indeterminate": api_fail,
             "api_indeterminate_via_lb": lb_fail,
             "server_request_failures": sess.len(),
