@@ -21,6 +21,12 @@ use crate::time::now_ms;
 
 pub type Admin = AdminClient<InterceptedService<Channel, ClientAuth>>;
 
+/// One forwarded write or read-index gets at most this long before it is
+/// retried (the same request: it applies once) on a fresh connection. A
+/// commit takes milliseconds; a connection that is silent this long is
+/// most likely dead.
+const FORWARD_ATTEMPT: Duration = Duration::from_secs(1);
+
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     #[error("no leader could commit the write within {0:?}; the cluster may have lost its quorum (check `hubctl status`)")]
@@ -122,6 +128,21 @@ impl Hub {
             .max_decoding_message_size(64 << 20);
         cache.insert(grpc_addr.to_string(), client.clone());
         Ok(client)
+    }
+
+    /// Drop the cached client for `grpc_addr` after a failure that may mean
+    /// its connection is dead (the peer moved to another address, or a
+    /// partition left a half-open connection): the next call connects anew
+    /// instead of waiting for HTTP/2 keep-alive to notice.
+    fn forget_admin_on(&self, grpc_addr: &str, status: &tonic::Status) {
+        use tonic::Code::*;
+        if matches!(
+            status.code(),
+            Unavailable | DeadlineExceeded | Cancelled | Unknown
+        ) {
+            let mut cache = self.admins.lock().unwrap_or_else(|p| p.into_inner());
+            cache.remove(grpc_addr);
+        }
     }
 
     /// Read the applied state (no barrier: see [`Hub::linearize`]).
@@ -354,10 +375,16 @@ impl Hub {
     ) -> Result<(Response, u64), HubError> {
         let command = serde_json::to_vec(req).map_err(|e| HubError::Internal(e.to_string()))?;
         let mut client = self.admin(&leader.grpc_addr)?;
+        let attempt = limit.min(FORWARD_ATTEMPT);
         let mut call = tonic::Request::new(ProposeRequest { command });
-        call.set_timeout(limit);
-        let reply = client.propose(call).await.map_err(|s| {
+        call.set_timeout(attempt);
+        let reply = match tokio::time::timeout(attempt, client.propose(call)).await {
+            Ok(r) => r,
+            Err(_) => Err(tonic::Status::deadline_exceeded("no answer in time")),
+        };
+        let reply = reply.map_err(|s| {
             tracing::debug!(leader = %leader.grpc_addr, status = %s.message(), "forwarded write not taken");
+            self.forget_admin_on(&leader.grpc_addr, &s);
             if s.code() == tonic::Code::Unimplemented {
                 HubError::NotYetEnabled(s.message().to_string())
             } else {
@@ -408,13 +435,21 @@ impl Hub {
                     return Err(None);
                 };
                 let mut client = self.admin(&node.grpc_addr).map_err(Some)?;
+                let attempt = limit.min(FORWARD_ATTEMPT);
                 let mut call = tonic::Request::new(ReadIndexRequest {});
-                call.set_timeout(limit);
+                call.set_timeout(attempt);
                 // As for writes: a successor makes the old leader's answer moot.
                 tokio::select! {
-                    r = client.read_index(call) => match r {
-                        Ok(r) => Ok(r.into_inner().read_index),
-                        Err(_) => Err(None),
+                    r = tokio::time::timeout(attempt, client.read_index(call)) => match r {
+                        Ok(Ok(r)) => Ok(r.into_inner().read_index),
+                        Ok(Err(s)) => {
+                            self.forget_admin_on(&node.grpc_addr, &s);
+                            Err(None)
+                        }
+                        Err(_) => {
+                            self.forget_admin_on(&node.grpc_addr, &tonic::Status::deadline_exceeded(""));
+                            Err(None)
+                        }
                     },
                     _ = self.leader_moved_from(&node) => Err(None),
                 }

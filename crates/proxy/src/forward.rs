@@ -47,6 +47,16 @@ pub(crate) fn client(connect_timeout: std::time::Duration) -> HttpClient {
         .build(connector)
 }
 
+/// A client that opens a new connection for every request (health probes).
+pub(crate) fn unpooled_client(connect_timeout: std::time::Duration) -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector)
+}
+
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never: Infallible| match never {})
@@ -162,7 +172,7 @@ pub(crate) async fn handle(
         }
         None => {
             drop(table);
-            to_hub(&shared, &client, &drain, remote, req).await
+            to_hub(&shared, &drain, remote, req).await
         }
     };
     Ok(resp)
@@ -250,7 +260,6 @@ async fn to_server(
 /// failure (nothing sent) can be retried on the next replica.
 async fn to_hub(
     shared: &Shared,
-    client: &HttpClient,
     drain: &Drain,
     remote: SocketAddr,
     mut req: Request<Incoming>,
@@ -284,10 +293,12 @@ async fn to_hub(
     let mut client_upgrade = client_upgrade;
     for (hub, parts) in heads {
         let upstream = Request::from_parts(parts, full(body.clone()));
+        let client = shared.hub_clients.get(&hub);
         let answer = tokio::select! {
             r = client.request(upstream) => r,
             _ = crate::health::unresponsive(shared, &hub) => {
                 tracing::warn!(%hub, "hub replica stopped answering its health checks while handling a request; giving up on it");
+                shared.hub_clients.reset(&hub);
                 return error(
                     StatusCode::GATEWAY_TIMEOUT,
                     "the hub replica handling this request stopped answering (paused, cut off or dead); \

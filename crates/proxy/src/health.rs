@@ -65,6 +65,55 @@ pub(crate) async fn unresponsive(shared: &Shared, addr: &str) {
 
 pub(crate) type HealthMap = HashMap<String, Probe>;
 
+/// One HTTP client (one connection pool) per hub replica, so that the pool
+/// of a replica that went silent can be thrown away: its idle connections
+/// may be half-open or lead to an address the replica no longer has, and a
+/// request sent on one would hang.
+pub(crate) struct HubClients {
+    connect_timeout: std::sync::Mutex<Duration>,
+    clients: std::sync::Mutex<HashMap<String, HttpClient>>,
+}
+
+impl Default for HubClients {
+    fn default() -> Self {
+        HubClients {
+            connect_timeout: std::sync::Mutex::new(Duration::from_secs(1)),
+            clients: Default::default(),
+        }
+    }
+}
+
+impl HubClients {
+    pub(crate) fn set_connect_timeout(&self, d: Duration) {
+        *self
+            .connect_timeout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = d;
+    }
+
+    pub(crate) fn get(&self, addr: &str) -> HttpClient {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(addr) {
+            return c.clone();
+        }
+        let timeout = *self
+            .connect_timeout
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let c = crate::forward::client(timeout);
+        clients.insert(addr.to_string(), c.clone());
+        c
+    }
+
+    /// Forget `addr`'s pool: the next request connects anew.
+    pub(crate) fn reset(&self, addr: &str) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(addr);
+    }
+}
+
 /// `addrs` (leader first, as the hubs last said) reordered by what the
 /// probes found. Pure, for tests as data.
 pub(crate) fn order(addrs: &[String], health: &HealthMap) -> Vec<String> {
@@ -162,6 +211,10 @@ pub(crate) async fn run(
         for (addr, p) in &map {
             let was_down = matches!(last_logged.get(addr), Some(Probe::Down { .. }));
             let is_down = matches!(p, Probe::Down { .. });
+            if was_down && !is_down {
+                // Back: its old connections may be dead; start afresh.
+                shared.hub_clients.reset(addr);
+            }
             if was_down != is_down || !last_logged.contains_key(addr) {
                 if is_down {
                     tracing::warn!(hub = %addr, "hub replica not answering its health check; sending it requests last");

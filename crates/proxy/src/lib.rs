@@ -98,11 +98,13 @@ pub async fn run(
         watcher.run(shared.clone(), stop_rx.clone()),
         span.clone(),
     ));
-    let client = forward::client(Duration::from_millis(config.connect_timeout_ms.max(1)));
+    let connect_timeout = Duration::from_millis(config.connect_timeout_ms.max(1));
+    let client = forward::client(connect_timeout);
+    shared.hub_clients.set_connect_timeout(connect_timeout);
     let health_task = tokio::spawn(tracing::Instrument::instrument(
         health::run(
             shared.clone(),
-            client.clone(),
+            forward::unpooled_client(connect_timeout),
             Duration::from_millis(config.hub_probe_interval_ms.max(10)),
             Duration::from_millis(config.hub_probe_timeout_ms.max(10)),
             stop_rx.clone(),

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub health: ArcSwap<crate::health::HealthMap>,
     /// Sent after every round of probes.
     pub health_changed: watch::Sender<()>,
+    /// One connection pool per hub replica.
+    pub hub_clients: crate::health::HubClients,
     pub connected: AtomicBool,
     /// Shutting down: the health check says so, so that the load balancer
     /// stops sending new requests before the listener closes.
@@ -49,6 +51,7 @@ impl Shared {
             }),
             health: ArcSwap::from_pointee(Default::default()),
             health_changed: watch::channel(()).0,
+            hub_clients: Default::default(),
             connected: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             started: Instant::now(),
