@@ -25,10 +25,10 @@ use crate::watch::Shared;
 pub(crate) enum Probe {
     /// It answered: whether it says it leads, and its term.
     Up { leads: bool, term: u64 },
-    /// No usable answer. `misses`: probes in a row that got no answer at
-    /// all within the deadline (paused, cut off); 0 when the replica
-    /// refused or dropped the connection at once (stopped, or draining:
-    /// a draining replica still finishes what it has).
+    /// No usable answer. `misses`: probes in a row that found it silent or
+    /// unreachable (paused, cut off); 0 when its host refused the
+    /// connection (stopped, or draining: a draining replica still finishes
+    /// what it has).
     Down { misses: u32 },
 }
 
@@ -153,11 +153,18 @@ async fn probe(client: &HttpClient, addr: &str, limit: Duration) -> Probe {
         return Probe::Down { misses: 1 };
     };
     let answer = tokio::time::timeout(limit, async {
-        let Ok(resp) = client.request(req).await else {
-            return None;
+        let resp = match client.request(req).await {
+            Ok(r) => r,
+            // Nothing listens there: stopped or draining (still finishing
+            // what it holds), not silent.
+            Err(e) if refused(&e) => return None,
+            // Unreachable host or network, reset mid-way: cut off.
+            Err(_) => return Some(None),
         };
-        let body = resp.into_body().collect().await.ok()?.to_bytes();
-        Some(serde_json::from_slice::<Health>(&body).ok())
+        let Ok(body) = resp.into_body().collect().await else {
+            return Some(None);
+        };
+        Some(serde_json::from_slice::<Health>(&body.to_bytes()).ok())
     })
     .await;
     match answer {
@@ -166,17 +173,23 @@ async fn probe(client: &HttpClient, addr: &str, limit: Duration) -> Probe {
             leads: h.leader == Some(h.node),
             term: h.term,
         },
-        // It answered, but not with its health: up, but not to be trusted
-        // to lead.
-        Ok(Some(None)) => Probe::Up {
-            leads: false,
-            term: 0,
-        },
-        // Refused or reset at once.
+        // Refused: nothing listens (stopped or draining).
         Ok(None) => Probe::Down { misses: 0 },
-        // Silence.
-        Err(_) => Probe::Down { misses: 1 },
+        // Unreachable, or an answer that is not its health; or silence.
+        Ok(Some(None)) | Err(_) => Probe::Down { misses: 1 },
     }
+}
+
+/// Whether a failed request was refused outright (`ECONNREFUSED`).
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// Probe every known hub each `interval` until `stop`.
@@ -289,5 +302,32 @@ mod tests {
                 .collect();
             assert_eq!(order(&addrs, &map), want.to_vec(), "{what}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_not_silence_but_a_mute_listener_is() {
+        let client = crate::forward::unpooled_client(Duration::from_millis(200));
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let closed_addr = closed.local_addr().expect("addr").to_string();
+        drop(closed);
+        assert_eq!(
+            probe(&client, &closed_addr, Duration::from_millis(300)).await,
+            Probe::Down { misses: 0 }
+        );
+        // Accepts and never answers: a paused process.
+        let mute = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let mute_addr = mute.local_addr().expect("addr").to_string();
+        let _held = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((c, _)) = mute.accept().await {
+                conns.push(c);
+            }
+        });
+        assert_eq!(
+            probe(&client, &mute_addr, Duration::from_millis(300)).await,
+            Probe::Down { misses: 1 }
+        );
     }
 }

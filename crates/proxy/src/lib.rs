@@ -49,7 +49,7 @@ pub struct ProxyConfig {
     /// A hub replica that does not answer its probe within this is sent
     /// requests last; a request waiting on it is given up (504) after two
     /// such probes in a row.
-    #[arg(long, default_value = "400")]
+    #[arg(long, default_value = "300")]
     pub hub_probe_timeout_ms: u64,
     /// TCP connect timeout to hub replicas and users' servers.
     #[arg(long, default_value = "1000")]
