@@ -137,6 +137,22 @@ impl Peer {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
+        let payload =
+            serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.call_encoded(rpc, payload, option).await
+    }
+
+    /// [`Peer::call`] with the request already encoded.
+    async fn call_encoded<Resp, E>(
+        &mut self,
+        rpc: Rpc,
+        payload: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let client = match &mut self.client {
             Ok(c) => c,
             Err(e) => {
@@ -144,8 +160,6 @@ impl Peer {
                 return Err(RPCError::Unreachable(Unreachable::new(&e)));
             }
         };
-        let payload =
-            serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let msg = RaftMessage {
             format: RAFT_FORMAT_JSON_V1.into(),
             payload,
@@ -177,7 +191,11 @@ impl RaftNetwork<TypeConfig> for Peer {
         mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
-        if rpc.entries.len() > 1 {
+        // Encoded once; only a batch over the cap is measured entry by entry
+        // and encoded again, cut.
+        let payload =
+            serde_json::to_vec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if payload.len() > self.max_append_bytes && rpc.entries.len() > 1 {
             let sizes: Vec<usize> = rpc
                 .entries
                 .iter()
@@ -200,7 +218,7 @@ impl RaftNetwork<TypeConfig> for Peer {
                 };
             }
         }
-        self.call(Rpc::Append, &rpc, &option).await
+        self.call_encoded(Rpc::Append, payload, &option).await
     }
 
     async fn install_snapshot(
