@@ -159,6 +159,10 @@ pub struct HubConfig {
     /// (see `limits.rs` and docs/operations.md, "Limits").
     #[command(flatten)]
     pub limits: crate::limits::Limits,
+    /// The HTTP port's timeouts and connection limits, and the hops
+    /// (proxies, balancers) whose forwarded headers it believes.
+    #[command(flatten)]
+    pub edge: quorumhub_edge::EdgeArgs,
 }
 
 /// The spawner a replica uses; every replica of a cluster should use the

@@ -126,13 +126,34 @@ pub async fn run(
         );
     let grpc_task = tokio::spawn(grpc);
 
-    let http = axum::serve(
-        http_listener,
-        crate::api::router(hub.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopped(drain_rx.clone()));
-    let http_task = tokio::spawn(async move { http.await });
+    // The HTTP port through the edge: header, body and send timeouts,
+    // connection and request caps; the client address is believed from
+    // `--trusted-proxies` only (loopback unless configured).
+    let edge = quorumhub_edge::Edge::new(
+        config.edge.clone(),
+        quorumhub_edge::TrustedHops::loopback(),
+        "hub-http",
+        None,
+    );
+    let router = crate::api::router(hub.clone());
+    let handler = move |req: http::Request<quorumhub_edge::RequestBody>| {
+        let router = router.clone();
+        async move {
+            use tower::ServiceExt;
+            match router.oneshot(req.map(axum::body::Body::new)).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
+        }
+    };
+    let drain = stopped(drain_rx.clone());
+    let http_task = tokio::spawn(async move {
+        edge.serve(http_listener, handler, drain)
+            .await
+            .shutdown()
+            .await;
+        Ok::<(), std::io::Error>(())
+    });
 
     tracing::info!(
         grpc = %config.grpc_listen,

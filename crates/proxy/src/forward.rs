@@ -2,27 +2,26 @@
 //! hub replica, HTTP and WebSocket upgrades alike.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
+use quorumhub_edge::{Client as ClientAddr, RequestBody};
 
 use crate::server::Drain;
+use crate::upload::{Failure, Upload};
 use crate::watch::Shared;
 
-pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type Body = BoxBody<Bytes, BoxError>;
 pub(crate) type HttpClient = Client<HttpConnector, Body>;
-
-/// Largest `/hub/...` request body buffered for a safe connect-retry.
-const HUB_BODY_LIMIT: usize = 16 << 20;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
@@ -64,33 +63,16 @@ pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 fn error(status: StatusCode, message: &str) -> Response<Body> {
-    let body = format!(
-        "{{\"status\": {}, \"message\": {}}}",
-        status.as_u16(),
-        serde_quote(message)
-    );
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    quorumhub_edge::serve::json_error(status, message)
+        .map(|b| b.map_err(|never: Infallible| match never {}).boxed())
 }
 
-fn serde_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// An answer after which the client's connection is closed: its body was
+/// not read to the end.
+fn closing(mut resp: Response<Body>) -> Response<Body> {
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// Remove hop-by-hop headers, including any named in `Connection`.
@@ -122,25 +104,6 @@ pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
     connection_upgrade && headers.contains_key(header::UPGRADE)
 }
 
-fn forwarded_headers(headers: &mut HeaderMap, remote: SocketAddr, host: Option<HeaderValue>) {
-    let ip = remote.ip().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
-    }
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    }
-    if let Some(host) = host {
-        if !headers.contains_key("x-forwarded-host") {
-            headers.insert("x-forwarded-host", host);
-        }
-    }
-}
-
 fn upstream_uri(base: &str, original: &Uri) -> Option<Uri> {
     let pq = original.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let base = base.trim_end_matches('/');
@@ -152,30 +115,36 @@ fn upstream_uri(base: &str, original: &Uri) -> Option<Uri> {
     format!("{base}{pq}").parse().ok()
 }
 
+/// What forwarding needs besides the request.
+#[derive(Clone)]
+pub(crate) struct Forwarder {
+    pub shared: Arc<Shared>,
+    pub client: HttpClient,
+    pub drain: Drain,
+    /// Largest `/hub/...` body passed on; the hub applies its own, smaller
+    /// limits per endpoint.
+    pub max_hub_body: u64,
+    /// `http` or `https`: what this proxy's clients speak.
+    pub scheme: &'static str,
+}
+
 /// Handle one request from a client.
-pub(crate) async fn handle(
-    shared: Arc<Shared>,
-    client: HttpClient,
-    drain: Drain,
-    remote: SocketAddr,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+pub(crate) async fn handle(fwd: Forwarder, req: Request<RequestBody>) -> Response<Body> {
     if req.uri().path() == "/_proxy/health" {
-        return Ok(health(&shared));
+        return health(&fwd.shared);
     }
-    let table = shared.table.load();
-    let resp = match table.lookup(req.uri().path()) {
+    let table = fwd.shared.table.load();
+    match table.lookup(req.uri().path()) {
         Some(target) => {
             let target = target.to_string();
             drop(table);
-            to_server(&client, &drain, remote, &target, req).await
+            to_server(&fwd, &target, req).await
         }
         None => {
             drop(table);
-            to_hub(&shared, &drain, remote, req).await
+            to_hub(&fwd, req).await
         }
-    };
-    Ok(resp)
+    }
 }
 
 /// 200 while serving (with or without a hub: the last table still
@@ -206,8 +175,8 @@ fn health(shared: &Shared) -> Response<Body> {
 
 /// Build the upstream request head from the client's.
 fn prepare(
-    req: &Request<Incoming>,
-    remote: SocketAddr,
+    req: &Request<RequestBody>,
+    scheme: &'static str,
     base: &str,
 ) -> Option<(http::request::Parts, bool)> {
     let upgrade = is_upgrade(req.headers());
@@ -226,26 +195,39 @@ fn prepare(
             parts.headers.insert(header::UPGRADE, v);
         }
     }
-    let host = req.headers().get(header::HOST).cloned();
-    forwarded_headers(&mut parts.headers, remote, host);
+    match req.extensions().get::<ClientAddr>() {
+        Some(client) => client.set_forwarded_headers(&mut parts.headers, scheme),
+        None => {
+            // Not from the edge (cannot happen when serving): believe nothing.
+            for h in [
+                "x-forwarded-for",
+                "x-forwarded-host",
+                "x-real-ip",
+                "forwarded",
+            ] {
+                parts.headers.remove(h);
+            }
+            parts
+                .headers
+                .insert("x-forwarded-proto", HeaderValue::from_static(scheme));
+        }
+    }
     Some((parts, upgrade))
 }
 
-async fn to_server(
-    client: &HttpClient,
-    drain: &Drain,
-    remote: SocketAddr,
-    target: &str,
-    mut req: Request<Incoming>,
-) -> Response<Body> {
-    let Some((parts, upgrade)) = prepare(&req, remote, target) else {
+async fn to_server(fwd: &Forwarder, target: &str, mut req: Request<RequestBody>) -> Response<Body> {
+    let Some((parts, upgrade)) = prepare(&req, fwd.scheme, target) else {
         return error(StatusCode::BAD_GATEWAY, "bad route target");
     };
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let body = req.into_body().boxed();
-    let upstream = Request::from_parts(parts, body);
-    match client.request(upstream).await {
-        Ok(resp) => finish(resp, client_upgrade, drain),
+    let (body, failure) = Upload::new(req.into_body(), u64::MAX);
+    let upstream = Request::from_parts(parts, body.attempt().boxed());
+    match fwd.client.request(upstream).await {
+        Ok(resp) => finish(resp, client_upgrade, &fwd.drain),
+        Err(_) if failure.get() == Some(Failure::Stalled) => closing(error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body stalled (see --body-timeout-ms)",
+        )),
         Err(e) => {
             tracing::warn!(%target, error = %e, "user server unreachable");
             error(
@@ -256,14 +238,11 @@ async fn to_server(
     }
 }
 
-/// To a hub replica: the request body is buffered so that a connect
-/// failure (nothing sent) can be retried on the next replica.
-async fn to_hub(
-    shared: &Shared,
-    drain: &Drain,
-    remote: SocketAddr,
-    mut req: Request<Incoming>,
-) -> Response<Body> {
+/// To a hub replica. The body is streamed, never buffered: a replica that
+/// cannot be connected to (so nothing was sent) is skipped for the next,
+/// and a request whose body was already taken is never sent twice.
+async fn to_hub(fwd: &Forwarder, mut req: Request<RequestBody>) -> Response<Body> {
+    let shared = &fwd.shared;
     let hubs = shared.hubs.load_full();
     if hubs.ordered.is_empty() {
         return error(
@@ -271,28 +250,25 @@ async fn to_hub(
             "no hub replica is known yet",
         );
     }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > fwd.max_hub_body) {
+        return too_large(fwd.max_hub_body);
+    }
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     // Leader first as this proxy's own probes found it, silent ones last.
     let ordered = crate::health::order(&hubs.ordered, &shared.health.load());
     let heads: Vec<_> = ordered
         .iter()
-        .filter_map(|h| prepare(&req, remote, h).map(|(p, _)| (h.clone(), p)))
+        .filter_map(|h| prepare(&req, fwd.scheme, h).map(|(p, _)| (h.clone(), p)))
         .collect();
-    let body = match Limited::new(req.into_body(), HUB_BODY_LIMIT)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body refused: {e}"),
-            )
-        }
-    };
+    let (body, failure) = Upload::new(req.into_body(), fwd.max_hub_body);
     let mut client_upgrade = client_upgrade;
     for (hub, parts) in heads {
-        let upstream = Request::from_parts(parts, full(body.clone()));
+        let upstream = Request::from_parts(parts, body.attempt().boxed());
         let client = shared.hub_clients.get(&hub);
         let answer = tokio::select! {
             r = client.request(upstream) => r,
@@ -307,8 +283,17 @@ async fn to_hub(
             }
         };
         match answer {
-            Ok(resp) => return finish(resp, client_upgrade.take(), drain),
-            Err(e) if e.is_connect() => {
+            Ok(resp) => return finish(resp, client_upgrade.take(), &fwd.drain),
+            Err(_) if failure.get() == Some(Failure::TooLarge) => {
+                return too_large(fwd.max_hub_body);
+            }
+            Err(_) if failure.get() == Some(Failure::Stalled) => {
+                return closing(error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body stalled (see --body-timeout-ms)",
+                ));
+            }
+            Err(e) if e.is_connect() && body.unsent() => {
                 tracing::debug!(%hub, error = %e, "hub replica unreachable; trying the next");
                 continue;
             }
@@ -325,6 +310,15 @@ async fn to_hub(
         StatusCode::SERVICE_UNAVAILABLE,
         "no hub replica is reachable",
     )
+}
+
+fn too_large(limit: u64) -> Response<Body> {
+    closing(error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!(
+            "request body larger than {limit} bytes, the proxy's limit for /hub/ (--max-hub-body-bytes)"
+        ),
+    ))
 }
 
 /// Pass the upstream response back; for a 101, splice the two upgraded
@@ -360,7 +354,7 @@ fn finish(
         return Response::from_parts(parts, full(Bytes::new()));
     }
     strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, body.boxed())
+    Response::from_parts(parts, body.map_err(BoxError::from).boxed())
 }
 
 #[cfg(test)]
@@ -409,6 +403,5 @@ mod tests {
             upstream_uri("127.0.0.1:8081/", &uri).map(|u| u.to_string()),
             Some("http://127.0.0.1:8081/user/alice/api?x=1&y=%20".into())
         );
-        assert_eq!(serde_quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
     }
 }

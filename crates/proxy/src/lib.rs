@@ -7,7 +7,9 @@
 //! - [`health`]: probes each hub replica, so `/hub/...` goes to the
 //!   replica that leads now and skips silent ones;
 //! - [`forward`]: one request to its upstream, WebSocket upgrades spliced;
-//! - [`server`]: accepting, and draining on shutdown.
+//! - [`upload`]: a request body streamed upstream, retried only if unsent;
+//! - [`server`]: serving through the edge (`quorumhub-edge`: timeouts,
+//!   limits, the client address), and draining on shutdown.
 //!
 //! The proxy holds no state of its own that matters: a restarted proxy
 //! rebuilds its table from any replica. It must never clear its table
@@ -17,6 +19,7 @@ mod forward;
 mod health;
 mod server;
 pub mod table;
+mod upload;
 mod watch;
 
 use std::future::Future;
@@ -65,6 +68,15 @@ pub struct ProxyConfig {
     /// Name used in logs and in WatchRequest.watcher
     #[arg(long, default_value = "proxy")]
     pub name: String,
+    /// Largest request body passed to a hub replica (`/hub/...`), streamed;
+    /// larger gets 413 here. The hub's own limits per endpoint are smaller
+    /// (`--max-body-bytes` and others); no hub limit can exceed 1 MiB.
+    #[arg(long, default_value = "1048576")]
+    pub max_hub_body_bytes: u64,
+    #[command(flatten)]
+    pub edge: quorumhub_edge::EdgeArgs,
+    #[command(flatten)]
+    pub tls: quorumhub_edge::TlsArgs,
 }
 
 pub async fn run(
@@ -100,6 +112,44 @@ pub async fn run(
     ));
     let connect_timeout = Duration::from_millis(config.connect_timeout_ms.max(1));
     let client = forward::client(connect_timeout);
+    let tls = match (&config.tls.tls_cert, &config.tls.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = quorumhub_edge::Tls::new(cert.clone(), key.clone())?;
+            tls.reload_on_sighup();
+            Some(tls)
+        }
+        _ => None,
+    };
+    let edge = quorumhub_edge::Edge::new(
+        config.edge.clone(),
+        quorumhub_edge::TrustedHops::default(),
+        "proxy",
+        tls,
+    );
+    let scheme = edge.scheme();
+    if let Some(from) = config.tls.tls_redirect_from {
+        let plain = tokio::net::TcpListener::bind(from)
+            .await
+            .with_context(|| format!("cannot listen on {from} (--tls-redirect-from)"))?;
+        let redirect_edge = quorumhub_edge::Edge::new(
+            config.edge.clone(),
+            quorumhub_edge::TrustedHops::default(),
+            "proxy-redirect",
+            None,
+        );
+        let https_port = config.listen.port();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let handler = move |req: http::Request<quorumhub_edge::RequestBody>| async move {
+                quorumhub_edge::tls::https_redirect(&req, https_port)
+            };
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            redirect_edge.serve(plain, handler, stopped).await;
+        });
+        tracing::info!(%from, "redirecting plain HTTP to HTTPS");
+    }
     shared.hub_clients.set_connect_timeout(connect_timeout);
     let health_task = tokio::spawn(tracing::Instrument::instrument(
         health::run(
@@ -115,8 +165,14 @@ pub async fn run(
     tracing::Instrument::instrument(
         server::serve(
             listener,
-            shared,
-            client,
+            edge,
+            forward::Forwarder {
+                shared,
+                client,
+                drain: server::Drain::default(),
+                max_hub_body: config.max_hub_body_bytes,
+                scheme,
+            },
             shutdown,
             server::DrainTiming {
                 delay: Duration::from_millis(config.drain_delay_ms),

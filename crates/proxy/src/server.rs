@@ -1,19 +1,16 @@
-//! Accepting connections and draining them on shutdown.
+//! Serving (the accept loop and its limits are the edge's) and draining
+//! on shutdown.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use quorumhub_edge::Edge;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
-use crate::forward::{self, HttpClient};
-use crate::watch::Shared;
+use crate::forward::{self, Forwarder};
 
 /// Counts upgraded connections (WebSockets), which outlive their HTTP
 /// connection, so shutdown can wait for them.
@@ -61,54 +58,29 @@ pub(crate) struct DrainTiming {
 
 pub(crate) async fn serve(
     listener: TcpListener,
-    shared: Arc<Shared>,
-    client: HttpClient,
+    edge: Arc<Edge>,
+    fwd: Forwarder,
     shutdown: impl Future<Output = ()>,
     timing: DrainTiming,
 ) {
-    let drain_timeout = timing.timeout;
-    let graceful = GracefulShutdown::new();
-    let drain = Drain::default();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    // Set once shutdown begins: until then, keep accepting while the health
-    // check reports draining.
-    let mut closing_at: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, remote) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let (shared, client, drain2) = (shared.clone(), client.clone(), drain.clone());
-                let svc = service_fn(move |req| forward::handle(shared.clone(), client.clone(), drain2.clone(), remote, req));
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%remote, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            _ = &mut shutdown, if closing_at.is_none() => {
-                if timing.delay.is_zero() {
-                    break;
-                }
-                shared.draining.store(true, Ordering::Relaxed);
-                tracing::info!(delay_ms = timing.delay.as_millis() as u64, "draining: health check fails; still serving until the load balancer has noticed");
-                closing_at = Some(Instant::now() + timing.delay);
-            }
-            _ = tokio::time::sleep_until(closing_at.unwrap_or_else(Instant::now).into()), if closing_at.is_some() => break,
+    let shared = fwd.shared.clone();
+    let drain = fwd.drain.clone();
+    // Shutdown first fails the health check for `delay`, still accepting,
+    // so the load balancer takes this proxy out before its listener closes.
+    let stop = async {
+        shutdown.await;
+        if !timing.delay.is_zero() {
+            shared.draining.store(true, Ordering::Relaxed);
+            tracing::info!(
+                delay_ms = timing.delay.as_millis() as u64,
+                "draining: health check fails; still serving until the load balancer has noticed"
+            );
+            tokio::time::sleep(timing.delay).await;
         }
-    }
-    drop(listener);
-    let deadline = Instant::now() + drain_timeout;
+    };
+    let handler = move |req| forward::handle(fwd.clone(), req);
+    let graceful = edge.serve(listener, handler, stop).await;
+    let deadline = Instant::now() + timing.timeout;
     tracing::info!(
         websockets = drain.active(),
         "draining: no new connections; finishing requests in flight"

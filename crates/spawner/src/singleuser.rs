@@ -10,6 +10,9 @@
 //! - `{prefix}api/echo[/...]` (any method): the request's method, path,
 //!   query, headers and body as JSON
 //! - `GET {prefix}ws`: WebSocket echo (text and binary)
+//! - `GET {prefix}api/events?every_ms=N&count=K`: a server-sent event
+//!   stream, one `data: <i>` event every N ms (default 1000, 10 ms to
+//!   60 s), K of them (default 10, at most 10,000)
 //! - anything else under the prefix: a small HTML page naming the owner
 //! - `{prefix}` without its trailing `/`: 302 to `{prefix}`
 //!
@@ -265,9 +268,46 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             .into_response()
         }
         "ws" => websocket(app, req).await,
+        "api/events" => events(req.uri()),
         r if r == "api/echo" || r.starts_with("api/echo/") => echo(req).await,
         _ => page(&app.settings),
     }
+}
+
+/// A server-sent event stream: long-lived, with pauses between events.
+fn events(uri: &Uri) -> Response {
+    let mut every_ms: u64 = 1000;
+    let mut count: u64 = 10;
+    for pair in uri.query().unwrap_or("").split('&') {
+        match pair.split_once('=') {
+            Some(("every_ms", v)) => every_ms = v.parse().unwrap_or(every_ms),
+            Some(("count", v)) => count = v.parse().unwrap_or(count),
+            _ => {}
+        }
+    }
+    let every = Duration::from_millis(every_ms.clamp(10, 60_000));
+    let count = count.min(10_000);
+    let stream = futures::stream::unfold(0u64, move |i| async move {
+        if i >= count {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(every).await;
+        }
+        let frame = bytes::Bytes::from(format!("data: {i}\n\n"));
+        Some((Ok::<_, std::convert::Infallible>(frame), i + 1))
+    });
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 fn redirect(location: &str) -> Response {

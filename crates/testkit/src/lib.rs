@@ -283,7 +283,12 @@ impl Cluster {
     /// Start the proxy and wait (up to 30 s) until it answers its health
     /// check, so a test's first request through it cannot race its start.
     pub async fn start_proxy_ready(&mut self) {
-        self.start_proxy();
+        self.start_proxy_ready_with(&[]).await;
+    }
+
+    /// [`Cluster::start_proxy_ready`] with extra flags.
+    pub async fn start_proxy_ready_with(&mut self, extra: &[&str]) {
+        self.start_proxy_with(extra);
         let url = self.proxy_url("/_proxy/health");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -301,6 +306,11 @@ impl Cluster {
     }
 
     pub fn start_proxy(&mut self) {
+        self.start_proxy_with(&[]);
+    }
+
+    /// Start the proxy with extra flags (limits, timeouts).
+    pub fn start_proxy_with(&mut self, extra: &[&str]) {
         let grpc: Vec<String> = self.nodes.iter().map(|n| n.grpc.clone()).collect();
         let http: Vec<String> = self.nodes.iter().map(|n| n.http.clone()).collect();
         let args = vec![
@@ -314,7 +324,16 @@ impl Cluster {
             "--name".into(),
             "test-proxy".into(),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|a| a.to_string()))
+            .collect();
         self.proxy = Some(self.command(&args, "proxy"));
+    }
+
+    /// The running proxy's process id.
+    pub fn proxy_pid(&self) -> Option<u32> {
+        self.proxy.as_ref().map(|p| p.id())
     }
 
     pub fn dump_logs(&self) {

@@ -179,18 +179,13 @@ async fn request_span(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> 
     resp
 }
 
-/// Who sent a request, before authentication: the address our proxy saw
-/// (the last `X-Forwarded-For` entry), else `direct`.
+/// Who sent a request, before authentication: the client address the
+/// edge resolved (behind `--trusted-proxies`), else `direct`.
 fn client_of(req: &Request) -> String {
-    let addr = req
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty() && v.len() <= 64)
-        .unwrap_or("direct");
-    format!("address {addr}")
+    match req.extensions().get::<quorumhub_edge::Client>() {
+        Some(c) => format!("address {}", c.addr),
+        None => "address direct".into(),
+    }
 }
 
 /// Marks a response refused by a limit or quota (see [`crate::limits`]):

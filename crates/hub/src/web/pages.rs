@@ -91,20 +91,18 @@ pub(crate) struct LoginForm {
     xsrf: Option<String>,
 }
 
-/// The client's address as the proxy saw it (the last `X-Forwarded-For`
-/// entry is the one our proxy added), for rate limiting.
-fn client_addr(headers: &HeaderMap) -> String {
-    headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .map(|v| v.trim().to_string())
+/// The client's address as the edge resolved it (behind
+/// `--trusted-proxies`), for rate limiting.
+fn client_addr(client: Option<&quorumhub_edge::Client>) -> String {
+    client
+        .map(|c| c.addr.to_string())
         .unwrap_or_else(|| "direct".into())
 }
 
 pub(crate) async fn login(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
+    client: Option<axum::Extension<quorumhub_edge::Client>>,
     Query(q): Query<NextQuery>,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -131,7 +129,7 @@ pub(crate) async fn login(
         );
     }
     let name = normalize_username(&form.username);
-    let addr = client_addr(&headers);
+    let addr = client_addr(client.as_deref());
     if validate_username(&name).is_err() {
         // No such user can exist: refuse without hashing or remembering it.
         tracing::info!(addr = %addr, "failed login: invalid user name");
