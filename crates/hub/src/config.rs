@@ -22,8 +22,20 @@ pub struct HubConfig {
     #[arg(long, default_value = "quorumhub")]
     pub cluster_id: String,
     /// Shared secret every replica, proxy and hubctl presents on every RPC.
-    #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET", hide_env_values = true)]
+    /// Prefer --cluster-secret-file: a flag or environment variable is
+    /// visible in /proc/<pid>/cmdline or /proc/<pid>/environ.
+    #[arg(
+        long,
+        env = "QUORUMHUB_CLUSTER_SECRET",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub cluster_secret: String,
+    /// File holding the cluster secret (mode 0600 or stricter; read at
+    /// start, surrounding whitespace trimmed).
+    #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
     /// gRPC listen address (Raft, admin, route watch).
     #[arg(long, default_value = "127.0.0.1:7001")]
     pub grpc_listen: SocketAddr,
@@ -45,8 +57,12 @@ pub struct HubConfig {
     #[arg(long)]
     pub join: bool,
     /// Bootstrap admin API token (stored only as a hash in memory).
+    /// Prefer --admin-token-file.
     #[arg(long, env = "QUORUMHUB_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// File holding the bootstrap admin token (mode 0600 or stricter).
+    #[arg(long, env = "QUORUMHUB_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Name the bootstrap admin token acts as; created on first start.
     #[arg(long, default_value = "admin")]
     pub admin_user: String,
@@ -107,6 +123,20 @@ pub struct HubConfig {
     /// image's command). Repeat for arguments.
     #[arg(long = "spawner-cmd", allow_hyphen_values = true)]
     pub spawner_cmd: Vec<String>,
+    /// Process spawner: run every server as the hub's own Unix user, in
+    /// the shared <data-dir>/servers, instead of as its user's own system
+    /// account. Every user's server can then read every other's files and
+    /// the hub's; for `quorumhub dev` and tests only. Logged as a warning.
+    #[arg(long)]
+    pub spawner_run_as_hub_user: bool,
+    /// Process spawner: the system account of hub user NAME is
+    /// PREFIX + NAME (e.g. `jupyter-` makes alice's `jupyter-alice`).
+    #[arg(long, default_value = "")]
+    pub system_user_prefix: String,
+    /// Process spawner: create a missing system account (with `useradd`,
+    /// home directory included) instead of refusing to start the server.
+    #[arg(long)]
+    pub create_system_users: bool,
     /// How long a new server has to answer HTTP.
     #[arg(long, default_value_t = 30)]
     pub spawn_timeout_s: u64,
@@ -127,9 +157,13 @@ pub struct HubConfig {
     /// OpenID Connect client id registered at the provider.
     #[arg(long)]
     pub oidc_client_id: Option<String>,
-    /// OpenID Connect client secret.
+    /// OpenID Connect client secret. Prefer --oidc-client-secret-file.
     #[arg(long, env = "QUORUMHUB_OIDC_CLIENT_SECRET", hide_env_values = true)]
     pub oidc_client_secret: Option<String>,
+    /// File holding the OpenID Connect client secret (mode 0600 or
+    /// stricter).
+    #[arg(long, env = "QUORUMHUB_OIDC_CLIENT_SECRET_FILE")]
+    pub oidc_client_secret_file: Option<PathBuf>,
     /// Scopes to request (`openid` is always included).
     #[arg(long, value_delimiter = ',', default_value = "openid,profile,email")]
     pub oidc_scopes: Vec<String>,
@@ -195,7 +229,7 @@ pub enum ConfigError {
     AdminUser(String),
     #[error("--spawner docker needs --docker-network: the Docker network the proxies are on")]
     DockerNetwork,
-    #[error("--oidc-issuer needs --oidc-client-id and --oidc-client-secret (or QUORUMHUB_OIDC_CLIENT_SECRET)")]
+    #[error("--oidc-issuer needs --oidc-client-id and --oidc-client-secret-file (or --oidc-client-secret / QUORUMHUB_OIDC_CLIENT_SECRET)")]
     OidcIncomplete,
     #[error("--oidc-issuer {0:?} is not an http(s) URL")]
     OidcIssuer(String),
@@ -203,9 +237,51 @@ pub enum ConfigError {
     OidcWhoMay,
     #[error("{0}")]
     Limits(String),
+    #[error("{0}")]
+    SecretFile(#[from] quorumhub_proto::secret_file::SecretFileError),
+    #[error("the process spawner runs each server as its user's own system account, which needs the hub to run as root (it runs as uid {0}); run it as root, or start it with --spawner-run-as-hub-user to run every server as the hub's own user (no isolation between users)")]
+    NotRootForUserAccounts(u32),
+    #[error("--system-user-prefix {0:?}: {1}")]
+    SystemUserPrefix(String, String),
 }
 
 impl HubConfig {
+    /// Reads the `--*-file` secrets into their fields. Giving a secret both
+    /// as a value (flag or environment) and as a file is refused.
+    pub fn load_secret_files(&mut self) -> Result<(), ConfigError> {
+        use quorumhub_proto::secret_file::secret_from;
+        if let Some(s) = secret_from(
+            Some(&self.cluster_secret),
+            "--cluster-secret (QUORUMHUB_CLUSTER_SECRET)",
+            self.cluster_secret_file.as_deref(),
+            "--cluster-secret-file",
+        )? {
+            self.cluster_secret = s;
+        }
+        self.admin_token = secret_from(
+            self.admin_token.as_deref(),
+            "--admin-token (QUORUMHUB_ADMIN_TOKEN)",
+            self.admin_token_file.as_deref(),
+            "--admin-token-file",
+        )?;
+        self.oidc_client_secret = secret_from(
+            self.oidc_client_secret.as_deref(),
+            "--oidc-client-secret (QUORUMHUB_OIDC_CLIENT_SECRET)",
+            self.oidc_client_secret_file.as_deref(),
+            "--oidc-client-secret-file",
+        )?;
+        // Read once: a later call must not find both forms set.
+        self.cluster_secret_file = None;
+        self.admin_token_file = None;
+        self.oidc_client_secret_file = None;
+        Ok(())
+    }
+
+    /// Whether servers run as their users' own system accounts.
+    pub fn servers_as_user_accounts(&self) -> bool {
+        self.spawner == SpawnerKind::Process && !self.spawner_run_as_hub_user
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
             return Err(ConfigError::ZeroNodeId);
@@ -236,6 +312,20 @@ impl HubConfig {
                 && self.oidc_allowed_groups.is_empty()
             {
                 return Err(ConfigError::OidcWhoMay);
+            }
+        }
+        if !self.system_user_prefix.is_empty() {
+            // The prefix plus a valid hub name must make a valid account
+            // name: check it with a one-letter name.
+            let probe = format!("{}a", self.system_user_prefix);
+            quorumhub_spawner::account::validate_account_name(&probe).map_err(|e| {
+                ConfigError::SystemUserPrefix(self.system_user_prefix.clone(), e.to_string())
+            })?;
+        }
+        if self.servers_as_user_accounts() {
+            let uid = quorumhub_spawner::account::effective_uid();
+            if uid != 0 {
+                return Err(ConfigError::NotRootForUserAccounts(uid));
             }
         }
         if self.spawner == SpawnerKind::Docker

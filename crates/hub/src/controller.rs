@@ -170,12 +170,15 @@ async fn terminate(hub: &Hub, sp: &SpawnerState) {
     }
 }
 
+/// Longest stop reason recorded (it is replicated and shown by the API).
+const MAX_REASON_CHARS: usize = 2000;
+
 async fn stopped(hub: &Hub, job: &Job, reason: &str) {
     let cmd = Command::ServerStopped {
         user: job.user.clone(),
         server_name: job.server.clone(),
         generation: job.generation,
-        reason: reason.to_string(),
+        reason: reason.chars().take(MAX_REASON_CHARS).collect(),
     };
     match hub.propose_local(cmd).await {
         Ok(Response::Done) => tracing::info!(reason, "server stopped"),
@@ -288,7 +291,7 @@ fn start_local(
         port,
     );
     server_env.env_keep = quorumhub_spawner::env_keep_from_os(quorumhub_spawner::DEFAULT_ENV_KEEP);
-    let env = quorumhub_spawner::jupyterhub_env(&server_env);
+    let mut env = quorumhub_spawner::jupyterhub_env(&server_env);
     let cmd = if hub.config.spawner_cmd.is_empty() {
         let exe = std::env::current_exe()
             .map_err(|e| format!("cannot find the quorumhub binary: {e}"))?;
@@ -297,16 +300,43 @@ fn start_local(
         hub.config.spawner_cmd.clone()
     };
     let servers_dir = hub.config.data_dir.join("servers");
-    let log_name = if job.server.is_empty() {
-        job.user.clone()
+    let spec = if hub.config.spawner_run_as_hub_user {
+        // Opt-in (dev, tests): the hub's user, one shared directory.
+        let log_name = if job.server.is_empty() {
+            job.user.clone()
+        } else {
+            format!("{}-{}", job.user, job.server)
+        };
+        ProcessSpec {
+            cmd,
+            env,
+            cwd: Some(servers_dir.clone()),
+            log_path: Some(servers_dir.join(format!("{log_name}.log"))),
+            run_as: None,
+        }
     } else {
-        format!("{}-{}", job.user, job.server)
-    };
-    let spec = ProcessSpec {
-        cmd,
-        env,
-        cwd: Some(servers_dir.clone()),
-        log_path: Some(servers_dir.join(format!("{log_name}.log"))),
+        let account = user_account(hub, &job.user)?;
+        let user_dir = user_server_dir(&servers_dir, &job.user, &account)?;
+        if !account.home.is_dir() {
+            return Err(format!(
+                "the home directory {} of system account {:?} does not exist; create it \
+                 (mkdir -m 700 {0} && chown {1}: {0})",
+                account.home.display(),
+                account.name
+            ));
+        }
+        // JupyterHub's LocalProcessSpawner.user_env.
+        env.insert("USER".into(), account.name.clone());
+        env.insert("LOGNAME".into(), account.name.clone());
+        env.insert("HOME".into(), account.home.display().to_string());
+        env.insert("SHELL".into(), account.shell.clone());
+        ProcessSpec {
+            cmd,
+            env,
+            cwd: Some(account.home.clone()),
+            log_path: Some(user_dir.join(server_log_name(&job.server))),
+            run_as: Some(account.run_as()),
+        }
     };
     let spawned = quorumhub_spawner::spawn_process(&spec).map_err(|e| e.to_string())?;
     Ok(SpawnerState {
@@ -318,6 +348,76 @@ fn start_local(
         target: format!("http://127.0.0.1:{port}"),
         token_id: Some(token_id.to_string()),
     })
+}
+
+/// The system account `user`'s servers run as: `--system-user-prefix` +
+/// the name, created with `--create-system-users` when missing. Without an
+/// account the spawn is refused, never run as the hub's user; root never
+/// runs a server.
+fn user_account(hub: &Hub, user: &str) -> Result<quorumhub_spawner::Account, String> {
+    use quorumhub_spawner::account;
+    let name = format!("{}{user}", hub.config.system_user_prefix);
+    let found = account::lookup_account(&name).map_err(|e| e.to_string())?;
+    let found = match found {
+        Some(a) => a,
+        None if hub.config.create_system_users => {
+            account::create_account(&name).map_err(|e| e.to_string())?
+        }
+        None => {
+            return Err(format!(
+                "user {user} has no system account {name:?} on host {}, and servers run as \
+                 their users' own accounts: create it (useradd -m {name}), or start the hubs \
+                 with --create-system-users",
+                quorumhub_spawner::host_name()
+            ))
+        }
+    };
+    if found.uid == 0 {
+        return Err(format!(
+            "system account {name:?} of user {user} is root (uid 0); servers never run as root: \
+             give the user an unprivileged account, or set --system-user-prefix"
+        ));
+    }
+    Ok(found)
+}
+
+/// `<servers>/<escaped user>`, owned by the account, mode 0700; `<servers>`
+/// itself the hub's, mode 0700.
+fn user_server_dir(
+    servers_dir: &std::path::Path,
+    user: &str,
+    account: &quorumhub_spawner::Account,
+) -> Result<std::path::PathBuf, String> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .recursive(true)
+        .create(servers_dir)
+        .and_then(|()| {
+            std::fs::set_permissions(servers_dir, std::fs::Permissions::from_mode(0o700))
+        })
+        .map_err(|e| {
+            format!(
+                "cannot create {} (mode 0700): {e}; check the data dir",
+                servers_dir.display()
+            )
+        })?;
+    let dir = servers_dir.join(quorumhub_spawner::account::dir_escape(user));
+    quorumhub_spawner::account::prepare_user_dir(&dir, account).map_err(|e| e.to_string())?;
+    Ok(dir)
+}
+
+/// The log of a server in its user's directory: `default.log` for the
+/// default server, `server-<escaped name>.log` for a named one.
+pub(crate) fn server_log_name(server: &str) -> String {
+    if server.is_empty() {
+        "default.log".into()
+    } else {
+        format!(
+            "server-{}.log",
+            quorumhub_spawner::account::dir_escape(server)
+        )
+    }
 }
 
 /// Starts the server as a container of its own (the Docker spawner). Its

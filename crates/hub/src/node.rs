@@ -35,11 +35,23 @@ pub async fn run(
     config: HubConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let mut config = config;
+    config.load_secret_files()?;
     config.validate()?;
     let config = Arc::new(config);
+    if config.spawner == crate::config::SpawnerKind::Process && config.spawner_run_as_hub_user {
+        tracing::warn!(
+            "--spawner-run-as-hub-user: every server runs as the hub's own Unix user, so each \
+             user's server can read the others' files, the hub's data dir and its secrets; \
+             use it for development only"
+        );
+    }
     let auth = ClientAuth::new(&config.cluster_secret)?;
     crate::preflight::check_peers(&config, &auth).await?;
     let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+    if config.servers_as_user_accounts() {
+        make_private(&config.data_dir)?;
+    }
     let (log_store, summary) = LogStore::open(&data_dir.raft_dir())?;
     let sm = StateMachineStore::open(&data_dir.snapshot_dir())?;
     let shared = sm.shared();
@@ -290,4 +302,28 @@ async fn hand_over_leadership(hub: &Hub) {
             "could not hand over leadership; stopping anyway (the others elect a leader)"
         ),
     }
+}
+
+/// Servers run as other Unix users: the data dir (Raft log, snapshots,
+/// servers' logs) must be the hub's alone. A dir others may enter is made
+/// 0700, and that is logged.
+fn make_private(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir)
+        .with_context(|| format!("cannot stat the data dir {}", dir.display()))?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+            || {
+                format!(
+                    "cannot make the data dir {} private (chmod 700); do it by hand",
+                    dir.display()
+                )
+            },
+        )?;
+        tracing::info!(data_dir = %dir.display(), old_mode = format!("{mode:04o}"), "made the data dir private (0700): servers run as other users");
+    }
+    Ok(())
 }

@@ -38,7 +38,7 @@ pub(crate) fn judge(
         Ok(s) => s,
         Err(e) if e.code() == tonic::Code::Unauthenticated => bail!(
             "replica {id} at {addr} refuses this replica's cluster secret ({}). Start this \
-             replica with the cluster's secret (--cluster-secret or QUORUMHUB_CLUSTER_SECRET)",
+             replica with the cluster's secret (--cluster-secret-file, or --cluster-secret / QUORUMHUB_CLUSTER_SECRET)",
             e.message()
         ),
         Err(_) => return Ok(()),

@@ -12,3 +12,5 @@ pub const AUTH_METADATA: &str = "authorization";
 
 /// The only Raft payload encoding this version speaks.
 pub const RAFT_FORMAT_JSON_V1: &str = "json/v1";
+
+pub mod secret_file;

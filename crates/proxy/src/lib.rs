@@ -39,9 +39,19 @@ pub struct ProxyConfig {
     /// Hub replica HTTP addresses used until the first heartbeat names them (host:port)
     #[arg(long = "hub-http", value_delimiter = ',')]
     pub hub_http: Vec<String>,
-    /// Cluster secret (or env QUORUMHUB_CLUSTER_SECRET)
-    #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET", hide_env_values = true)]
+    /// Cluster secret (or env QUORUMHUB_CLUSTER_SECRET); prefer
+    /// --cluster-secret-file, which keeps it out of /proc/<pid>/environ.
+    #[arg(
+        long,
+        env = "QUORUMHUB_CLUSTER_SECRET",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub cluster_secret: String,
+    /// File holding the cluster secret (mode 0600 or stricter).
+    #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<std::path::PathBuf>,
     /// A watch stream silent this long is dead: fail over.
     #[arg(long, default_value = "3000")]
     pub stream_timeout_ms: u64,
@@ -86,7 +96,14 @@ pub async fn run(
     if config.hub_grpc.is_empty() {
         anyhow::bail!("--hub-grpc needs at least one hub replica");
     }
-    let secret = format!("Bearer {}", config.cluster_secret)
+    let cluster_secret = quorumhub_proto::secret_file::secret_from(
+        Some(&config.cluster_secret),
+        "--cluster-secret (QUORUMHUB_CLUSTER_SECRET)",
+        config.cluster_secret_file.as_deref(),
+        "--cluster-secret-file",
+    )?
+    .context("the proxy needs the cluster secret: give --cluster-secret-file (or QUORUMHUB_CLUSTER_SECRET)")?;
+    let secret = format!("Bearer {cluster_secret}")
         .parse()
         .context("the cluster secret must be printable ASCII")?;
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -168,7 +168,7 @@ impl Watcher {
             shared.connected.store(false, Ordering::Relaxed);
             match followed {
                 Err(WatchError::Status(s)) if s.code() == tonic::Code::Unauthenticated => {
-                    tracing::error!(%endpoint, "hub refused the cluster secret: check --cluster-secret / QUORUMHUB_CLUSTER_SECRET");
+                    tracing::error!(%endpoint, "hub refused the cluster secret: check --cluster-secret-file / QUORUMHUB_CLUSTER_SECRET");
                 }
                 Err(e) => {
                     tracing::warn!(%endpoint, error = %e, "route watch lost; keeping the last table")

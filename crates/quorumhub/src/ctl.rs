@@ -25,9 +25,19 @@ pub struct CtlArgs {
         value_delimiter = ','
     )]
     pub hub: Vec<String>,
-    /// Cluster secret.
-    #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET", hide_env_values = true)]
+    /// Cluster secret (or env QUORUMHUB_CLUSTER_SECRET).
+    #[arg(
+        long,
+        env = "QUORUMHUB_CLUSTER_SECRET",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub cluster_secret: String,
+    /// File holding the cluster secret (mode 0600 or stricter), e.g.
+    /// `.quorumhub-dev/cluster-secret`.
+    #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<std::path::PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
     /// Per-call timeout in milliseconds.
@@ -129,7 +139,7 @@ fn req<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
 fn explain(status: tonic::Status) -> anyhow::Error {
     match status.code() {
         tonic::Code::Unauthenticated => anyhow::anyhow!(
-            "{} (check --cluster-secret / QUORUMHUB_CLUSTER_SECRET)",
+            "{} (check --cluster-secret-file / QUORUMHUB_CLUSTER_SECRET)",
             status.message()
         ),
         tonic::Code::Unavailable => anyhow::anyhow!("hub unavailable: {}", status.message()),

@@ -27,10 +27,19 @@ pub struct DevArgs {
     pub http_port: u16,
 }
 
+/// The secret kept in `path` (mode 0600: the replicas and the proxy read
+/// it with --cluster-secret-file / --admin-token-file), made on first use.
 fn secret(path: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let private = || {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("cannot chmod 600 {}", path.display()))
+    };
     if let Ok(s) = std::fs::read_to_string(path) {
         let s = s.trim().to_string();
         if s.len() >= 16 {
+            // Files of earlier versions were written with the umask's mode.
+            private()?;
             return Ok(s);
         }
     }
@@ -38,7 +47,20 @@ fn secret(path: &Path) -> anyhow::Result<String> {
     let mut bytes = [0u8; 24];
     rand::thread_rng().fill_bytes(&mut bytes);
     let s = hex::encode(bytes);
-    std::fs::write(path, &s).with_context(|| format!("cannot write {}", path.display()))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        f.write_all(s.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    private()?;
     Ok(s)
 }
 
@@ -49,8 +71,13 @@ fn spawn(exe: &Path, args: &[String], env: &[(&str, &str)], log: &Path) -> anyho
         .open(log)
         .with_context(|| format!("cannot open {}", log.display()))?;
     let mut cmd = Command::new(exe);
-    cmd.args(args)
-        .envs(env.iter().copied())
+    cmd.args(args);
+    // Secrets travel in files (the --*-file flags), never in the
+    // environment: /proc/<pid>/environ of a replica must hold none.
+    for key in crate::secrets::SECRET_ENV {
+        cmd.env_remove(key);
+    }
+    cmd.envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file)
@@ -84,10 +111,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .map(|i| format!("{i}={}/{}", grpc(i), http(i)))
         .collect();
     let public_url = format!("http://127.0.0.1:{}", args.port);
-    let env = [
-        ("QUORUMHUB_CLUSTER_SECRET", cluster_secret.as_str()),
-        ("QUORUMHUB_ADMIN_TOKEN", admin_token.as_str()),
-    ];
+    let env: [(&str, &str); 0] = [];
+    let secret_file = dir.join("cluster-secret").display().to_string();
+    let token_file = dir.join("admin-token").display().to_string();
 
     let mut procs = Vec::new();
     for i in 1..=args.replicas {
@@ -109,6 +135,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             peers.join(","),
             "--public-url".into(),
             public_url.clone(),
+            "--cluster-secret-file".into(),
+            secret_file.clone(),
+            "--admin-token-file".into(),
+            token_file.clone(),
+            // A development cluster: every server runs as this user (the
+            // hub logs a warning), no system accounts needed.
+            "--spawner-run-as-hub-user".into(),
         ];
         procs.push(Supervised::start(
             format!("hub{i}"),
@@ -130,6 +163,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         https.join(","),
         "--name".into(),
         "proxy-1".into(),
+        "--cluster-secret-file".into(),
+        secret_file.clone(),
     ];
     procs.push(Supervised::start(
         "proxy".into(),
@@ -143,7 +178,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let admin_password = secret(&dir.join("admin-password"))?;
     set_admin_password(&grpc(1), &cluster_secret, &admin_password).await?;
     println!(
-        "\nquorumhub dev cluster is up: {n} hub replicas, 1 proxy\n\n  proxy (open this)   {public_url}\n  sign in             {public_url}/hub/login as admin / {admin_password}\n  hub REST API        {public_url}/hub/api/\n  replica gRPC        {g}\n  data and logs       {d}\n\n  admin token         {admin_token}\n  cluster secret      {cluster_secret}\n\nTry:\n  export QUORUMHUB_CLUSTER_SECRET={cluster_secret}\n  curl -H 'Authorization: token {admin_token}' {public_url}/hub/api/users\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice/server\n  curl {public_url}/user/alice/\n  cargo run --release --bin hubctl -- --hub {g0} status\n\nCtrl-C stops the cluster (data stays in {d}).",
+        "\nquorumhub dev cluster is up: {n} hub replicas, 1 proxy\n\n  proxy (open this)   {public_url}\n  sign in             {public_url}/hub/login as admin / {admin_password}\n  hub REST API        {public_url}/hub/api/\n  replica gRPC        {g}\n  data and logs       {d}\n\n  admin token         {admin_token}\n  cluster secret      {cluster_secret}\n\nTry:\n  curl -H 'Authorization: token {admin_token}' {public_url}/hub/api/users\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice/server\n  curl {public_url}/user/alice/\n  cargo run --release --bin hubctl -- --cluster-secret-file {d}/cluster-secret --hub {g0} status\n\nCtrl-C stops the cluster (data stays in {d}).",
         n = args.replicas,
         g = grpcs.join(", "),
         g0 = grpcs[0],

@@ -12,6 +12,7 @@ mod ctl;
 mod dev;
 mod logging;
 mod reseed;
+mod secrets;
 mod signals;
 mod tomlargs;
 
@@ -78,7 +79,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let cli = Cli::parse_from(args);
+    let mut cli = Cli::parse_from(args);
+    // Before any thread exists: clap has copied the secrets it was given by
+    // environment; erase them from this process's environment block.
+    let from_env = secrets::scrub_env(secrets::SECRET_ENV);
+    if let Err(e) = secrets::load_files(&mut cli.cmd) {
+        eprintln!("error: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,7 +97,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(cli));
+    let result = runtime.block_on(run(cli, from_env));
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -100,14 +108,28 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+async fn run(cli: Cli, from_env: Vec<&'static str>) -> anyhow::Result<std::process::ExitCode> {
+    let long_running = matches!(cli.cmd, Cmd::Hub { .. } | Cmd::Proxy(_) | Cmd::Dev(_));
+    let warn_env = move || {
+        if long_running {
+            for key in &from_env {
+                tracing::warn!(
+                    "{key} was given in the environment: erased from this process's \
+                     /proc/<pid>/environ, but whatever started it may still hold it; \
+                     prefer the --*-file flag"
+                );
+            }
+        }
+    };
     match cli.cmd {
         Cmd::Hub { hub, .. } => {
             logging::init(cli.log_format, Some(hub.node_id));
+            warn_env();
             quorumhub_hub::run(*hub, signals::terminated()).await?;
         }
         Cmd::Proxy(config) => {
             logging::init(cli.log_format, None);
+            warn_env();
             quorumhub_proxy::run(config, signals::terminated()).await?;
         }
         Cmd::Ctl(args) => return ctl::run(args).await,

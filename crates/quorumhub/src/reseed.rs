@@ -29,8 +29,19 @@ pub struct ReseedArgs {
     /// gRPC address of a healthy replica of the same cluster.
     #[arg(long)]
     pub from: String,
-    #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET", hide_env_values = true)]
+    /// The cluster secret (or env QUORUMHUB_CLUSTER_SECRET); prefer
+    /// --cluster-secret-file.
+    #[arg(
+        long,
+        env = "QUORUMHUB_CLUSTER_SECRET",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub cluster_secret: String,
+    /// File holding the cluster secret (mode 0600 or stricter).
+    #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
 }
 
 /// The replica holds an exclusive lock on its data dir while it runs.

@@ -125,6 +125,17 @@ async fn dev_restarts_a_killed_replica_and_keeps_serving() {
     );
     let victim = replica_pids(&dir, 2);
     assert_eq!(victim.len(), 1, "one process runs replica 2: {victim:?}");
+    // The replicas read their secrets from files: none is in a replica's
+    // environment, where /proc/<pid>/environ (or a server) could see it.
+    let secret = std::fs::read_to_string(dir.join("cluster-secret")).expect("secret");
+    let environ = std::fs::read(format!("/proc/{}/environ", victim[0])).expect("environ");
+    let environ = String::from_utf8_lossy(&environ);
+    for needle in [secret.trim(), token.as_str(), "QUORUMHUB_CLUSTER_SECRET="] {
+        assert!(
+            !environ.contains(needle),
+            "replica 2's environ holds {needle:?}"
+        );
+    }
     unsafe { libc::kill(victim[0], libc::SIGKILL) };
 
     // Writes go on through the proxy (a bounded wait: no timing asserted).

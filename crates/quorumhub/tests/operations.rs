@@ -705,6 +705,7 @@ async fn add_and_remove_a_replica() {
         "--http-listen".into(),
         http.clone(),
         "--join".into(),
+        "--spawner-run-as-hub-user".into(),
     ];
     let fourth = KillOnDrop(c.command(&args, "hub4"));
     // As in the runbook: once it runs (it answers on its gRPC port).

@@ -14,7 +14,7 @@ pub const MIN_SECRET_LEN: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
-    #[error("the cluster secret is empty; set --cluster-secret or QUORUMHUB_CLUSTER_SECRET")]
+    #[error("the cluster secret is empty; set --cluster-secret-file (or --cluster-secret / QUORUMHUB_CLUSTER_SECRET)")]
     Empty,
     #[error("the cluster secret is {0} characters; use at least {MIN_SECRET_LEN} (e.g. `openssl rand -hex 32`)")]
     TooShort(usize),

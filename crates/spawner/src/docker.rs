@@ -181,7 +181,13 @@ impl DockerSpawner {
             image: Some(spec.image.clone()),
             hostname: Some(spec.name.chars().take(63).collect()),
             cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
-            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            env: Some(
+                spec.env
+                    .iter()
+                    .filter(|(k, _)| !crate::is_hub_only_env(k))
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect(),
+            ),
             labels: Some(
                 spec.labels
                     .iter()

@@ -9,9 +9,11 @@
 //! `JUPYTERHUB_SSL_*` (internal SSL), `MEM_LIMIT`/`CPU_LIMIT`/... (resource
 //! limits), subdomain hosts (`JUPYTERHUB_HOST` is always the public
 //! scheme://host:port and URLs are path-based). `LocalProcessSpawner.user_env`
-//! (`USER`, `HOME`, `SHELL` of the target Unix user) is not applied either:
-//! servers run as the hub's own user, and [`crate::spawn_process`] passes the
-//! hub's `PATH`, `HOME` and `LANG`.
+//! (`USER`, `HOME`, `SHELL` of the target Unix user) is added by the hub's
+//! controller when a server runs as its user's account; otherwise
+//! [`crate::spawn_process`] passes the hub's `PATH`, `HOME` and `LANG`.
+//! Nothing else of the hub's environment reaches a server: no `QUORUMHUB_*`
+//! variable ever does ([`crate::is_hub_only_env`]).
 
 use std::collections::BTreeMap;
 

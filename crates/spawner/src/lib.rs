@@ -10,10 +10,16 @@
 //! identify a process by pid *and* start time and never signal a different
 //! process that reuses the pid.
 //!
+//! By default a server runs as its user's own system account ([`account`]):
+//! the hub looks the account up, and [`spawn_process`] switches to it
+//! before `exec`. Its environment is cleared and rebuilt from an allowlist,
+//! so no variable of the hub's reaches it.
+//!
 //! [`singleuser`] is a small stand-in for `jupyterhub-singleuser` (run as
 //! `quorumhub singleuser`), so demos and tests need nothing outside the
 //! workspace.
 
+pub mod account;
 pub mod docker;
 mod env;
 mod process;
@@ -23,13 +29,14 @@ pub mod singleuser;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use account::{Account, RunAs};
 pub use env::{
     env_keep_from_os, fmt_ip_url, jupyterhub_env, oauth_callback_url, oauth_client_id,
     server_prefix, url_escape_path, url_path_join, ServerEnv, DEFAULT_ENV_KEEP,
 };
 pub use process::{
-    host_name, is_alive, pick_free_port, spawn_process, stop_process, ProcessSpec, Spawned,
-    INHERITED_ENV,
+    host_name, is_alive, is_hub_only_env, pick_free_port, spawn_process, stop_process, ProcessSpec,
+    Spawned, INHERITED_ENV,
 };
 pub use ready::wait_http_ready;
 
@@ -42,6 +49,26 @@ pub enum SpawnError {
     #[error("cannot start {program:?}: {source}; check that it exists, is executable and is on the hub's PATH (or give an absolute path in --spawner-cmd)")]
     Spawn {
         program: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start {program:?} as uid {uid}: {source}; the hub must run as root to start a server as its user's account, and the program and every directory above it must be readable and executable by that user (or start the hub with --spawner-run-as-hub-user)")]
+    SpawnAs {
+        program: String,
+        uid: u32,
+        source: std::io::Error,
+    },
+    #[error("cannot look up the system account {account:?}: {source}; check /etc/nsswitch.conf and the password database")]
+    AccountLookup {
+        account: String,
+        source: std::io::Error,
+    },
+    #[error("{name:?} cannot be a system account name: {reason}; use hub user names that are valid Unix names, or set --system-user-prefix, or create the accounts yourself")]
+    BadAccountName { name: String, reason: String },
+    #[error("cannot create the system account {name:?}: {detail}; create it by hand (useradd -m {name}) or fix the cause")]
+    CreateAccount { name: String, detail: String },
+    #[error("cannot prepare the server directory {path:?}: {source}; the hub (root) must be able to create it and give it to the user")]
+    UserDir {
+        path: PathBuf,
         source: std::io::Error,
     },
     #[error("working directory {path:?} does not exist or is not a directory; create it or change the server's working directory")]

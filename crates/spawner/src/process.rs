@@ -16,11 +16,21 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::account::RunAs;
 use crate::SpawnError;
 
 /// Variables a spawned process inherits from the hub; everything else comes
-/// from [`ProcessSpec::env`].
+/// from [`ProcessSpec::env`]. The environment is cleared first, so nothing
+/// else of the hub's (its secrets, if it was given any by environment)
+/// reaches a server.
 pub const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG"];
+
+/// Variables never handed to a server, whatever [`ProcessSpec::env`] or a
+/// container's environment says: the hub's own configuration, which may
+/// hold the cluster secret or the admin token.
+pub fn is_hub_only_env(key: &str) -> bool {
+    key.starts_with("QUORUMHUB_")
+}
 
 /// How to start one process.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -32,9 +42,13 @@ pub struct ProcessSpec {
     pub env: BTreeMap<String, String>,
     /// Working directory; `None` = the hub's.
     pub cwd: Option<PathBuf>,
-    /// File that stdout and stderr are appended to (created if missing);
-    /// `None` = `/dev/null`.
+    /// File that stdout and stderr are appended to (created if missing,
+    /// mode 0600, owned by [`ProcessSpec::run_as`] when that is set; a
+    /// symbolic link is refused); `None` = `/dev/null`.
     pub log_path: Option<PathBuf>,
+    /// The account the process runs as (`setgroups`, `setgid`, `setuid`
+    /// before `exec`; the hub must be root); `None` = the hub's own user.
+    pub run_as: Option<RunAs>,
 }
 
 /// A started process, as it should be recorded to find it again.
@@ -51,7 +65,10 @@ pub struct Spawned {
 /// pid), detached from the hub: it keeps running when the hub exits, and no
 /// signal sent to the hub's group reaches it. Stdin is `/dev/null`.
 ///
-/// The environment is the hub's `PATH`, `HOME` and `LANG` plus `spec.env`.
+/// The environment is the hub's `PATH`, `HOME` and `LANG` plus `spec.env`,
+/// without any `QUORUMHUB_*` variable ([`is_hub_only_env`]). With
+/// `spec.run_as`, the child takes that account's groups, gid and uid (in
+/// that order) before `exec`, and the spawn fails if it cannot.
 /// The hub still reaps the process when it exits (a small background thread
 /// per process waits for it), so no zombies pile up.
 pub fn spawn_process(spec: &ProcessSpec) -> Result<Spawned, SpawnError> {
@@ -68,7 +85,7 @@ pub fn spawn_process(spec: &ProcessSpec) -> Result<Spawned, SpawnError> {
             cmd.env(key, v);
         }
     }
-    cmd.envs(&spec.env);
+    cmd.envs(spec.env.iter().filter(|(k, _)| !is_hub_only_env(k)));
     if let Some(cwd) = &spec.cwd {
         if !cwd.is_dir() {
             return Err(SpawnError::Cwd { path: cwd.clone() });
@@ -78,10 +95,11 @@ pub fn spawn_process(spec: &ProcessSpec) -> Result<Spawned, SpawnError> {
     cmd.stdin(Stdio::null());
     match &spec.log_path {
         Some(path) => {
-            let log = open_log(path).map_err(|source| SpawnError::LogFile {
-                path: path.clone(),
-                source,
-            })?;
+            let log =
+                open_log(path, spec.run_as.as_ref()).map_err(|source| SpawnError::LogFile {
+                    path: path.clone(),
+                    source,
+                })?;
             let err = log.try_clone().map_err(|source| SpawnError::LogFile {
                 path: path.clone(),
                 source,
@@ -92,20 +110,46 @@ pub fn spawn_process(spec: &ProcessSpec) -> Result<Spawned, SpawnError> {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
     }
-    // SAFETY: setsid(2) is async-signal-safe and touches no memory of the
-    // parent; it cannot fail in a freshly forked child, which is never a
-    // process group leader, but the error is reported if it does.
+    let run_as = spec.run_as.clone();
+    // SAFETY: setsid(2), setgroups(2), setgid(2), setuid(2) and getuid(2)
+    // are async-signal-safe and only read memory allocated before the fork
+    // (`run_as`). setsid cannot fail in a freshly forked child, which is
+    // never a process group leader, but the error is reported if it does.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
+            }
+            if let Some(who) = &run_as {
+                // Groups first, then the gid, then the uid: each needs the
+                // privilege the next step gives up.
+                if libc::setgroups(who.groups.len(), who.groups.as_ptr()) == -1
+                    || libc::setgid(who.gid) == -1
+                    || libc::setuid(who.uid) == -1
+                {
+                    return Err(io::Error::last_os_error());
+                }
+                // Root gives up every uid with setuid; make sure.
+                if libc::getuid() != who.uid
+                    || libc::geteuid() != who.uid
+                    || libc::getegid() != who.gid
+                {
+                    return Err(io::Error::from_raw_os_error(libc::EPERM));
+                }
             }
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|source| SpawnError::Spawn {
-        program: program.clone(),
-        source,
+    let mut child = cmd.spawn().map_err(|source| match &spec.run_as {
+        Some(who) => SpawnError::SpawnAs {
+            program: program.clone(),
+            uid: who.uid,
+            source,
+        },
+        None => SpawnError::Spawn {
+            program: program.clone(),
+            source,
+        },
     })?;
     let pid = child.id();
     // Read before the reaper starts: until the child is waited for, its
@@ -137,8 +181,19 @@ pub fn spawn_process(spec: &ProcessSpec) -> Result<Spawned, SpawnError> {
     })
 }
 
-fn open_log(path: &std::path::Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+fn open_log(path: &std::path::Path, owner: Option<&RunAs>) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    if let Some(who) = owner {
+        std::os::unix::fs::fchown(&file, Some(who.uid), Some(who.gid))?;
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 /// Whether process `pid` is running and is the one that started at

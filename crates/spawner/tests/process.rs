@@ -164,6 +164,52 @@ async fn environment_is_minimal_plus_spec_and_output_is_appended() {
     );
 }
 
+/// As root, a process started with `run_as` (here the system's `nobody`)
+/// has that uid, gid and groups, writes a log it owns (0600), and gets no
+/// `QUORUMHUB_*` variable even when the spec holds one.
+#[tokio::test]
+async fn run_as_switches_to_the_account_and_keeps_hub_variables_out() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI runs as root"
+        );
+        eprintln!("\n!!!!! SKIPPED run_as_switches_to_the_account: needs root !!!!!\n");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let nobody = quorumhub_spawner::account::lookup_account("nobody")
+        .expect("lookup")
+        .expect("the system has a `nobody` account");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("nobody.log");
+    let mut spec = sh("id -u; id -g; id -G; env");
+    spec.log_path = Some(log.clone());
+    spec.run_as = Some(nobody.run_as());
+    spec.env
+        .insert("QUORUMHUB_CLUSTER_SECRET".into(), "must-not-pass".into());
+    spec.env.insert("JUPYTERHUB_USER".into(), "nobody".into());
+    let s = spawn_process(&spec).expect("spawn as nobody");
+    assert!(eventually(Duration::from_secs(5), || !is_alive(s.pid, s.proc_start)).await);
+    let out = std::fs::read_to_string(&log).expect("log");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some(nobody.uid.to_string().as_str()), "{out}");
+    assert_eq!(lines.next(), Some(nobody.gid.to_string().as_str()), "{out}");
+    let groups: Vec<u32> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|g| g.parse().ok())
+        .collect();
+    assert!(!groups.contains(&0), "root's group kept: {out}");
+    assert!(out.contains("JUPYTERHUB_USER=nobody"), "{out}");
+    assert!(!out.contains("QUORUMHUB_"), "a hub variable leaked: {out}");
+    let meta = std::fs::metadata(&log).expect("stat");
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (nobody.uid, 0o600));
+}
+
 #[test]
 fn spawn_errors_say_what_to_do() {
     let err = spawn_process(&ProcessSpec {

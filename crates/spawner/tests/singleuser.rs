@@ -345,6 +345,7 @@ async fn spawned_builtin_server_reads_jupyterhub_env_and_stops_gracefully() {
         env,
         cwd: None,
         log_path: Some(log.clone()),
+        run_as: None,
     })
     .expect("spawn");
     let _guard = KillOnDrop {

@@ -22,8 +22,8 @@ mod state;
 pub use command::{Command, Rejection, Request, Response};
 pub use dedupe::Dedupe;
 pub use model::{
-    Group, OAuthCode, Phase, Route, RouteEvent, Server, Session, SpawnerState, Token, TokenOwner,
-    User, DEFAULT_SERVER,
+    Group, OAuthCode, Phase, Route, RouteEvent, Server, Session, SpawnerState, StopRecord, Token,
+    TokenOwner, User, DEFAULT_SERVER,
 };
 pub use names::{normalize_username, validate_server_name, validate_username};
 pub use state::{Applied, HubState, LOG_FORMAT_VERSION, MAX_COMMAND_BYTES};

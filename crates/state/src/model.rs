@@ -29,6 +29,19 @@ pub struct User {
     /// this user signs in as, once linked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// Log format 5: how this user's last server to stop ended (the
+    /// spawner's reason, e.g. why a spawn failed), so the API can say why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_stop: Option<StopRecord>,
+}
+
+/// Why a server stopped, as the spawner reported it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopRecord {
+    pub server_name: String,
+    pub generation: u64,
+    pub reason: String,
+    pub at: Millis,
 }
 
 impl User {
@@ -42,6 +55,7 @@ impl User {
             groups: Vec::new(),
             password_hash: None,
             subject: None,
+            last_stop: None,
         }
     }
 }

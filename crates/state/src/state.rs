@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 use crate::command::{Command, Rejection, Request, Response};
 use crate::dedupe::Dedupe;
 use crate::model::{
-    Group, OAuthCode, Phase, Route, RouteEvent, Server, Session, Token, TokenOwner, User,
+    Group, OAuthCode, Phase, Route, RouteEvent, Server, Session, StopRecord, Token, TokenOwner,
+    User,
 };
 use crate::names::{validate_server_name, validate_username};
 use crate::Millis;
@@ -21,7 +22,9 @@ use crate::Millis;
 /// the cookie secret, browser sessions and OAuth codes. 4: `apply` refuses a
 /// command larger than [`MAX_COMMAND_BYTES`] (no new command; the version
 /// only gates that refusal, so replicas of two releases never disagree).
-pub const LOG_FORMAT_VERSION: u32 = 4;
+/// 5: `ServerStopped` keeps its reason in the user's `last_stop` (no new
+/// command; gated the same way).
+pub const LOG_FORMAT_VERSION: u32 = 5;
 
 /// The largest command (its JSON encoding) `apply` executes once the cluster
 /// version is 4 or more. Every replica refuses larger ones before proposing
@@ -210,8 +213,8 @@ impl HubState {
                 user,
                 server_name,
                 generation,
-                reason: _,
-            } => self.server_stopped(user, server_name, *generation),
+                reason,
+            } => self.server_stopped(at, user, server_name, *generation, reason),
             Command::CreateToken { token } => self.create_token(token),
             Command::RevokeToken { id } => {
                 self.remove_token(id)
@@ -438,11 +441,27 @@ impl HubState {
         Ok((Response::Done, self.remove_route(user, server_name)))
     }
 
-    fn server_stopped(&mut self, user: &str, server_name: &str, generation: u64) -> Outcome {
+    fn server_stopped(
+        &mut self,
+        at: Millis,
+        user: &str,
+        server_name: &str,
+        generation: u64,
+        reason: &str,
+    ) -> Outcome {
         let server = self.server_mut(user, server_name, generation)?;
         let token_id = server.spawner.as_ref().and_then(|s| s.token_id.clone());
+        let keep_reason = self.cluster_version >= 5;
         if let Some(u) = self.users.get_mut(user) {
             u.servers.remove(server_name);
+            if keep_reason {
+                u.last_stop = Some(StopRecord {
+                    server_name: server_name.to_string(),
+                    generation,
+                    reason: reason.to_string(),
+                    at,
+                });
+            }
         }
         self.active
             .remove(&(user.to_string(), server_name.to_string()));

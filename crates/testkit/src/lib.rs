@@ -54,6 +54,12 @@ pub struct Cluster {
     pub proxy: Option<Child>,
     pub proxy_addr: String,
     pub extra_args: Vec<String>,
+    /// Pass `--spawner-run-as-hub-user` (the default: test users have no
+    /// system accounts); tests of per-user accounts turn it off.
+    pub servers_as_hub_user: bool,
+    /// Give replicas and the proxy their secrets in files
+    /// ([`Cluster::use_secret_files`]) instead of environment variables.
+    pub secret_files: Option<(PathBuf, PathBuf)>,
 }
 
 impl Cluster {
@@ -92,6 +98,8 @@ impl Cluster {
             proxy: None,
             proxy_addr: format!("127.0.0.1:{}", free_port()),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            servers_as_hub_user: true,
+            secret_files: None,
         }
     }
 
@@ -126,8 +134,31 @@ impl Cluster {
             "--public-url".into(),
             format!("http://{}", self.proxy_addr),
         ];
+        if self.servers_as_hub_user {
+            args.push("--spawner-run-as-hub-user".into());
+        }
+        if let Some((secret, token)) = &self.secret_files {
+            args.push("--cluster-secret-file".into());
+            args.push(secret.display().to_string());
+            args.push("--admin-token-file".into());
+            args.push(token.display().to_string());
+        }
         args.extend(self.extra_args.iter().cloned());
         args
+    }
+
+    /// From now on, replicas and the proxy read [`SECRET`] and [`TOKEN`]
+    /// from files in the temp dir (mode 0600) and get no secret in their
+    /// environment.
+    pub fn use_secret_files(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let write = |name: &str, text: &str| {
+            let p = self.dir.path().join(name);
+            std::fs::write(&p, text).expect("write secret");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+            p
+        };
+        self.secret_files = Some((write("cluster-secret", SECRET), write("admin-token", TOKEN)));
     }
 
     /// Start replica `id` and return immediately.
@@ -146,10 +177,22 @@ impl Cluster {
             .append(true)
             .open(&log)
             .expect("log file");
-        Command::new(&self.exe)
-            .args(args)
-            .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
-            .env("QUORUMHUB_ADMIN_TOKEN", TOKEN)
+        let mut cmd = Command::new(&self.exe);
+        cmd.args(args);
+        match &self.secret_files {
+            None => {
+                cmd.env("QUORUMHUB_CLUSTER_SECRET", SECRET)
+                    .env("QUORUMHUB_ADMIN_TOKEN", TOKEN);
+            }
+            Some((secret, _)) => {
+                cmd.env_remove("QUORUMHUB_CLUSTER_SECRET")
+                    .env_remove("QUORUMHUB_ADMIN_TOKEN");
+                if args.first().map(String::as_str) == Some("proxy") {
+                    cmd.arg("--cluster-secret-file").arg(secret);
+                }
+            }
+        }
+        cmd
             // QH_TEST_LOG overrides the log filter, e.g. "debug,openraft=debug".
             .env(
                 "QUORUMHUB_LOG",

@@ -38,9 +38,14 @@ fn event(s: &HubState, user: &str, generation: u64) -> Value {
             json!({"progress": 50, "message": "Spawning server..."})
         }
         Some(_) => json!({"progress": 0, "message": "Server requested"}),
-        None => {
-            json!({"progress": 100, "failed": true, "message": "Spawn failed: the server stopped; see the hub leader's log"})
-        }
+        None => match super::servers::stop_reason(s, user, DEFAULT_SERVER, generation) {
+            Some(reason) => {
+                json!({"progress": 100, "failed": true, "message": format!("Spawn failed: {reason}")})
+            }
+            None => {
+                json!({"progress": 100, "failed": true, "message": "Spawn failed: the server stopped; see the hub leader's log"})
+            }
+        },
     }
 }
 

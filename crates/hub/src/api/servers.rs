@@ -115,12 +115,31 @@ async fn start(
         Some((false, Some("spawn"))) => Ok(StatusCode::ACCEPTED),
         _ => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!(
-                "{user}'s server{} failed to start; see the hub leader's log",
-                label(server)
-            ),
+            match hub.read(|s| stop_reason(s, &user, server, generation)) {
+                Some(reason) => {
+                    format!("{user}'s server{} failed to start: {reason}", label(server))
+                }
+                None => format!(
+                    "{user}'s server{} failed to start; see the hub leader's log",
+                    label(server)
+                ),
+            },
         )),
     }
+}
+
+/// The spawner's reason for the end of spawn `generation` of `user`'s
+/// `server`, once recorded (log format 5).
+pub(crate) fn stop_reason(
+    s: &HubState,
+    user: &str,
+    server: &str,
+    generation: u64,
+) -> Option<String> {
+    s.user(user)
+        .and_then(|u| u.last_stop.as_ref())
+        .filter(|r| r.server_name == server && r.generation == generation)
+        .map(|r| r.reason.clone())
 }
 
 fn label(server: &str) -> String {

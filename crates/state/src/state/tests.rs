@@ -875,3 +875,44 @@ fn oversized_commands_are_refused_from_log_format_4() {
         "the refused spawn left nothing"
     );
 }
+
+#[test]
+fn a_stop_reason_is_kept_from_cluster_version_5() {
+    let failed = |user: &str, generation| Command::ServerStopped {
+        user: user.into(),
+        server_name: String::new(),
+        generation,
+        reason: "user alice has no system account".into(),
+    };
+    // Before the gate: the reason is dropped (as by a build of format 4).
+    let mut state = HubState::default();
+    run(
+        &mut state,
+        vec![create("alice"), spawn("alice"), failed("alice", 2)],
+    );
+    assert_eq!(state.user("alice").and_then(|u| u.last_stop.clone()), None);
+    // From version 5 on it is kept, for the latest stop only.
+    let mut state = HubState::default();
+    run(
+        &mut state,
+        vec![
+            Command::SetClusterVersion { version: 5 },
+            create("alice"),
+            spawn("alice"),
+            failed("alice", 3),
+        ],
+    );
+    let rec = state
+        .user("alice")
+        .and_then(|u| u.last_stop.clone())
+        .expect("kept");
+    assert_eq!(
+        (
+            rec.server_name.as_str(),
+            rec.generation,
+            rec.reason.as_str()
+        ),
+        ("", 3, "user alice has no system account")
+    );
+    assert_eq!(rec.at, 1_004);
+}
