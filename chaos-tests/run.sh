@@ -46,6 +46,8 @@ if [ $rc -ne 0 ]; then
   exit $rc
 fi
 # Then the rolling upgrade from the [upgrade-base] release to this one.
+# One client's failed sign-ins must not lock out another behind the LB.
+chaos-tests/login-limit.sh
 if [ "${QH_SKIP_UPGRADE:-}" != 1 ]; then
   chaos-tests/upgrade.sh
 fi

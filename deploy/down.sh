@@ -35,6 +35,9 @@ if [ -f "$env_file" ]; then
   . "$env_file"
   set +a
 fi
+# The compose file insists on the secrets; "down" does not need real ones.
+export QUORUMHUB_CLUSTER_SECRET=${QUORUMHUB_CLUSTER_SECRET:-unused-by-down}
+export QUORUMHUB_ADMIN_TOKEN=${QUORUMHUB_ADMIN_TOKEN:-unused-by-down}
 
 compose() { docker-compose -p "$project" "${env_args[@]}" -f "$compose_file" "$@"; }
 

@@ -53,16 +53,6 @@ set +a
 if [ "${#QUORUMHUB_CLUSTER_SECRET}" -lt 32 ]; then
   die "QUORUMHUB_CLUSTER_SECRET in $env_file is shorter than 32 characters; delete the line to get a new one"
 fi
-# The containers read them from files (mounted at /run/secrets), never from
-# their environment.
-secrets_dir=$here/secrets
-(umask 077; mkdir -p "$secrets_dir"
- printf '%s\n' "$QUORUMHUB_CLUSTER_SECRET" >"$secrets_dir/cluster-secret"
- printf '%s\n' "$QUORUMHUB_ADMIN_TOKEN" >"$secrets_dir/admin-token")
-chmod 700 "$secrets_dir"
-chmod 600 "$secrets_dir/cluster-secret" "$secrets_dir/admin-token"
-# Not exported to docker-compose: nothing in the compose file needs them.
-unset QUORUMHUB_CLUSTER_SECRET QUORUMHUB_ADMIN_TOKEN
 
 # ---- images ----
 if [ $build = 1 ] || ! docker image inspect "quorumhub:$QH_TAG" >/dev/null 2>&1 \

@@ -12,6 +12,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
@@ -29,42 +33,77 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 const MAX_HOPS: usize = 32;
 
 /// The hops whose forwarded headers are believed: load balancers and
-/// proxies in front of this process, as addresses or CIDR networks.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TrustedHops(Vec<IpNet>);
+/// proxies in front of this process, as addresses, CIDR networks or host
+/// names. Names (a container's service name, say) are resolved in the
+/// background and again every [`RESOLVE_EVERY`]; until a name resolves it
+/// trusts nothing.
+#[derive(Clone, Debug, Default)]
+pub struct TrustedHops {
+    nets: Vec<IpNet>,
+    names: Vec<String>,
+    resolved: Arc<ArcSwap<Vec<IpAddr>>>,
+}
+
+/// How often host names in the trusted list are resolved again.
+pub const RESOLVE_EVERY: Duration = Duration::from_secs(5);
+
+impl PartialEq for TrustedHops {
+    fn eq(&self, other: &TrustedHops) -> bool {
+        self.nets == other.nets && self.names == other.names
+    }
+}
+
+impl Eq for TrustedHops {}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("'{0}' is not an IP address or network (examples: 10.0.0.7, 10.0.0.0/8, fd00::/8)")]
+#[error("'{0}' is not an IP address, network or host name (examples: 10.0.0.7, 10.0.0.0/8, fd00::/8, lb)")]
 pub struct BadHop(String);
+
+/// A DNS name: labels of letters, digits and '-', dots between.
+fn is_host_name(s: &str) -> bool {
+    s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
+}
 
 impl FromStr for TrustedHops {
     type Err = BadHop;
 
-    /// Comma- or space-separated addresses and networks.
+    /// Comma- or space-separated addresses, networks and host names.
     fn from_str(s: &str) -> Result<TrustedHops, BadHop> {
-        let mut nets = Vec::new();
+        let mut hops = TrustedHops::default();
         for item in s.split([',', ' ']).map(str::trim).filter(|i| !i.is_empty()) {
-            let net = match item.parse::<IpNet>() {
-                Ok(n) => n,
-                Err(_) => item
-                    .parse::<IpAddr>()
-                    .map(IpNet::from)
-                    .map_err(|_| BadHop(item.to_string()))?,
-            };
-            nets.push(net.trunc());
+            if let Ok(n) = item.parse::<IpNet>() {
+                hops.nets.push(n.trunc());
+            } else if let Ok(ip) = item.parse::<IpAddr>() {
+                hops.nets.push(IpNet::from(canonical(ip)));
+            } else if is_host_name(item) {
+                hops.names.push(item.to_ascii_lowercase());
+            } else {
+                return Err(BadHop(item.to_string()));
+            }
         }
-        Ok(TrustedHops(nets))
+        Ok(hops)
     }
 }
 
 impl TrustedHops {
     pub fn new(nets: Vec<IpNet>) -> TrustedHops {
-        TrustedHops(nets)
+        TrustedHops {
+            nets,
+            ..TrustedHops::default()
+        }
     }
 
     /// Loopback only: for processes whose proxies run on the same host.
     pub fn loopback() -> TrustedHops {
-        TrustedHops(vec![
+        TrustedHops::new(vec![
             "127.0.0.0/8".parse().expect("static net"),
             "::1/128".parse().expect("static net"),
         ])
@@ -72,11 +111,57 @@ impl TrustedHops {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0.iter().any(|n| n.contains(&ip))
+        self.nets.iter().any(|n| n.contains(&ip))
+            || (!self.names.is_empty() && self.resolved.load().contains(&ip))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.nets.is_empty() && self.names.is_empty()
+    }
+
+    /// The host names in the list.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Resolve every name now; a name that does not resolve keeps the
+    /// addresses it had. The addresses now trusted by name.
+    pub async fn resolve(&self) -> Vec<IpAddr> {
+        let before = self.resolved.load_full();
+        let mut out: Vec<IpAddr> = Vec::new();
+        for name in &self.names {
+            match tokio::net::lookup_host((name.as_str(), 0)).await {
+                Ok(addrs) => out.extend(addrs.map(|a| canonical(a.ip()))),
+                Err(e) => {
+                    tracing::debug!(%name, error = %e, "a trusted proxy name does not resolve (yet)");
+                    // Keep what it resolved to before: a DNS hiccup must
+                    // not untrust a live balancer.
+                    out.extend(before.iter().copied());
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        if out != *before {
+            tracing::info!(names = ?self.names, addresses = ?out, "trusted proxies resolved");
+            self.resolved.store(Arc::new(out.clone()));
+        }
+        out
+    }
+
+    /// Resolve the names now and every [`RESOLVE_EVERY`], in the background,
+    /// for as long as the process runs (nothing to do without names).
+    pub fn keep_resolved(&self) {
+        if self.names.is_empty() {
+            return;
+        }
+        let hops = self.clone();
+        tokio::spawn(async move {
+            loop {
+                hops.resolve().await;
+                tokio::time::sleep(RESOLVE_EVERY).await;
+            }
+        });
     }
 }
 
@@ -371,10 +456,32 @@ mod tests {
         assert!(t.contains("fd12::1".parse().expect("ip")));
         assert!(!t.contains("11.0.0.1".parse().expect("ip")));
         assert_eq!(
-            "10.0.0.0/8, nonsense".parse::<TrustedHops>(),
-            Err(BadHop("nonsense".into()))
+            "10.0.0.0/8, bad/name!".parse::<TrustedHops>(),
+            Err(BadHop("bad/name!".into()))
         );
+        assert_eq!(
+            "-lb".parse::<TrustedHops>(),
+            Err(BadHop("-lb".into()))
+        );
+        let named: TrustedHops = "proxy1, LB.internal 10.0.0.1".parse().expect("names");
+        assert_eq!(named.names(), ["proxy1", "lb.internal"]);
         assert!("".parse::<TrustedHops>().expect("empty").is_empty());
+    }
+
+    #[tokio::test]
+    async fn names_are_trusted_once_resolved() {
+        let t: TrustedHops = "localhost".parse().expect("parse");
+        let ip: IpAddr = "127.0.0.1".parse().expect("ip");
+        assert!(!t.contains(ip), "nothing is trusted before the name resolves");
+        let got = t.resolve().await;
+        assert!(got.contains(&ip), "{got:?}");
+        assert!(t.contains(ip));
+        assert!(!t.contains("10.1.1.1".parse().expect("ip")));
+        // Clones share the resolved set (the edge keeps one, the task another).
+        let clone = t.clone();
+        assert!(clone.contains(ip));
+        let unknown: TrustedHops = "no-such-host.invalid".parse().expect("parse");
+        assert!(unknown.resolve().await.is_empty());
     }
 
     #[test]

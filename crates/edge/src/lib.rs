@@ -67,10 +67,11 @@ pub struct EdgeArgs {
     pub max_header_bytes: usize,
     /// Hops whose X-Forwarded-For/-Proto/-Host are believed: the load
     /// balancers (and, for a hub, the proxies) in front of this process, as
-    /// addresses or networks, comma-separated. The client is the first
-    /// address from the right that is not one of them. Default: none for a
-    /// proxy (its peer is the client); loopback for a hub.
-    #[arg(long = "trusted-proxies", value_name = "NETS")]
+    /// addresses, networks or host names (resolved every 5 s),
+    /// comma-separated. The client is the first address from the right that
+    /// is not one of them. Default: none for a proxy (its peer is the
+    /// client); loopback for a hub.
+    #[arg(long = "trusted-proxies", value_name = "HOPS", env = "QUORUMHUB_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<TrustedHops>,
 }
 

@@ -74,6 +74,7 @@ impl Edge {
             args.max_connections
         };
         let trusted = args.trusted_proxies.clone().unwrap_or(default_trusted);
+        trusted.keep_resolved();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
