@@ -459,10 +459,7 @@ mod tests {
             "10.0.0.0/8, bad/name!".parse::<TrustedHops>(),
             Err(BadHop("bad/name!".into()))
         );
-        assert_eq!(
-            "-lb".parse::<TrustedHops>(),
-            Err(BadHop("-lb".into()))
-        );
+        assert_eq!("-lb".parse::<TrustedHops>(), Err(BadHop("-lb".into())));
         let named: TrustedHops = "proxy1, LB.internal 10.0.0.1".parse().expect("names");
         assert_eq!(named.names(), ["proxy1", "lb.internal"]);
         assert!("".parse::<TrustedHops>().expect("empty").is_empty());
@@ -472,7 +469,10 @@ mod tests {
     async fn names_are_trusted_once_resolved() {
         let t: TrustedHops = "localhost".parse().expect("parse");
         let ip: IpAddr = "127.0.0.1".parse().expect("ip");
-        assert!(!t.contains(ip), "nothing is trusted before the name resolves");
+        assert!(
+            !t.contains(ip),
+            "nothing is trusted before the name resolves"
+        );
         let got = t.resolve().await;
         assert!(got.contains(&ip), "{got:?}");
         assert!(t.contains(ip));
