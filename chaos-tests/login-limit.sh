@@ -2,7 +2,7 @@
 # In the container deployment (HAProxy -> proxies -> hubs): failed sign-ins
 # from one client do not lock out another. The two clients are this host
 # seen from two networks: it reaches the LB once at its address on the `qh`
-# network and once on the `users` network, so the LB sees two different
+# network and once on the `front` network, so the LB sees two different
 # source addresses (the two bridges' gateways), adds each to
 # X-Forwarded-For, and the proxies and hubs must key the limiter on it.
 #
@@ -18,7 +18,7 @@ for tool in docker curl; do command -v $tool >/dev/null || die "$tool is require
 . deploy/.env
 lb=${project}_lb_1
 ip_on() { docker inspect -f "{{with index .NetworkSettings.Networks \"${project}_$1\"}}{{.IPAddress}}{{end}}" "$lb"; }
-a=$(ip_on qh); b=$(ip_on users)
+a=$(ip_on qh); b=$(ip_on front)
 [ -n "$a" ] && [ -n "$b" ] || die "cannot find the LB's addresses (is the deployment up?)"
 user=limit-$RANDOM
 pw=right-$RANDOM-$RANDOM

@@ -8,9 +8,7 @@
 //! Refusals are logged at most once per client per [`LOG_INTERVAL`]
 //! ([`RefusalLog`]), so a flood does not become a flood of log lines.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -43,9 +41,7 @@ pub const MAX_EXPIRES_IN_S: i64 = 10 * 365 * 86_400;
 pub const MAX_OIDC_SUB_BYTES: usize = 255;
 
 /// How often a refusal is logged per client (and per kind of refusal).
-pub const LOG_INTERVAL: Duration = Duration::from_secs(60);
-/// Clients remembered at most by [`RefusalLog`].
-const MAX_LOG_KEYS: usize = 10_000;
+pub const LOG_INTERVAL: Duration = quorumhub_edge::log_limit::LOG_INTERVAL;
 
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -423,44 +419,8 @@ pub(crate) fn quota_full(message: String) -> ApiError {
     ApiError::new(StatusCode::TOO_MANY_REQUESTS, message).refusal("quota")
 }
 
-/// Remembers when each client's refusal was last logged.
-#[derive(Default)]
-pub(crate) struct RefusalLog {
-    last: Mutex<HashMap<String, (Instant, u64)>>,
-}
-
-impl RefusalLog {
-    /// `Some(n)` if `key`'s refusal should be logged now (`n` refusals
-    /// were left unlogged since its last line), `None` to stay quiet.
-    /// Memory stays bounded: when the map is full, stale keys are dropped;
-    /// if none is stale, the new key is not logged at all.
-    pub(crate) fn should_log(&self, key: &str, now: Instant) -> Option<u64> {
-        let mut map = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, quiet)) = map.get_mut(key) {
-            if now.duration_since(*at) < LOG_INTERVAL {
-                *quiet += 1;
-                return None;
-            }
-            let n = *quiet;
-            *at = now;
-            *quiet = 0;
-            return Some(n);
-        }
-        if map.len() >= MAX_LOG_KEYS {
-            map.retain(|_, (at, _)| now.duration_since(*at) < LOG_INTERVAL);
-            if map.len() >= MAX_LOG_KEYS {
-                return None;
-            }
-        }
-        map.insert(key.to_string(), (now, 0));
-        Some(0)
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.last.lock().expect("lock").len()
-    }
-}
+/// Remembers when each client's refusal was last logged (the edge's).
+pub(crate) use quorumhub_edge::RefusalLog;
 
 #[cfg(test)]
 mod tests {
@@ -718,25 +678,5 @@ mod tests {
             .validate()
             .unwrap_err()
             .contains("--max-user-options-bytes (1048576) is above"));
-    }
-
-    #[test]
-    fn refusals_are_logged_once_per_interval_per_key() {
-        let log = RefusalLog::default();
-        let t0 = Instant::now();
-        assert_eq!(log.should_log("body:alice", t0), Some(0));
-        for _ in 0..5 {
-            assert_eq!(
-                log.should_log("body:alice", t0 + Duration::from_secs(1)),
-                None
-            );
-        }
-        assert_eq!(log.should_log("body:bob", t0), Some(0));
-        assert_eq!(log.should_log("body:alice", t0 + LOG_INTERVAL), Some(5));
-        // A flood of distinct clients does not grow memory without bound.
-        for i in 0..(MAX_LOG_KEYS + 100) {
-            log.should_log(&format!("k{i}"), t0 + LOG_INTERVAL);
-        }
-        assert!(log.len() <= MAX_LOG_KEYS);
     }
 }
