@@ -51,7 +51,9 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-QH_TAG=upgrade-v1 deploy/up.sh >/dev/null
+# v1 knows one cluster secret and plain gRPC only: the whole upgrade runs
+# in the shared mode (deploy/.env keeps it for rolling-upgrade.sh).
+QH_CREDENTIALS=shared QH_TAG=upgrade-v1 deploy/up.sh >/dev/null
 mkdir -p chaos-tests/reports
 set +e
 target/release/qh-chaos --lb-url "http://127.0.0.1:$QH_HTTP_PORT" --faults rolling-upgrade \

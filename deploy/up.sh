@@ -9,6 +9,12 @@
 #   QH_HTTP_PORT=8000     the load balancer's port on 127.0.0.1
 #   QH_PROJECT=quorumhub  compose project name (containers {project}_hub1_1, ...)
 #   QH_UP_TIMEOUT_S=60    how long to wait for the cluster and the LB
+#   QH_CREDENTIALS=split  split: a proxy, an admin and a replica credential,
+#                         and mutual TLS on gRPC (certificates made here with
+#                         openssl, deploy/grpc-certs.sh); shared: one cluster
+#                         secret and plain gRPC, what releases before them
+#                         speak (the rolling-upgrade test starts v1 so). Kept
+#                         in deploy/.env, so rolling-upgrade.sh keeps it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export QH_TAG=${QH_TAG:-dev}
@@ -25,7 +31,7 @@ build=0
 for arg in "$@"; do
   case $arg in
     --build) build=1 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$arg' (usage: deploy/up.sh [--build])" ;;
   esac
 done
@@ -34,13 +40,16 @@ for tool in docker docker-compose curl; do
 done
 docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (docker info failed)"
 
+# What the caller asks for; deploy/.env (sourced below) holds the last one.
+requested_mode=${QH_CREDENTIALS:-}
+
 # ---- secrets: deploy/.env (mode 600), created once, reused afterwards ----
 random_secret() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }  # 64 hex chars
 if [ ! -f "$env_file" ]; then
   (umask 077; : >"$env_file")
   echo "up: writing new secrets to $env_file"
 fi
-for key in QUORUMHUB_CLUSTER_SECRET QUORUMHUB_ADMIN_TOKEN; do
+for key in QUORUMHUB_CLUSTER_SECRET QUORUMHUB_PROXY_SECRET QUORUMHUB_ADMIN_SECRET QUORUMHUB_ADMIN_TOKEN; do
   if ! grep -q "^$key=." "$env_file"; then
     echo "$key=$(random_secret)" >>"$env_file"
   fi
@@ -58,11 +67,42 @@ fi
 secrets_dir=$here/secrets
 (umask 077; mkdir -p "$secrets_dir"
  printf '%s\n' "$QUORUMHUB_CLUSTER_SECRET" >"$secrets_dir/cluster-secret"
+ printf '%s\n' "$QUORUMHUB_PROXY_SECRET" >"$secrets_dir/proxy-secret"
+ printf '%s\n' "$QUORUMHUB_ADMIN_SECRET" >"$secrets_dir/admin-secret"
  printf '%s\n' "$QUORUMHUB_ADMIN_TOKEN" >"$secrets_dir/admin-token")
 chmod 700 "$secrets_dir"
-chmod 600 "$secrets_dir/cluster-secret" "$secrets_dir/admin-token"
+chmod 600 "$secrets_dir/cluster-secret" "$secrets_dir/proxy-secret" "$secrets_dir/admin-secret" \
+  "$secrets_dir/admin-token"
 # Not exported to docker-compose: nothing in the compose file needs them.
-unset QUORUMHUB_CLUSTER_SECRET QUORUMHUB_ADMIN_TOKEN
+unset QUORUMHUB_CLUSTER_SECRET QUORUMHUB_PROXY_SECRET QUORUMHUB_ADMIN_SECRET QUORUMHUB_ADMIN_TOKEN
+
+# ---- credentials mode and gRPC certificates ----
+# Made in both modes (every container mounts its files); used in split mode.
+"$here/grpc-certs.sh" "$secrets_dir/grpc" hub1 hub2 hub3 proxy \
+  || die "making the gRPC certificates failed (see above)"
+mode=${requested_mode:-${QH_CREDENTIALS:-split}}
+# docker-compose takes them from deploy/.env, rewritten here; the values
+# sourced above would win over it.
+unset QH_CREDENTIALS QH_PROXY_CREDENTIAL QH_ENV_PROXY_SECRET QH_ENV_ADMIN_SECRET \
+  QH_ENV_GRPC_TLS_CERT QH_ENV_GRPC_TLS_KEY QH_ENV_GRPC_TLS_CA
+sed -i '/^QH_ENV_/d; /^QH_PROXY_CREDENTIAL=/d; /^QH_CREDENTIALS=/d' "$env_file"
+case $mode in
+  split)
+    cat >>"$env_file" <<ENV
+QH_CREDENTIALS=split
+QH_PROXY_CREDENTIAL=proxy-secret
+QH_ENV_PROXY_SECRET=QUORUMHUB_PROXY_SECRET_FILE
+QH_ENV_ADMIN_SECRET=QUORUMHUB_ADMIN_SECRET_FILE
+QH_ENV_GRPC_TLS_CERT=QUORUMHUB_GRPC_TLS_CERT
+QH_ENV_GRPC_TLS_KEY=QUORUMHUB_GRPC_TLS_KEY
+QH_ENV_GRPC_TLS_CA=QUORUMHUB_GRPC_TLS_CA
+ENV
+    ;;
+  shared)
+    printf 'QH_CREDENTIALS=shared\nQH_PROXY_CREDENTIAL=cluster-secret\n' >>"$env_file" ;;
+  *) die "QH_CREDENTIALS=$mode: use split (the default) or shared" ;;
+esac
+echo "up: credentials $mode"
 
 # ---- images ----
 if [ $build = 1 ] || ! docker image inspect "quorumhub:$QH_TAG" >/dev/null 2>&1 \
