@@ -29,6 +29,19 @@ use crate::routes::RoutesService;
 /// Largest gRPC message accepted (snapshots travel in chunks below this).
 const MAX_MESSAGE: usize = 256 << 20;
 
+/// A secret in two roles' files has both roles: right while moving off
+/// legacy mode, wrong if left so.
+fn warn_shared(keyring: &quorumhub_raft::auth::Keyring) {
+    for (a, b) in keyring.shared_roles() {
+        tracing::warn!(
+            "the same secret is in the files of the {} and the {}: it has both roles; rotate one \
+             of them to a secret of its own (docs/operations.md, Credentials)",
+            a.credential(),
+            b.credential()
+        );
+    }
+}
+
 /// On SIGHUP, re-read the credential files: the keyring this replica
 /// accepts and the cluster secret it presents (the first line). A file
 /// that does not read or check keeps the credentials as they were.
@@ -53,6 +66,7 @@ async fn reload_credentials_on_sighup(
                     continue;
                 }
                 let legacy: Vec<&str> = keyring.legacy_roles().iter().map(|r| r.name()).collect();
+                warn_shared(&keyring);
                 server.replace(keyring);
                 tracing::info!(?legacy, "SIGHUP: credentials reloaded");
             }
@@ -98,6 +112,7 @@ pub async fn run(
             role.credential()
         );
     }
+    warn_shared(&keyring);
     let server_auth = ServerAuth::new(keyring);
     crate::preflight::check_peers(&config, &auth).await?;
     let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;

@@ -181,7 +181,10 @@ async fn first_live(
             Err(e) => last = Some(format!("{addr}: {}", e.message())),
         }
     }
-    bail!("no hub replica answered ({})", last.unwrap_or_default())
+    bail!(
+        "no hub replica answered ({}); check --hub, and if the hubs use mutual TLS give --grpc-tls-cert, --grpc-tls-key and --grpc-tls-ca",
+        last.unwrap_or_default()
+    )
 }
 
 /// What hubctl presents: the first line of --admin-secret-file, else of the

@@ -40,8 +40,6 @@ pub enum SecretError {
     TooShort(&'static str, usize),
     #[error("the {0} must be printable ASCII without spaces, one secret per line")]
     NotAscii(&'static str),
-    #[error("the same secret is configured as both the {0} and the {1}; give every role its own (`openssl rand -hex 32`), or the role split means nothing")]
-    SharedBetweenRoles(&'static str, &'static str),
 }
 
 /// What a credential may do.
@@ -261,13 +259,16 @@ pub struct Keyring {
     keys: Vec<(Vec<u8>, Roles)>,
     /// Roles that fell back to the cluster secret (no file of their own).
     legacy: Vec<Role>,
+    /// Pairs of roles whose files share a secret.
+    shared: Vec<(Role, Role)>,
 }
 
 impl Keyring {
     /// `replica` is the cluster secret's text; `proxy` and `admin` those
     /// of the role files, `None` when not configured (that role is then
     /// granted to the cluster secret). Every text may hold several
-    /// secrets, one per line; a secret given to two roles is refused.
+    /// secrets, one per line; a secret in two roles' texts has both roles
+    /// (see [`Keyring::shared_roles`]).
     pub fn new(
         replica: &str,
         proxy: Option<&str>,
@@ -286,30 +287,43 @@ impl Keyring {
                 }
             }
         }
+        // A secret in two roles' files has both roles: how a cluster moves
+        // from legacy mode to the split without downtime (the role files
+        // start out holding the cluster secret, then each is rotated to a
+        // secret of its own). Reported, so that it is not left so.
+        let mut shared = Vec::new();
         for (i, (a, sa)) in own.iter().enumerate() {
             for (b, sb) in &own[i + 1..] {
                 if sa.iter().any(|s| sb.contains(s)) {
-                    return Err(SecretError::SharedBetweenRoles(
-                        a.credential(),
-                        b.credential(),
-                    ));
+                    shared.push((*a, *b));
                 }
             }
         }
-        let keys = own
-            .into_iter()
-            .flat_map(|(role, secrets)| {
-                let roles = if role == Role::Replica {
-                    replica_roles
-                } else {
-                    Roles::NONE.with(role)
-                };
-                secrets
-                    .into_iter()
-                    .map(move |s| (format!("Bearer {s}").into_bytes(), roles))
-            })
-            .collect();
-        Ok(Keyring { keys, legacy })
+        let mut keys: Vec<(Vec<u8>, Roles)> = Vec::new();
+        for (role, secrets) in own {
+            let roles = if role == Role::Replica {
+                replica_roles
+            } else {
+                Roles::NONE.with(role)
+            };
+            for s in secrets {
+                let key = format!("Bearer {s}").into_bytes();
+                match keys.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, r)) => *r = Roles(r.0 | roles.0),
+                    None => keys.push((key, roles)),
+                }
+            }
+        }
+        Ok(Keyring {
+            keys,
+            legacy,
+            shared,
+        })
+    }
+
+    /// Pairs of roles whose files share a secret (which then has both).
+    pub fn shared_roles(&self) -> &[(Role, Role)] {
+        &self.shared
     }
 
     /// Roles left to the cluster secret because their file is not given.
@@ -575,16 +589,31 @@ mod tests {
             .is_ok());
     }
 
+    /// Moving from legacy mode without downtime: role files that still
+    /// hold the cluster secret keep it working in those roles.
     #[test]
-    fn a_secret_shared_by_two_roles_is_refused() {
-        assert!(matches!(
-            Keyring::new(R, Some(&format!("{P}\n{A}")), Some(A)),
-            Err(SecretError::SharedBetweenRoles(..))
-        ));
-        assert!(matches!(
-            Keyring::new(R, Some(R), None),
-            Err(SecretError::SharedBetweenRoles(..))
-        ));
+    fn a_secret_in_two_roles_files_has_both_and_is_reported() {
+        let k = Keyring::new(R, Some(&format!("{P}\n{R}")), Some(R)).expect("keyring");
+        assert!(k.legacy_roles().is_empty());
+        assert_eq!(
+            k.shared_roles(),
+            &[
+                (Role::Replica, Role::Proxy),
+                (Role::Replica, Role::Admin),
+                (Role::Proxy, Role::Admin)
+            ]
+        );
+        for (path, _) in ACCESS {
+            assert!(k.check(path, Some(&bearer(R))).is_ok(), "{path}");
+        }
+        assert!(k
+            .check("/quorumhub.v1.Routes/Watch", Some(&bearer(P)))
+            .is_ok());
+        assert!(k
+            .check("/quorumhub.v1.Admin/Backup", Some(&bearer(P)))
+            .is_err());
+        let k = Keyring::new(R, Some(P), Some(A)).expect("keyring");
+        assert!(k.shared_roles().is_empty());
     }
 
     #[test]
