@@ -60,10 +60,17 @@ impl AdminService {
 /// Marks a call this replica forwarded to the leader.
 const FORWARDED: &str = "x-quorumhub-forwarded";
 
-fn forwarded<T>(msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
+/// `req` as this replica forwards it to the leader: marked, and with the
+/// caller's own credential (not this replica's), so that the leader checks
+/// the caller's role: an admin-only call stays admin-only when forwarded.
+fn forwarded<T>(req: Request<T>) -> Request<T> {
+    let credential = req.metadata().get(quorumhub_proto::AUTH_METADATA).cloned();
+    let mut r = Request::new(req.into_inner());
     r.metadata_mut()
         .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    if let Some(c) = credential {
+        r.metadata_mut().insert(quorumhub_proto::AUTH_METADATA, c);
+    }
     r
 }
 
@@ -156,7 +163,7 @@ impl admin_server::Admin for AdminService {
         req: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusReply>, Status> {
         if let Some(mut leader) = self.leader_client(&req)? {
-            return leader.cluster_status(forwarded(req.into_inner())).await;
+            return leader.cluster_status(forwarded(req)).await;
         }
         let m = self.hub.raft.metrics().borrow().clone();
         let last = m.last_log_index.unwrap_or(0);
@@ -251,7 +258,7 @@ impl admin_server::Admin for AdminService {
         req: Request<AddLearnerRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
         if let Some(mut leader) = self.leader_client(&req)? {
-            return leader.add_learner(forwarded(req.into_inner())).await;
+            return leader.add_learner(forwarded(req)).await;
         }
         let m = req
             .into_inner()
@@ -304,7 +311,7 @@ impl admin_server::Admin for AdminService {
         req: Request<MemberRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
         if let Some(mut leader) = self.leader_client(&req)? {
-            return leader.promote_voter(forwarded(req.into_inner())).await;
+            return leader.promote_voter(forwarded(req)).await;
         }
         let id = req.into_inner().id;
         let res = self
@@ -324,7 +331,7 @@ impl admin_server::Admin for AdminService {
         req: Request<MemberRequest>,
     ) -> Result<Response<MembershipReply>, Status> {
         if let Some(mut leader) = self.leader_client(&req)? {
-            return leader.remove_member(forwarded(req.into_inner())).await;
+            return leader.remove_member(forwarded(req)).await;
         }
         let id = req.into_inner().id;
         let is_voter = self.members().iter().any(|m| m.id == id && m.voter);
@@ -352,7 +359,7 @@ impl admin_server::Admin for AdminService {
         req: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderReply>, Status> {
         if let Some(mut leader) = self.leader_client(&req)? {
-            return leader.transfer_leader(forwarded(req.into_inner())).await;
+            return leader.transfer_leader(forwarded(req)).await;
         }
         crate::transfer::transfer(&self.hub, req.into_inner().target).await
     }

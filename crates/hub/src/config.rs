@@ -21,9 +21,11 @@ pub struct HubConfig {
     /// are refused.
     #[arg(long, default_value = "quorumhub")]
     pub cluster_id: String,
-    /// Shared secret every replica, proxy and hubctl presents on every RPC.
-    /// Prefer --cluster-secret-file: a flag or environment variable is
-    /// visible in /proc/<pid>/cmdline or /proc/<pid>/environ.
+    /// The replica credential: the secret replicas present to each other
+    /// (Raft, forwarded writes). Without --proxy-secret-file and
+    /// --admin-secret-file it is also the proxies' and hubctl's (legacy
+    /// mode). Prefer --cluster-secret-file: a flag or environment variable
+    /// is visible in /proc/<pid>/cmdline or /proc/<pid>/environ.
     #[arg(
         long,
         env = "QUORUMHUB_CLUSTER_SECRET",
@@ -32,10 +34,26 @@ pub struct HubConfig {
         hide_default_value = true
     )]
     pub cluster_secret: String,
-    /// File holding the cluster secret (mode 0600 or stricter; read at
-    /// start, surrounding whitespace trimmed).
+    /// File holding the cluster secret (mode 0600 or stricter), one
+    /// secret per line: all are accepted, the first is presented to peers.
+    /// Re-read on SIGHUP.
     #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// The proxy credential's file (one secret per line, all accepted):
+    /// what proxies present to watch routes, which is all it allows. Not
+    /// given: the cluster secret is accepted instead (legacy mode).
+    /// Re-read on SIGHUP.
+    #[arg(long, env = "QUORUMHUB_PROXY_SECRET_FILE")]
+    pub proxy_secret_file: Option<PathBuf>,
+    /// The admin credential's file (one secret per line, all accepted):
+    /// what hubctl presents for membership, users and backups. Not given:
+    /// the cluster secret is accepted instead (legacy mode). Re-read on
+    /// SIGHUP.
+    #[arg(long, env = "QUORUMHUB_ADMIN_SECRET_FILE")]
+    pub admin_secret_file: Option<PathBuf>,
+    /// Where the cluster secret was read from, kept for reloads.
+    #[arg(skip)]
+    pub cluster_secret_source: Option<PathBuf>,
     /// gRPC listen address (Raft, admin, route watch).
     #[arg(long, default_value = "127.0.0.1:7001")]
     pub grpc_listen: SocketAddr,
@@ -197,6 +215,8 @@ pub struct HubConfig {
     /// (proxies, balancers) whose forwarded headers it believes.
     #[command(flatten)]
     pub edge: quorumhub_edge::EdgeArgs,
+    #[command(flatten)]
+    pub grpc_tls: quorumhub_proto::grpc_tls::GrpcTlsArgs,
 }
 
 /// The spawner a replica uses; every replica of a cluster should use the
@@ -258,6 +278,9 @@ impl HubConfig {
         )? {
             self.cluster_secret = s;
         }
+        if let Some(path) = self.cluster_secret_file.clone() {
+            self.cluster_secret_source = Some(path);
+        }
         self.admin_token = secret_from(
             self.admin_token.as_deref(),
             "--admin-token (QUORUMHUB_ADMIN_TOKEN)",
@@ -277,6 +300,42 @@ impl HubConfig {
         Ok(())
     }
 
+    /// The credentials this replica accepts, read from the files (the
+    /// proxy and admin ones are read here, each time: this is also the
+    /// reload).
+    pub fn keyring(&self) -> Result<quorumhub_raft::auth::Keyring, ConfigError> {
+        use quorumhub_proto::secret_file::read_secret_file;
+        let proxy = self
+            .proxy_secret_file
+            .as_deref()
+            .map(|p| read_secret_file("--proxy-secret-file", p))
+            .transpose()?;
+        let admin = self
+            .admin_secret_file
+            .as_deref()
+            .map(|p| read_secret_file("--admin-secret-file", p))
+            .transpose()?;
+        Ok(quorumhub_raft::auth::Keyring::new(
+            &self.cluster_secret,
+            proxy.as_deref(),
+            admin.as_deref(),
+        )?)
+    }
+
+    /// Re-read every credential file (SIGHUP): the cluster secret's text
+    /// (when it came from a file) and the keyring.
+    pub fn reload_credentials(
+        &self,
+    ) -> Result<(String, quorumhub_raft::auth::Keyring), ConfigError> {
+        let cluster = match &self.cluster_secret_source {
+            Some(p) => quorumhub_proto::secret_file::read_secret_file("--cluster-secret-file", p)?,
+            None => self.cluster_secret.clone(),
+        };
+        let mut fresh = self.clone();
+        fresh.cluster_secret = cluster.clone();
+        Ok((cluster, fresh.keyring()?))
+    }
+
     /// Whether servers run as their users' own system accounts.
     pub fn servers_as_user_accounts(&self) -> bool {
         self.spawner == SpawnerKind::Process && !self.spawner_run_as_hub_user
@@ -286,7 +345,7 @@ impl HubConfig {
         if self.node_id == 0 {
             return Err(ConfigError::ZeroNodeId);
         }
-        quorumhub_raft::auth::validate_secret(&self.cluster_secret)?;
+        self.keyring()?;
         if self.admin_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::WeakAdminToken);
         }

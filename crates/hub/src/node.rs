@@ -20,7 +20,6 @@ use quorumhub_raft::Raft;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::service::interceptor::InterceptedService;
 
 use crate::admin::AdminService;
 use crate::config::HubConfig;
@@ -29,6 +28,55 @@ use crate::routes::RoutesService;
 
 /// Largest gRPC message accepted (snapshots travel in chunks below this).
 const MAX_MESSAGE: usize = 256 << 20;
+
+/// A secret in two roles' files has both roles: right while moving off
+/// legacy mode, wrong if left so.
+fn warn_shared(keyring: &quorumhub_raft::auth::Keyring) {
+    for (a, b) in keyring.shared_roles() {
+        tracing::warn!(
+            "the same secret is in the files of the {} and the {}: it has both roles; rotate one \
+             of them to a secret of its own (docs/operations.md, Credentials)",
+            a.credential(),
+            b.credential()
+        );
+    }
+}
+
+/// On SIGHUP, re-read the credential files: the keyring this replica
+/// accepts and the cluster secret it presents (the first line). A file
+/// that does not read or check keeps the credentials as they were.
+async fn reload_credentials_on_sighup(
+    config: Arc<HubConfig>,
+    server: ServerAuth,
+    client: ClientAuth,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP; credentials are reloaded only by a restart");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        match config.reload_credentials() {
+            Ok((cluster, keyring)) => {
+                if let Err(e) = client.set(&cluster, quorumhub_raft::auth::Role::Replica) {
+                    tracing::error!(error = %e, "SIGHUP: credentials not reloaded; fix the file and send SIGHUP again");
+                    continue;
+                }
+                let legacy: Vec<&str> = keyring.legacy_roles().iter().map(|r| r.name()).collect();
+                warn_shared(&keyring);
+                server.replace(keyring);
+                tracing::info!(?legacy, "SIGHUP: credentials reloaded");
+            }
+            Err(e) => tracing::error!(
+                error = %e,
+                "SIGHUP: credentials not reloaded (the old ones stay in force); fix the file and send SIGHUP again"
+            ),
+        }
+    }
+}
 
 /// Run one replica until `shutdown` resolves.
 pub async fn run(
@@ -46,7 +94,26 @@ pub async fn run(
              use it for development only"
         );
     }
+    let grpc_tls = config
+        .grpc_tls
+        .load()
+        .context("loading the gRPC TLS files")?;
+    if let Some(tls) = &grpc_tls {
+        quorumhub_proto::grpc_tls::install(tls.clone());
+        tracing::info!("gRPC: mutual TLS (peers verified against --grpc-tls-ca)");
+    }
     let auth = ClientAuth::new(&config.cluster_secret)?;
+    let keyring = config.keyring()?;
+    for role in keyring.legacy_roles() {
+        tracing::warn!(
+            "no --{}-secret-file: the cluster secret is accepted as the {} too (legacy mode); \
+             give each role its own secret, see docs/operations.md, Credentials",
+            role.name(),
+            role.credential()
+        );
+    }
+    warn_shared(&keyring);
+    let server_auth = ServerAuth::new(keyring);
     crate::preflight::check_peers(&config, &auth).await?;
     let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
     if config.servers_as_user_accounts() {
@@ -110,28 +177,40 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let server_auth = ServerAuth::new(&config.cluster_secret);
-    let grpc = tonic::transport::Server::builder()
-        .add_service(InterceptedService::new(
-            RaftServer::new(RaftService::new(
-                raft.clone(),
-                config.cluster_id.clone(),
-                election.clone(),
-            ))
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE),
-            server_auth.clone(),
-        ))
-        .add_service(InterceptedService::new(
-            AdminServer::new(AdminService::new(hub.clone()))
+    tokio::spawn(reload_credentials_on_sighup(
+        config.clone(),
+        server_auth.clone(),
+        hub.auth.clone(),
+    ));
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &grpc_tls {
+        builder = builder
+            .tls_config(tls.server())
+            .context("the gRPC TLS certificate or key does not load; check --grpc-tls-cert and --grpc-tls-key (PEM)")?;
+    }
+    let grpc = builder
+        .add_service(
+            server_auth.guard(
+                RaftServer::new(RaftService::new(
+                    raft.clone(),
+                    config.cluster_id.clone(),
+                    election.clone(),
+                ))
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            server_auth.clone(),
-        ))
-        .add_service(RoutesServer::with_interceptor(
-            RoutesService::new(hub.clone(), unwatch_rx),
-            server_auth,
-        ))
+            ),
+        )
+        .add_service(
+            server_auth.guard(
+                AdminServer::new(AdminService::new(hub.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE),
+            ),
+        )
+        .add_service(server_auth.guard(RoutesServer::new(RoutesService::new(
+            hub.clone(),
+            unwatch_rx,
+        ))))
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(grpc_listener),
             stopped(stop_rx.clone()),

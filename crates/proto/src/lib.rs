@@ -14,3 +14,5 @@ pub const AUTH_METADATA: &str = "authorization";
 pub const RAFT_FORMAT_JSON_V1: &str = "json/v1";
 
 pub mod secret_file;
+
+pub mod grpc_tls;

@@ -98,6 +98,17 @@ pub fn read_secret_file(flag: &'static str, path: &Path) -> Result<String, Secre
     Ok(secret.to_owned())
 }
 
+/// The secrets in a secret file's text, one per line: surrounding
+/// whitespace trimmed, empty lines and `#` comments skipped. A credential
+/// file may hold several during a rotation: a server accepts all of them,
+/// a client presents the first.
+pub fn secret_lines(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
 /// `value` (from a flag or the environment) or the secret in `file`:
 /// giving both is an error, giving neither is `Ok(None)`.
 pub fn secret_from(
@@ -164,6 +175,15 @@ mod tests {
             read_secret_file("--x", d.path()),
             Err(SecretFileError::NotAFile { .. })
         ));
+    }
+
+    #[test]
+    fn several_secrets_one_per_line() {
+        assert_eq!(
+            secret_lines("new-0123456789abcdef\n# old one, remove after rotation\n  old-0123456789abcdef \n\n"),
+            vec!["new-0123456789abcdef", "old-0123456789abcdef"]
+        );
+        assert!(secret_lines(" \n# only a comment\n").is_empty());
     }
 
     #[test]

@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tonic::metadata::{Ascii, MetadataValue};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ProxyConfig {
@@ -49,9 +50,17 @@ pub struct ProxyConfig {
         hide_default_value = true
     )]
     pub cluster_secret: String,
-    /// File holding the cluster secret (mode 0600 or stricter).
+    /// File holding the cluster secret (mode 0600 or stricter). Only for
+    /// hubs in legacy mode (no --proxy-secret-file of their own); give
+    /// --proxy-secret-file instead.
     #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<std::path::PathBuf>,
+    /// The proxy credential's file (mode 0600 or stricter): the proxy
+    /// presents its first line to watch routes, which is all the hubs let
+    /// it do. Re-read on SIGHUP (for a rotation). Takes the place of the
+    /// cluster secret.
+    #[arg(long, env = "QUORUMHUB_PROXY_SECRET_FILE")]
+    pub proxy_secret_file: Option<std::path::PathBuf>,
     /// A watch stream silent this long is dead: fail over.
     #[arg(long, default_value = "3000")]
     pub stream_timeout_ms: u64,
@@ -87,6 +96,68 @@ pub struct ProxyConfig {
     pub edge: quorumhub_edge::EdgeArgs,
     #[command(flatten)]
     pub tls: quorumhub_edge::TlsArgs,
+    #[command(flatten)]
+    pub grpc_tls: quorumhub_proto::grpc_tls::GrpcTlsArgs,
+}
+
+/// The `authorization` value the proxy presents: the first line of
+/// --proxy-secret-file, else of the cluster secret (legacy hubs).
+fn presented_secret(config: &ProxyConfig) -> anyhow::Result<MetadataValue<Ascii>> {
+    let text = match &config.proxy_secret_file {
+        Some(path) => quorumhub_proto::secret_file::read_secret_file("--proxy-secret-file", path)?,
+        None => quorumhub_proto::secret_file::secret_from(
+            Some(&config.cluster_secret),
+            "--cluster-secret (QUORUMHUB_CLUSTER_SECRET)",
+            config.cluster_secret_file.as_deref(),
+            "--cluster-secret-file",
+        )?
+        .context(
+            "the proxy needs its credential: give --proxy-secret-file (or, for hubs in legacy \
+             mode, --cluster-secret-file)",
+        )?,
+    };
+    bearer(&text)
+}
+
+fn bearer(text: &str) -> anyhow::Result<MetadataValue<Ascii>> {
+    let first = quorumhub_proto::secret_file::secret_lines(text)
+        .into_iter()
+        .next()
+        .context("the proxy secret file holds no secret; write one per line")?;
+    format!("Bearer {first}")
+        .parse()
+        .context("the proxy secret must be printable ASCII without spaces")
+}
+
+/// SIGHUP: re-read --proxy-secret-file and present its first line from the
+/// next watch on (a running watch stream is not interrupted).
+async fn reload_secret_on_sighup(
+    path: std::path::PathBuf,
+    secret: Arc<arc_swap::ArcSwap<MetadataValue<Ascii>>>,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP; the proxy secret is reloaded only by a restart");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let fresh = quorumhub_proto::secret_file::read_secret_file("--proxy-secret-file", &path)
+            .map_err(anyhow::Error::from)
+            .and_then(|t| bearer(&t));
+        match fresh {
+            Ok(v) => {
+                secret.store(Arc::new(v));
+                tracing::info!("SIGHUP: proxy secret reloaded");
+            }
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                "SIGHUP: proxy secret not reloaded (the old one stays); fix the file and send SIGHUP again"
+            ),
+        }
+    }
 }
 
 pub async fn run(
@@ -96,16 +167,17 @@ pub async fn run(
     if config.hub_grpc.is_empty() {
         anyhow::bail!("--hub-grpc needs at least one hub replica");
     }
-    let cluster_secret = quorumhub_proto::secret_file::secret_from(
-        Some(&config.cluster_secret),
-        "--cluster-secret (QUORUMHUB_CLUSTER_SECRET)",
-        config.cluster_secret_file.as_deref(),
-        "--cluster-secret-file",
-    )?
-    .context("the proxy needs the cluster secret: give --cluster-secret-file (or QUORUMHUB_CLUSTER_SECRET)")?;
-    let secret = format!("Bearer {cluster_secret}")
-        .parse()
-        .context("the cluster secret must be printable ASCII")?;
+    if let Some(tls) = config
+        .grpc_tls
+        .load()
+        .context("loading the gRPC TLS files")?
+    {
+        quorumhub_proto::grpc_tls::install(tls);
+    }
+    let secret = Arc::new(arc_swap::ArcSwap::from_pointee(presented_secret(&config)?));
+    if let Some(path) = config.proxy_secret_file.clone() {
+        tokio::spawn(reload_secret_on_sighup(path, secret.clone()));
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| {

@@ -148,7 +148,8 @@ enum WatchError {
 
 pub(crate) struct Watcher {
     pub endpoints: Vec<String>,
-    pub secret: MetadataValue<Ascii>,
+    /// What to present; replaced on a reload (SIGHUP).
+    pub secret: Arc<arc_swap::ArcSwap<MetadataValue<Ascii>>>,
     pub stream_timeout: Duration,
     pub name: String,
 }
@@ -168,7 +169,10 @@ impl Watcher {
             shared.connected.store(false, Ordering::Relaxed);
             match followed {
                 Err(WatchError::Status(s)) if s.code() == tonic::Code::Unauthenticated => {
-                    tracing::error!(%endpoint, "hub refused the cluster secret: check --cluster-secret-file / QUORUMHUB_CLUSTER_SECRET");
+                    tracing::error!(%endpoint, error = %s.message(), "hub refused the proxy's credential: check --proxy-secret-file against the hubs' one");
+                }
+                Err(WatchError::Status(s)) if s.code() == tonic::Code::PermissionDenied => {
+                    tracing::error!(%endpoint, error = %s.message(), "hub refused the proxy's credential for the route watch: give the proxy --proxy-secret-file, the file the hubs have as --proxy-secret-file");
                 }
                 Err(e) => {
                     tracing::warn!(%endpoint, error = %e, "route watch lost; keeping the last table")
@@ -199,18 +203,18 @@ impl Watcher {
     }
 
     async fn follow(&self, shared: &Shared, endpoint: &str) -> Result<(), WatchError> {
-        let uri = if endpoint.contains("://") {
-            endpoint.to_string()
-        } else {
-            format!("http://{endpoint}")
-        };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|_| WatchError::Endpoint(endpoint.to_string()))?
+        let uri = quorumhub_proto::grpc_tls::uri(endpoint);
+        let mut ep =
+            Endpoint::from_shared(uri).map_err(|_| WatchError::Endpoint(endpoint.to_string()))?;
+        if let Some(tls) = quorumhub_proto::grpc_tls::client_config() {
+            ep = ep.tls_config(tls)?;
+        }
+        let channel = ep
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .connect()
             .await?;
-        let secret = self.secret.clone();
+        let secret: MetadataValue<Ascii> = (**self.secret.load()).clone();
         let mut client =
             RoutesClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
                 req.metadata_mut()

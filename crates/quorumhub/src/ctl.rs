@@ -38,6 +38,14 @@ pub struct CtlArgs {
     /// `.quorumhub-dev/cluster-secret`.
     #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<std::path::PathBuf>,
+    /// File holding the admin credential (the hubs' --admin-secret-file;
+    /// mode 0600 or stricter): presented (its first line) instead of the
+    /// cluster secret. Needed for membership, users, backup and leader
+    /// transfer once the hubs have their own admin secret.
+    #[arg(long, env = "QUORUMHUB_ADMIN_SECRET_FILE")]
+    pub admin_secret_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub grpc_tls: quorumhub_proto::grpc_tls::GrpcTlsArgs,
     #[arg(long, value_enum, default_value = "text")]
     pub output: Output,
     /// Per-call timeout in milliseconds.
@@ -139,7 +147,11 @@ fn req<T>(msg: T, timeout: Duration) -> tonic::Request<T> {
 fn explain(status: tonic::Status) -> anyhow::Error {
     match status.code() {
         tonic::Code::Unauthenticated => anyhow::anyhow!(
-            "{} (check --cluster-secret-file / QUORUMHUB_CLUSTER_SECRET)",
+            "{} (check --admin-secret-file, or --cluster-secret-file for hubs in legacy mode)",
+            status.message()
+        ),
+        tonic::Code::PermissionDenied => anyhow::anyhow!(
+            "{} (give hubctl --admin-secret-file: the file the hubs have as --admin-secret-file)",
             status.message()
         ),
         tonic::Code::Unavailable => anyhow::anyhow!("hub unavailable: {}", status.message()),
@@ -158,16 +170,45 @@ async fn first_live(
         let mut client = connect(addr, auth).await?;
         match client.node_status(req(NodeStatusRequest {}, timeout)).await {
             Ok(s) => return Ok((client, s.into_inner())),
-            Err(e) if e.code() == tonic::Code::Unauthenticated => return Err(explain(e)),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+                ) =>
+            {
+                return Err(explain(e))
+            }
             Err(e) => last = Some(format!("{addr}: {}", e.message())),
         }
     }
-    bail!("no hub replica answered ({})", last.unwrap_or_default())
+    bail!(
+        "no hub replica answered ({}); check --hub, and if the hubs use mutual TLS give --grpc-tls-cert, --grpc-tls-key and --grpc-tls-ca",
+        last.unwrap_or_default()
+    )
+}
+
+/// What hubctl presents: the first line of --admin-secret-file, else of the
+/// cluster secret (hubs in legacy mode accept it for everything).
+fn credential(args: &CtlArgs) -> anyhow::Result<ClientAuth> {
+    use quorumhub_raft::auth::Role;
+    match &args.admin_secret_file {
+        Some(path) => {
+            let text =
+                quorumhub_proto::secret_file::read_secret_file("--admin-secret-file", path)?;
+            ClientAuth::for_role(&text, Role::Admin).context("reading --admin-secret-file")
+        }
+        None if args.cluster_secret.is_empty() => anyhow::bail!(
+            "hubctl needs a credential: give --admin-secret-file (or --cluster-secret-file for hubs in legacy mode)"
+        ),
+        None => ClientAuth::new(&args.cluster_secret).context("reading the cluster secret"),
+    }
 }
 
 pub async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
-    let auth = ClientAuth::new(&args.cluster_secret)
-        .context("the cluster secret must be printable ASCII")?;
+    if let Some(tls) = args.grpc_tls.load().context("loading the gRPC TLS files")? {
+        quorumhub_proto::grpc_tls::install(tls);
+    }
+    let auth = credential(&args)?;
     let timeout = Duration::from_millis(args.timeout_ms);
     let (mut client, me) = first_live(&args, &auth, timeout).await?;
     let out = match &args.cmd {

@@ -102,6 +102,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let dir = args.dir.canonicalize()?;
     let cluster_secret = secret(&dir.join("cluster-secret"))?;
     let admin_token = secret(&dir.join("admin-token"))?;
+    // One credential per role (docs/operations.md, Credentials): the
+    // proxy's only watches routes, hubctl's (the admin one) administers.
+    let admin_secret = secret(&dir.join("admin-secret"))?;
+    secret(&dir.join("proxy-secret"))?;
     let cluster_id = format!("dev-{}", &secret(&dir.join("cluster-id"))?[..12]);
     let exe = std::env::current_exe().context("cannot find this binary")?;
 
@@ -114,6 +118,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let env: [(&str, &str); 0] = [];
     let secret_file = dir.join("cluster-secret").display().to_string();
     let token_file = dir.join("admin-token").display().to_string();
+    let admin_secret_file = dir.join("admin-secret").display().to_string();
+    let proxy_secret_file = dir.join("proxy-secret").display().to_string();
 
     let mut procs = Vec::new();
     for i in 1..=args.replicas {
@@ -139,6 +145,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             secret_file.clone(),
             "--admin-token-file".into(),
             token_file.clone(),
+            "--proxy-secret-file".into(),
+            proxy_secret_file.clone(),
+            "--admin-secret-file".into(),
+            admin_secret_file.clone(),
             // A development cluster: every server runs as this user (the
             // hub logs a warning), no system accounts needed.
             "--spawner-run-as-hub-user".into(),
@@ -163,8 +173,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         https.join(","),
         "--name".into(),
         "proxy-1".into(),
-        "--cluster-secret-file".into(),
-        secret_file.clone(),
+        "--proxy-secret-file".into(),
+        proxy_secret_file.clone(),
     ];
     procs.push(Supervised::start(
         "proxy".into(),
@@ -176,9 +186,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     wait_ready(&public_url, &admin_token, &mut procs).await?;
     let admin_password = secret(&dir.join("admin-password"))?;
-    set_admin_password(&grpc(1), &cluster_secret, &admin_password).await?;
+    set_admin_password(&grpc(1), &admin_secret, &admin_password).await?;
     println!(
-        "\nquorumhub dev cluster is up: {n} hub replicas, 1 proxy\n\n  proxy (open this)   {public_url}\n  sign in             {public_url}/hub/login as admin / {admin_password}\n  hub REST API        {public_url}/hub/api/\n  replica gRPC        {g}\n  data and logs       {d}\n\n  admin token         {admin_token}\n  cluster secret      {cluster_secret}\n\nTry:\n  curl -H 'Authorization: token {admin_token}' {public_url}/hub/api/users\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice/server\n  curl {public_url}/user/alice/\n  cargo run --release --bin hubctl -- --cluster-secret-file {d}/cluster-secret --hub {g0} status\n\nCtrl-C stops the cluster (data stays in {d}).",
+        "\nquorumhub dev cluster is up: {n} hub replicas, 1 proxy\n\n  proxy (open this)   {public_url}\n  sign in             {public_url}/hub/login as admin / {admin_password}\n  hub REST API        {public_url}/hub/api/\n  replica gRPC        {g}\n  data and logs       {d}\n\n  admin token         {admin_token}\n  cluster secret      {cluster_secret}\n\nTry:\n  curl -H 'Authorization: token {admin_token}' {public_url}/hub/api/users\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice\n  curl -X POST -H 'Authorization: token {admin_token}' {public_url}/hub/api/users/alice/server\n  curl {public_url}/user/alice/\n  cargo run --release --bin hubctl -- --admin-secret-file {d}/admin-secret --hub {g0} status\n\nCtrl-C stops the cluster (data stays in {d}).",
         n = args.replicas,
         g = grpcs.join(", "),
         g0 = grpcs[0],
@@ -349,7 +359,8 @@ async fn wait_ready(public_url: &str, token: &str, procs: &mut [Supervised]) -> 
 /// Give the `admin` user the dev password, so a browser can sign in. Waits
 /// (up to 30 s) for the cluster to enable passwords (log format 3).
 async fn set_admin_password(grpc: &str, secret: &str, password: &str) -> anyhow::Result<()> {
-    let auth = quorumhub_raft::auth::ClientAuth::new(secret)?;
+    let auth =
+        quorumhub_raft::auth::ClientAuth::for_role(secret, quorumhub_raft::auth::Role::Admin)?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let channel = quorumhub_raft::network::channel(grpc, Duration::from_secs(2))?;

@@ -42,6 +42,8 @@ pub struct ReseedArgs {
     /// File holding the cluster secret (mode 0600 or stricter).
     #[arg(long, env = "QUORUMHUB_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub grpc_tls: quorumhub_proto::grpc_tls::GrpcTlsArgs,
 }
 
 /// The replica holds an exclusive lock on its data dir while it runs.
@@ -62,6 +64,9 @@ fn refuse_if_running(dir: &std::path::Path) -> anyhow::Result<()> {
 pub async fn run(args: ReseedArgs) -> anyhow::Result<()> {
     if args.data_dir.exists() {
         refuse_if_running(&args.data_dir)?;
+    }
+    if let Some(tls) = args.grpc_tls.load()? {
+        quorumhub_proto::grpc_tls::install(tls);
     }
     let auth = ClientAuth::new(&args.cluster_secret)?;
     let channel = quorumhub_raft::network::channel(&args.from, Duration::from_secs(2))?;

@@ -21,14 +21,15 @@ use tonic::transport::{Channel, Endpoint};
 use crate::auth::ClientAuth;
 use crate::{Member, NodeId, TypeConfig};
 
-/// Builds a lazily-connecting tonic channel to `addr` (host:port).
+/// Builds a lazily-connecting tonic channel to `addr` (host:port): mutual
+/// TLS when this process installed a gRPC TLS identity
+/// ([`quorumhub_proto::grpc_tls::install`]).
 pub fn channel(addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
-    let uri = if addr.starts_with("http://") || addr.starts_with("https://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    Ok(Endpoint::from_shared(uri)?
+    let mut endpoint = Endpoint::from_shared(quorumhub_proto::grpc_tls::uri(addr))?;
+    if let Some(tls) = quorumhub_proto::grpc_tls::client_config() {
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    Ok(endpoint
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         // A dead connection (a peer that moved, a half-open one after a

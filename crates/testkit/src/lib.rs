@@ -15,6 +15,9 @@ use quorumhub_raft::auth::ClientAuth;
 
 pub const SECRET: &str = "test-cluster-secret-0123456789";
 pub const TOKEN: &str = "test-admin-token-0123456789abcdef";
+/// The proxy and admin credentials of [`Cluster::use_role_secrets`].
+pub const PROXY_SECRET: &str = "test-proxy-secret-0123456789";
+pub const ADMIN_SECRET: &str = "test-admin-secret-0123456789";
 
 /// A port nothing listens on, for a process the test starts next.
 ///
@@ -60,6 +63,10 @@ pub struct Cluster {
     /// Give replicas and the proxy their secrets in files
     /// ([`Cluster::use_secret_files`]) instead of environment variables.
     pub secret_files: Option<(PathBuf, PathBuf)>,
+    /// `--proxy-secret-file` and `--admin-secret-file`
+    /// ([`Cluster::use_role_secrets`]); `None`: legacy mode, the cluster
+    /// secret has every role.
+    pub role_files: Option<(PathBuf, PathBuf)>,
 }
 
 impl Cluster {
@@ -100,6 +107,7 @@ impl Cluster {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             servers_as_hub_user: true,
             secret_files: None,
+            role_files: None,
         }
     }
 
@@ -143,8 +151,34 @@ impl Cluster {
             args.push("--admin-token-file".into());
             args.push(token.display().to_string());
         }
+        if let Some((proxy, admin)) = &self.role_files {
+            args.push("--proxy-secret-file".into());
+            args.push(proxy.display().to_string());
+            args.push("--admin-secret-file".into());
+            args.push(admin.display().to_string());
+        }
         args.extend(self.extra_args.iter().cloned());
         args
+    }
+
+    /// Write `text` to the private file `name` in the temp dir (mode 0600),
+    /// replacing it; for secrets a test rotates.
+    pub fn write_secret(&self, name: &str, text: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).expect("write secret");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        p
+    }
+
+    /// From now on, replicas get their own proxy and admin credentials
+    /// ([`PROXY_SECRET`], [`ADMIN_SECRET`], in the files `proxy-secret`
+    /// and `admin-secret`), and the proxy presents the proxy one.
+    pub fn use_role_secrets(&mut self) {
+        self.role_files = Some((
+            self.write_secret("proxy-secret", PROXY_SECRET),
+            self.write_secret("admin-secret", ADMIN_SECRET),
+        ));
     }
 
     /// From now on, replicas and the proxy read [`SECRET`] and [`TOKEN`]
@@ -243,9 +277,19 @@ impl Cluster {
         id: u64,
     ) -> AdminClient<tonic::codegen::InterceptedService<tonic::transport::Channel, ClientAuth>>
     {
+        self.admin_as(id, SECRET)
+    }
+
+    /// An admin client of replica `id` presenting `secret`.
+    pub fn admin_as(
+        &self,
+        id: u64,
+        secret: &str,
+    ) -> AdminClient<tonic::codegen::InterceptedService<tonic::transport::Channel, ClientAuth>>
+    {
         let channel = quorumhub_raft::network::channel(&self.node(id).grpc, Duration::from_secs(1))
             .expect("channel");
-        AdminClient::with_interceptor(channel, ClientAuth::new(SECRET).expect("secret"))
+        AdminClient::with_interceptor(channel, ClientAuth::new(secret).expect("secret"))
     }
 
     /// The leader as seen by a live replica that knows one.
@@ -367,6 +411,15 @@ impl Cluster {
             "--name".into(),
             "test-proxy".into(),
         ];
+        let mut args = args;
+        if let Some((proxy, _)) = self
+            .role_files
+            .as_ref()
+            .filter(|_| !extra.contains(&"--proxy-secret-file"))
+        {
+            args.push("--proxy-secret-file".into());
+            args.push(proxy.display().to_string());
+        }
         let args: Vec<String> = args
             .into_iter()
             .chain(extra.iter().map(|a| a.to_string()))
