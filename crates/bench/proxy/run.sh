@@ -160,10 +160,16 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 
 echo "starting a 1-replica cluster (logs in $dir)" >&2
 mkdir -p "$dir/hub"
+# The upstream runs as this user, not as a system account "bench": a
+# benchmark's throwaway nginx on loopback (the flag is for dev and tests).
+hub_extra=()
+if "$qh" hub --help | grep -q -- --spawner-run-as-hub-user; then
+    hub_extra+=(--spawner-run-as-hub-user)
+fi
 QUORUMHUB_ADMIN_TOKEN=$admin_token "$qh" hub --node-id 1 --data-dir "$dir/hub" \
     --cluster-id proxy-bench --grpc-listen "$grpc" --http-listen "$hub_http" \
     --peer "1=$grpc/$hub_http" --public-url "http://127.0.0.1:$qh_port" \
-    --spawner-cmd "$dir/upstream.sh" --spawner-cmd "$dir" \
+    --spawner-cmd "$dir/upstream.sh" --spawner-cmd "$dir" "${hub_extra[@]}" \
     >"$dir/hub.log" 2>&1 &
 pids+=($!)
 wait_for "http://$hub_http/hub/health" . 30
