@@ -71,7 +71,11 @@ pub struct EdgeArgs {
     /// comma-separated. The client is the first address from the right that
     /// is not one of them. Default: none for a proxy (its peer is the
     /// client); loopback for a hub.
-    #[arg(long = "trusted-proxies", value_name = "HOPS", env = "QUORUMHUB_TRUSTED_PROXIES")]
+    #[arg(
+        long = "trusted-proxies",
+        value_name = "HOPS",
+        env = "QUORUMHUB_TRUSTED_PROXIES"
+    )]
     pub trusted_proxies: Option<TrustedHops>,
 }
 
