@@ -10,12 +10,14 @@
 //! Entries left of the client are claims nobody vouches for: they are
 //! dropped, so the first entry a server sees is the client.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
@@ -269,17 +271,24 @@ impl Client {
             tail.reverse();
             kept = tail;
         }
-        kept.push(self.peer.ip());
-        let xff = kept
-            .iter()
-            .map(|ip| canonical(*ip).to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        // Written once into one buffer that becomes the header's bytes.
+        let mut xff = String::with_capacity(16 * (kept.len() + 1));
+        for ip in &kept {
+            let _ = write!(xff, "{}, ", canonical(*ip));
+        }
+        let _ = write!(xff, "{}", canonical(self.peer.ip()));
         headers.remove(&X_FORWARDED_FOR);
-        if let Ok(v) = HeaderValue::from_str(&xff) {
+        let xff = HeaderValue::from_maybe_shared(Bytes::from(xff)).ok();
+        // Straight from the peer, the client is the whole chain: one value.
+        let alone = kept.is_empty() && canonical(self.peer.ip()) == self.addr;
+        let real_ip = match (&xff, alone) {
+            (Some(v), true) => Some(v.clone()),
+            _ => HeaderValue::from_maybe_shared(Bytes::from(self.addr.to_string())).ok(),
+        };
+        if let Some(v) = xff {
             headers.insert(X_FORWARDED_FOR.clone(), v);
         }
-        if let Ok(v) = HeaderValue::from_str(&self.addr.to_string()) {
+        if let Some(v) = real_ip {
             headers.insert(X_REAL_IP.clone(), v);
         }
         headers.remove(&FORWARDED);

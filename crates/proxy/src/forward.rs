@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
+use http_body::Body as _;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -23,17 +24,18 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type Body = BoxBody<Bytes, BoxError>;
 pub(crate) type HttpClient = Client<HttpConnector, Body>;
 
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1); as
+/// names, so removing them parses nothing.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 pub(crate) fn client(connect_timeout: std::time::Duration) -> HttpClient {
@@ -54,6 +56,12 @@ pub(crate) fn unpooled_client(connect_timeout: std::time::Duration) -> HttpClien
     Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_max_idle_per_host(0)
         .build(connector)
+}
+
+fn empty() -> Body {
+    http_body_util::Empty::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed()
 }
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
@@ -78,7 +86,7 @@ fn closing(mut resp: Response<Body>) -> Response<Body> {
 /// Remove hop-by-hop headers, including any named in `Connection`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
+        .get_all(&header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -87,8 +95,8 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
 }
 
@@ -102,17 +110,6 @@ pub(crate) fn is_upgrade(headers: &HeaderMap) -> bool {
                 .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
         });
     connection_upgrade && headers.contains_key(header::UPGRADE)
-}
-
-fn upstream_uri(base: &str, original: &Uri) -> Option<Uri> {
-    let pq = original.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let base = base.trim_end_matches('/');
-    let base = if base.contains("://") {
-        base.to_string()
-    } else {
-        format!("http://{base}")
-    };
-    format!("{base}{pq}").parse().ok()
 }
 
 /// What forwarding needs besides the request.
@@ -129,16 +126,22 @@ pub(crate) struct Forwarder {
 }
 
 /// Handle one request from a client.
-pub(crate) async fn handle(fwd: Forwarder, req: Request<RequestBody>) -> Response<Body> {
+pub(crate) async fn handle(fwd: Arc<Forwarder>, req: Request<RequestBody>) -> Response<Body> {
     if req.uri().path() == "/_proxy/health" {
         return health(&fwd.shared);
     }
     let table = fwd.shared.table.load();
     match table.lookup(req.uri().path()) {
         Some(target) => {
-            let target = target.to_string();
+            // The upstream URI is made while the table is held (the
+            // target was parsed when the table was built); nothing of the
+            // table is kept across the request.
+            let uri = target.uri_for(req.uri());
             drop(table);
-            to_server(&fwd, &target, req).await
+            match uri {
+                Some(uri) => to_server(&fwd, uri, req).await,
+                None => error(StatusCode::BAD_GATEWAY, "bad route target"),
+            }
         }
         None => {
             drop(table);
@@ -173,30 +176,29 @@ fn health(shared: &Shared) -> Response<Body> {
     resp
 }
 
-/// Build the upstream request head from the client's.
-fn prepare(
-    req: &Request<RequestBody>,
+/// The client's headers made fit for the next hop: hop-by-hop headers
+/// removed (an upgrade's `Connection`/`Upgrade` put back), forwarded
+/// headers rewritten.
+fn rewrite_headers(
+    headers: &mut HeaderMap,
+    upgrade: bool,
+    client: Option<&ClientAddr>,
     scheme: &'static str,
-    base: &str,
-) -> Option<(http::request::Parts, bool)> {
-    let upgrade = is_upgrade(req.headers());
-    let uri = upstream_uri(base, req.uri())?;
-    let (mut parts, ()) = Request::new(()).into_parts();
-    parts.method = req.method().clone();
-    parts.uri = uri;
-    parts.headers = req.headers().clone();
-    let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
-    strip_hop_by_hop(&mut parts.headers);
+) {
+    let upgrade_value = if upgrade {
+        headers.get(&header::UPGRADE).cloned()
+    } else {
+        None
+    };
+    strip_hop_by_hop(headers);
     if upgrade {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         if let Some(v) = upgrade_value {
-            parts.headers.insert(header::UPGRADE, v);
+            headers.insert(header::UPGRADE, v);
         }
     }
-    match req.extensions().get::<ClientAddr>() {
-        Some(client) => client.set_forwarded_headers(&mut parts.headers, scheme),
+    match client {
+        Some(client) => client.set_forwarded_headers(headers, scheme),
         None => {
             // Not from the edge (cannot happen when serving): believe nothing.
             for h in [
@@ -205,30 +207,72 @@ fn prepare(
                 "x-real-ip",
                 "forwarded",
             ] {
-                parts.headers.remove(h);
+                headers.remove(h);
             }
-            parts
-                .headers
-                .insert("x-forwarded-proto", HeaderValue::from_static(scheme));
+            headers.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
         }
     }
-    Some((parts, upgrade))
 }
 
-async fn to_server(fwd: &Forwarder, target: &str, mut req: Request<RequestBody>) -> Response<Body> {
-    let Some((parts, upgrade)) = prepare(&req, fwd.scheme, target) else {
-        return error(StatusCode::BAD_GATEWAY, "bad route target");
-    };
+/// Build an upstream request head from the client's, leaving the request
+/// as it is (a `/hub/...` request may be tried on several replicas).
+fn prepare(
+    req: &Request<RequestBody>,
+    scheme: &'static str,
+    base: &str,
+) -> Option<http::request::Parts> {
+    let upgrade = is_upgrade(req.headers());
+    let uri = crate::table::Target::new(base).uri_for(req.uri())?;
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = req.method().clone();
+    parts.uri = uri;
+    parts.headers = req.headers().clone();
+    rewrite_headers(
+        &mut parts.headers,
+        upgrade,
+        req.extensions().get::<ClientAddr>(),
+        scheme,
+    );
+    Some(parts)
+}
+
+/// To a user's server: one attempt, so the client's request head is
+/// reused in place (no copy of its headers).
+async fn to_server(fwd: &Forwarder, uri: Uri, mut req: Request<RequestBody>) -> Response<Body> {
+    let upgrade = is_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (body, failure) = Upload::new(req.into_body(), u64::MAX);
-    let upstream = Request::from_parts(parts, body.attempt().boxed());
+    let client = req.extensions().get::<ClientAddr>().copied();
+    let (mut parts, body) = req.into_parts();
+    let target = uri.authority().cloned();
+    parts.uri = uri;
+    // Upstream is always HTTP/1.1, whatever the client spoke; nothing of
+    // the client's connection (its extensions) goes along.
+    parts.version = http::Version::HTTP_11;
+    parts.extensions = http::Extensions::new();
+    rewrite_headers(&mut parts.headers, upgrade, client.as_ref(), fwd.scheme);
+    // A request without a body (most GETs) has nothing to stall or to
+    // limit: no upload bookkeeping.
+    let (body, failure) = if body.is_end_stream() {
+        (empty(), None)
+    } else {
+        let (upload, failure) = Upload::new(body, u64::MAX);
+        (upload.attempt().boxed(), Some(failure))
+    };
+    let upstream = Request::from_parts(parts, body);
     match fwd.client.request(upstream).await {
         Ok(resp) => finish(resp, client_upgrade, &fwd.drain),
-        Err(_) if failure.get() == Some(Failure::Stalled) => closing(error(
-            StatusCode::REQUEST_TIMEOUT,
-            "the request body stalled (see --body-timeout-ms)",
-        )),
+        Err(_)
+            if failure
+                .as_ref()
+                .is_some_and(|f| f.get() == Some(Failure::Stalled)) =>
+        {
+            closing(error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body stalled (see --body-timeout-ms)",
+            ))
+        }
         Err(e) => {
+            let target = target.as_ref().map(|a| a.as_str()).unwrap_or("?");
             tracing::warn!(%target, error = %e, "user server unreachable");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -263,7 +307,7 @@ async fn to_hub(fwd: &Forwarder, mut req: Request<RequestBody>) -> Response<Body
     let ordered = crate::health::order(&hubs.ordered, &shared.health.load());
     let heads: Vec<_> = ordered
         .iter()
-        .filter_map(|h| prepare(&req, fwd.scheme, h).map(|(p, _)| (h.clone(), p)))
+        .filter_map(|h| prepare(&req, fwd.scheme, h).map(|p| (h.clone(), p)))
         .collect();
     let (body, failure) = Upload::new(req.into_body(), fwd.max_hub_body);
     let mut client_upgrade = client_upgrade;
@@ -395,13 +439,28 @@ mod tests {
         h.insert("upgrade", HeaderValue::from_static("websocket"));
         assert!(is_upgrade(&h));
         let uri: Uri = "/user/alice/api?x=1&y=%20".parse().expect("uri");
+        let upstream = |base: &str, uri: &Uri| {
+            crate::table::Target::new(base)
+                .uri_for(uri)
+                .map(|u| u.to_string())
+        };
         assert_eq!(
-            upstream_uri("http://127.0.0.1:9000", &uri).map(|u| u.to_string()),
+            upstream("http://127.0.0.1:9000", &uri),
             Some("http://127.0.0.1:9000/user/alice/api?x=1&y=%20".into())
         );
         assert_eq!(
-            upstream_uri("127.0.0.1:8081/", &uri).map(|u| u.to_string()),
+            upstream("127.0.0.1:8081/", &uri),
             Some("http://127.0.0.1:8081/user/alice/api?x=1&y=%20".into())
         );
+        assert_eq!(
+            upstream("http://10.0.0.5:8888/base/", &uri),
+            Some("http://10.0.0.5:8888/base/user/alice/api?x=1&y=%20".into())
+        );
+        let root: Uri = "http://example.org".parse().expect("uri");
+        assert_eq!(
+            upstream("http://127.0.0.1:9000", &root),
+            Some("http://127.0.0.1:9000/".into())
+        );
+        assert_eq!(upstream("not a target", &uri), None);
     }
 }

@@ -78,6 +78,8 @@ pub(crate) async fn serve(
             tokio::time::sleep(timing.delay).await;
         }
     };
+    // One Arc per request, not a copy of every handle the forwarder holds.
+    let fwd = Arc::new(fwd);
     let handler = move |req| forward::handle(fwd.clone(), req);
     let graceful = edge.serve(listener, handler, stop).await;
     let deadline = Instant::now() + timing.timeout;

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use quorumhub_proto::v1::{Route, RouteChange, RouteSnapshot};
 
 /// One version of the routing state the request path reads.
@@ -10,7 +11,71 @@ pub struct RouteTable {
     /// Revision (hub log index) this table reflects.
     pub revision: u64,
     /// Route prefix ("/user/alice/") → target ("http://127.0.0.1:40123").
-    pub routes: BTreeMap<String, String>,
+    pub routes: BTreeMap<String, Target>,
+}
+
+/// A route's target as given ("http://127.0.0.1:40123", or "host:port"
+/// meaning http), parsed once when the table is built, so a request only
+/// puts its own path and query behind it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    raw: String,
+    /// Scheme, authority and the target's own path (no trailing '/',
+    /// usually empty); `None` when `raw` is not a usable URI.
+    parsed: Option<(Scheme, Authority, String)>,
+}
+
+impl Target {
+    pub fn new(raw: impl Into<String>) -> Target {
+        let raw = raw.into();
+        let base = raw.trim_end_matches('/');
+        let with_scheme;
+        let base = if base.contains("://") {
+            base
+        } else {
+            with_scheme = format!("http://{base}");
+            &with_scheme
+        };
+        let parsed = base.parse::<Uri>().ok().and_then(|u| {
+            let parts = u.into_parts();
+            let path = parts
+                .path_and_query
+                .as_ref()
+                .map(|p| p.as_str().trim_end_matches('/').to_string())
+                .unwrap_or_default();
+            // A query in a target would end up inside the request's path.
+            if path.contains('?') {
+                return None;
+            }
+            Some((parts.scheme?, parts.authority?, path))
+        });
+        Target { raw, parsed }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// The upstream URI for a request to `original`: the target, then the
+    /// request's path and query unchanged. `None` for an unusable target.
+    pub fn uri_for(&self, original: &Uri) -> Option<Uri> {
+        let (scheme, authority, path) = self.parsed.as_ref()?;
+        let pq = match (original.path_and_query(), path.is_empty()) {
+            // The common case: no copy, no parse.
+            (Some(pq), true) => pq.clone(),
+            (None, true) => PathAndQuery::from_static("/"),
+            (pq, false) => {
+                let pq = pq.map(|p| p.as_str()).unwrap_or("/");
+                PathAndQuery::try_from(format!("{path}{pq}")).ok()?
+            }
+        };
+        Uri::builder()
+            .scheme(scheme.clone())
+            .authority(authority.clone())
+            .path_and_query(pq)
+            .build()
+            .ok()
+    }
 }
 
 impl RouteTable {
@@ -20,7 +85,7 @@ impl RouteTable {
             routes: s
                 .routes
                 .iter()
-                .map(|r| (r.prefix.clone(), r.target.clone()))
+                .map(|r| (r.prefix.clone(), Target::new(r.target.as_str())))
                 .collect(),
         }
     }
@@ -34,7 +99,8 @@ impl RouteTable {
         next.revision = change.revision;
         match &change.route {
             Some(Route { prefix, target, .. }) => {
-                next.routes.insert(prefix.clone(), target.clone());
+                next.routes
+                    .insert(prefix.clone(), Target::new(target.as_str()));
             }
             None => {
                 next.routes.remove(&change.prefix);
@@ -45,7 +111,7 @@ impl RouteTable {
 
     /// Longest route prefix of `path`. "/user/alice" (no trailing slash)
     /// matches "/user/alice/".
-    pub fn lookup(&self, path: &str) -> Option<&str> {
+    pub fn lookup(&self, path: &str) -> Option<&Target> {
         if self.routes.is_empty() {
             return None;
         }
@@ -60,7 +126,6 @@ impl RouteTable {
             .rev()
             .filter(|(_, c)| *c == '/')
             .find_map(|(i, _)| self.routes.get(&path[..=i]))
-            .map(String::as_str)
     }
 }
 
@@ -73,7 +138,7 @@ mod tests {
             revision: 1,
             routes: routes
                 .iter()
-                .map(|(p, t)| (p.to_string(), t.to_string()))
+                .map(|(p, t)| (p.to_string(), Target::new(*t)))
                 .collect(),
         }
     }
@@ -101,7 +166,7 @@ mod tests {
             ("", None),
         ];
         for (path, want) in cases {
-            assert_eq!(t.lookup(path), *want, "{path}");
+            assert_eq!(t.lookup(path).map(Target::as_str), *want, "{path}");
         }
     }
 
@@ -129,9 +194,9 @@ mod tests {
         );
         let t2 = t.with_change(&upsert(5, "/user/bob/", "B")).expect("newer");
         assert_eq!(t2.revision, 5);
-        assert_eq!(t2.lookup("/user/bob/"), Some("B"));
+        assert_eq!(t2.lookup("/user/bob/").map(Target::as_str), Some("B"));
         let t3 = t2.with_change(&delete(6, "/user/alice/")).expect("newer");
-        assert_eq!(t3.lookup("/user/alice/"), None);
+        assert!(t3.lookup("/user/alice/").is_none());
         assert_eq!(t3.routes.len(), 1);
         let snap = RouteTable::from_snapshot(&RouteSnapshot {
             revision: 9,
