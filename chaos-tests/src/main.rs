@@ -227,6 +227,14 @@ async fn main() -> anyhow::Result<()> {
                         run.error = Some(format!("heal failed: {e:#}"));
                     }
                     run.healed = Some(clock.now());
+                    // Wall-clock, to line the report up with the replicas' logs.
+                    eprintln!(
+                        "  healed at {}",
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map(|d| format!("{:.3} s since the epoch", d.as_secs_f64()))
+                            .unwrap_or_default()
+                    );
                     if fault.is_overload() {
                         stats.catch_up = overload::catch_up(&d, Duration::from_secs(30)).await;
                     }
@@ -429,6 +437,27 @@ struct Report {
 /// this (every CI run).
 const MAX_WRITE_RESUME_US: u64 = 1_500_000;
 
+/// For a failed resume check: every write through the load balancer sent
+/// from `from` until `until` (offsets from `from`, in ms), and its answer.
+fn lb_writes_after(records: &[workload::Record], from: u64, until: u64) -> String {
+    let mut rows: Vec<_> = records
+        .iter()
+        .filter(|r| r.via == "lb" && r.is_write() && r.call >= from && r.call <= until)
+        .collect();
+    rows.sort_by_key(|r| r.call);
+    rows.iter()
+        .map(|r| {
+            format!(
+                "[{:.0}..{:.0} ms {}]",
+                ms(r.call - from),
+                ms(r.ret.saturating_sub(from)),
+                r.detail
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn ms(us: u64) -> f64 {
     (us as f64 / 1000.0 * 10.0).round() / 10.0
 }
@@ -523,11 +552,12 @@ fn report(
                 Some(us) if us > MAX_WRITE_RESUME_US => {
                     failures.push(format!(
                     "{}: the first write through the load balancer sent after {} was acknowledged \
-                     {:.0} ms later (at most {} ms)",
+                     {:.0} ms later (at most {} ms); what the writes through it got: {}",
                     run.fault.name(),
                     if Some(from) == run.healed { "the heal" } else { "the fault" },
                     ms(us),
-                    MAX_WRITE_RESUME_US / 1000
+                    MAX_WRITE_RESUME_US / 1000,
+                    lb_writes_after(&records, from, from + us)
                 ))
                 }
                 None => failures.push(format!(

@@ -47,14 +47,37 @@ fn misses(health: &HealthMap, addr: &str) -> u32 {
     }
 }
 
-/// Resolves once `addr` has missed [`GIVE_UP_AFTER_MISSES`] more probes in a
-/// row than when this was called.
+/// Whether a request sent to `addr` when the probes said `at_send` (and
+/// `start` misses) is given up now: after [`GIVE_UP_AFTER_MISSES`] more
+/// misses in a row; or after one, when `addr` led at the send and another
+/// replica now answers that it leads in a higher term. That leader's
+/// election means `addr` lost its quorum (paused or cut off): what it holds
+/// can no longer commit, so there is no point waiting for the second miss.
+/// Pure, for tests as data.
+pub(crate) fn give_up(at_send: Option<&Probe>, start: u32, addr: &str, now: &HealthMap) -> bool {
+    let missed = misses(now, addr).saturating_sub(start);
+    if missed >= GIVE_UP_AFTER_MISSES {
+        return true;
+    }
+    let Some(Probe::Up { leads: true, term }) = at_send else {
+        return false;
+    };
+    missed >= 1
+        && now
+            .iter()
+            .any(|(a, p)| a != addr && matches!(p, Probe::Up { leads: true, term: t } if t > term))
+}
+
+/// Resolves once a request sent to `addr` now should be given up
+/// ([`give_up`]).
 pub(crate) async fn unresponsive(shared: &Shared, addr: &str) {
     let mut changed = shared.health_changed.subscribe();
-    let start = misses(&shared.health.load(), addr);
+    let (at_send, start) = {
+        let h = shared.health.load();
+        (h.get(addr).cloned(), misses(&h, addr))
+    };
     loop {
-        let now = misses(&shared.health.load(), addr);
-        if now >= start + GIVE_UP_AFTER_MISSES {
+        if give_up(at_send.as_ref(), start, addr, &shared.health.load()) {
             return;
         }
         if changed.changed().await.is_err() {
@@ -301,6 +324,82 @@ mod tests {
                 .map(|(a, p)| (a.to_string(), p.clone()))
                 .collect();
             assert_eq!(order(&addrs, &map), want.to_vec(), "{what}");
+        }
+    }
+
+    #[test]
+    fn when_a_request_waiting_on_a_silent_replica_is_given_up_as_data() {
+        let up = |leads, term| Probe::Up { leads, term };
+        let down = |misses| Probe::Down { misses };
+        #[allow(clippy::type_complexity)]
+        let cases: &[(&str, Option<Probe>, u32, Vec<(&str, Probe)>, bool)] = &[
+            (
+                "answering: wait",
+                Some(up(true, 2)),
+                0,
+                vec![("h1", up(true, 2))],
+                false,
+            ),
+            (
+                "one miss, no one else leads: wait",
+                Some(up(true, 2)),
+                0,
+                vec![("h1", down(1)), ("h2", up(false, 2))],
+                false,
+            ),
+            (
+                "one miss, h2 leads a newer term: give up",
+                Some(up(true, 2)),
+                0,
+                vec![("h1", down(1)), ("h2", up(true, 3))],
+                true,
+            ),
+            (
+                "h2 leads a newer term but h1 still answers: wait",
+                Some(up(true, 2)),
+                0,
+                vec![("h1", up(false, 3)), ("h2", up(true, 3))],
+                false,
+            ),
+            (
+                "h1 was a follower at the send: only two misses count",
+                Some(up(false, 2)),
+                0,
+                vec![("h1", down(1)), ("h2", up(true, 3))],
+                false,
+            ),
+            (
+                "two misses: give up",
+                Some(up(false, 2)),
+                0,
+                vec![("h1", down(2)), ("h2", up(false, 2))],
+                true,
+            ),
+            (
+                "misses before the send do not count",
+                Some(down(3)),
+                3,
+                vec![("h1", down(4)), ("h2", up(true, 3))],
+                false,
+            ),
+            (
+                "refused (misses 0) is not silence",
+                Some(up(true, 2)),
+                0,
+                vec![("h1", down(0)), ("h2", up(true, 3))],
+                false,
+            ),
+        ];
+        for (what, at_send, start, now, want) in cases {
+            let map: HealthMap = now
+                .iter()
+                .map(|(a, p)| (a.to_string(), p.clone()))
+                .collect();
+            assert_eq!(
+                give_up(at_send.as_ref(), *start, "h1", &map),
+                *want,
+                "{what}"
+            );
         }
     }
 

@@ -69,7 +69,13 @@ impl Timing {
 
     /// How long a replica waits without contact before it asks for votes:
     /// lease plus a random election timeout, as openraft's own timer.
+    #[cfg(test)]
     fn candidate_wait(&self) -> Duration {
+        self.lease + self.random_timeout()
+    }
+
+    /// A random election timeout in `[timeout_min, timeout_max)`.
+    fn random_timeout(&self) -> Duration {
         let (lo, hi) = (
             self.timeout_min.as_millis() as u64,
             self.timeout_max.as_millis() as u64,
@@ -79,7 +85,7 @@ impl Timing {
         } else {
             lo
         };
-        self.lease + Duration::from_millis(t)
+        Duration::from_millis(t)
     }
 }
 
@@ -207,15 +213,21 @@ impl Election {
     ) {
         let mut last_attempt = Instant::now();
         loop {
-            let wait = self.timing.candidate_wait();
-            // Sleep until `wait` has passed both since the last contact and
-            // since the last attempt; contact may come meanwhile.
+            let retry = self.timing.random_timeout();
+            let wait = self.timing.lease + retry;
+            // Sleep until `wait` (lease plus a random timeout) has passed
+            // since the last contact, and the random timeout alone since the
+            // last attempt: a replica already past the lease asks again soon
+            // (a pre-vote changes nothing), so the first ask after a heal
+            // comes within one timeout. Contact may come meanwhile.
             loop {
-                let quiet = self.since_contact().min(last_attempt.elapsed());
-                if quiet >= wait {
+                let to_contact = wait.saturating_sub(self.since_contact());
+                let to_retry = retry.saturating_sub(last_attempt.elapsed());
+                let left = to_contact.max(to_retry);
+                if left.is_zero() {
                     break;
                 }
-                let nap = (wait - quiet).max(Duration::from_millis(2));
+                let nap = left.max(Duration::from_millis(2));
                 tokio::select! {
                     _ = tokio::time::sleep(nap) => {}
                     _ = stop.wait_for(|s| *s) => return,
@@ -243,7 +255,8 @@ impl Election {
                 last_log_index: last.map(|l| l.1).unwrap_or(0),
             };
             let limit = self.timing.timeout_max.max(Duration::from_millis(100));
-            let mut asks = Vec::new();
+            let asked_at = Instant::now();
+            let mut asks = futures::stream::FuturesUnordered::new();
             for peer in voters.iter().filter(|v| **v != id) {
                 let Some(node) = membership.get_node(peer) else {
                     continue;
@@ -258,9 +271,26 @@ impl Election {
                 let client = RaftClient::with_interceptor(ch, auth.clone());
                 asks.push(ask(client, req.clone(), limit, *peer));
             }
-            let answers = futures::future::join_all(asks).await;
-            let granted = 1 + answers.iter().filter(|(_, ok, _)| *ok).count();
-            if granted * 2 > voters.len() {
+            // Campaign as soon as a majority granted: a peer that is still
+            // cut off would otherwise hold every round up for `limit`.
+            let mut answers = Vec::new();
+            let mut granted = 1;
+            while granted * 2 <= voters.len() {
+                let Some(answer) = futures::StreamExt::next(&mut asks).await else {
+                    break;
+                };
+                granted += usize::from(answer.1);
+                answers.push(answer);
+            }
+            // A leader was heard from, or this replica granted someone's
+            // vote, while it asked: that one is campaigning or leads, and a
+            // second candidate would only split the votes.
+            let contact_meanwhile = self.since_contact() < asked_at.elapsed();
+            if granted * 2 > voters.len() && contact_meanwhile {
+                tracing::debug!(
+                    "pre-vote granted, but a leader or candidate was heard from meanwhile; not campaigning"
+                );
+            } else if granted * 2 > voters.len() {
                 tracing::info!(
                     granted,
                     voters = voters.len(),
