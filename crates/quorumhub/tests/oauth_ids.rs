@@ -342,6 +342,25 @@ async fn a_named_server_and_a_lookalike_user_each_sign_in_at_their_own_server() 
             || body.contains("bob's server is not running"),
         "{body}"
     );
+    // A running server that the proxy does not route (here: asked of a
+    // hub directly) gets a 503 page, not a redirect that would come
+    // straight back to the hub.
+    let r = anon
+        .http
+        .get(c.url(1, "/user/alice-x/lab"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().get("location").is_none());
+    assert_eq!(
+        r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body = r.text().await.unwrap_or_default();
+    assert!(body.contains("does not route to it yet"), "{body}");
+
     // An API client gets JSON after the same single hop.
     let mut bob = logged_in(&proxy, "bob").await;
     let (hops, page) = bob.follow("/user/BOB/api/status").await;
