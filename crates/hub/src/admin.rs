@@ -92,9 +92,9 @@ pub(crate) fn status(e: HubError) -> Status {
 
 fn rejection_status(r: &Rejection) -> Status {
     match r {
-        Rejection::UserExists { .. } | Rejection::TokenExists { .. } => {
-            Status::already_exists(r.to_string())
-        }
+        Rejection::UserExists { .. }
+        | Rejection::TokenExists { .. }
+        | Rejection::ClientIdTaken { .. } => Status::already_exists(r.to_string()),
         Rejection::NoSuchUser { .. }
         | Rejection::NoSuchToken { .. }
         | Rejection::NotRunning { .. } => Status::not_found(r.to_string()),

@@ -30,6 +30,9 @@ struct Job {
     generation: u64,
     phase: Phase,
     spawner: Option<SpawnerState>,
+    /// The OAuth client id recorded for this spawn (or JupyterHub's, for a
+    /// spawn requested before log format 6): what the server is given.
+    client_id: String,
 }
 
 type Key = (String, String, u64);
@@ -70,6 +73,7 @@ pub(crate) async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
                     generation: srv.generation,
                     phase: srv.phase,
                     spawner: srv.spawner.clone(),
+                    client_id: srv.client_id(&u.name),
                 })
                 .collect()
         });
@@ -290,6 +294,7 @@ fn start_local(
         Some(hub.config.public_url.clone()),
         port,
     );
+    server_env.oauth_client_id = Some(job.client_id.clone());
     server_env.env_keep = quorumhub_spawner::env_keep_from_os(quorumhub_spawner::DEFAULT_ENV_KEEP);
     let mut env = quorumhub_spawner::jupyterhub_env(&server_env);
     let cmd = if hub.config.spawner_cmd.is_empty() {
@@ -301,17 +306,27 @@ fn start_local(
     };
     let servers_dir = hub.config.data_dir.join("servers");
     let spec = if hub.config.spawner_run_as_hub_user {
-        // Opt-in (dev, tests): the hub's user, one shared directory.
-        let log_name = if job.server.is_empty() {
-            job.user.clone()
-        } else {
-            format!("{}-{}", job.user, job.server)
-        };
+        // Opt-in (dev, tests): the hub's user; the same file names as below,
+        // in directories of the hub's.
+        let user_dir = servers_dir.join(quorumhub_spawner::account::dir_escape(&job.user));
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(&user_dir)
+                .map_err(|e| {
+                    format!(
+                        "cannot create {} (mode 0700): {e}; check the data dir",
+                        user_dir.display()
+                    )
+                })?;
+        }
         ProcessSpec {
             cmd,
             env,
             cwd: Some(servers_dir.clone()),
-            log_path: Some(servers_dir.join(format!("{log_name}.log"))),
+            log_path: Some(user_dir.join(server_log_name(&job.server))),
             run_as: None,
         }
     } else {
@@ -408,16 +423,10 @@ fn user_server_dir(
 }
 
 /// The log of a server in its user's directory: `default.log` for the
-/// default server, `server-<escaped name>.log` for a named one.
+/// default server, `server-<escaped name>.log` for a named one
+/// ([`quorumhub_state::ids::server_log_file`]: no two servers share one).
 pub(crate) fn server_log_name(server: &str) -> String {
-    if server.is_empty() {
-        "default.log".into()
-    } else {
-        format!(
-            "server-{}.log",
-            quorumhub_spawner::account::dir_escape(server)
-        )
-    }
+    quorumhub_state::ids::server_log_file(server)
 }
 
 /// Starts the server as a container of its own (the Docker spawner). Its
@@ -473,6 +482,7 @@ async fn start_container(
         docker::CONTAINER_PORT,
     );
     server_env.ip = "0.0.0.0".into();
+    server_env.oauth_client_id = Some(job.client_id.clone());
     let env = quorumhub_spawner::jupyterhub_env(&server_env);
     let cmd = if hub.config.spawner_cmd.is_empty() {
         vec!["singleuser".to_string()]

@@ -403,7 +403,7 @@ async fn secrets_given_by_environment_are_erased_from_the_hubs_environ() {
     pc.create_user("erin").await;
     let (status, body) = pc.start("erin").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let f = pc.findings(&pc.data().join("servers/erin.log"));
+    let f = pc.findings(&pc.data().join("servers/erin/default.log"));
     assert_eq!(
         f.get("hub-environ").map(String::as_str),
         Some("readable"),

@@ -201,20 +201,10 @@ pub fn create_account(name: &str) -> Result<Account, SpawnError> {
 }
 
 /// A file name for a hub user or server name: characters outside
-/// `A-Za-z0-9_-@` become `%XX`, so no name is `.`, `..` or holds a `/`.
+/// `A-Za-z0-9_-@` become `%XX`, so no name is `.`, `..` or holds a `/`, and
+/// no two names share one ([`quorumhub_state::ids::file_name`]).
 pub fn dir_escape(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    for &b in name.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"_-@".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    if out.is_empty() {
-        out.push_str("%00");
-    }
-    out
+    quorumhub_state::ids::file_name(name)
 }
 
 /// Makes `dir` (its parent must exist) a directory owned by `account` with
@@ -299,6 +289,6 @@ mod tests {
         assert_eq!(dir_escape("a.b@c"), "a%2Eb@c");
         assert_eq!(dir_escape(".."), "%2E%2E");
         assert_eq!(dir_escape("a/b"), "a%2Fb");
-        assert_eq!(dir_escape(""), "%00");
+        assert_eq!(dir_escape(""), "%");
     }
 }

@@ -11,15 +11,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+use crate::SpawnError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
     StopContainerOptions,
 };
 use bollard::Docker;
-use sha2::{Digest, Sha256};
-
-use crate::SpawnError;
 
 /// Labels every server container carries, so operators (and `deploy/down.sh`)
 /// can find them: `docker ps --filter label=quorumhub.cluster`.
@@ -58,10 +56,11 @@ pub struct ContainerInfo {
     pub labels: BTreeMap<String, String>,
 }
 
-/// The container name for one attempt to spawn one server: readable,
-/// within Docker's `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, and distinct for distinct
-/// inputs (a hash of the exact names disambiguates what sanitising merged;
-/// `attempt` tells apart two leaders' attempts at the same generation).
+/// The container name for one attempt to spawn one server, within Docker's
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]*`: `qh.{cluster}.{user}.{server}.g{generation}.{attempt}`,
+/// each field escaped so that distinct inputs never share a name
+/// ([`quorumhub_state::ids::container_name`], which proves it); `attempt`
+/// tells apart two leaders' attempts at the same generation.
 pub fn container_name(
     cluster: &str,
     user: &str,
@@ -69,31 +68,7 @@ pub fn container_name(
     generation: u64,
     attempt: &str,
 ) -> String {
-    let digest = Sha256::digest(format!("{cluster}\0{user}\0{server}").as_bytes());
-    let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
-    let mut readable = sanitize(user);
-    if !server.is_empty() {
-        readable.push('-');
-        readable.push_str(&sanitize(server));
-    }
-    readable.truncate(40);
-    format!(
-        "qh-{}-{readable}-{short}-g{generation}-{}",
-        sanitize(cluster),
-        sanitize(attempt)
-    )
-}
-
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect()
+    quorumhub_state::ids::container_name(cluster, user, server, generation, attempt)
 }
 
 /// A connection to the Docker engine.
@@ -325,28 +300,24 @@ mod tests {
     #[test]
     fn names_are_valid_readable_and_distinct() {
         let cases = [
-            ("quorumhub", "alice", "", 1, "qh-quorumhub-alice-"),
+            ("quorumhub", "alice", "", 1, "qh.quorumhub.alice..g1.x1"),
             (
                 "quorumhub",
                 "bob@example.org",
                 "lab",
                 7,
-                "qh-quorumhub-bob-example.org-lab-",
+                "qh.quorumhub.bob_40example_2Eorg.lab.g7.x1",
             ),
-            ("c", "a-b", "", 1, "qh-c-a-b-"),
+            ("c", "a-b", "", 1, "qh.c.a-b..g1.x1"),
         ];
-        for (cluster, user, server, generation, prefix) in cases {
+        for (cluster, user, server, generation, want) in cases {
             let name = container_name(cluster, user, server, generation, "x1");
-            assert!(
-                name.starts_with(prefix),
-                "{name} should start with {prefix}"
-            );
-            assert!(name.ends_with(&format!("-g{generation}-x1")), "{name}");
+            assert_eq!(name, want);
             assert!(name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)));
         }
-        // Sanitising maps '@' and '-' alike; the hash keeps them apart.
+        // '@' and '-' are escaped differently.
         assert_ne!(
             container_name("c", "a@b", "", 1, "x"),
             container_name("c", "a-b", "", 1, "x")

@@ -17,6 +17,8 @@
 
 use std::collections::BTreeMap;
 
+use quorumhub_state::ids::py_quote;
+
 /// Everything [`jupyterhub_env`] needs to describe one server to its process.
 ///
 /// Field names follow JupyterHub's traits. URLs are given without changes;
@@ -66,6 +68,10 @@ pub struct ServerEnv {
     pub debug: bool,
     /// `Spawner.disable_user_config`.
     pub disable_user_config: bool,
+    /// The server's OAuth client id (`JUPYTERHUB_CLIENT_ID`), as recorded in
+    /// the replicated state when the spawn was requested
+    /// (`quorumhub_state::Server::client_id`); `None` = [`oauth_client_id`].
+    pub oauth_client_id: Option<String>,
     /// Variables kept from the hub's own environment (`Spawner.env_keep`,
     /// whose JupyterHub default is `JUPYTERHUB_SINGLEUSER_APP` only); see
     /// [`env_keep_from_os`]. Applied first, so everything else wins.
@@ -103,6 +109,7 @@ impl ServerEnv {
             root_dir: None,
             debug: false,
             disable_user_config: false,
+            oauth_client_id: None,
             env_keep: BTreeMap::new(),
             environment: BTreeMap::new(),
         }
@@ -151,7 +158,7 @@ pub fn server_prefix(base_url: &str, user: &str, server_name: &str) -> String {
 /// | `JUPYTERHUB_API_TOKEN` | the server's API token |
 /// | `JPY_API_TOKEN` | the same token (deprecated name, for old singleuser versions) |
 /// | `JUPYTERHUB_ADMIN_ACCESS` | `1`, only when admin access is on |
-/// | `JUPYTERHUB_CLIENT_ID` | `jupyterhub-user-{quote(user)}` or `jupyterhub-user-{quote(user)}-{quote(server)}` (Python `urllib.parse.quote`, `/` kept) |
+/// | `JUPYTERHUB_CLIENT_ID` | `jupyterhub-user-{quote(user)}` or `jupyterhub-user-{quote(user)}!{quote(server)}` (Python `urllib.parse.quote`, `/` kept; JupyterHub's `-` before the server is ambiguous, see `quorumhub_state::ids`), or the recorded id |
 /// | `JUPYTERHUB_COOKIE_OPTIONS` | JSON cookie options, only when set |
 /// | `JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED` | `0` or `1` |
 /// | `JUPYTERHUB_HOST` | public `scheme://host[:port]` without path, or `""` |
@@ -176,14 +183,12 @@ pub fn server_prefix(base_url: &str, user: &str, server_name: &str) -> String {
 /// JSON lists are formatted like Python's `json.dumps` (`", "` between
 /// items, non-ASCII as `\uXXXX`). `env_keep` goes in first and
 /// `environment` last, as in JupyterHub.
-/// The OAuth client id of a server, as JupyterHub's `user.py` makes it:
-/// `jupyterhub-user-{quote(user)}`, plus `-{quote(server)}` for a named one.
+/// The OAuth client id of a server: JupyterHub's
+/// `jupyterhub-user-{quote(user)}` for a default server, and
+/// `jupyterhub-user-{quote(user)}!{quote(server)}` for a named one, which
+/// no other server's id can equal ([`quorumhub_state::ids`] proves it).
 pub fn oauth_client_id(user: &str, server_name: &str) -> String {
-    let mut client_id = format!("jupyterhub-user-{}", py_quote(user, b"/"));
-    if !server_name.is_empty() {
-        client_id = format!("{client_id}-{}", py_quote(server_name, b"/"));
-    }
-    client_id
+    quorumhub_state::ids::oauth_client_id(user, server_name)
 }
 
 /// The redirect URI registered for a server's OAuth client (a path).
@@ -207,7 +212,9 @@ pub fn jupyterhub_env(e: &ServerEnv) -> BTreeMap<String, String> {
 
     set(
         "JUPYTERHUB_CLIENT_ID",
-        oauth_client_id(&e.user, &e.server_name),
+        e.oauth_client_id
+            .clone()
+            .unwrap_or_else(|| oauth_client_id(&e.user, &e.server_name)),
     );
     if let Some(opts) = e
         .cookie_options_json
@@ -338,20 +345,6 @@ fn strip_url_path(url: &str) -> String {
 /// JupyterHub's `url_escape_path`: `quote(value, safe='@~')`.
 pub fn url_escape_path(value: &str) -> String {
     py_quote(value, b"@~")
-}
-
-/// Python's `urllib.parse.quote(value, safe)`: UTF-8 bytes other than
-/// `A-Za-z0-9_.-~` and `safe` become `%XX` (upper-case hex).
-fn py_quote(value: &str, safe: &[u8]) -> String {
-    let mut out = String::with_capacity(value.len());
-    for &b in value.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) || safe.contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// JupyterHub's `url_path_join`: join with single slashes, keeping a leading
@@ -514,7 +507,7 @@ mod tests {
             ("JUPYTERHUB_BASE_URL", "/jh/"),
             (
                 "JUPYTERHUB_CLIENT_ID",
-                "jupyterhub-user-bob%40example.org-my%20lab",
+                "jupyterhub-user-bob%40example.org!my%20lab",
             ),
             ("JUPYTERHUB_COOKIE_HOST_PREFIX_ENABLED", "1"),
             ("JUPYTERHUB_COOKIE_OPTIONS", r#"{"SameSite": "Strict"}"#),
@@ -578,6 +571,16 @@ mod tests {
         assert!(!env.contains_key("JUPYTERHUB_DEFAULT_URL"));
         assert!(!env.contains_key("JUPYTERHUB_ADMIN_ACCESS"));
         assert!(!env.contains_key("JUPYTERHUB_COOKIE_OPTIONS"));
+    }
+
+    #[test]
+    fn the_recorded_client_id_wins() {
+        let mut e = ServerEnv::new("alice", "x", "t", "http://h/hub/api", None, 1);
+        let id = |e: &ServerEnv| jupyterhub_env(e)["JUPYTERHUB_CLIENT_ID"].clone();
+        assert_eq!(id(&e), "jupyterhub-user-alice!x");
+        // A server spawned before log format 6 keeps JupyterHub's id.
+        e.oauth_client_id = Some("jupyterhub-user-alice-x".into());
+        assert_eq!(id(&e), "jupyterhub-user-alice-x");
     }
 
     #[test]

@@ -303,6 +303,20 @@ pub enum Rejection {
     TooManyCodes,
     #[error("{name} is already linked to another identity, or is a local account")]
     IdentityMismatch { name: String },
+    /// Log format 6: the server to start would get an OAuth client id that
+    /// an active server holds (one spawned before log format 6, with
+    /// JupyterHub's ambiguous id).
+    #[error(
+        "the OAuth client id {client_id} is already used by {owner}'s server{}, started before the \
+         cluster moved to log format 6; stop that server (its next start gets an id of its own) \
+         and try again",
+        server_label(.owner_server)
+    )]
+    ClientIdTaken {
+        client_id: String,
+        owner: String,
+        owner_server: String,
+    },
     /// Log format 4: a command above `MAX_COMMAND_BYTES` is never executed.
     #[error(
         "the request is {bytes} bytes encoded; the hub stores at most {limit} bytes per change"

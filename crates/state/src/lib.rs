@@ -14,6 +14,7 @@
 mod command;
 mod dedupe;
 mod groups;
+pub mod ids;
 mod login;
 mod model;
 mod names;

@@ -88,11 +88,27 @@ pub struct Server {
     /// What the spawner needs to find the process again; set once the
     /// process exists.
     pub spawner: Option<SpawnerState>,
+    /// Log format 6: the OAuth client id this spawn was given
+    /// ([`crate::ids::oauth_client_id`]), recorded when it was requested.
+    /// `None` for a spawn requested before the cluster reached version 6:
+    /// that server has JupyterHub's id ([`crate::ids::legacy_oauth_client_id`])
+    /// in its environment and keeps it ([`Server::client_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_client_id: Option<String>,
 }
 
 impl Server {
     pub fn ready(&self) -> bool {
         self.phase == Phase::Running
+    }
+
+    /// The OAuth client id of this spawn of `user`'s server: the recorded
+    /// one, else (spawned before log format 6) JupyterHub's.
+    pub fn client_id(&self, user: &str) -> String {
+        match &self.oauth_client_id {
+            Some(id) => id.clone(),
+            None => crate::ids::legacy_oauth_client_id(user, &self.name),
+        }
     }
 
     /// JupyterHub's `pending` field.

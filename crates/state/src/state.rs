@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::command::{Command, Rejection, Request, Response};
 use crate::dedupe::Dedupe;
+use crate::ids;
 use crate::model::{
     Group, OAuthCode, Phase, Route, RouteEvent, Server, Session, StopRecord, Token, TokenOwner,
     User,
@@ -23,8 +24,11 @@ use crate::Millis;
 /// command larger than [`MAX_COMMAND_BYTES`] (no new command; the version
 /// only gates that refusal, so replicas of two releases never disagree).
 /// 5: `ServerStopped` keeps its reason in the user's `last_stop` (no new
-/// command; gated the same way).
-pub const LOG_FORMAT_VERSION: u32 = 5;
+/// command; gated the same way). 6: `RequestSpawn` records the server's
+/// OAuth client id by the injective scheme of [`crate::ids`] and refuses a
+/// spawn whose id an active server already holds (no new command; gated
+/// the same way).
+pub const LOG_FORMAT_VERSION: u32 = 6;
 
 /// The largest command (its JSON encoding) `apply` executes once the cluster
 /// version is 4 or more. Every replica refuses larger ones before proposing
@@ -88,6 +92,10 @@ pub struct HubState {
     /// Derived: every active server as (user, server name).
     #[serde(skip)]
     active: BTreeSet<(String, String)>,
+    /// Derived: the active servers by OAuth client id ([`Server::client_id`]).
+    /// Two servers share an id only if both were spawned before log format 6.
+    #[serde(skip)]
+    clients: BTreeMap<String, BTreeSet<(String, String)>>,
 }
 
 /// The outcome of applying one entry.
@@ -118,6 +126,7 @@ impl Default for HubState {
             groups: BTreeMap::new(),
             token_by_hash: HashMap::new(),
             active: BTreeSet::new(),
+            clients: BTreeMap::new(),
         }
     }
 }
@@ -356,7 +365,7 @@ impl HubState {
             name: server_name.to_string(),
             why,
         })?;
-        let u = self.user_mut(user)?;
+        let u = self.user(user).ok_or_else(|| no_such_user(user))?;
         if let Some(existing) = u.servers.get(server_name) {
             return Err(match existing.pending() {
                 None => already_running(user, server_name),
@@ -367,21 +376,43 @@ impl HubState {
                 },
             });
         }
-        u.servers.insert(
-            server_name.to_string(),
-            Server {
-                name: server_name.to_string(),
-                phase: Phase::Spawning,
-                generation: index,
-                requested: at,
-                started: None,
-                last_activity: None,
-                user_options: user_options.clone(),
-                spawner: None,
-            },
-        );
-        self.active
-            .insert((user.to_string(), server_name.to_string()));
+        // Log format 6: the id is recorded, and one that an active server
+        // holds is refused. Ids of the injective scheme never meet, so the
+        // holder is a server spawned earlier with JupyterHub's id.
+        let oauth_client_id = if self.cluster_version >= 6 {
+            let id = ids::oauth_client_id(user, server_name);
+            if let Some((owner, owner_server)) = self.clients.get(&id).and_then(|h| h.first()) {
+                return Err(Rejection::ClientIdTaken {
+                    client_id: id,
+                    owner: owner.clone(),
+                    owner_server: owner_server.clone(),
+                });
+            }
+            Some(id)
+        } else {
+            None
+        };
+        let server = Server {
+            name: server_name.to_string(),
+            phase: Phase::Spawning,
+            generation: index,
+            requested: at,
+            started: None,
+            last_activity: None,
+            user_options: user_options.clone(),
+            spawner: None,
+            oauth_client_id,
+        };
+        let client_id = server.client_id(user);
+        self.user_mut(user)?
+            .servers
+            .insert(server_name.to_string(), server);
+        let key = (user.to_string(), server_name.to_string());
+        self.clients
+            .entry(client_id)
+            .or_default()
+            .insert(key.clone());
+        self.active.insert(key);
         Ok((Response::SpawnRequested { generation: index }, vec![]))
     }
 
@@ -451,6 +482,7 @@ impl HubState {
     ) -> Outcome {
         let server = self.server_mut(user, server_name, generation)?;
         let token_id = server.spawner.as_ref().and_then(|s| s.token_id.clone());
+        let client_id = server.client_id(user);
         let keep_reason = self.cluster_version >= 5;
         if let Some(u) = self.users.get_mut(user) {
             u.servers.remove(server_name);
@@ -463,8 +495,14 @@ impl HubState {
                 });
             }
         }
-        self.active
-            .remove(&(user.to_string(), server_name.to_string()));
+        let key = (user.to_string(), server_name.to_string());
+        if let Some(holders) = self.clients.get_mut(&client_id) {
+            holders.remove(&key);
+            if holders.is_empty() {
+                self.clients.remove(&client_id);
+            }
+        }
+        self.active.remove(&key);
         if let Some(id) = token_id {
             self.remove_token(&id);
         }
@@ -547,6 +585,23 @@ impl HubState {
         })
     }
 
+    /// The active servers whose OAuth client id is `client_id`: at most one,
+    /// unless two were spawned before log format 6 with JupyterHub's
+    /// ambiguous ids.
+    pub fn servers_with_client_id<'a>(
+        &'a self,
+        client_id: &str,
+    ) -> impl Iterator<Item = (&'a User, &'a Server)> + 'a {
+        self.clients
+            .get(client_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|(u, s)| {
+                let user = self.users.get(u)?;
+                Some((user, user.servers.get(s)?))
+            })
+    }
+
     /// The token whose hash is `hash`, if it exists and has not expired.
     pub fn token_by_hash(&self, hash: &str, now: Millis) -> Option<&Token> {
         let id = self.token_by_hash.get(hash)?;
@@ -585,6 +640,15 @@ impl HubState {
             .values()
             .flat_map(|u| u.servers.keys().map(|s| (u.name.clone(), s.clone())))
             .collect();
+        self.clients = BTreeMap::new();
+        for u in self.users.values() {
+            for s in u.servers.values() {
+                self.clients
+                    .entry(s.client_id(&u.name))
+                    .or_default()
+                    .insert((u.name.clone(), s.name.clone()));
+            }
+        }
     }
 
     /// Hex SHA-256 of the canonical encoding; equal on replicas that applied

@@ -81,6 +81,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/hub/api/", get(version))
         .nest("/hub/api", api)
         .merge(crate::web::router())
+        .route("/hub/user/{*rest}", axum::routing::any(hub_user))
         .route("/hub/health", get(health))
         .fallback(no_route)
         // Inside the request span, so that a 413 is logged like any refusal.
@@ -221,17 +222,99 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "Not Found")
 }
 
+/// `%XX` decoded (a path segment: `+` stays `+`); `None` if the bytes are
+/// not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The user a `/user/{name}{tail}` path names, split from `rest` (the path
+/// after `/user/`), with the name decoded and normalised as every lookup
+/// normalises it (JupyterHub's lower case); and, when the path spelled the
+/// name differently, the path spelled as the proxy's routes spell it.
+/// Normalising is idempotent, so the canonical path has no canonical path
+/// of its own: one redirect, never a loop.
+pub(crate) fn user_path(rest: &str) -> (String, Option<String>) {
+    let (segment, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let decoded = percent_decode(segment).unwrap_or_else(|| segment.to_string());
+    let user = quorumhub_state::normalize_username(&decoded);
+    let canonical = quorumhub_spawner::url_escape_path(&user);
+    let other = (canonical != segment && quorumhub_state::validate_username(&user).is_ok())
+        .then(|| format!("/user/{canonical}{tail}"));
+    (user, other)
+}
+
+/// A 307 (method and body kept) to `path` with the request's query.
+fn temporary_redirect(path: &str, query: Option<&str>) -> Response {
+    let to = match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    match HeaderValue::from_str(&to) {
+        Ok(v) => (
+            StatusCode::TEMPORARY_REDIRECT,
+            [(axum::http::header::LOCATION, v)],
+        )
+            .into_response(),
+        Err(_) => ApiError::new(StatusCode::BAD_REQUEST, "Invalid path").into_response(),
+    }
+}
+
+/// `/hub/user/{name}/...` (JupyterHub's hub-side user URL, found in old
+/// links): a 307 to `/user/{name}/...` with the name normalised, where the
+/// proxy sends it to the server or, when it is not running, back to a hub
+/// ([`no_route`]), which never redirects to `/hub/user/`.
+async fn hub_user(req: Request) -> Response {
+    let rest = req
+        .uri()
+        .path()
+        .strip_prefix("/hub/user/")
+        .unwrap_or_default();
+    let (user, canonical) = user_path(rest);
+    if quorumhub_state::validate_username(&user).is_err() {
+        return ApiError::new(StatusCode::NOT_FOUND, "Not Found").into_response();
+    }
+    let path = canonical.unwrap_or_else(|| format!("/user/{rest}"));
+    temporary_redirect(&path, req.uri().query())
+}
+
 /// A request that reached a hub but matches no hub page: for `/user/...`
-/// the server is not running (the proxy has no route for it). A browser
-/// asking for a page is sent to the spawn-pending page while the server
-/// starts, or gets a 424 page with a link to start it (JupyterHub's rule);
-/// API clients get JSON.
+/// the server is not running (the proxy has no route for it). A name
+/// spelled otherwise than the routes spell it (`/user/ALICE/`) is first
+/// sent, once, to its canonical spelling. A browser asking for a page is
+/// sent to the spawn-pending page while the server starts, or gets a 424
+/// page with a link to start it (JupyterHub's rule); API clients get JSON.
+/// A server that runs but that the proxy does not route yet gets a 503
+/// page: redirecting would bring the browser straight back here.
 async fn no_route(State(hub): State<Arc<Hub>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/user/") else {
         return ApiError::new(StatusCode::NOT_FOUND, "Not Found").into_response();
     };
-    let user = quorumhub_state::normalize_username(rest.split('/').next().unwrap_or_default());
+    let (user, canonical) = user_path(rest);
+    if let Some(canonical) = canonical {
+        return temporary_redirect(&canonical, req.uri().query());
+    }
     let wants_html = req.method() == axum::http::Method::GET
         && !path.contains("/api/")
         && req
@@ -255,9 +338,26 @@ async fn no_route(State(hub): State<Arc<Hub>>, req: Request) -> Response {
         .unwrap_or(&path)
         .to_string();
     let next: String = url::form_urlencoded::byte_serialize(uri.as_bytes()).collect();
-    let pending = hub.read(|s| s.server(&user, quorumhub_state::DEFAULT_SERVER).is_some());
-    if pending {
-        return crate::web::redirect(&format!("/hub/spawn-pending/{user}?next={next}"));
+    let phase = hub.read(|s| {
+        s.server(&user, quorumhub_state::DEFAULT_SERVER)
+            .map(|sv| sv.phase)
+    });
+    match phase {
+        Some(quorumhub_state::Phase::Running) => {
+            let mut r = crate::web::error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("{user}'s server is running, but the proxy does not route to it yet."),
+                "Reload in a moment. If this persists, check the proxy (its log, and hubctl status).",
+                None,
+            );
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1));
+            return r;
+        }
+        Some(_) => {
+            return crate::web::redirect(&format!("/hub/spawn-pending/{user}?next={next}"));
+        }
+        None => {}
     }
     crate::web::error_page(
         StatusCode::FAILED_DEPENDENCY,
@@ -348,7 +448,8 @@ impl From<Rejection> for ApiError {
         let status = match &r {
             Rejection::UserExists { .. }
             | Rejection::TokenExists { .. }
-            | Rejection::GroupExists { .. } => StatusCode::CONFLICT,
+            | Rejection::GroupExists { .. }
+            | Rejection::ClientIdTaken { .. } => StatusCode::CONFLICT,
             Rejection::NoSuchUser { .. }
             | Rejection::NoSuchToken { .. }
             | Rejection::NoSuchGroup { .. } => StatusCode::NOT_FOUND,
@@ -377,4 +478,39 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
 
 pub(crate) fn slow_spawn_timeout(hub: &Hub) -> Duration {
     Duration::from_secs(hub.config.slow_spawn_timeout_s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_paths_as_data() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("alice-x/", "alice-x", None),
+            ("alice-x", "alice-x", None),
+            ("alice/x/lab", "alice", None),
+            ("ALICE-X/", "alice-x", Some("/user/alice-x/")),
+            ("ALICE-X", "alice-x", Some("/user/alice-x")),
+            ("Alice/X/lab?q", "alice", Some("/user/alice/X/lab?q")),
+            ("alice%40x/api", "alice@x", Some("/user/alice@x/api")),
+            ("alice@x/", "alice@x", None),
+            ("%41lice/", "alice", Some("/user/alice/")),
+            ("%20alice/", "alice", Some("/user/alice/")),
+            // Not a name a user can have: no redirect, whatever it says.
+            ("a%2Fb/", "a/b", None),
+            ("%FF/", "%ff", None),
+            ("", "", None),
+            ("%", "%", None),
+        ];
+        for (rest, user, canonical) in cases {
+            let (u, c) = user_path(rest);
+            assert_eq!((u.as_str(), c.as_deref()), (*user, *canonical), "{rest:?}");
+            // One redirect at most: the canonical path is its own.
+            if let Some(c) = c {
+                let again = user_path(c.strip_prefix("/user/").unwrap_or_default());
+                assert_eq!(again, (u.clone(), None), "{c}");
+            }
+        }
+    }
 }

@@ -8,9 +8,15 @@
 //!   `code`, `redirect_uri`, `client_id`, `client_secret`, `code_verifier`):
 //!   `{"access_token", "token_type": "Bearer", "expires_in", "scope"}`.
 //!
-//! A server's client is derived from the replicated state: its id is
-//! `jupyterhub-user-{user}[-{server}]`, its secret the server's API token,
-//! its redirect URI `/user/{user}[/{server}]/oauth_callback`. Codes live
+//! A server's client is derived from the replicated state: its id is the
+//! one recorded when its spawn was requested (`Server::client_id`:
+//! `jupyterhub-user-{user}`, `jupyterhub-user-{user}!{server}` for a named
+//! server; JupyterHub's `jupyterhub-user-{user}-{server}` for a server
+//! spawned before log format 6), its secret the server's API token, its
+//! redirect URI `/user/{user}[/{server}]/oauth_callback`. Only servers
+//! spawned before log format 6 can share an id (alice's `x` and the user
+//! `alice-x`); the redirect URI (authorize) or the secret (token) then
+//! tells which one is meant. Codes live
 //! 5 minutes, are stored hashed and are redeemed at most once (the state
 //! machine removes a code in the same entry that creates the token).
 
@@ -46,11 +52,13 @@ struct Client {
     secret_hash: Option<String>,
 }
 
-/// The active server whose client id is `client_id`.
-fn client(hub: &Hub, client_id: &str) -> Option<Client> {
+/// The active servers whose client id is `client_id`: one, or none; more
+/// only for servers spawned before log format 6 with JupyterHub's
+/// ambiguous ids.
+fn clients(hub: &Hub, client_id: &str) -> Vec<Client> {
     hub.read(|s| {
-        s.active_servers().find_map(|(user, server)| {
-            (quorumhub_spawner::oauth_client_id(&user.name, &server.name) == client_id).then(|| {
+        s.servers_with_client_id(client_id)
+            .map(|(user, server)| {
                 let secret_hash = server
                     .spawner
                     .as_ref()
@@ -68,7 +76,36 @@ fn client(hub: &Hub, client_id: &str) -> Option<Client> {
                     secret_hash,
                 }
             })
-        })
+            .collect()
+    })
+}
+
+/// Which of the servers holding a client id an authorization is for: the
+/// one whose redirect URI was given, or the only one.
+fn pick_by_redirect(
+    found: Vec<Client>,
+    redirect_uri: Option<&str>,
+) -> Result<Client, &'static str> {
+    let n = found.len();
+    let mut found = found.into_iter();
+    match (n, redirect_uri) {
+        (0, _) => Err("Invalid client_id parameter value."),
+        (1, _) => found.next().ok_or("Invalid client_id parameter value."),
+        (_, Some(uri)) => found
+            .find(|c| c.redirect_uri == uri)
+            .ok_or("Mismatching redirect URI."),
+        (_, None) => Err("Ambiguous client_id: two servers started before an upgrade share it; give redirect_uri."),
+    }
+}
+
+/// Which of the servers holding a client id a token request comes from:
+/// the one whose API token is `secret`.
+fn pick_by_secret(found: Vec<Client>, secret: &str) -> Option<Client> {
+    let hash = hash_token(secret);
+    found.into_iter().find(|c| {
+        c.secret_hash
+            .as_ref()
+            .is_some_and(|h| bool::from(h.as_bytes().ct_eq(hash.as_bytes())))
     })
 }
 
@@ -144,8 +181,12 @@ async fn authorize_inner(
     let Some(client_id) = q.get("client_id") else {
         return bad("Missing client_id parameter.");
     };
-    let Some(c) = client(hub, client_id) else {
-        return bad("Invalid client_id parameter value.");
+    let c = match pick_by_redirect(
+        clients(hub, client_id),
+        q.get("redirect_uri").map(String::as_str),
+    ) {
+        Ok(c) => c,
+        Err(msg) => return bad(msg),
     };
     let redirect_uri = q
         .get("redirect_uri")
@@ -353,23 +394,19 @@ pub(crate) async fn token(
     let (Some(client_id), Some(secret)) = (get("client_id"), get("client_secret")) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", None);
     };
-    let Some(c) = client(&hub, client_id) else {
+    // An unknown client and a wrong secret are the same refusal.
+    let Some(c) = pick_by_secret(clients(&hub, client_id), secret) else {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", None);
     };
-    let secret_ok = c
-        .secret_hash
-        .as_ref()
-        .is_some_and(|h| bool::from(h.as_bytes().ct_eq(hash_token(secret).as_bytes())));
-    if !secret_ok {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", None);
-    }
     let code_hash = hash_token(code);
     let Some(stored) = hub.read(|s| s.oauth_code(&code_hash, now_ms()).cloned()) else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None);
     };
     // The token is the code's user's write, for admission control.
     crate::admission::identify(&stored.user, false);
-    if stored.client_id != client_id {
+    // The code must be this client's, and (when two old servers share the
+    // id) issued for this very server.
+    if stored.client_id != client_id || stored.redirect_uri != c.redirect_uri {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None);
     }
     if get("redirect_uri").is_some_and(|r| r != stored.redirect_uri) {

@@ -916,3 +916,134 @@ fn a_stop_reason_is_kept_from_cluster_version_5() {
     );
     assert_eq!(rec.at, 1_004);
 }
+
+fn spawn_named(user: &str, server: &str) -> Command {
+    Command::RequestSpawn {
+        user: user.into(),
+        server_name: server.into(),
+        user_options: serde_json::Value::Null,
+    }
+}
+fn stopped_named(user: &str, server: &str, generation: u64) -> Command {
+    Command::ServerStopped {
+        user: user.into(),
+        server_name: server.into(),
+        generation,
+        reason: "test".into(),
+    }
+}
+
+/// Who holds `client_id`, as (user, server) pairs.
+fn holders(state: &HubState, client_id: &str) -> Vec<(String, String)> {
+    state
+        .servers_with_client_id(client_id)
+        .map(|(u, s)| (u.name.clone(), s.name.clone()))
+        .collect()
+}
+
+#[test]
+fn oauth_client_ids_are_recorded_and_a_taken_one_is_refused_from_log_format_6() {
+    let set = |version| Command::SetClusterVersion { version };
+    let mut state = HubState::default();
+    let transcript = run(
+        &mut state,
+        vec![
+            set(5),
+            create("alice"),
+            create("alice-x"),
+            create("bob"),
+            // Before the gate, as a build of format 5: JupyterHub's ids, the
+            // same for alice's "x" and alice-x, and nothing refused.
+            spawn_named("alice", "x"),
+            spawn("alice-x"),
+        ],
+    );
+    expect![[r#"
+        1 set_cluster_version: done 
+        2 create_user: user alice admin=false 
+        3 create_user: user alice-x admin=false 
+        4 create_user: user bob admin=false 
+        5 request_spawn: spawn gen=5 
+        6 request_spawn: spawn gen=6 
+    "#]]
+    .assert_eq(&transcript);
+    assert_eq!(state.server("alice", "x").unwrap().oauth_client_id, None);
+    let legacy = "jupyterhub-user-alice-x";
+    assert_eq!(
+        state.server("alice", "x").unwrap().client_id("alice"),
+        legacy
+    );
+    assert_eq!(
+        holders(&state, legacy),
+        [("alice".into(), "x".into()), ("alice-x".into(), "".into())]
+    );
+
+    // From version 6: new spawns record the injective id, and one that an
+    // old server still holds is refused until that server stops.
+    let transcript = run(
+        &mut state,
+        vec![
+            stopped("alice-x", 6),
+            set(6),
+            spawn("alice-x"),
+            spawn_named("bob", "x"),
+            stopped_named("alice", "x", 5),
+            spawn("alice-x"),
+            spawn_named("alice", "x"),
+        ],
+    );
+    expect![[r#"
+        7 server_stopped: done 
+        8 set_cluster_version: done 
+        9 request_spawn: REJECTED the OAuth client id jupyterhub-user-alice-x is already used by alice's server x, started before the cluster moved to log format 6; stop that server (its next start gets an id of its own) and try again 
+        10 request_spawn: spawn gen=10 
+        11 server_stopped: done 
+        12 request_spawn: spawn gen=12 
+        13 request_spawn: spawn gen=13 
+    "#]]
+    .assert_eq(&transcript);
+    let recorded = |u: &str, s: &str| state.server(u, s).and_then(|s| s.oauth_client_id.clone());
+    assert_eq!(recorded("alice-x", "").as_deref(), Some(legacy));
+    assert_eq!(
+        recorded("alice", "x").as_deref(),
+        Some("jupyterhub-user-alice!x")
+    );
+    assert_eq!(
+        recorded("bob", "x").as_deref(),
+        Some("jupyterhub-user-bob!x")
+    );
+    assert_eq!(holders(&state, legacy), [("alice-x".into(), "".into())]);
+    assert_eq!(
+        holders(&state, "jupyterhub-user-alice!x"),
+        [("alice".into(), "x".into())]
+    );
+    // The index is derived: a snapshot restores it.
+    let restored = HubState::decode(&state.encode()).expect("decode");
+    assert_eq!(restored, state);
+    assert_eq!(holders(&restored, legacy), [("alice-x".into(), "".into())]);
+}
+
+#[test]
+fn a_refused_spawn_changes_nothing_and_an_old_spawn_encodes_as_before() {
+    // Two replicas apply the same log: one whose spawn was refused at
+    // version 6 ends with the same digest as one that replays it.
+    let script = || {
+        vec![
+            create("alice"),
+            create("alice-x"),
+            spawn_named("alice", "x"),
+            Command::SetClusterVersion { version: 6 },
+            spawn("alice-x"),
+        ]
+    };
+    let mut a = HubState::default();
+    let mut b = HubState::default();
+    run(&mut a, script());
+    run(&mut b, script());
+    assert_eq!(a.digest(), b.digest());
+    assert!(a.users["alice-x"].servers.is_empty(), "nothing left");
+    // A server spawned before the gate has no client id in its encoding,
+    // as a build of format 5 writes it.
+    let json = String::from_utf8(a.encode()).expect("utf8");
+    assert!(!json.contains("oauth_client_id"), "{json}");
+}
