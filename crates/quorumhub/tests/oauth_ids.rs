@@ -358,6 +358,11 @@ async fn a_named_server_and_a_lookalike_user_each_sign_in_at_their_own_server() 
         r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
         Some("1")
     );
+    // ... which a browser reloads by itself.
+    assert_eq!(
+        r.headers().get("refresh").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
     let body = r.text().await.unwrap_or_default();
     assert!(body.contains("does not route to it yet"), "{body}");
 

@@ -352,6 +352,12 @@ async fn no_route(State(hub): State<Arc<Hub>>, req: Request) -> Response {
             );
             r.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(1));
+            // Browsers reload by themselves after a second (the HTML
+            // `Refresh` header): the proxy's route is usually there by then.
+            r.headers_mut().insert(
+                axum::http::HeaderName::from_static("refresh"),
+                HeaderValue::from(1),
+            );
             return r;
         }
         Some(_) => {
