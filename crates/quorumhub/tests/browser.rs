@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -16,22 +15,6 @@ use common::browser::{Browser, Page};
 use common::{auth, hubctl_stdin};
 use futures::{SinkExt, StreamExt};
 use reqwest::{Method, StatusCode};
-
-/// Where scripts/jupyter-venv.sh installs jupyterhub and JupyterLab.
-fn singleuser() -> PathBuf {
-    let venv = std::env::var("QH_JUPYTER_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/jupyter-venv")
-        });
-    let exe = venv.join("bin/jupyterhub-singleuser");
-    assert!(
-        exe.exists(),
-        "{} is missing: run scripts/jupyter-venv.sh (or set QH_JUPYTER_VENV)",
-        exe.display()
-    );
-    exe
-}
 
 async fn login(b: &mut Browser, user: &str, password: &str) -> Page {
     let form = b.get("/hub/login?next=%2Fhub%2Fhome").await;
@@ -136,8 +119,7 @@ fn access_token_in(b: &Browser) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_logs_in_opens_jupyterlab_and_stays_logged_in_after_a_leader_kill() {
-    let su = singleuser();
-    let su = su.display().to_string();
+    let su = common::singleuser().display().to_string();
     let mut c = common::start(
         3,
         &[

@@ -13,27 +13,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::browser::{Browser, Page};
 use common::{auth, client, set_password, Cluster};
 use reqwest::StatusCode;
-
-fn singleuser() -> String {
-    let venv = std::env::var("QH_JUPYTER_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/jupyter-venv")
-        });
-    let exe = venv.join("bin/jupyterhub-singleuser");
-    assert!(
-        exe.exists(),
-        "{} is missing: run scripts/jupyter-venv.sh (or set QH_JUPYTER_VENV)",
-        exe.display()
-    );
-    exe.display().to_string()
-}
 
 fn hub_args(su: &str) -> Vec<&str> {
     vec![
@@ -237,7 +221,7 @@ fn location(p: &Page) -> Option<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_server_and_a_lookalike_user_each_sign_in_at_their_own_server() {
-    let su = singleuser();
+    let su = common::singleuser().display().to_string();
     let mut c = common::start(3, &hub_args(&su)).await;
     c.start_proxy_ready().await;
     c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(20))
@@ -383,7 +367,7 @@ async fn a_named_server_and_a_lookalike_user_each_sign_in_at_their_own_server() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_spawned_before_log_format_6_keeps_its_id_and_blocks_a_lookalike() {
-    let su = singleuser();
+    let su = common::singleuser().display().to_string();
     // Two of three replicas: the third does not answer, so the cluster
     // version stays at 1, as in a rolling upgrade whose last member still
     // runs the old build.

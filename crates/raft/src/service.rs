@@ -76,7 +76,21 @@ impl raft_server::Raft for RaftService {
         &self,
         req: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.decode("append-entries", req)?;
+        let rpc: openraft::raft::AppendEntriesRequest<crate::TypeConfig> =
+            self.decode("append-entries", req)?;
+        // A committed vote not older than this replica's own: its leader (or
+        // a newer one) is talking now. Counted at arrival, because taking
+        // the entries waits for the log's flush, which on a loaded disk can
+        // outlast the lease: the replica would then ask for pre-votes while
+        // its leader is busy feeding it.
+        let current = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            rpc.vote.is_committed() && rpc.vote >= m.vote
+        };
+        if current {
+            self.election.heard_from_leader();
+        }
         let result = self.raft.append_entries(rpc).await;
         // Anything but "your vote is stale" means openraft accepted the
         // sender as its leader.

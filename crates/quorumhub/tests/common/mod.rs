@@ -14,6 +14,23 @@ pub fn exe() -> PathBuf {
 
 pub type Cluster = quorumhub_testkit::Cluster;
 
+/// The real `jupyterhub-singleuser`, where scripts/jupyter-venv.sh installs
+/// jupyterhub and JupyterLab (or `QH_JUPYTER_VENV`).
+pub fn singleuser() -> PathBuf {
+    let venv = std::env::var("QH_JUPYTER_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/jupyter-venv")
+        });
+    let exe = venv.join("bin/jupyterhub-singleuser");
+    assert!(
+        exe.exists(),
+        "{} is missing: run scripts/jupyter-venv.sh (or set QH_JUPYTER_VENV)",
+        exe.display()
+    );
+    exe
+}
+
 /// Start `n` replicas of this build's binary.
 pub async fn start(n: u64, extra_args: &[&str]) -> Cluster {
     Cluster::start(exe(), n, extra_args).await
