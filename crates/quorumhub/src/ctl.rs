@@ -193,14 +193,26 @@ fn credential(args: &CtlArgs) -> anyhow::Result<ClientAuth> {
     use quorumhub_raft::auth::Role;
     match &args.admin_secret_file {
         Some(path) => {
-            let text =
-                quorumhub_proto::secret_file::read_secret_file("--admin-secret-file", path)?;
+            let text = quorumhub_proto::secret_file::read_secret_file("--admin-secret-file", path)?;
             ClientAuth::for_role(&text, Role::Admin).context("reading --admin-secret-file")
         }
-        None if args.cluster_secret.is_empty() => anyhow::bail!(
-            "hubctl needs a credential: give --admin-secret-file (or --cluster-secret-file for hubs in legacy mode)"
-        ),
-        None => ClientAuth::new(&args.cluster_secret).context("reading the cluster secret"),
+        None => {
+            // `quorumhub ctl` has read the file already; the `hubctl`
+            // binary reads it here.
+            let secret = quorumhub_proto::secret_file::secret_from(
+                Some(args.cluster_secret.as_str()),
+                "--cluster-secret (QUORUMHUB_CLUSTER_SECRET)",
+                args.cluster_secret_file.as_deref(),
+                "--cluster-secret-file",
+            )?
+            .unwrap_or_else(|| args.cluster_secret.clone());
+            if secret.is_empty() {
+                anyhow::bail!(
+                    "hubctl needs a credential: give --admin-secret-file (or --cluster-secret-file for hubs in legacy mode)"
+                );
+            }
+            ClientAuth::new(&secret).context("reading the cluster secret")
+        }
     }
 }
 

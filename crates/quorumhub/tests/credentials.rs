@@ -18,12 +18,11 @@ use quorumhub_testkit::{ADMIN_SECRET, PROXY_SECRET};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// `hubctl --output json ARGS` against replica `id`, presenting the
-/// credential in `file` as `flag` (`--admin-secret-file` or
-/// `--cluster-secret-file`).
+/// `hubctl --output json ARGS` (the `hubctl` binary README names) against
+/// replica `id`, presenting the credential in `file` as `flag`
+/// (`--admin-secret-file` or `--cluster-secret-file`).
 fn hubctl(c: &Cluster, id: u64, flag: &str, file: &Path, args: &[&str]) -> (bool, Value, String) {
-    let out = Command::new(exe())
-        .arg("ctl")
+    let out = Command::new(env!("CARGO_BIN_EXE_hubctl"))
         .args(["--hub", &c.node(id).grpc, "--output", "json"])
         .arg(flag)
         .arg(file)
