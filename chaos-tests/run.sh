@@ -48,6 +48,8 @@ fi
 # Then the rolling upgrade from the [upgrade-base] release to this one.
 # One client's failed sign-ins must not lock out another behind the LB.
 chaos-tests/login-limit.sh
+# From a user's server, no hub port answers; the proxies and the LB do.
+chaos-tests/isolation.sh
 if [ "${QH_SKIP_UPGRADE:-}" != 1 ]; then
   chaos-tests/upgrade.sh
 fi

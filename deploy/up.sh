@@ -9,6 +9,8 @@
 #   QH_HTTP_PORT=8000     the load balancer's port on 127.0.0.1
 #   QH_PROJECT=quorumhub  compose project name (containers {project}_hub1_1, ...)
 #   QH_UP_TIMEOUT_S=60    how long to wait for the cluster and the LB
+#   QH_NET=10.231.0       the qh network is QH_NET.0/24, the users network
+#                         QH_USERS_NET.0.0/16 (QH_USERS_NET=10.232)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export QH_TAG=${QH_TAG:-dev}
@@ -67,7 +69,9 @@ compose up -d || die "docker-compose up failed (is 127.0.0.1:$QH_HTTP_PORT alrea
 
 # ---- wait: 3 reachable voters and a leader, then the LB ----
 hub1="${project}_hub1_1"
-hubctl() { docker exec "$hub1" /usr/local/bin/hubctl --hub hub1:7000,hub2:7000,hub3:7000 \
+# The hubs' fixed addresses on the qh network (docker-compose.yml, QH_NET).
+net=${QH_NET:-10.231.0}
+hubctl() { docker exec "$hub1" /usr/local/bin/hubctl --hub "$net.241:7000,$net.242:7000,$net.243:7000" \
   --timeout-ms 2000 "$@"; }
 # healthy JSON: a leader, 3 voters, and all 3 voters reachable
 healthy() {

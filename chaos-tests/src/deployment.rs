@@ -121,7 +121,14 @@ impl Deployment {
     /// answers (the member addresses are service names, which resolve only
     /// inside the network).
     pub async fn hubctl(&self, args: &[&str]) -> anyhow::Result<Value> {
-        let hubs: Vec<String> = self.hubs.iter().map(|h| format!("{h}:7000")).collect();
+        // Their addresses on the qh network: a service name may resolve to
+        // a hub's address on the users network, where it does not listen.
+        let mut hubs = Vec::new();
+        for h in &self.hubs {
+            if let Some(ip) = self.ip(h).await {
+                hubs.push(format!("{ip}:7000"));
+            }
+        }
         let hubs = hubs.join(",");
         let mut last = anyhow!("no hub container to run hubctl in");
         for service in &self.hubs {

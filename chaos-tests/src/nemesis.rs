@@ -95,6 +95,9 @@ impl Fault {
 pub struct Injected {
     pub fault: Fault,
     pub targets: Vec<String>,
+    /// The targets' addresses on the cut network before a partition, to
+    /// reconnect them with the same ones.
+    pub addrs: Vec<Option<String>>,
     /// When the fault took effect (the clock of the run), taken right
     /// before the action, after finding the targets.
     pub at: u64,
@@ -109,17 +112,16 @@ async fn disconnect(d: &Deployment, service: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(d: &Deployment, service: &str) -> anyhow::Result<()> {
-    // The alias is what peers resolve; a reconnected container needs it back.
-    docker(&[
-        "network",
-        "connect",
-        "--alias",
-        service,
-        &d.network,
-        &d.container(service),
-    ])
-    .await?;
+async fn connect(d: &Deployment, service: &str, ip: Option<&str>) -> anyhow::Result<()> {
+    // The alias is what peers resolve; a reconnected container needs it
+    // back, and its fixed address (the hubs listen on it).
+    let container = d.container(service);
+    let mut args = vec!["network", "connect", "--alias", service];
+    if let Some(ip) = ip {
+        args.extend(["--ip", ip]);
+    }
+    args.extend([d.network.as_str(), container.as_str()]);
+    docker(&args).await?;
     Ok(())
 }
 
@@ -149,6 +151,10 @@ pub async fn inject(
         Fault::RestartAll => d.hubs.clone(),
         Fault::RollingUpgrade => d.hubs.iter().chain(&d.proxies).cloned().collect(),
     };
+    let mut addrs = Vec::new();
+    for t in &targets {
+        addrs.push(d.ip(t).await);
+    }
     let at = clock.now();
     match fault {
         Fault::RollingUpgrade => {
@@ -198,7 +204,12 @@ pub async fn inject(
             }
         }
     }
-    Ok(Injected { fault, targets, at })
+    Ok(Injected {
+        fault,
+        targets,
+        addrs,
+        at,
+    })
 }
 
 pub async fn heal(d: &Deployment, injected: &Injected) -> anyhow::Result<()> {
@@ -211,8 +222,8 @@ pub async fn heal(d: &Deployment, injected: &Injected) -> anyhow::Result<()> {
             docker(&args).await?;
         }
         Fault::IsolateLeader | Fault::MinorityPartition | Fault::MajorityPartition => {
-            for t in &injected.targets {
-                connect(d, t).await?;
+            for (t, ip) in injected.targets.iter().zip(&injected.addrs) {
+                connect(d, t, ip.as_deref()).await?;
             }
         }
         Fault::PauseLeader | Fault::PauseFollower => {
@@ -233,7 +244,13 @@ pub async fn heal(d: &Deployment, injected: &Injected) -> anyhow::Result<()> {
                 .context("no healthy replica to re-seed from")?;
             // The documented procedure (docs/operations.md): re-seed, start.
             let id = id.to_string();
-            let from = format!("{donor}:7000");
+            // Its qh address: the name may resolve to its users address.
+            let from = format!(
+                "{}:7000",
+                d.ip(donor)
+                    .await
+                    .context("the donor replica has no address on the qh network")?
+            );
             d.compose(&[
                 "run",
                 "--rm",

@@ -172,6 +172,10 @@ impl DockerSpawner {
             host_config: Some(HostConfig {
                 network_mode: Some(spec.network.clone()),
                 init: Some(true),
+                // Crafting packets (raw sockets) or changing routes would
+                // let a server address what its network cannot route to,
+                // such as a hub's address on another network.
+                cap_drop: Some(vec!["NET_RAW".into(), "NET_ADMIN".into()]),
                 ..Default::default()
             }),
             ..Default::default()
