@@ -51,7 +51,8 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-QH_TAG=upgrade-v1 deploy/up.sh >/dev/null
+# The previous release knows neither role credentials nor gRPC TLS.
+QH_CREDENTIALS=legacy QH_TAG=upgrade-v1 deploy/up.sh >/dev/null
 mkdir -p chaos-tests/reports
 set +e
 target/release/qh-chaos --lb-url "http://127.0.0.1:$QH_HTTP_PORT" --faults rolling-upgrade \

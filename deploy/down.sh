@@ -27,6 +27,9 @@ for tool in docker docker-compose; do
 done
 docker info >/dev/null 2>&1 || die "the Docker engine is not reachable (docker info failed)"
 
+# The compose file names the env files deploy/up.sh writes; parse it even
+# where up.sh never ran.
+for f in hub.env proxy.env; do [ -f "$here/$f" ] || (umask 077; : >"$here/$f"); done
 env_args=()
 if [ -f "$env_file" ]; then
   env_args=(--env-file "$env_file")

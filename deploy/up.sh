@@ -9,6 +9,10 @@
 #   QH_HTTP_PORT=8000     the load balancer's port on 127.0.0.1
 #   QH_PROJECT=quorumhub  compose project name (containers {project}_hub1_1, ...)
 #   QH_UP_TIMEOUT_S=60    how long to wait for the cluster and the LB
+#   QH_CREDENTIALS=roles  roles: a credential per role and gRPC over mutual
+#                         TLS (deploy/secrets/); legacy: the cluster secret
+#                         for everything over plain gRPC (what the previous
+#                         release's images know; the upgrade test uses it)
 #   QH_NET=10.231.0       the qh network is QH_NET.0/24, the users network
 #                         QH_USERS_NET.0.0/16 (QH_USERS_NET=10.232)
 set -euo pipefail
@@ -27,7 +31,7 @@ build=0
 for arg in "$@"; do
   case $arg in
     --build) build=1 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$arg' (usage: deploy/up.sh [--build])" ;;
   esac
 done
@@ -55,6 +59,54 @@ set +a
 if [ "${#QUORUMHUB_CLUSTER_SECRET}" -lt 32 ]; then
   die "QUORUMHUB_CLUSTER_SECRET in $env_file is shorter than 32 characters; delete the line to get a new one"
 fi
+
+# ---- credentials: deploy/secrets/ (made once), and per-role env files ----
+# roles (default): the proxies hold only the proxy credential, hubctl the
+# admin one, and all gRPC is mutual TLS (one CA; one certificate for the
+# qh addresses). legacy: the cluster secret for every role over plain gRPC,
+# as the previous release's images need (chaos-tests/upgrade.sh).
+mode=${QH_CREDENTIALS:-roles}
+case $mode in roles|legacy) ;; *) die "QH_CREDENTIALS must be roles or legacy, not '$mode'" ;; esac
+net=${QH_NET:-10.231.0}
+secrets=$here/secrets
+(umask 077; mkdir -p "$secrets")
+for f in proxy-secret admin-secret; do
+  [ -s "$secrets/$f" ] || (umask 077; random_secret >"$secrets/$f")
+done
+if [ ! -s "$secrets/node.pem" ] || [ ! -s "$secrets/ca.pem" ]; then
+  command -v openssl >/dev/null || die "openssl is required to make the gRPC certificates"
+  ca_key=$here/.ca-key.pem
+  (umask 077
+   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+     -subj /CN=quorumhub-deployment-ca -keyout "$ca_key" -out "$secrets/ca.pem" \
+     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
+   openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=quorumhub-node \
+     -keyout "$secrets/node.key" -out "$secrets/node.csr"
+   printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+     "extendedKeyUsage=serverAuth,clientAuth" \
+     "subjectAltName=IP:$net.241,IP:$net.242,IP:$net.243,IP:$net.231,IP:$net.232" >"$secrets/node.ext"
+   openssl x509 -req -in "$secrets/node.csr" -CA "$secrets/ca.pem" -CAkey "$ca_key" -CAcreateserial \
+     -days 825 -extfile "$secrets/node.ext" -out "$secrets/node.pem") >/dev/null 2>&1 \
+    || die "openssl could not make the gRPC certificates"
+  rm -f "$secrets/node.csr" "$secrets/node.ext" "$secrets/ca.srl"
+  chmod 644 "$secrets/ca.pem" "$secrets/node.pem"
+fi
+in_container=/run/quorumhub/secrets
+tls_env() {
+  echo "QUORUMHUB_GRPC_TLS_CERT=$in_container/node.pem"
+  echo "QUORUMHUB_GRPC_TLS_KEY=$in_container/node.key"
+  echo "QUORUMHUB_GRPC_TLS_CA=$in_container/ca.pem"
+}
+(umask 077
+ if [ "$mode" = roles ]; then
+   { echo "QUORUMHUB_PROXY_SECRET_FILE=$in_container/proxy-secret"
+     echo "QUORUMHUB_ADMIN_SECRET_FILE=$in_container/admin-secret"
+     tls_env; } >"$here/hub.env"
+   { echo "QUORUMHUB_PROXY_SECRET_FILE=$in_container/proxy-secret"; tls_env; } >"$here/proxy.env"
+ else
+   : >"$here/hub.env"
+   echo "QUORUMHUB_CLUSTER_SECRET=$QUORUMHUB_CLUSTER_SECRET" >"$here/proxy.env"
+ fi)
 
 # ---- images ----
 if [ $build = 1 ] || ! docker image inspect "quorumhub:$QH_TAG" >/dev/null 2>&1 \
