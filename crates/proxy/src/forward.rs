@@ -8,21 +8,15 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
 use http_body::Body as _;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
 use quorumhub_edge::{Client as ClientAddr, RequestBody};
 
-use crate::server::Drain;
+use crate::client::{empty, full, Body, BoxError, HttpClient};
+use crate::drain::Drain;
+use crate::shared::Shared;
 use crate::upload::{Failure, Upload};
-use crate::watch::Shared;
-
-pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub(crate) type Body = BoxBody<Bytes, BoxError>;
-pub(crate) type HttpClient = Client<HttpConnector, Body>;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1); as
 /// names, so removing them parses nothing.
@@ -37,38 +31,6 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
-
-pub(crate) fn client(connect_timeout: std::time::Duration) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
-        .pool_max_idle_per_host(64)
-        .build(connector)
-}
-
-/// A client that opens a new connection for every request (health probes).
-pub(crate) fn unpooled_client(connect_timeout: std::time::Duration) -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(connect_timeout));
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build(connector)
-}
-
-fn empty() -> Body {
-    http_body_util::Empty::new()
-        .map_err(|never: Infallible| match never {})
-        .boxed()
-}
-
-pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never: Infallible| match never {})
-        .boxed()
-}
 
 fn error(status: StatusCode, message: &str) -> Response<Body> {
     quorumhub_edge::serve::json_error(status, message)

@@ -17,20 +17,8 @@ use http::Request;
 use http_body_util::BodyExt;
 use tokio::sync::watch;
 
-use crate::forward::{full, HttpClient};
-use crate::watch::Shared;
-
-/// The last probe of one hub replica.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Probe {
-    /// It answered: whether it says it leads, and its term.
-    Up { leads: bool, term: u64 },
-    /// No usable answer. `misses`: probes in a row that found it silent or
-    /// unreachable (paused, cut off); 0 when its host refused the
-    /// connection (stopped, or draining: a draining replica still finishes
-    /// what it has).
-    Down { misses: u32 },
-}
+use crate::client::{full, HttpClient};
+use crate::shared::{HealthMap, Probe, Shared};
 
 /// A request waiting on a hub replica is given up (504) once that many
 /// probes in a row found the replica silent after the request was sent
@@ -83,57 +71,6 @@ pub(crate) async fn unresponsive(shared: &Shared, addr: &str) {
         if changed.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
-    }
-}
-
-pub(crate) type HealthMap = HashMap<String, Probe>;
-
-/// One HTTP client (one connection pool) per hub replica, so that the pool
-/// of a replica that went silent can be thrown away: its idle connections
-/// may be half-open or lead to an address the replica no longer has, and a
-/// request sent on one would hang.
-pub(crate) struct HubClients {
-    connect_timeout: std::sync::Mutex<Duration>,
-    clients: std::sync::Mutex<HashMap<String, HttpClient>>,
-}
-
-impl Default for HubClients {
-    fn default() -> Self {
-        HubClients {
-            connect_timeout: std::sync::Mutex::new(Duration::from_secs(1)),
-            clients: Default::default(),
-        }
-    }
-}
-
-impl HubClients {
-    pub(crate) fn set_connect_timeout(&self, d: Duration) {
-        *self
-            .connect_timeout
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = d;
-    }
-
-    pub(crate) fn get(&self, addr: &str) -> HttpClient {
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(addr) {
-            return c.clone();
-        }
-        let timeout = *self
-            .connect_timeout
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let c = crate::forward::client(timeout);
-        clients.insert(addr.to_string(), c.clone());
-        c
-    }
-
-    /// Forget `addr`'s pool: the next request connects anew.
-    pub(crate) fn reset(&self, addr: &str) {
-        self.clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(addr);
     }
 }
 
@@ -405,7 +342,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_connection_is_not_silence_but_a_mute_listener_is() {
-        let client = crate::forward::unpooled_client(Duration::from_millis(200));
+        let client = crate::client::unpooled_client(Duration::from_millis(200));
         let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let closed_addr = closed.local_addr().expect("addr").to_string();
         drop(closed);

@@ -9,15 +9,22 @@
 //! - [`forward`]: one request to its upstream, WebSocket upgrades spliced;
 //! - [`upload`]: a request body streamed upstream, retried only if unsent;
 //! - [`server`]: serving through the edge (`quorumhub-edge`: timeouts,
-//!   limits, the client address), and draining on shutdown.
+//!   limits, the client address), and the shutdown sequence; [`drain`]:
+//!   the WebSockets still open;
+//! - [`shared`]: what the tasks share; [`client`]: the body type and the
+//!   HTTP clients. No two modules import each other, directly or not
+//!   (tests/layering.rs).
 //!
 //! The proxy holds no state of its own that matters: a restarted proxy
 //! rebuilds its table from any replica. It must never clear its table
 //! because hubs stop answering: running servers stay reachable.
 
+mod client;
+mod drain;
 mod forward;
 mod health;
 mod server;
+mod shared;
 pub mod table;
 mod upload;
 mod watch;
@@ -186,7 +193,7 @@ pub async fn run(
                 config.listen
             )
         })?;
-    let shared = Arc::new(watch::Shared::new(config.hub_http.clone()));
+    let shared = Arc::new(shared::Shared::new(config.hub_http.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watcher = watch::Watcher {
         endpoints: config.hub_grpc.clone(),
@@ -200,7 +207,7 @@ pub async fn run(
         span.clone(),
     ));
     let connect_timeout = Duration::from_millis(config.connect_timeout_ms.max(1));
-    let client = forward::client(connect_timeout);
+    let client = client::client(connect_timeout);
     let tls = match (&config.tls.tls_cert, &config.tls.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = quorumhub_edge::Tls::new(cert.clone(), key.clone())?;
@@ -243,7 +250,7 @@ pub async fn run(
     let health_task = tokio::spawn(tracing::Instrument::instrument(
         health::run(
             shared.clone(),
-            forward::unpooled_client(connect_timeout),
+            client::unpooled_client(connect_timeout),
             Duration::from_millis(config.hub_probe_interval_ms.max(10)),
             Duration::from_millis(config.hub_probe_timeout_ms.max(10)),
             stop_rx.clone(),
@@ -258,12 +265,12 @@ pub async fn run(
             forward::Forwarder {
                 shared,
                 client,
-                drain: server::Drain::default(),
+                drain: drain::Drain::default(),
                 max_hub_body: config.max_hub_body_bytes,
                 scheme,
             },
             shutdown,
-            server::DrainTiming {
+            drain::DrainTiming {
                 delay: Duration::from_millis(config.drain_delay_ms),
                 timeout: Duration::from_millis(config.drain_timeout_ms),
             },

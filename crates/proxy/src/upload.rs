@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use quorumhub_edge::RequestBody;
 
-use crate::forward::BoxError;
+use crate::client::BoxError;
 
 /// Why a body stopped short: the upstream's error then means this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,11 +2,10 @@
 //! between hub replicas. The table is only ever replaced by a newer one:
 //! a lost stream leaves the last table in place.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use quorumhub_proto::v1::routes_client::RoutesClient;
 use quorumhub_proto::v1::watch_event::Event;
 use quorumhub_proto::v1::{Heartbeat, WatchEvent, WatchRequest};
@@ -15,64 +14,10 @@ use tokio::sync::watch;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::Endpoint;
 
+use crate::shared::{Hubs, Shared};
 use crate::table::RouteTable;
 
-/// Where `/hub/...` goes: the leader first (no forwarding hop for writes),
-/// then the others.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Hubs {
-    pub ordered: Vec<String>,
-}
-
-/// What the watcher publishes and the request path reads.
-pub(crate) struct Shared {
-    pub table: ArcSwap<RouteTable>,
-    pub hubs: ArcSwap<Hubs>,
-    /// What this proxy's own probes found (see [`crate::health`]).
-    pub health: ArcSwap<crate::health::HealthMap>,
-    /// Sent after every round of probes.
-    pub health_changed: watch::Sender<()>,
-    /// One connection pool per hub replica.
-    pub hub_clients: crate::health::HubClients,
-    pub connected: AtomicBool,
-    /// Shutting down: the health check says so, so that the load balancer
-    /// stops sending new requests before the listener closes.
-    pub draining: AtomicBool,
-    started: Instant,
-    last_event_ms: AtomicU64,
-}
-
 impl Shared {
-    pub fn new(static_hubs: Vec<String>) -> Shared {
-        Shared {
-            table: ArcSwap::from_pointee(RouteTable::default()),
-            hubs: ArcSwap::from_pointee(Hubs {
-                ordered: static_hubs,
-            }),
-            health: ArcSwap::from_pointee(Default::default()),
-            health_changed: watch::channel(()).0,
-            hub_clients: Default::default(),
-            connected: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
-            started: Instant::now(),
-            last_event_ms: AtomicU64::new(0),
-        }
-    }
-
-    pub fn last_event_age(&self) -> Option<Duration> {
-        let at = self.last_event_ms.load(Ordering::Relaxed);
-        (at > 0).then(|| {
-            self.started
-                .elapsed()
-                .saturating_sub(Duration::from_millis(at))
-        })
-    }
-
-    fn touch(&self) {
-        let ms = self.started.elapsed().as_millis() as u64;
-        self.last_event_ms.store(ms.max(1), Ordering::Relaxed);
-    }
-
     /// Apply one event; returns whether the route table changed.
     pub fn apply(&self, event: WatchEvent) -> bool {
         self.touch();
