@@ -227,6 +227,25 @@ pub enum SpawnerKind {
     Docker,
 }
 
+impl SpawnerKind {
+    pub const ALL: [SpawnerKind; 2] = [SpawnerKind::Process, SpawnerKind::Docker];
+
+    /// The name recorded in a server's replicated `SpawnerState::kind`:
+    /// part of the log format, so it never changes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpawnerKind::Process => "process",
+            SpawnerKind::Docker => "docker",
+        }
+    }
+
+    /// The spawner that started a server, from its recorded kind; `None`
+    /// for a name this build does not know.
+    pub fn of(sp: &quorumhub_state::SpawnerState) -> Option<SpawnerKind> {
+        SpawnerKind::ALL.into_iter().find(|k| k.as_str() == sp.kind)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--node-id must be a positive integer")]
@@ -508,6 +527,30 @@ fn parse_peer(raw: &str) -> Result<(NodeId, Member), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spawner_kinds_keep_their_recorded_names_and_flag_names() {
+        use clap::ValueEnum;
+        // The recorded names are in every replica's state: never rename.
+        let names: Vec<_> = SpawnerKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["process", "docker"]);
+        for k in SpawnerKind::ALL {
+            // `--spawner NAME` names a kind as its servers record it.
+            let flag = k.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(flag.as_deref(), Some(k.as_str()));
+            let sp = quorumhub_state::SpawnerState {
+                kind: k.as_str().into(),
+                host: String::new(),
+                pid: 0,
+                proc_start: 0,
+                port: 0,
+                target: String::new(),
+                token_id: None,
+            };
+            assert_eq!(SpawnerKind::of(&sp), Some(k));
+        }
+        assert_eq!(SpawnerKind::ALL.len(), SpawnerKind::value_variants().len());
+    }
 
     #[test]
     fn peers_as_data() {

@@ -124,8 +124,8 @@ async fn handle(hub: &Hub, job: Job) {
 /// that is known for sure (a Docker engine that does not answer is not
 /// proof that a container died).
 async fn alive(hub: &Hub, sp: &SpawnerState) -> Option<bool> {
-    match sp.kind.as_str() {
-        "docker" => match docker_client(hub).await {
+    match SpawnerKind::of(sp) {
+        Some(SpawnerKind::Docker) => match docker_client(hub).await {
             Ok(d) => match d.is_running(&sp.host).await {
                 Ok(running) => Some(running),
                 Err(e) => {
@@ -155,7 +155,7 @@ async fn docker_client(hub: &Hub) -> Result<&DockerSpawner, quorumhub_spawner::S
 
 async fn terminate(hub: &Hub, sp: &SpawnerState) {
     let grace = Duration::from_secs(hub.config.stop_grace_s);
-    if sp.kind == "docker" {
+    if SpawnerKind::of(sp) == Some(SpawnerKind::Docker) {
         let result = match docker_client(hub).await {
             Ok(d) => d.stop_and_remove(&sp.host, grace).await,
             Err(e) => Err(e),
@@ -355,7 +355,7 @@ fn start_local(
     };
     let spawned = quorumhub_spawner::spawn_process(&spec).map_err(|e| e.to_string())?;
     Ok(SpawnerState {
-        kind: "process".into(),
+        kind: SpawnerKind::Process.as_str().into(),
         host: spawned.host,
         pid: spawned.pid,
         proc_start: spawned.proc_start,
@@ -507,7 +507,7 @@ async fn start_container(
         ));
     };
     Ok(SpawnerState {
-        kind: "docker".into(),
+        kind: SpawnerKind::Docker.as_str().into(),
         host: name,
         pid: 0,
         proc_start: 0,
@@ -550,7 +550,8 @@ async fn wait_and_publish(hub: &Hub, job: &Job, sp: SpawnerState) {
     let probe = sp.clone();
     // A container's liveness needs the engine (async); the spawn timeout
     // bounds the wait for one that died.
-    let check = move || probe.kind != "process" || process_alive(&probe);
+    let check =
+        move || SpawnerKind::of(&probe) != Some(SpawnerKind::Process) || process_alive(&probe);
     if let Err(e) = quorumhub_spawner::wait_http_ready(&url, limit, check).await {
         tracing::warn!(error = %e, "server never answered");
         terminate(hub, &sp).await;
