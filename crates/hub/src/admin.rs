@@ -3,7 +3,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
@@ -87,6 +86,17 @@ pub(crate) fn status(e: HubError) -> Status {
         HubError::Internal(_) => Status::internal(e.to_string()),
         HubError::UserBusy { .. } => Status::resource_exhausted(e.to_string()),
         HubError::Overloaded { .. } => Status::unavailable(e.to_string()),
+    }
+}
+
+fn transfer_status(e: crate::transfer::TransferError) -> Status {
+    use crate::transfer::TransferError::*;
+    match e {
+        NoOtherVoter => Status::failed_precondition(e.to_string()),
+        NotAVoter(_) => Status::invalid_argument(e.to_string()),
+        NoAddress(_) => Status::internal(e.to_string()),
+        NotCaughtUp(_) | DidNotMove => Status::unavailable(e.to_string()),
+        Hub(h) => status(h),
     }
 }
 
@@ -361,7 +371,14 @@ impl admin_server::Admin for AdminService {
         if let Some(mut leader) = self.leader_client(&req)? {
             return leader.transfer_leader(forwarded(req)).await;
         }
-        crate::transfer::transfer(&self.hub, req.into_inner().target).await
+        match crate::transfer::transfer(&self.hub, req.into_inner().target).await {
+            Ok(t) => Ok(Response::new(TransferLeaderReply {
+                new_leader: t.new_leader,
+                term: t.term,
+                elapsed_ms: t.elapsed.as_millis() as u64,
+            })),
+            Err(e) => Err(transfer_status(e)),
+        }
     }
 
     async fn campaign(
@@ -485,24 +502,5 @@ fn membership_status(e: RaftError<NodeId, ClientWriteError<NodeId, RaftMember>>)
             Status::failed_precondition(e.to_string())
         }
         RaftError::Fatal(e) => Status::unavailable(e.to_string()),
-    }
-}
-
-/// Wait helper used by transfer: true once `pred` holds on the metrics.
-pub(crate) async fn wait_metrics(
-    hub: &Hub,
-    limit: Duration,
-    pred: impl Fn(&openraft::RaftMetrics<NodeId, RaftMember>) -> bool,
-) -> bool {
-    let mut rx = hub.raft.metrics();
-    let deadline = Instant::now() + limit;
-    loop {
-        if pred(&rx.borrow()) {
-            return true;
-        }
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() || tokio::time::timeout(remaining, rx.changed()).await.is_err() {
-            return pred(&rx.borrow());
-        }
     }
 }

@@ -368,16 +368,13 @@ async fn hand_over_leadership(hub: &Hub) {
         return;
     }
     match crate::transfer::transfer(hub, 0).await {
-        Ok(reply) => {
-            let reply = reply.into_inner();
-            tracing::info!(
-                new_leader = reply.new_leader,
-                elapsed_ms = reply.elapsed_ms,
-                "leadership handed over before stopping"
-            )
-        }
+        Ok(t) => tracing::info!(
+            new_leader = t.new_leader,
+            elapsed_ms = t.elapsed.as_millis() as u64,
+            "leadership handed over before stopping"
+        ),
         Err(e) => tracing::warn!(
-            error = %e.message(),
+            error = %e,
             "could not hand over leadership; stopping anyway (the others elect a leader)"
         ),
     }

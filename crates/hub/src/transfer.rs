@@ -7,24 +7,49 @@
 //! follower's own election timer (lease + election-timeout-min) fires.
 //! Writes wait at the gate meanwhile, then go to the new leader.
 
+//!
+//! No transport here: the gRPC service turns a [`TransferError`] into a
+//! status, and shutdown logs it.
+
 use std::time::{Duration, Instant};
 
-use quorumhub_proto::v1::{CampaignRequest, TransferLeaderReply};
-use quorumhub_raft::NodeId;
-use tonic::{Response, Status};
+use quorumhub_proto::v1::CampaignRequest;
+use quorumhub_raft::{Member as RaftMember, NodeId};
 
-use crate::admin::{status, wait_metrics};
-use crate::hub::Hub;
+use crate::hub::{Hub, HubError};
 
-pub(crate) async fn transfer(
-    hub: &Hub,
-    target: NodeId,
-) -> Result<Response<TransferLeaderReply>, Status> {
+/// Where leadership went.
+#[derive(Debug)]
+pub(crate) struct Transferred {
+    pub new_leader: NodeId,
+    pub term: u64,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransferError {
+    #[error("there is no other voter to transfer leadership to")]
+    NoOtherVoter,
+    #[error("node {0} is not a voter of this cluster")]
+    NotAVoter(NodeId),
+    #[error("node {0} has no address in the membership")]
+    NoAddress(NodeId),
+    #[error("node {0} did not catch up within 3 s; try again")]
+    NotCaughtUp(NodeId),
+    #[error("leadership did not move; this replica still leads. Try again")]
+    DidNotMove,
+    #[error(transparent)]
+    Hub(#[from] HubError),
+}
+
+/// Move leadership from this replica (the leader) to voter `target`, or to
+/// the most caught-up other voter when `target` is 0.
+pub(crate) async fn transfer(hub: &Hub, target: NodeId) -> Result<Transferred, TransferError> {
     let started = Instant::now();
     let metrics = hub.raft.metrics().borrow().clone();
     let membership = metrics.membership_config.membership().clone();
     let others: Vec<NodeId> = membership.voter_ids().filter(|id| *id != hub.id).collect();
-    let matched = |m: &openraft::RaftMetrics<NodeId, quorumhub_raft::Member>, id: NodeId| {
+    let matched = |m: &openraft::RaftMetrics<NodeId, RaftMember>, id: NodeId| {
         m.replication
             .as_ref()
             .and_then(|r| r.get(&id).cloned().flatten())
@@ -35,28 +60,22 @@ pub(crate) async fn transfer(
             .iter()
             .copied()
             .max_by_key(|id| matched(&metrics, *id))
-            .ok_or_else(|| {
-                Status::failed_precondition("there is no other voter to transfer leadership to")
-            })?,
+            .ok_or(TransferError::NoOtherVoter)?,
         t if t == hub.id => {
-            return Ok(Response::new(TransferLeaderReply {
+            return Ok(Transferred {
                 new_leader: hub.id,
                 term: metrics.current_term,
-                elapsed_ms: 0,
-            }))
+                elapsed: Duration::ZERO,
+            })
         }
         t if others.contains(&t) => t,
-        t => {
-            return Err(Status::invalid_argument(format!(
-                "node {t} is not a voter of this cluster"
-            )))
-        }
+        t => return Err(TransferError::NotAVoter(t)),
     };
     let node = membership
         .get_node(&target)
         .cloned()
-        .ok_or_else(|| Status::internal("target has no address"))?;
-    let mut client = hub.admin(&node.grpc_addr).map_err(status)?;
+        .ok_or(TransferError::NoAddress(target))?;
+    let mut client = hub.admin(&node.grpc_addr)?;
 
     let gate = hub.transfer_gate.write().await;
     let caught_up = wait_metrics(hub, Duration::from_secs(3), |m| {
@@ -64,9 +83,7 @@ pub(crate) async fn transfer(
     })
     .await;
     if !caught_up {
-        return Err(Status::unavailable(format!(
-            "node {target} did not catch up within 3 s; try again"
-        )));
+        return Err(TransferError::NotCaughtUp(target));
     }
     tracing::info!(target, "transferring leadership: pausing heartbeats");
     hub.raft.runtime_config().heartbeat(false);
@@ -92,9 +109,7 @@ pub(crate) async fn transfer(
         tracing::warn!(target, error = %e.message(), "campaign request failed");
     }
     if !moved {
-        return Err(Status::unavailable(
-            "leadership did not move; this replica still leads. Try again",
-        ));
+        return Err(TransferError::DidNotMove);
     }
     let new_leader = after.current_leader.unwrap_or(0);
     tracing::info!(
@@ -102,9 +117,28 @@ pub(crate) async fn transfer(
         term = after.current_term,
         "leadership transferred"
     );
-    Ok(Response::new(TransferLeaderReply {
+    Ok(Transferred {
         new_leader,
         term: after.current_term,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-    }))
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Wait up to `limit` for `pred` to hold on this replica's Raft metrics.
+async fn wait_metrics(
+    hub: &Hub,
+    limit: Duration,
+    pred: impl Fn(&openraft::RaftMetrics<NodeId, RaftMember>) -> bool,
+) -> bool {
+    let mut rx = hub.raft.metrics();
+    let deadline = Instant::now() + limit;
+    loop {
+        if pred(&rx.borrow()) {
+            return true;
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() || tokio::time::timeout(remaining, rx.changed()).await.is_err() {
+            return pred(&rx.borrow());
+        }
+    }
 }
