@@ -437,15 +437,20 @@ struct Report {
 /// this (every CI run).
 const MAX_WRITE_RESUME_US: u64 = 1_500_000;
 
-/// For a failed resume check: every write through the load balancer sent
-/// from `from` until `until` (offsets from `from`, in ms), and its answer.
+/// For a failed resume check: the first writes through the load balancer
+/// sent from `from` until `until` (offsets from `from`, in ms), and their
+/// answers.
 fn lb_writes_after(records: &[workload::Record], from: u64, until: u64) -> String {
+    const SHOWN: usize = 24;
     let mut rows: Vec<_> = records
         .iter()
         .filter(|r| r.via == "lb" && r.is_write() && r.call >= from && r.call <= until)
         .collect();
     rows.sort_by_key(|r| r.call);
-    rows.iter()
+    let more = rows.len().saturating_sub(SHOWN);
+    let mut shown: Vec<String> = rows
+        .iter()
+        .take(SHOWN)
         .map(|r| {
             format!(
                 "[{:.0}..{:.0} ms {}]",
@@ -454,8 +459,11 @@ fn lb_writes_after(records: &[workload::Record], from: u64, until: u64) -> Strin
                 r.detail
             )
         })
-        .collect::<Vec<_>>()
-        .join(" ")
+        .collect();
+    if more > 0 {
+        shown.push(format!("(+{more} more)"));
+    }
+    shown.join(" ")
 }
 
 fn ms(us: u64) -> f64 {

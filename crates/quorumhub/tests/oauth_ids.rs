@@ -60,6 +60,19 @@ async fn request_start(c: &Cluster, user: &str, server: &str) -> (StatusCode, se
     (status, r.json().await.unwrap_or_default())
 }
 
+/// `GET /hub/api/users/{user}` on replica 1.
+async fn user_model(c: &Cluster, user: &str) -> serde_json::Value {
+    client()
+        .get(c.url(1, &format!("/hub/api/users/{user}")))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("get user")
+        .json()
+        .await
+        .expect("json")
+}
+
 /// Start `user`'s server and wait until it is ready.
 async fn start(c: &Cluster, user: &str, server: &str) {
     let (status, body) = request_start(c, user, server).await;
@@ -69,15 +82,7 @@ async fn start(c: &Cluster, user: &str, server: &str) {
     );
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let u: serde_json::Value = client()
-            .get(c.url(1, &format!("/hub/api/users/{user}")))
-            .header("Authorization", auth())
-            .send()
-            .await
-            .expect("get user")
-            .json()
-            .await
-            .expect("json");
+        let u = user_model(c, user).await;
         if u["servers"][server]["ready"] == true {
             return;
         }
@@ -103,15 +108,7 @@ async fn stop(c: &Cluster, user: &str, server: &str) {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let u: serde_json::Value = client()
-            .get(c.url(1, &format!("/hub/api/users/{user}")))
-            .header("Authorization", auth())
-            .send()
-            .await
-            .expect("get user")
-            .json()
-            .await
-            .expect("json");
+        let u = user_model(c, user).await;
         if u["servers"].get(server).is_none() {
             return;
         }
