@@ -121,40 +121,11 @@ pub struct HubConfig {
     /// failing with 503.
     #[arg(long, default_value_t = 10_000)]
     pub write_timeout_ms: u64,
-    /// Which spawner starts single-user servers: `process` (a local process
-    /// on the leading replica's host) or `docker` (a container per server,
-    /// which outlives and is unaffected by any hub replica).
-    #[arg(long, value_enum, default_value_t = SpawnerKind::Process)]
-    pub spawner: SpawnerKind,
-    /// Docker spawner: image of the single-user servers.
-    #[arg(long, default_value = "quorumhub:dev")]
-    pub docker_image: String,
-    /// Docker spawner: network the server containers join; the proxies must
-    /// be on it (e.g. the compose network `quorumhub_qh`).
-    #[arg(long)]
-    pub docker_network: Option<String>,
-    /// Docker spawner: the engine's socket.
-    #[arg(long, default_value = "/var/run/docker.sock")]
-    pub docker_socket: String,
-    /// Command that runs a single-user server (default: this binary's
-    /// built-in `singleuser`; with `--spawner docker`, `singleuser` as the
-    /// image's command). Repeat for arguments.
-    #[arg(long = "spawner-cmd", allow_hyphen_values = true)]
-    pub spawner_cmd: Vec<String>,
-    /// Process spawner: run every server as the hub's own Unix user, in
-    /// the shared <data-dir>/servers, instead of as its user's own system
-    /// account. Every user's server can then read every other's files and
-    /// the hub's; for `quorumhub dev` and tests only. Logged as a warning.
-    #[arg(long)]
-    pub spawner_run_as_hub_user: bool,
-    /// Process spawner: the system account of hub user NAME is
-    /// PREFIX + NAME (e.g. `jupyter-` makes alice's `jupyter-alice`).
-    #[arg(long, default_value = "")]
-    pub system_user_prefix: String,
-    /// Process spawner: create a missing system account (with `useradd`,
-    /// home directory included) instead of refusing to start the server.
-    #[arg(long)]
-    pub create_system_users: bool,
+    /// Which spawner starts servers, its command and each spawner's own
+    /// flags (`--spawner`, `--spawner-cmd`, `--docker-*`, the process
+    /// spawner's accounts).
+    #[command(flatten)]
+    pub spawner: quorumhub_spawner::SpawnerArgs,
     /// How long a new server has to answer HTTP.
     #[arg(long, default_value_t = 30)]
     pub spawn_timeout_s: u64,
@@ -219,33 +190,6 @@ pub struct HubConfig {
     pub grpc_tls: quorumhub_proto::grpc_tls::GrpcTlsArgs,
 }
 
-/// The spawner a replica uses; every replica of a cluster should use the
-/// same one, since any of them may lead.
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SpawnerKind {
-    Process,
-    Docker,
-}
-
-impl SpawnerKind {
-    pub const ALL: [SpawnerKind; 2] = [SpawnerKind::Process, SpawnerKind::Docker];
-
-    /// The name recorded in a server's replicated `SpawnerState::kind`:
-    /// part of the log format, so it never changes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SpawnerKind::Process => "process",
-            SpawnerKind::Docker => "docker",
-        }
-    }
-
-    /// The spawner that started a server, from its recorded kind; `None`
-    /// for a name this build does not know.
-    pub fn of(sp: &quorumhub_state::SpawnerState) -> Option<SpawnerKind> {
-        SpawnerKind::ALL.into_iter().find(|k| k.as_str() == sp.kind)
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("--node-id must be a positive integer")]
@@ -266,8 +210,8 @@ pub enum ConfigError {
     Timeouts(u64, u64, u64),
     #[error("--admin-user: {0}")]
     AdminUser(String),
-    #[error("--spawner docker needs --docker-network: the Docker network the proxies are on")]
-    DockerNetwork,
+    #[error(transparent)]
+    Spawner(#[from] quorumhub_spawner::SpawnerConfigError),
     #[error("--oidc-issuer needs --oidc-client-id and --oidc-client-secret-file (or --oidc-client-secret / QUORUMHUB_OIDC_CLIENT_SECRET)")]
     OidcIncomplete,
     #[error("--oidc-issuer {0:?} is not an http(s) URL")]
@@ -278,10 +222,6 @@ pub enum ConfigError {
     Limits(String),
     #[error("{0}")]
     SecretFile(#[from] quorumhub_proto::secret_file::SecretFileError),
-    #[error("the process spawner runs each server as its user's own system account, which needs the hub to run as root (it runs as uid {0}); run it as root, or start it with --spawner-run-as-hub-user to run every server as the hub's own user (no isolation between users)")]
-    NotRootForUserAccounts(u32),
-    #[error("--system-user-prefix {0:?}: {1}")]
-    SystemUserPrefix(String, String),
 }
 
 impl HubConfig {
@@ -355,11 +295,6 @@ impl HubConfig {
         Ok((cluster, fresh.keyring()?))
     }
 
-    /// Whether servers run as their users' own system accounts.
-    pub fn servers_as_user_accounts(&self) -> bool {
-        self.spawner == SpawnerKind::Process && !self.spawner_run_as_hub_user
-    }
-
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.node_id == 0 {
             return Err(ConfigError::ZeroNodeId);
@@ -392,25 +327,7 @@ impl HubConfig {
                 return Err(ConfigError::OidcWhoMay);
             }
         }
-        if !self.system_user_prefix.is_empty() {
-            // The prefix plus a valid hub name must make a valid account
-            // name: check it with a one-letter name.
-            let probe = format!("{}a", self.system_user_prefix);
-            quorumhub_spawner::account::validate_account_name(&probe).map_err(|e| {
-                ConfigError::SystemUserPrefix(self.system_user_prefix.clone(), e.to_string())
-            })?;
-        }
-        if self.servers_as_user_accounts() {
-            let uid = quorumhub_spawner::account::effective_uid();
-            if uid != 0 {
-                return Err(ConfigError::NotRootForUserAccounts(uid));
-            }
-        }
-        if self.spawner == SpawnerKind::Docker
-            && self.docker_network.as_deref().unwrap_or("").is_empty()
-        {
-            return Err(ConfigError::DockerNetwork);
-        }
+        self.spawner.validate()?;
         let peers = self.peer_map()?;
         if peers.is_empty() && !self.join {
             return Err(ConfigError::NoPeersNoJoin);
@@ -527,30 +444,6 @@ fn parse_peer(raw: &str) -> Result<(NodeId, Member), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn spawner_kinds_keep_their_recorded_names_and_flag_names() {
-        use clap::ValueEnum;
-        // The recorded names are in every replica's state: never rename.
-        let names: Vec<_> = SpawnerKind::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["process", "docker"]);
-        for k in SpawnerKind::ALL {
-            // `--spawner NAME` names a kind as its servers record it.
-            let flag = k.to_possible_value().map(|v| v.get_name().to_string());
-            assert_eq!(flag.as_deref(), Some(k.as_str()));
-            let sp = quorumhub_state::SpawnerState {
-                kind: k.as_str().into(),
-                host: String::new(),
-                pid: 0,
-                proc_start: 0,
-                port: 0,
-                target: String::new(),
-                token_id: None,
-            };
-            assert_eq!(SpawnerKind::of(&sp), Some(k));
-        }
-        assert_eq!(SpawnerKind::ALL.len(), SpawnerKind::value_variants().len());
-    }
 
     #[test]
     fn peers_as_data() {

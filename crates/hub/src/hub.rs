@@ -81,8 +81,6 @@ pub struct Hub {
     pub(crate) transfer_gate: tokio::sync::RwLock<()>,
     /// Hex SHA-256 of the bootstrap admin token.
     pub admin_token_hash: Option<String>,
-    /// The Docker engine (`--spawner docker`), connected on first use.
-    pub(crate) docker: tokio::sync::OnceCell<quorumhub_spawner::docker::DockerSpawner>,
     /// Set when shutdown begins: HTTP responses close their connection.
     pub(crate) draining: std::sync::atomic::AtomicBool,
     /// Failed logins per user name and per address (this replica's count).
@@ -107,7 +105,6 @@ impl Hub {
             admins: Mutex::new(HashMap::new()),
             transfer_gate: tokio::sync::RwLock::new(()),
             admin_token_hash,
-            docker: tokio::sync::OnceCell::new(),
             draining: std::sync::atomic::AtomicBool::new(false),
             login_limiter: Default::default(),
             admission: crate::admission::Admission::new(&config.limits),

@@ -87,7 +87,7 @@ pub async fn run(
     config.load_secret_files()?;
     config.validate()?;
     let config = Arc::new(config);
-    if config.spawner == crate::config::SpawnerKind::Process && config.spawner_run_as_hub_user {
+    if config.spawner.servers_as_hub_user() {
         tracing::warn!(
             "--spawner-run-as-hub-user: every server runs as the hub's own Unix user, so each \
              user's server can read the others' files, the hub's data dir and its secrets; \
@@ -116,7 +116,7 @@ pub async fn run(
     let server_auth = ServerAuth::new(keyring);
     crate::preflight::check_peers(&config, &auth).await?;
     let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
-    if config.servers_as_user_accounts() {
+    if config.spawner.servers_as_user_accounts() {
         make_private(&config.data_dir)?;
     }
     let (log_store, summary) = LogStore::open(&data_dir.raft_dir())?;
@@ -260,7 +260,18 @@ pub async fn run(
         stop_rx.clone(),
     ));
     tokio::spawn(crate::bootstrap::run(hub.clone(), stop_rx.clone()));
-    tokio::spawn(crate::controller::run(hub.clone(), stop_rx.clone()));
+    let spawners = quorumhub_spawner::Spawners::from_args(
+        &config.spawner,
+        &quorumhub_spawner::SpawnerContext {
+            cluster_id: config.cluster_id.clone(),
+            servers_dir: config.data_dir.join("servers"),
+        },
+    );
+    tokio::spawn(crate::controller::run(
+        hub.clone(),
+        Arc::new(spawners),
+        stop_rx.clone(),
+    ));
     tokio::spawn(crate::version::run(hub.clone(), stop_rx.clone()));
 
     let died = tokio::select! {

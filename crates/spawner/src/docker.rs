@@ -11,7 +11,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use crate::SpawnError;
+use quorumhub_state::SpawnerState;
+use tokio::sync::OnceCell;
+
+use crate::spawner::{
+    Launch, Liveness, SpawnerArgs, SpawnerConfigError, SpawnerContext, SpawnerKind, Started,
+};
+use crate::{ServerEnv, SpawnError};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
@@ -73,7 +79,7 @@ pub fn container_name(
 
 /// A connection to the Docker engine.
 #[derive(Clone, Debug)]
-pub struct DockerSpawner {
+pub struct Engine {
     docker: Docker,
 }
 
@@ -94,7 +100,7 @@ fn is_not_found(e: &bollard::errors::Error) -> bool {
     )
 }
 
-impl DockerSpawner {
+impl Engine {
     /// Connects to the engine's Unix socket and agrees on an API version.
     pub async fn connect(socket: &str) -> Result<Self, SpawnError> {
         let docker =
@@ -294,6 +300,172 @@ impl DockerSpawner {
             }) => Ok(()),
             Err(e) => Err(docker_err("remove", e)),
         }
+    }
+}
+
+/// The Docker spawner's flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DockerArgs {
+    /// Docker spawner: image of the single-user servers.
+    #[arg(long, default_value = "quorumhub:dev")]
+    pub docker_image: String,
+    /// Docker spawner: network the server containers join; the proxies must
+    /// be on it (e.g. the compose network `quorumhub_qh`).
+    #[arg(long)]
+    pub docker_network: Option<String>,
+    /// Docker spawner: the engine's socket.
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    pub docker_socket: String,
+}
+
+impl DockerArgs {
+    pub(crate) fn validate(&self) -> Result<(), SpawnerConfigError> {
+        if self.docker_network.as_deref().unwrap_or("").is_empty() {
+            return Err(SpawnerConfigError::DockerNetwork);
+        }
+        Ok(())
+    }
+}
+
+/// Starts each server as a container of its own. Its name is fixed by
+/// (cluster, user, server, generation) plus the attempt, and its labels by
+/// the first four, so a container left by a leader that died before
+/// recording it is found, reported (for its token) and replaced.
+pub struct DockerSpawner {
+    args: DockerArgs,
+    /// Empty: the image's `singleuser`.
+    cmd: Vec<String>,
+    cluster_id: String,
+    /// Connected on first use: a replica that never leads, or leads only
+    /// process servers, needs no engine.
+    engine: OnceCell<Engine>,
+}
+
+impl DockerSpawner {
+    pub fn new(args: &SpawnerArgs, ctx: &SpawnerContext) -> DockerSpawner {
+        DockerSpawner {
+            args: args.docker.clone(),
+            cmd: args.cmd.clone(),
+            cluster_id: ctx.cluster_id.clone(),
+            engine: OnceCell::new(),
+        }
+    }
+
+    /// The engine connection, made on first use.
+    pub async fn engine(&self) -> Result<&Engine, SpawnError> {
+        self.engine
+            .get_or_try_init(|| Engine::connect(&self.args.docker_socket))
+            .await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::Spawner for DockerSpawner {
+    fn kind(&self) -> SpawnerKind {
+        SpawnerKind::Docker
+    }
+
+    async fn start(&self, launch: &Launch) -> Result<Started, SpawnError> {
+        let d = self.engine().await?;
+        let network = self.args.docker_network.clone().unwrap_or_default();
+        let labels: BTreeMap<String, String> = [
+            (LABEL_CLUSTER, self.cluster_id.clone()),
+            (LABEL_USER, launch.user.clone()),
+            (LABEL_SERVER, launch.server.clone()),
+            (LABEL_GENERATION, launch.generation.to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        // Containers of this generation that nobody recorded: a leader
+        // started them and lost leadership (or died) before its start was
+        // committed.
+        let mut orphaned_tokens = Vec::new();
+        for (old, old_labels) in d.find_labelled(&labels).await? {
+            tracing::info!(container = %old, "removing a container a previous leader started but never recorded");
+            if let Some(old_token) = old_labels.get(LABEL_TOKEN_ID) {
+                orphaned_tokens.push(old_token.clone());
+            }
+            d.stop_and_remove(&old, Duration::ZERO).await?;
+        }
+        let attempt: String = launch
+            .token_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(8)
+            .collect();
+        let name = container_name(
+            &self.cluster_id,
+            &launch.user,
+            &launch.server,
+            launch.generation,
+            &attempt,
+        );
+        let mut server_env = ServerEnv::new(
+            launch.user.clone(),
+            launch.server.clone(),
+            launch.token.clone(),
+            launch.hub_api_url.clone(),
+            Some(launch.public_url.clone()),
+            CONTAINER_PORT,
+        );
+        server_env.ip = "0.0.0.0".into();
+        server_env.oauth_client_id = Some(launch.client_id.clone());
+        let env = crate::jupyterhub_env(&server_env);
+        let cmd = if self.cmd.is_empty() {
+            vec!["singleuser".to_string()]
+        } else {
+            self.cmd.clone()
+        };
+        let mut labels = labels;
+        labels.insert(LABEL_TOKEN_ID.to_string(), launch.token_id.clone());
+        let spec = ContainerSpec {
+            name: name.clone(),
+            image: self.args.docker_image.clone(),
+            network: network.clone(),
+            cmd,
+            env,
+            labels,
+        };
+        let info = d.start(&spec).await?;
+        let Some(ip) = info.ip else {
+            let _ = d.stop_and_remove(&name, Duration::ZERO).await;
+            return Err(SpawnError::NoContainerAddress { name, network });
+        };
+        Ok(Started {
+            state: SpawnerState {
+                kind: SpawnerKind::Docker.as_str().into(),
+                host: name,
+                pid: 0,
+                proc_start: 0,
+                port: CONTAINER_PORT,
+                target: format!("http://{}:{}", crate::fmt_ip_url(&ip), CONTAINER_PORT),
+                token_id: Some(launch.token_id.clone()),
+            },
+            orphaned_tokens,
+        })
+    }
+
+    async fn liveness(&self, state: &SpawnerState) -> Liveness {
+        let running = match self.engine().await {
+            Ok(d) => d.is_running(&state.host).await,
+            Err(e) => Err(e),
+        };
+        match running {
+            Ok(true) => Liveness::Running,
+            Ok(false) => Liveness::Gone,
+            Err(e) => {
+                tracing::warn!(container = %state.host, error = %e, "cannot check the server container");
+                Liveness::Unknown
+            }
+        }
+    }
+
+    async fn stop(&self, state: &SpawnerState, grace: Duration) -> Result<(), SpawnError> {
+        self.engine()
+            .await?
+            .stop_and_remove(&state.host, grace)
+            .await
     }
 }
 

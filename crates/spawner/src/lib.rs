@@ -22,9 +22,11 @@
 pub mod account;
 pub mod docker;
 mod env;
+pub mod local;
 mod process;
 mod ready;
 pub mod singleuser;
+mod spawner;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,6 +41,10 @@ pub use process::{
     Spawned, INHERITED_ENV,
 };
 pub use ready::wait_http_ready;
+pub use spawner::{
+    Launch, Liveness, Spawner, SpawnerArgs, SpawnerConfigError, SpawnerContext, SpawnerKind,
+    Spawners, Started,
+};
 
 /// Why starting, watching or stopping a server failed; each message says
 /// what to do about it.
@@ -94,6 +100,29 @@ pub enum SpawnError {
     DockerImage { image: String, detail: String },
     #[error("Docker {op} failed: {detail}")]
     Docker { op: &'static str, detail: String },
+    #[error("no free port on this host for the server: {0}; free ports or raise the local port range (net.ipv4.ip_local_port_range)")]
+    NoFreePort(std::io::Error),
+    #[error("cannot find the quorumhub binary to run its built-in single-user server: {0}; set --spawner-cmd")]
+    CurrentExe(std::io::Error),
+    #[error("cannot create {} (mode 0700): {source}; check the data dir", path.display())]
+    ServersDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("user {user} has no system account {account:?} on host {host}, and servers run as their users' own accounts: create it (useradd -m {account}), or start the hubs with --create-system-users")]
+    NoAccount {
+        user: String,
+        account: String,
+        host: String,
+    },
+    #[error("system account {account:?} of user {user} is root (uid 0); servers never run as root: give the user an unprivileged account, or set --system-user-prefix")]
+    RootAccount { user: String, account: String },
+    #[error("the home directory {} of system account {account:?} does not exist; create it (mkdir -m 700 {0} && chown {account}: {0})", home.display())]
+    NoHome { home: PathBuf, account: String },
+    #[error("the server runs on host {host} (pid {pid}); it cannot be signalled from here: stop it on that host")]
+    OtherHost { host: String, pid: u32 },
+    #[error("container {name} has no address on network {network:?}; check --docker-network")]
+    NoContainerAddress { name: String, network: String },
     #[error("the server did not answer HTTP at {url} within {timeout:?} (last attempt: {last}); read its log file, or raise --spawn-timeout-s if it is just slow")]
     NotReady {
         url: String,
