@@ -83,12 +83,8 @@ pub struct Hub {
     pub admin_token_hash: Option<String>,
     /// Set when shutdown begins: HTTP responses close their connection.
     pub(crate) draining: std::sync::atomic::AtomicBool,
-    /// Failed logins per user name and per address (this replica's count).
-    pub(crate) login_limiter: crate::web::LoginLimiter,
     /// Writes in flight and waiting, per user and in all (this replica's).
     pub(crate) admission: crate::admission::Admission,
-    /// When each client's refusal (413, 400 on a limit, 429) was last logged.
-    pub(crate) refusals: crate::limits::RefusalLog,
 }
 
 impl Hub {
@@ -106,9 +102,7 @@ impl Hub {
             transfer_gate: tokio::sync::RwLock::new(()),
             admin_token_hash,
             draining: std::sync::atomic::AtomicBool::new(false),
-            login_limiter: Default::default(),
             admission: crate::admission::Admission::new(&config.limits),
-            refusals: Default::default(),
             config,
         }
     }

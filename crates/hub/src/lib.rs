@@ -17,12 +17,16 @@
 pub mod admin;
 mod admission;
 pub mod api;
+mod app;
+pub mod auth;
 mod bootstrap;
 pub mod config;
 pub mod controller;
+mod error;
 pub mod hub;
 pub mod limits;
 pub mod node;
+mod ops;
 pub mod password;
 mod preflight;
 pub mod routes;

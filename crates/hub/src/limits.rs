@@ -17,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::hub::Hub;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;

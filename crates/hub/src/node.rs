@@ -226,7 +226,7 @@ pub async fn run(
         "hub-http",
         None,
     );
-    let router = crate::api::router(hub.clone());
+    let router = crate::app::router(hub.clone());
     let handler = move |req: http::Request<quorumhub_edge::RequestBody>| {
         let router = router.clone();
         async move {

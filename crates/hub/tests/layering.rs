@@ -1,8 +1,15 @@
-//! The spawner controller knows no spawner by name (issue 11, step 4): it
-//! drives `quorumhub_spawner::Spawners`, so adding a spawner touches the
-//! spawner crate only. Fails, naming the line, if the hub's code (comments
-//! aside) names a spawner kind or a spawner's own functions.
+//! The hub's layering (issue 11), checked on its sources (comments aside),
+//! each failure naming the line or the import path:
+//! - the spawner controller knows no spawner by name: it drives
+//!   `quorumhub_spawner::Spawners`, so adding a spawner touches the spawner
+//!   crate only;
+//! - the REST API (`api/`) and the browser pages (`web/`) never import each
+//!   other; what both need is in `auth/`, `ops/` and `error.rs`, and
+//!   `app.rs` composes them;
+//! - the use cases (`ops/`) name no transport or template engine;
+//! - the replica (`hub.rs`) knows nothing of the HTTP side.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Names that belong to one spawner or to the choice between them.
@@ -79,6 +86,103 @@ fn the_hub_never_starts_checks_or_stops_a_server_itself() {
     rust_files(&src(), &mut files);
     assert!(files.len() > 10, "found the hub's sources: {files:?}");
     let found = naming(&files, SPAWNING);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// The hub's top-level modules (a file, or a directory with its files) and
+/// the top-level modules each names as `crate::<module>`.
+fn module_imports() -> BTreeMap<String, BTreeSet<String>> {
+    let mut text: BTreeMap<String, String> = BTreeMap::new();
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    for path in &files {
+        let rel = path.strip_prefix(src()).expect("under src");
+        let top = rel
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .expect("name")
+            .trim_end_matches(".rs")
+            .to_string();
+        let code: String = std::fs::read_to_string(path)
+            .expect("read")
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        text.entry(top).or_default().push_str(&code);
+    }
+    let names: BTreeSet<String> = text.keys().cloned().collect();
+    text.iter()
+        .map(|(module, code)| {
+            let mut deps = BTreeSet::new();
+            let mut word = |w: &str| {
+                let dep: String = w
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if dep != *module && names.contains(&dep) {
+                    deps.insert(dep);
+                }
+            };
+            for (i, _) in code.match_indices("crate::") {
+                word(&code[i + "crate::".len()..]);
+            }
+            for group in code.split("crate::{").skip(1) {
+                let group = group.split('}').next().unwrap_or_default();
+                for part in group.split(',') {
+                    word(part);
+                }
+            }
+            (module.clone(), deps)
+        })
+        .collect()
+}
+
+#[test]
+fn the_api_and_the_pages_never_import_each_other() {
+    let graph = module_imports();
+    for (from, to) in [("api", "web"), ("web", "api")] {
+        assert!(graph.contains_key(from), "module {from} exists: {graph:?}");
+        assert!(
+            !graph[from].contains(to),
+            "{from} imports {to}; move what both need to auth/, ops/ or error.rs"
+        );
+    }
+}
+
+#[test]
+fn the_replica_knows_nothing_of_http() {
+    let graph = module_imports();
+    let http_side = ["api", "web", "auth", "app", "error"];
+    let found: Vec<_> = graph["hub"]
+        .iter()
+        .filter(|m| http_side.contains(&m.as_str()))
+        .collect();
+    assert!(found.is_empty(), "hub.rs imports {found:?}");
+    // The use cases lean on the replica only.
+    for m in &graph["ops"] {
+        assert!(!http_side.contains(&m.as_str()), "ops/ imports {m}");
+    }
+}
+
+#[test]
+fn the_use_cases_name_no_transport() {
+    let mut files = Vec::new();
+    rust_files(&src().join("ops"), &mut files);
+    assert!(!files.is_empty());
+    let found = naming(
+        &files,
+        &[
+            "axum",
+            "http::",
+            "hyper",
+            "minijinja",
+            "tonic",
+            "StatusCode",
+        ],
+    );
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 

@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use quorumhub_state::{normalize_username, Command, Response as SmResponse};
 use serde_json::Value;
 
-use super::auth::Caller;
-use super::{json_body, ApiError};
+use crate::auth::Caller;
+use crate::error::{json_body, ApiError};
 use crate::hub::Hub;
 use crate::scopes::Resource;
 use crate::time::now_ms;

@@ -11,8 +11,8 @@ use quorumhub_state::{Command, Group, Response as SmResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
-use super::{json_body, ApiError};
+use crate::auth::Caller;
+use crate::error::{json_body, ApiError};
 use crate::hub::Hub;
 use crate::limits::{check, Field};
 use crate::scopes::Resource;

@@ -14,8 +14,8 @@ use futures::Stream;
 use quorumhub_state::{normalize_username, HubState, Phase, Route, DEFAULT_SERVER};
 use serde_json::{json, Value};
 
-use super::auth::Caller;
-use super::ApiError;
+use crate::auth::Caller;
+use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::scopes::Resource;
 
@@ -38,7 +38,7 @@ fn event(s: &HubState, user: &str, generation: u64) -> Value {
             json!({"progress": 50, "message": "Spawning server..."})
         }
         Some(_) => json!({"progress": 0, "message": "Server requested"}),
-        None => match super::servers::stop_reason(s, user, DEFAULT_SERVER, generation) {
+        None => match crate::ops::servers::stop_reason(s, user, DEFAULT_SERVER, generation) {
             Some(reason) => {
                 json!({"progress": 100, "failed": true, "message": format!("Spawn failed: {reason}")})
             }

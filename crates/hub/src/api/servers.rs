@@ -6,40 +6,18 @@
 //! spawn timeout and answers 201/204 when done, 202 while still pending.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use quorumhub_state::{normalize_username, Command, HubState, Rejection, Response as SmResponse};
+use quorumhub_state::{normalize_username, HubState, Rejection};
 
-use super::auth::Caller;
-use super::{json_body, slow_spawn_timeout, ApiError};
-use crate::hub::{Hub, HubError};
+use crate::auth::Caller;
+use crate::error::{json_body, ApiError};
+use crate::hub::Hub;
 use crate::limits::{check, quota_full, Field};
+use crate::ops::servers::{self, slow_spawn_timeout};
 use crate::scopes::Resource;
-
-/// Wait until `pred` holds on the locally applied state.
-pub(crate) async fn wait_state(
-    hub: &Hub,
-    limit: Duration,
-    pred: impl Fn(&HubState) -> bool,
-) -> bool {
-    let mut rx = hub.sm.subscribe();
-    let check = || hub.read(&pred);
-    let waited = tokio::time::timeout(limit, async {
-        loop {
-            if check() {
-                return;
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
-    waited.is_ok() && check()
-}
 
 async fn start(
     hub: &Hub,
@@ -83,28 +61,12 @@ async fn start(
             }
         }
     }
-    let generation = match hub
-        .propose(Command::RequestSpawn {
-            user: user.clone(),
-            server_name: server.to_string(),
-            user_options,
-        })
-        .await?
-    {
-        SmResponse::SpawnRequested { generation } => generation,
-        SmResponse::Rejected { rejection } => return Err(rejection.into()),
-        other => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("unexpected outcome {other:?}"),
-            ))
-        }
-    };
+    let generation = servers::spawn(hub, &user, server, user_options).await?;
     let settled = |s: &HubState| match s.server(&user, server) {
         Some(srv) if srv.generation == generation => srv.ready() || srv.pending() == Some("stop"),
         _ => true,
     };
-    wait_state(hub, slow_spawn_timeout(hub), settled).await;
+    servers::wait_state(hub, slow_spawn_timeout(hub), settled).await;
     let outcome = hub.read(|s| {
         s.server(&user, server)
             .filter(|s| s.generation == generation)
@@ -115,7 +77,7 @@ async fn start(
         Some((false, Some("spawn"))) => Ok(StatusCode::ACCEPTED),
         _ => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            match hub.read(|s| stop_reason(s, &user, server, generation)) {
+            match hub.read(|s| servers::stop_reason(s, &user, server, generation)) {
                 Some(reason) => {
                     format!("{user}'s server{} failed to start: {reason}", label(server))
                 }
@@ -128,45 +90,12 @@ async fn start(
     }
 }
 
-/// The spawner's reason for the end of spawn `generation` of `user`'s
-/// `server`, once recorded (log format 5).
-pub(crate) fn stop_reason(
-    s: &HubState,
-    user: &str,
-    server: &str,
-    generation: u64,
-) -> Option<String> {
-    s.user(user)
-        .and_then(|u| u.last_stop.as_ref())
-        .filter(|r| r.server_name == server && r.generation == generation)
-        .map(|r| r.reason.clone())
-}
-
 fn label(server: &str) -> String {
     if server.is_empty() {
         String::new()
     } else {
         format!(" {server}")
     }
-}
-
-/// Request a stop: `Ok(Ok(()))` once recorded, `Ok(Err(_))` when the state
-/// refuses it, `Err(_)` when it could not be committed at all.
-pub(crate) async fn stop(
-    hub: &Hub,
-    user: &str,
-    server: &str,
-) -> Result<Result<(), Rejection>, HubError> {
-    let outcome = hub
-        .propose(Command::RequestStop {
-            user: user.to_string(),
-            server_name: server.to_string(),
-        })
-        .await?;
-    Ok(match outcome {
-        SmResponse::Rejected { rejection } => Err(rejection),
-        _ => Ok(()),
-    })
 }
 
 async fn stop_api(
@@ -185,7 +114,7 @@ async fn stop_api(
             name: server,
         },
     )?;
-    match stop(hub, &user, server).await? {
+    match servers::stop(hub, &user, server).await? {
         Ok(()) => {}
         Err(Rejection::Pending { pending, .. }) if pending == "stop" => {
             return Ok(StatusCode::ACCEPTED)
@@ -198,7 +127,7 @@ async fn stop_api(
         }
         Err(r) => return Err(r.into()),
     }
-    let gone = wait_state(hub, slow_spawn_timeout(hub), |s| {
+    let gone = servers::wait_state(hub, slow_spawn_timeout(hub), |s| {
         s.server(&user, server).is_none()
     })
     .await;
@@ -242,45 +171,4 @@ pub(crate) async fn stop_named(
     Path((user, server)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     stop_api(&hub, &caller, &user, &server).await
-}
-
-/// For the pages: ask for a spawn; a server already running or starting
-/// is fine (the page then shows it).
-pub(crate) async fn request_spawn(
-    hub: &Hub,
-    user: &str,
-    server: &str,
-    user_options: serde_json::Value,
-) -> Result<(), ApiError> {
-    match hub
-        .propose(Command::RequestSpawn {
-            user: user.to_string(),
-            server_name: server.to_string(),
-            user_options,
-        })
-        .await?
-    {
-        SmResponse::SpawnRequested { .. } => Ok(()),
-        SmResponse::Rejected {
-            rejection: Rejection::AlreadyRunning { .. },
-        } => Ok(()),
-        SmResponse::Rejected {
-            rejection: Rejection::Pending { pending, .. },
-        } if pending == "spawn" => Ok(()),
-        SmResponse::Rejected { rejection } => Err(rejection.into()),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected outcome {other:?}"),
-        )),
-    }
-}
-
-/// For the pages: ask for a stop; a server already stopping is fine.
-pub(crate) async fn request_stop(hub: &Hub, user: &str, server: &str) -> Result<(), ApiError> {
-    match stop(hub, user, server).await? {
-        Ok(()) => Ok(()),
-        Err(Rejection::Pending { pending, .. }) if pending == "stop" => Ok(()),
-        Err(Rejection::NotRunning { .. }) => Ok(()),
-        Err(r) => Err(r.into()),
-    }
 }

@@ -15,8 +15,8 @@ use quorumhub_state::{
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{token_scopes, Caller};
-use super::{json_body, ApiError};
+use crate::auth::{token_scopes, Caller};
+use crate::error::{json_body, ApiError};
 use crate::hub::{hash_token, new_token, Hub};
 use crate::limits::{check, quota_full, Field};
 use crate::scopes::{self, Resource};

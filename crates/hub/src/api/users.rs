@@ -13,9 +13,9 @@ use quorumhub_state::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::auth::Caller;
 use super::model::user_json;
-use super::{json_body, ApiError};
+use crate::auth::Caller;
+use crate::error::{json_body, ApiError};
 use crate::hub::Hub;
 use crate::scopes::Resource;
 
@@ -228,7 +228,7 @@ pub(crate) async fn create_many(
     for name in names {
         match create(&hub, name, body.admin).await {
             Ok(u) => created.push(u),
-            Err(e) if e.status == StatusCode::CONFLICT => continue,
+            Err(e) if e.status() == StatusCode::CONFLICT => continue,
             Err(e) => return Err(e),
         }
     }
@@ -324,15 +324,17 @@ pub(crate) async fn delete(
         .read(|s| s.user(&name).map(|u| u.servers.keys().cloned().collect()))
         .ok_or_else(|| no_such_user(&name))?;
     for server in &servers {
-        match super::servers::stop(&hub, &name, server).await? {
+        match crate::ops::servers::stop(&hub, &name, server).await? {
             Ok(()) | Err(Rejection::NotRunning { .. }) | Err(Rejection::Pending { .. }) => {}
             Err(r) => return Err(r.into()),
         }
     }
     if !servers.is_empty() {
-        let gone = super::servers::wait_state(&hub, super::slow_spawn_timeout(&hub), |s| {
-            s.user(&name).is_none_or(|u| u.servers.is_empty())
-        })
+        let gone = crate::ops::servers::wait_state(
+            &hub,
+            crate::ops::servers::slow_spawn_timeout(&hub),
+            |s| s.user(&name).is_none_or(|u| u.servers.is_empty()),
+        )
         .await;
         if !gone {
             return Err(ApiError::new(

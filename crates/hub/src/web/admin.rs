@@ -15,8 +15,8 @@ use quorumhub_proto::v1::{ClusterStatusRequest, NodeStatusRequest};
 use serde_json::json;
 
 use super::pages::require_login;
-use super::session::{self, Login};
 use super::{error_page, page, secure};
+use crate::auth::session::{self, Login};
 use crate::hub::Hub;
 use crate::scopes::{self, Resource};
 use crate::time::iso;

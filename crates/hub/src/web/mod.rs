@@ -7,10 +7,8 @@ mod admin;
 mod oauth;
 mod oidc;
 mod pages;
-mod ratelimit;
-pub(crate) mod session;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -18,11 +16,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use minijinja::Environment;
 
+use crate::auth::HttpState;
 use crate::hub::{Hub, HubError};
 
-pub(crate) use ratelimit::LoginLimiter;
-
-pub fn router() -> Router<Arc<Hub>> {
+pub fn router() -> Router<HttpState> {
     Router::new()
         .route("/hub/", get(pages::root))
         .route("/hub", get(pages::root))
@@ -41,7 +38,7 @@ pub fn router() -> Router<Arc<Hub>> {
 }
 
 /// The OAuth provider's routes, nested under `/hub/api`.
-pub(crate) fn oauth_routes() -> Router<Arc<Hub>> {
+pub(crate) fn oauth_routes() -> Router<HttpState> {
     Router::new()
         .route(
             "/oauth2/authorize",
@@ -138,7 +135,7 @@ pub(crate) fn hub_error_page(e: HubError) -> Response {
         // Shed by admission control: logged once per client per interval.
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        r.extensions_mut().insert(crate::api::Refused {
+        r.extensions_mut().insert(crate::error::Refused {
             kind: "admission",
             message,
         });

@@ -33,7 +33,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{error_page, hub_error_page, redirect, session};
+use super::{error_page, hub_error_page, redirect};
+use crate::auth::session;
 use crate::hub::{hash_token, Hub};
 use crate::scopes::{self, Resource};
 use crate::time::now_ms;

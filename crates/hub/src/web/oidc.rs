@@ -25,8 +25,8 @@ use quorumhub_state::{
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::session;
 use super::{error_page, hub_error_page, redirect, safe_next, secure};
+use crate::auth::session;
 use crate::config::HubConfig;
 use crate::hub::Hub;
 

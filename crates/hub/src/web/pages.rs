@@ -11,9 +11,12 @@ use minijinja::context;
 use quorumhub_state::{normalize_username, validate_username, Phase, DEFAULT_SERVER};
 use serde::Deserialize;
 
-use super::session::{self, Login};
 use super::{error_page, hub_error_page, page, redirect, safe_next, secure};
+use crate::auth::session::{self, Login};
+use crate::auth::LoginLimiter;
+use crate::error::ApiError;
 use crate::hub::Hub;
+use crate::ops::{servers, OpError};
 use crate::scopes::{self, Resource};
 
 #[derive(Deserialize, Default)]
@@ -101,6 +104,7 @@ fn client_addr(client: Option<&quorumhub_edge::Client>) -> String {
 
 pub(crate) async fn login(
     State(hub): State<Arc<Hub>>,
+    State(login_limiter): State<Arc<LoginLimiter>>,
     headers: HeaderMap,
     client: Option<axum::Extension<quorumhub_edge::Client>>,
     Query(q): Query<NextQuery>,
@@ -145,7 +149,7 @@ pub(crate) async fn login(
     }
     let keys = [format!("user:{name}"), format!("addr:{addr}")];
     let now = Instant::now();
-    if let Some(wait) = hub.login_limiter.blocked(&keys, now) {
+    if let Some(wait) = login_limiter.blocked(&keys, now) {
         tracing::warn!(user = %name, addr = %addr, "login rate limited");
         let mut r = render_login(
             &hub,
@@ -165,7 +169,7 @@ pub(crate) async fn login(
         return r;
     }
     // Counted before the (slow) check, so parallel guesses count too.
-    hub.login_limiter.failed(&keys, now);
+    login_limiter.failed(&keys, now);
     if let Err(e) = hub.linearize().await {
         return hub_error_page(e);
     }
@@ -182,8 +186,8 @@ pub(crate) async fn login(
         )
         .await;
     }
-    hub.login_limiter.undo(&keys[1], now);
-    hub.login_limiter.succeeded(&keys[0]);
+    login_limiter.undo(&keys[1], now);
+    login_limiter.succeeded(&keys[0]);
     let cookie = match session::start_session(&hub, &name, secure(&hub)).await {
         Ok(c) => c,
         Err(e) => return hub_error_page(e),
@@ -338,9 +342,9 @@ async fn spawn(hub: &Hub, login: &Login, user: &str) -> Response {
         );
     }
     let pending = format!("/hub/spawn-pending/{user}");
-    match crate::api::request_spawn(hub, user, DEFAULT_SERVER, serde_json::Value::Null).await {
-        Ok(_) => redirect(&pending),
-        Err(e) => e.into_page(Some(&login.user), &pending),
+    match servers::ensure_spawning(hub, user, DEFAULT_SERVER, serde_json::Value::Null).await {
+        Ok(()) => redirect(&pending),
+        Err(e) => op_error_page(e, Some(&login.user), &pending),
     }
 }
 
@@ -370,9 +374,9 @@ pub(crate) async fn stop_own(
             Some(&login.user),
         );
     }
-    match crate::api::request_stop(&hub, &login.user, DEFAULT_SERVER).await {
-        Ok(_) => redirect("/hub/home"),
-        Err(e) => e.into_page(Some(&login.user), "/hub/home"),
+    match servers::ensure_stopping(&hub, &login.user, DEFAULT_SERVER).await {
+        Ok(()) => redirect("/hub/home"),
+        Err(e) => op_error_page(e, Some(&login.user), "/hub/home"),
     }
 }
 
@@ -426,15 +430,13 @@ pub(crate) async fn spawn_pending(
     r
 }
 
-impl super::super::api::ApiError {
-    /// This API error as a page, with a link back.
-    pub(crate) fn into_page(self, user: Option<&str>, back: &str) -> Response {
-        let (status, message) = self.parts();
-        let hint = format!("Go to {back}.");
-        let mut r = error_page(status, &message, &hint, user);
-        if status == StatusCode::BAD_REQUEST && message.contains("already running") {
-            r = redirect(back);
-        }
-        r.into_response()
+/// An operation's error as a page, with a link back.
+fn op_error_page(e: OpError, user: Option<&str>, back: &str) -> Response {
+    let (status, message) = ApiError::from(e).parts();
+    let hint = format!("Go to {back}.");
+    let mut r = error_page(status, &message, &hint, user);
+    if status == StatusCode::BAD_REQUEST && message.contains("already running") {
+        r = redirect(back);
     }
+    r.into_response()
 }

@@ -10,19 +10,17 @@
 //! The caller's scopes are its token's, never more than its owner's
 //! (see `scopes.rs`); every endpoint asks [`Caller::require`].
 
-use std::sync::Arc;
-
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use quorumhub_state::{Token, TokenOwner};
 use subtle::ConstantTimeEq;
 
-use super::ApiError;
+use super::session;
+use crate::error::ApiError;
 use crate::hub::{hash_token, Hub};
 use crate::scopes::{self, Resource, Scopes};
 use crate::time::now_ms;
-use crate::web::session;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -135,10 +133,14 @@ fn resolve(hub: &Hub, hash: &str) -> Option<Caller> {
     })
 }
 
-impl FromRequestParts<Arc<Hub>> for Caller {
+impl FromRequestParts<super::HttpState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Caller, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &super::HttpState,
+    ) -> Result<Caller, ApiError> {
+        let hub = &state.hub;
         let missing = || ApiError::new(StatusCode::FORBIDDEN, "Missing or invalid credentials");
         let Some(token) = token_from(parts) else {
             return from_cookie(parts, hub).await?.ok_or_else(missing);

@@ -1,0 +1,147 @@
+//! The hub's HTTP error: JupyterHub's JSON `{"status": N, "message": "..."}`,
+//! with what the state, the cluster and the operations can refuse mapped
+//! to a status in one place each; and the marker that a refusal by a limit
+//! is logged once per client per interval.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use quorumhub_state::Rejection;
+use serde_json::json;
+
+use crate::hub::HubError;
+use crate::ops::OpError;
+
+/// Marks a response refused by a limit or quota (see [`crate::limits`]):
+/// the kind of refusal (`body`, `field`, `quota` or `admission`) and the
+/// message the client got.
+#[derive(Clone, Debug)]
+pub(crate) struct Refused {
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// A JupyterHub-style JSON error: `{"status": N, "message": "..."}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u64>,
+    refused: Option<&'static str>,
+}
+
+impl ApiError {
+    /// Ask the client to wait `secs` before retrying (`Retry-After`).
+    pub(crate) fn retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    /// Mark as refused by a limit of kind `kind`: logged at most once per
+    /// client per interval.
+    pub(crate) fn refusal(mut self, kind: &'static str) -> ApiError {
+        self.refused = Some(kind);
+        self
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub(crate) fn parts(self) -> (StatusCode, String) {
+        (self.status, self.message)
+    }
+
+    pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            retry_after: None,
+            refused: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (
+            self.status,
+            Json(json!({ "status": self.status.as_u16(), "message": self.message })),
+        )
+            .into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(kind) = self.refused {
+            r.extensions_mut().insert(Refused {
+                kind,
+                message: self.message,
+            });
+        }
+        r
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(e: HubError) -> ApiError {
+        let status = match e {
+            HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // Temporary: the cluster is mid-upgrade.
+            HubError::NotYetEnabled(_) => StatusCode::SERVICE_UNAVAILABLE,
+            HubError::UserBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        let retry_after = e.retry_after();
+        let mut err = ApiError::new(status, e.to_string());
+        if let Some(secs) = retry_after {
+            err = err.retry_after(secs).refusal("admission");
+        }
+        err
+    }
+}
+
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> ApiError {
+        let status = match &r {
+            Rejection::UserExists { .. }
+            | Rejection::TokenExists { .. }
+            | Rejection::GroupExists { .. }
+            | Rejection::ClientIdTaken { .. } => StatusCode::CONFLICT,
+            Rejection::NoSuchUser { .. }
+            | Rejection::NoSuchToken { .. }
+            | Rejection::NoSuchGroup { .. } => StatusCode::NOT_FOUND,
+            Rejection::StaleGeneration { .. } => StatusCode::CONFLICT,
+            Rejection::CommandTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, r.to_string())
+    }
+}
+
+/// Parse an optional JSON body: empty is `None`, malformed is a 400.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<Option<T>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    serde_json::from_slice(body).map(Some).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid JSON in body: {e}"),
+        )
+    })
+}
+
+impl From<OpError> for ApiError {
+    fn from(e: OpError) -> ApiError {
+        match e {
+            OpError::Cluster(e) => e.into(),
+            OpError::Rejected(r) => r.into(),
+            OpError::Unexpected(_) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+        }
+    }
+}

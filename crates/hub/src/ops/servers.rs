@@ -1,0 +1,117 @@
+//! Asking for a server to start or stop, and waiting for the replicated
+//! state to show the outcome.
+
+use std::time::Duration;
+
+use quorumhub_state::{Command, HubState, Rejection, Response};
+
+use super::OpError;
+use crate::hub::{Hub, HubError};
+
+/// How long a spawn or stop is waited for before answering "pending"
+/// (`--slow-spawn-timeout-s`).
+pub(crate) fn slow_spawn_timeout(hub: &Hub) -> Duration {
+    Duration::from_secs(hub.config.slow_spawn_timeout_s)
+}
+
+/// Wait until `pred` holds on the locally applied state.
+pub(crate) async fn wait_state(
+    hub: &Hub,
+    limit: Duration,
+    pred: impl Fn(&HubState) -> bool,
+) -> bool {
+    let mut rx = hub.sm.subscribe();
+    let check = || hub.read(&pred);
+    let waited = tokio::time::timeout(limit, async {
+        loop {
+            if check() {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .await;
+    waited.is_ok() && check()
+}
+
+/// The spawner's reason for the end of spawn `generation` of `user`'s
+/// `server`, once recorded (log format 5).
+pub(crate) fn stop_reason(
+    s: &HubState,
+    user: &str,
+    server: &str,
+    generation: u64,
+) -> Option<String> {
+    s.user(user)
+        .and_then(|u| u.last_stop.as_ref())
+        .filter(|r| r.server_name == server && r.generation == generation)
+        .map(|r| r.reason.clone())
+}
+
+/// Ask for a spawn; its generation once recorded.
+pub(crate) async fn spawn(
+    hub: &Hub,
+    user: &str,
+    server: &str,
+    user_options: serde_json::Value,
+) -> Result<u64, OpError> {
+    match hub
+        .propose(Command::RequestSpawn {
+            user: user.to_string(),
+            server_name: server.to_string(),
+            user_options,
+        })
+        .await?
+    {
+        Response::SpawnRequested { generation } => Ok(generation),
+        Response::Rejected { rejection } => Err(rejection.into()),
+        other => Err(OpError::Unexpected(format!("{other:?}"))),
+    }
+}
+
+/// Ask for a spawn; a server already running or starting is fine (the
+/// pages then show it).
+pub(crate) async fn ensure_spawning(
+    hub: &Hub,
+    user: &str,
+    server: &str,
+    user_options: serde_json::Value,
+) -> Result<(), OpError> {
+    match spawn(hub, user, server, user_options).await {
+        Ok(_) => Ok(()),
+        Err(OpError::Rejected(Rejection::AlreadyRunning { .. })) => Ok(()),
+        Err(OpError::Rejected(Rejection::Pending { pending, .. })) if pending == "spawn" => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Request a stop: `Ok(Ok(()))` once recorded, `Ok(Err(_))` when the state
+/// refuses it, `Err(_)` when it could not be committed at all.
+pub(crate) async fn stop(
+    hub: &Hub,
+    user: &str,
+    server: &str,
+) -> Result<Result<(), Rejection>, HubError> {
+    let outcome = hub
+        .propose(Command::RequestStop {
+            user: user.to_string(),
+            server_name: server.to_string(),
+        })
+        .await?;
+    Ok(match outcome {
+        Response::Rejected { rejection } => Err(rejection),
+        _ => Ok(()),
+    })
+}
+
+/// Ask for a stop; a server already stopping, or not running, is fine.
+pub(crate) async fn ensure_stopping(hub: &Hub, user: &str, server: &str) -> Result<(), OpError> {
+    match stop(hub, user, server).await? {
+        Ok(()) => Ok(()),
+        Err(Rejection::Pending { pending, .. }) if pending == "stop" => Ok(()),
+        Err(Rejection::NotRunning { .. }) => Ok(()),
+        Err(r) => Err(r.into()),
+    }
+}
