@@ -90,6 +90,45 @@ pub struct HubConfig {
     /// Hub API URL handed to single-user servers (default: PUBLIC_URL/hub/api).
     #[arg(long)]
     pub hub_api_url: Option<String>,
+    /// Raft timing, message and snapshot sizes (`--heartbeat-ms`,
+    /// `--election-timeout-*`, `--snapshot-*`, ...) and the write timeout.
+    #[command(flatten)]
+    pub raft: RaftArgs,
+    /// Which spawner starts servers, its command and each spawner's own
+    /// flags (`--spawner`, `--spawner-cmd`, `--docker-*`, the process
+    /// spawner's accounts).
+    #[command(flatten)]
+    pub spawner: quorumhub_spawner::SpawnerArgs,
+    /// How long a new server has to answer HTTP.
+    #[arg(long, default_value_t = 30)]
+    pub spawn_timeout_s: u64,
+    /// How long the API waits for a spawn or stop before answering 202.
+    #[arg(long, default_value_t = 10)]
+    pub slow_spawn_timeout_s: u64,
+    /// SIGTERM → SIGKILL grace when stopping a server.
+    #[arg(long, default_value_t = 5)]
+    pub stop_grace_s: u64,
+    /// Version reported by `GET /hub/api/`.
+    #[arg(long, default_value = "5.3.0")]
+    pub jupyterhub_version: String,
+    /// Sign-in with an OpenID Connect provider (`--oidc-*`).
+    #[command(flatten)]
+    pub oidc: OidcArgs,
+    /// Bounds on what clients may store, and admission control for writes
+    /// (see `limits.rs` and docs/operations.md, "Limits").
+    #[command(flatten)]
+    pub limits: crate::limits::Limits,
+    /// The HTTP port's timeouts and connection limits, and the hops
+    /// (proxies, balancers) whose forwarded headers it believes.
+    #[command(flatten)]
+    pub edge: quorumhub_edge::EdgeArgs,
+    #[command(flatten)]
+    pub grpc_tls: quorumhub_proto::grpc_tls::GrpcTlsArgs,
+}
+
+/// Raft timing and sizes, and how long a write may wait.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RaftArgs {
     /// Leader heartbeat interval.
     #[arg(long, default_value_t = 20)]
     pub heartbeat_ms: u64,
@@ -121,73 +160,62 @@ pub struct HubConfig {
     /// failing with 503.
     #[arg(long, default_value_t = 10_000)]
     pub write_timeout_ms: u64,
-    /// Which spawner starts servers, its command and each spawner's own
-    /// flags (`--spawner`, `--spawner-cmd`, `--docker-*`, the process
-    /// spawner's accounts).
-    #[command(flatten)]
-    pub spawner: quorumhub_spawner::SpawnerArgs,
-    /// How long a new server has to answer HTTP.
-    #[arg(long, default_value_t = 30)]
-    pub spawn_timeout_s: u64,
-    /// How long the API waits for a spawn or stop before answering 202.
-    #[arg(long, default_value_t = 10)]
-    pub slow_spawn_timeout_s: u64,
-    /// SIGTERM → SIGKILL grace when stopping a server.
-    #[arg(long, default_value_t = 5)]
-    pub stop_grace_s: u64,
-    /// Version reported by `GET /hub/api/`.
-    #[arg(long, default_value = "5.3.0")]
-    pub jupyterhub_version: String,
+}
+
+/// Sign-in with an OpenID Connect provider.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OidcArgs {
     /// OpenID Connect: the provider's issuer URL, exactly as its discovery
     /// document states it (e.g. `https://login.example.org/realms/x`).
     /// Setting it adds "Sign in with ..." to the login page.
-    #[arg(long)]
-    pub oidc_issuer: Option<String>,
+    #[arg(long = "oidc-issuer")]
+    pub issuer: Option<String>,
     /// OpenID Connect client id registered at the provider.
-    #[arg(long)]
-    pub oidc_client_id: Option<String>,
+    #[arg(long = "oidc-client-id")]
+    pub client_id: Option<String>,
     /// OpenID Connect client secret. Prefer --oidc-client-secret-file.
-    #[arg(long, env = "QUORUMHUB_OIDC_CLIENT_SECRET", hide_env_values = true)]
-    pub oidc_client_secret: Option<String>,
+    #[arg(
+        long = "oidc-client-secret",
+        env = "QUORUMHUB_OIDC_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<String>,
     /// File holding the OpenID Connect client secret (mode 0600 or
     /// stricter).
-    #[arg(long, env = "QUORUMHUB_OIDC_CLIENT_SECRET_FILE")]
-    pub oidc_client_secret_file: Option<PathBuf>,
+    #[arg(
+        long = "oidc-client-secret-file",
+        env = "QUORUMHUB_OIDC_CLIENT_SECRET_FILE"
+    )]
+    pub client_secret_file: Option<PathBuf>,
     /// Scopes to request (`openid` is always included).
-    #[arg(long, value_delimiter = ',', default_value = "openid,profile,email")]
-    pub oidc_scopes: Vec<String>,
+    #[arg(
+        long = "oidc-scopes",
+        value_delimiter = ',',
+        default_value = "openid,profile,email"
+    )]
+    pub scopes: Vec<String>,
     /// ID token claim that becomes the user name (then `sub` if missing).
-    #[arg(long, default_value = "preferred_username")]
-    pub oidc_username_claim: String,
+    #[arg(long = "oidc-username-claim", default_value = "preferred_username")]
+    pub username_claim: String,
     /// ID token claim that lists the user's groups.
-    #[arg(long, default_value = "groups")]
-    pub oidc_groups_claim: String,
+    #[arg(long = "oidc-groups-claim", default_value = "groups")]
+    pub groups_claim: String,
     /// Only these users may sign in (with --oidc-allowed-groups: either).
-    #[arg(long, value_delimiter = ',')]
-    pub oidc_allowed_users: Vec<String>,
+    #[arg(long = "oidc-allowed-users", value_delimiter = ',')]
+    pub allowed_users: Vec<String>,
     /// Only members of these groups may sign in.
-    #[arg(long, value_delimiter = ',')]
-    pub oidc_allowed_groups: Vec<String>,
+    #[arg(long = "oidc-allowed-groups", value_delimiter = ',')]
+    pub allowed_groups: Vec<String>,
     /// Members of these groups are admins (set at each sign-in).
-    #[arg(long, value_delimiter = ',')]
-    pub oidc_admin_groups: Vec<String>,
+    #[arg(long = "oidc-admin-groups", value_delimiter = ',')]
+    pub admin_groups: Vec<String>,
     /// Admit everyone the provider signs in (otherwise give
     /// --oidc-allowed-users or --oidc-allowed-groups).
-    #[arg(long)]
-    pub oidc_allow_all: bool,
+    #[arg(long = "oidc-allow-all")]
+    pub allow_all: bool,
     /// The provider's name on the login button.
-    #[arg(long, default_value = "OpenID Connect")]
-    pub oidc_display_name: String,
-    /// Bounds on what clients may store, and admission control for writes
-    /// (see `limits.rs` and docs/operations.md, "Limits").
-    #[command(flatten)]
-    pub limits: crate::limits::Limits,
-    /// The HTTP port's timeouts and connection limits, and the hops
-    /// (proxies, balancers) whose forwarded headers it believes.
-    #[command(flatten)]
-    pub edge: quorumhub_edge::EdgeArgs,
-    #[command(flatten)]
-    pub grpc_tls: quorumhub_proto::grpc_tls::GrpcTlsArgs,
+    #[arg(long = "oidc-display-name", default_value = "OpenID Connect")]
+    pub display_name: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -246,16 +274,16 @@ impl HubConfig {
             self.admin_token_file.as_deref(),
             "--admin-token-file",
         )?;
-        self.oidc_client_secret = secret_from(
-            self.oidc_client_secret.as_deref(),
+        self.oidc.client_secret = secret_from(
+            self.oidc.client_secret.as_deref(),
             "--oidc-client-secret (QUORUMHUB_OIDC_CLIENT_SECRET)",
-            self.oidc_client_secret_file.as_deref(),
+            self.oidc.client_secret_file.as_deref(),
             "--oidc-client-secret-file",
         )?;
         // Read once: a later call must not find both forms set.
         self.cluster_secret_file = None;
         self.admin_token_file = None;
-        self.oidc_client_secret_file = None;
+        self.oidc.client_secret_file = None;
         Ok(())
     }
 
@@ -304,25 +332,25 @@ impl HubConfig {
             return Err(ConfigError::WeakAdminToken);
         }
         let (h, lo, hi) = (
-            self.heartbeat_ms,
-            self.election_timeout_min_ms,
-            self.election_timeout_max_ms,
+            self.raft.heartbeat_ms,
+            self.raft.election_timeout_min_ms,
+            self.raft.election_timeout_max_ms,
         );
         if !(h > 0 && h < lo && lo < hi) {
             return Err(ConfigError::Timeouts(h, lo, hi));
         }
         quorumhub_state::validate_username(&self.admin_user).map_err(ConfigError::AdminUser)?;
         self.limits.validate().map_err(ConfigError::Limits)?;
-        if let Some(issuer) = &self.oidc_issuer {
+        if let Some(issuer) = &self.oidc.issuer {
             if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
                 return Err(ConfigError::OidcIssuer(issuer.clone()));
             }
-            if self.oidc_client_id.is_none() || self.oidc_client_secret.is_none() {
+            if self.oidc.client_id.is_none() || self.oidc.client_secret.is_none() {
                 return Err(ConfigError::OidcIncomplete);
             }
-            if !self.oidc_allow_all
-                && self.oidc_allowed_users.is_empty()
-                && self.oidc_allowed_groups.is_empty()
+            if !self.oidc.allow_all
+                && self.oidc.allowed_users.is_empty()
+                && self.oidc.allowed_groups.is_empty()
             {
                 return Err(ConfigError::OidcWhoMay);
             }
@@ -372,16 +400,18 @@ impl HubConfig {
     pub fn raft_config(&self) -> openraft::Config {
         openraft::Config {
             cluster_name: self.cluster_id.clone(),
-            heartbeat_interval: self.heartbeat_ms,
-            election_timeout_min: self.election_timeout_min_ms,
-            election_timeout_max: self.election_timeout_max_ms,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_every.max(1)),
-            max_in_snapshot_log_to_keep: self.keep_logs,
+            heartbeat_interval: self.raft.heartbeat_ms,
+            election_timeout_min: self.raft.election_timeout_min_ms,
+            election_timeout_max: self.raft.election_timeout_max_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(
+                self.raft.snapshot_every.max(1),
+            ),
+            max_in_snapshot_log_to_keep: self.raft.keep_logs,
             // openraft purges in batches (default 256); never wait for more
             // than one snapshot interval's worth.
-            purge_batch_size: self.snapshot_every.clamp(1, 256),
-            snapshot_max_chunk_size: self.snapshot_chunk_bytes.max(1024),
-            install_snapshot_timeout: self.snapshot_chunk_timeout_ms.max(1),
+            purge_batch_size: self.raft.snapshot_every.clamp(1, 256),
+            snapshot_max_chunk_size: self.raft.snapshot_chunk_bytes.max(1024),
+            install_snapshot_timeout: self.raft.snapshot_chunk_timeout_ms.max(1),
             // Elections are started by `quorumhub_raft::election` after a
             // pre-vote, never by openraft's own timer: a restarting or
             // rejoining replica must not depose a healthy leader.
@@ -391,7 +421,7 @@ impl HubConfig {
     }
 
     pub fn write_timeout(&self) -> Duration {
-        Duration::from_millis(self.write_timeout_ms)
+        Duration::from_millis(self.raft.write_timeout_ms)
     }
 
     pub fn hub_api_url(&self) -> String {
@@ -444,6 +474,129 @@ fn parse_peer(raw: &str) -> Result<(NodeId, Member), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Operators' flags and config files name the flags: grouping them
+    /// into structs must not rename one.
+    #[test]
+    fn grouped_flags_keep_their_names() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            hub: HubConfig,
+        }
+        let args = [
+            "quorumhub",
+            "--node-id",
+            "2",
+            "--data-dir",
+            "/d",
+            "--heartbeat-ms",
+            "21",
+            "--election-timeout-min-ms",
+            "61",
+            "--election-timeout-max-ms",
+            "111",
+            "--raft-max-append-bytes",
+            "4096",
+            "--snapshot-chunk-bytes",
+            "2048",
+            "--snapshot-chunk-timeout-ms",
+            "3000",
+            "--snapshot-every",
+            "77",
+            "--keep-logs",
+            "88",
+            "--write-timeout-ms",
+            "999",
+            "--spawner",
+            "docker",
+            "--spawner-cmd",
+            "x",
+            "--docker-image",
+            "img",
+            "--docker-network",
+            "net",
+            "--docker-socket",
+            "/s",
+            "--system-user-prefix",
+            "j-",
+            "--create-system-users",
+            "--spawner-run-as-hub-user",
+            "--oidc-issuer",
+            "https://idp",
+            "--oidc-client-id",
+            "cid",
+            "--oidc-client-secret",
+            "cs",
+            "--oidc-scopes",
+            "openid,email",
+            "--oidc-username-claim",
+            "u",
+            "--oidc-groups-claim",
+            "g",
+            "--oidc-allowed-users",
+            "a,b",
+            "--oidc-allowed-groups",
+            "ga",
+            "--oidc-admin-groups",
+            "adm",
+            "--oidc-allow-all",
+            "--oidc-display-name",
+            "IdP",
+        ];
+        let c = Flags::try_parse_from(args).expect("every flag parses").hub;
+        let r = &c.raft;
+        assert_eq!(
+            (
+                r.heartbeat_ms,
+                r.election_timeout_min_ms,
+                r.election_timeout_max_ms
+            ),
+            (21, 61, 111)
+        );
+        assert_eq!(
+            (
+                r.raft_max_append_bytes,
+                r.snapshot_chunk_bytes,
+                r.snapshot_chunk_timeout_ms
+            ),
+            (4096, 2048, 3000)
+        );
+        assert_eq!(
+            (r.snapshot_every, r.keep_logs, r.write_timeout_ms),
+            (77, 88, 999)
+        );
+        let sp = &c.spawner;
+        assert_eq!(sp.kind, quorumhub_spawner::SpawnerKind::Docker);
+        assert_eq!(sp.cmd, ["x"]);
+        assert_eq!(
+            (
+                sp.docker.docker_image.as_str(),
+                sp.docker.docker_network.as_deref(),
+                sp.docker.docker_socket.as_str()
+            ),
+            ("img", Some("net"), "/s")
+        );
+        assert_eq!(sp.process.system_user_prefix, "j-");
+        assert!(sp.process.create_system_users && sp.process.spawner_run_as_hub_user);
+        let o = &c.oidc;
+        assert_eq!(o.issuer.as_deref(), Some("https://idp"));
+        assert_eq!(o.client_id.as_deref(), Some("cid"));
+        assert_eq!(o.client_secret.as_deref(), Some("cs"));
+        assert_eq!(o.scopes, ["openid", "email"]);
+        assert_eq!(
+            (o.username_claim.as_str(), o.groups_claim.as_str()),
+            ("u", "g")
+        );
+        assert_eq!(o.allowed_users, ["a", "b"]);
+        assert_eq!(
+            (o.allowed_groups.as_slice(), o.admin_groups.as_slice()),
+            (&["ga".to_string()][..], &["adm".to_string()][..])
+        );
+        assert!(o.allow_all);
+        assert_eq!(o.display_name, "IdP");
+    }
 
     #[test]
     fn peers_as_data() {

@@ -156,7 +156,7 @@ pub async fn run(
             .context("invalid Raft timing configuration")?,
     );
     let network = Network::new(auth.clone(), config.cluster_id.clone())
-        .max_append_bytes(config.raft_max_append_bytes);
+        .max_append_bytes(config.raft.raft_max_append_bytes);
     let election = Election::new(
         Timing::from_config(&raft_config),
         log_store.clone(),

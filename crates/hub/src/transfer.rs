@@ -88,7 +88,7 @@ pub(crate) async fn transfer(hub: &Hub, target: NodeId) -> Result<Transferred, T
     tracing::info!(target, "transferring leadership: pausing heartbeats");
     hub.raft.runtime_config().heartbeat(false);
     tokio::time::sleep(Duration::from_millis(
-        hub.config.election_timeout_max_ms + 20,
+        hub.config.raft.election_timeout_max_ms + 20,
     ))
     .await;
     let campaign = client
@@ -96,7 +96,7 @@ pub(crate) async fn transfer(hub: &Hub, target: NodeId) -> Result<Transferred, T
             term: metrics.current_term,
         })
         .await;
-    let limit = Duration::from_millis(hub.config.election_timeout_max_ms * 2 + 1000);
+    let limit = Duration::from_millis(hub.config.raft.election_timeout_max_ms * 2 + 1000);
     let moved = wait_metrics(hub, limit, |m| {
         m.current_leader.is_some_and(|l| l != hub.id)
     })

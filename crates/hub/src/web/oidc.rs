@@ -86,9 +86,9 @@ async fn client(
     OidcError,
 > {
     let (Some(issuer), Some(id), Some(secret)) = (
-        &config.oidc_issuer,
-        &config.oidc_client_id,
-        &config.oidc_client_secret,
+        &config.oidc.issuer,
+        &config.oidc.client_id,
+        &config.oidc.client_secret,
     ) else {
         return Err(OidcError::Refused(
             "OpenID Connect sign-in is not configured on this hub".into(),
@@ -135,7 +135,7 @@ pub(crate) async fn start(State(hub): State<Arc<Hub>>, Query(q): Query<StartQuer
             Nonce::new_random,
         )
         .set_pkce_challenge(challenge);
-    for s in hub.config.oidc_scopes.iter().filter(|s| *s != "openid") {
+    for s in hub.config.oidc.scopes.iter().filter(|s| *s != "openid") {
         auth = auth.add_scope(Scope::new(s.clone()));
     }
     let (url, state, nonce) = auth.url();
@@ -287,12 +287,12 @@ async fn finish(
     let claims = checked_claims(id_token, &client.id_token_verifier(), &flow.nonce)?;
     let config = &hub.config;
     let raw_name = claims
-        .get(&config.oidc_username_claim)
+        .get(&config.oidc.username_claim)
         .and_then(|v| v.as_str())
         .ok_or_else(|| {
             OidcError::Refused(format!(
                 "the ID token has no {:?} claim to name the user (see --oidc-username-claim)",
-                config.oidc_username_claim
+                config.oidc.username_claim
             ))
         })?;
     let subject = claims
@@ -304,7 +304,7 @@ async fn finish(
         .map(|sub| {
             format!(
                 "{}|{sub}",
-                config.oidc_issuer.as_deref().unwrap_or_default()
+                config.oidc.issuer.as_deref().unwrap_or_default()
             )
         })
         .ok_or_else(|| {
@@ -320,7 +320,7 @@ async fn finish(
         ))
     })?;
     let groups: Vec<String> = claims
-        .get(&config.oidc_groups_claim)
+        .get(&config.oidc.groups_claim)
         .and_then(|v| v.as_array())
         .map(|a| {
             a.iter()
@@ -339,8 +339,8 @@ async fn finish(
             "{name} is this hub's bootstrap admin, a local account; it cannot sign in through the provider"
         )));
     }
-    let admin = (!config.oidc_admin_groups.is_empty())
-        .then(|| groups.iter().any(|g| config.oidc_admin_groups.contains(g)));
+    let admin = (!config.oidc.admin_groups.is_empty())
+        .then(|| groups.iter().any(|g| config.oidc.admin_groups.contains(g)));
     link_user(hub, &name, &subject, admin).await?;
     Ok((name, safe_next(flow.next.as_deref())))
 }
@@ -371,16 +371,17 @@ fn payload(jwt: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
 
 /// Allowed: `--oidc-allow-all`, or listed by name, or in a listed group.
 fn allowed(config: &HubConfig, name: &str, groups: &[String]) -> bool {
-    if config.oidc_allow_all {
+    if config.oidc.allow_all {
         return true;
     }
     config
-        .oidc_allowed_users
+        .oidc
+        .allowed_users
         .iter()
         .any(|u| normalize_username(u) == name)
         || groups
             .iter()
-            .any(|g| config.oidc_allowed_groups.contains(g))
+            .any(|g| config.oidc.allowed_groups.contains(g))
 }
 
 /// Link the user to the provider's identity (creating it on first

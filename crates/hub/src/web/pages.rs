@@ -75,7 +75,7 @@ async fn render_login(
         "login.html",
         context! {
             next => next.unwrap_or(""), xsrf => xsrf, username => username, error => error,
-            oidc => hub.config.oidc_issuer.is_some().then_some(&hub.config.oidc_display_name),
+            oidc => hub.config.oidc.issuer.is_some().then_some(&hub.config.oidc.display_name),
         },
     );
     if let Some(c) = set {
