@@ -17,11 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quorumhub_spawner::{Launch, Liveness, Spawner, Spawners};
-use quorumhub_state::{Command, Phase, Response, Route, SpawnerState, Token, TokenOwner};
+use quorumhub_state::{Command, Phase, Response, Route, SpawnerState, TokenOwner};
 use tokio::sync::watch;
 
-use crate::hub::{hash_token, new_token, Hub};
-use crate::time::now_ms;
+use crate::hub::Hub;
+use crate::ops::tokens::{Minted, NewToken};
+use crate::ops::OpError;
 
 /// How often running servers are checked for liveness.
 const POLL: Duration = Duration::from_secs(2);
@@ -204,37 +205,32 @@ impl Controller {
     /// the start; whatever fails on the way is undone.
     async fn start(&self, job: &Job) -> Result<SpawnerState, String> {
         let hub = &self.hub;
-        let token = new_token();
-        let token_id = match hub
-            .propose_local(Command::CreateToken {
-                token: Token {
-                    id: String::new(),
-                    owner: TokenOwner::Server {
-                        user: job.user.clone(),
-                        server_name: job.server.clone(),
-                    },
-                    hash: hash_token(&token),
-                    prefix: token.chars().take(4).collect(),
-                    note: format!(
-                        "server token for {}",
-                        Route::prefix_for(&job.user, &job.server)
-                    ),
-                    created: now_ms(),
-                    expires_at: None,
-                    last_activity: None,
-                    scopes: vec![],
-                    client_id: None,
-                    session: None,
-                },
-            })
+        let Minted {
+            secret: token,
+            token: record,
+        } = NewToken {
+            owner: TokenOwner::Server {
+                user: job.user.clone(),
+                server_name: job.server.clone(),
+            },
+            note: format!(
+                "server token for {}",
+                Route::prefix_for(&job.user, &job.server)
+            ),
+            expires_in_s: None,
+            scopes: vec![],
+            client_id: None,
+            session: None,
+        }
+        .mint();
+        // Proposed here, never forwarded: only the leader's controller acts.
+        let created = hub
+            .propose_local(Command::CreateToken { token: record })
             .await
-        {
-            Ok(Response::TokenCreated { id }) => id,
-            Ok(other) => {
-                return Err(format!(
-                    "could not create the server's API token: {other:?}"
-                ))
-            }
+            .map_err(OpError::from)
+            .and_then(crate::ops::tokens::created);
+        let token_id = match created {
+            Ok(id) => id,
             Err(e) => return Err(format!("could not create the server's API token: {e}")),
         };
         let launch = Launch {

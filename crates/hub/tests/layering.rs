@@ -7,7 +7,8 @@
 //!   other; what both need is in `auth/`, `ops/` and `error.rs`, and
 //!   `app.rs` composes them;
 //! - the use cases (`ops/`) name no transport or template engine;
-//! - the replica (`hub.rs`) knows nothing of the HTTP side.
+//! - the replica (`hub.rs`) knows nothing of the HTTP side;
+//! - tokens are minted in one place (`ops/tokens.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -184,6 +185,47 @@ fn the_use_cases_name_no_transport() {
         ],
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// Whether a line of code builds a `Token` record (not `NewToken`,
+/// `CreateToken`, `NoSuchToken`, ...) or makes a token's secret.
+fn mints(line: &str) -> bool {
+    let code = line.split("//").next().unwrap_or_default();
+    let builds = code.match_indices("Token {").any(|(i, _)| {
+        !code[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_')
+    });
+    builds || (code.contains("new_token()") && !code.contains("fn new_token()"))
+}
+
+#[test]
+fn tokens_are_minted_in_one_place() {
+    // A `Token { .. }` record is built, and a token's secret made, only in
+    // ops/tokens.rs: the API, the OAuth provider and the controller all
+    // mint through it. (The session id uses the same generator, but it is
+    // no token.)
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut found = Vec::new();
+    for path in files
+        .iter()
+        .filter(|f| !f.ends_with("ops/tokens.rs") && !f.ends_with("auth/session.rs"))
+    {
+        let text = std::fs::read_to_string(path).expect("read");
+        for (i, line) in text.lines().enumerate() {
+            if mints(line) {
+                found.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{found:#?}");
+    assert!(mints("    let token = Token {"));
+    assert!(mints("let t = new_token();"));
+    assert!(!mints("Rejection::NoSuchToken { .. }"));
+    assert!(!mints("Command::CreateToken { token }"));
+    assert!(!mints("// Token { in a comment"));
 }
 
 #[test]

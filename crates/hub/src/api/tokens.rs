@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{token_scopes, Caller};
 use crate::error::{json_body, ApiError};
-use crate::hub::{hash_token, new_token, Hub};
+use crate::hub::Hub;
 use crate::limits::{check, quota_full, Field};
 use crate::scopes::{self, Resource};
 use crate::time::{iso, now_ms};
@@ -215,31 +215,18 @@ pub(crate) async fn create(
             format!("Requested via api by user {}", caller.name)
         }
     });
-    let text = new_token();
-    let now = now_ms();
-    let token = Token {
-        id: String::new(),
-        owner: TokenOwner::User { name: name.clone() },
-        hash: hash_token(&text),
-        prefix: text[..4].to_string(),
-        note,
-        created: now,
-        expires_at: expires_in.map(|s| now + s * 1000),
-        last_activity: None,
-        scopes: requested,
-        client_id: None,
-        session: None,
-    };
-    let id = match hub.propose(Command::CreateToken { token }).await? {
-        SmResponse::TokenCreated { id } => id,
-        SmResponse::Rejected { rejection } => return Err(rejection.into()),
-        other => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("unexpected outcome {other:?}"),
-            ))
-        }
-    };
+    let (text, id) = crate::ops::tokens::create(
+        &hub,
+        crate::ops::tokens::NewToken {
+            owner: TokenOwner::User { name: name.clone() },
+            note,
+            expires_in_s: expires_in,
+            scopes: requested,
+            client_id: None,
+            session: None,
+        },
+    )
+    .await?;
     tracing::info!(user = %name, id = %id, "created an API token");
     let mut model = hub
         .read(|s| s.tokens.get(&id).map(|t| token_json(s, t)))

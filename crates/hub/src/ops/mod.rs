@@ -9,6 +9,7 @@
 //! [`Hub`]: crate::hub::Hub
 
 pub(crate) mod servers;
+pub(crate) mod tokens;
 
 use quorumhub_state::Rejection;
 

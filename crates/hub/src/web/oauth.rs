@@ -28,7 +28,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use base64::Engine;
-use quorumhub_state::{Command, OAuthCode, Response as SmResponse, Token, TokenOwner};
+use quorumhub_state::{Command, OAuthCode, Response as SmResponse, TokenOwner};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -429,23 +429,20 @@ pub(crate) async fn token(
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None);
         }
     }
-    let access = random_code();
-    let now = now_ms();
-    let token = Token {
-        id: String::new(),
+    let crate::ops::tokens::Minted {
+        secret: access,
+        token,
+    } = crate::ops::tokens::NewToken {
         owner: TokenOwner::User {
             name: stored.user.clone(),
         },
-        hash: hash_token(&access),
-        prefix: access[..4].to_string(),
         note: String::new(),
-        created: now,
-        expires_at: Some(now + TOKEN_LIFETIME_S * 1000),
-        last_activity: None,
+        expires_in_s: Some(TOKEN_LIFETIME_S),
         scopes: stored.scopes.clone(),
         client_id: Some(client_id.to_string()),
         session: stored.session.clone(),
-    };
+    }
+    .mint();
     match hub
         .propose(Command::RedeemOAuthCode {
             hash: code_hash,
