@@ -22,6 +22,7 @@ pub mod auth;
 mod bootstrap;
 pub mod config;
 pub mod controller;
+mod embedded;
 mod error;
 pub mod hub;
 pub mod limits;
@@ -37,4 +38,5 @@ mod version;
 pub mod web;
 
 pub use config::HubConfig;
+pub use embedded::Embedded;
 pub use node::run;

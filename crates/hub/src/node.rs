@@ -115,21 +115,11 @@ pub async fn run(
     warn_shared(&keyring);
     let server_auth = ServerAuth::new(keyring);
     crate::preflight::check_peers(&config, &auth).await?;
-    let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
-    if config.spawner.servers_as_user_accounts() {
-        make_private(&config.data_dir)?;
-    }
-    let (log_store, summary) = LogStore::open(&data_dir.raft_dir())?;
-    let sm = StateMachineStore::open(&data_dir.snapshot_dir())?;
-    let shared = sm.shared();
-    tracing::info!(
-        data_dir = %config.data_dir.display(),
-        fresh = data_dir.fresh,
-        log_entries = summary.entries,
-        last_index = ?summary.last_index,
-        snapshot_revision = shared.read(|d| d.state.revision),
-        "data dir verified"
-    );
+    let Store {
+        data_dir,
+        log_store,
+        sm,
+    } = open_store(&config)?;
 
     // Bind both listeners before anything starts, so a taken port fails fast.
     let grpc_listener = TcpListener::bind(config.grpc_listen)
@@ -149,23 +139,7 @@ pub async fn run(
             )
         })?;
 
-    let raft_config = Arc::new(
-        config
-            .raft_config()
-            .validate()
-            .context("invalid Raft timing configuration")?,
-    );
-    let network = Network::new(auth.clone(), config.cluster_id.clone())
-        .max_append_bytes(config.raft.raft_max_append_bytes);
-    let election = Election::new(
-        Timing::from_config(&raft_config),
-        log_store.clone(),
-        config.cluster_id.clone(),
-    );
-    let raft = Raft::new(config.node_id, raft_config, network, log_store, sm)
-        .await
-        .context("starting the Raft node")?;
-    let hub = Arc::new(Hub::new(raft.clone(), shared, config.clone(), auth));
+    let (raft, election, hub) = start_raft(&config, auth, log_store, sm).await?;
 
     // Shutdown runs in two steps: `drain` closes the HTTP API and the route
     // watches (proxies move to another replica), `stop` then ends gRPC (and
@@ -293,6 +267,66 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// A replica's verified data dir and its two stores.
+pub(crate) struct Store {
+    pub data_dir: DataDir,
+    pub log_store: LogStore,
+    pub sm: StateMachineStore,
+}
+
+/// Open and verify the data dir and the stores in it.
+pub(crate) fn open_store(config: &HubConfig) -> anyhow::Result<Store> {
+    let data_dir = DataDir::open(&config.data_dir, &config.cluster_id, config.node_id)?;
+    if config.spawner.servers_as_user_accounts() {
+        make_private(&config.data_dir)?;
+    }
+    let (log_store, summary) = LogStore::open(&data_dir.raft_dir())?;
+    let sm = StateMachineStore::open(&data_dir.snapshot_dir())?;
+    let shared = sm.shared();
+    let snapshot_revision = shared.read(|d| d.state.revision);
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        fresh = data_dir.fresh,
+        log_entries = summary.entries,
+        last_index = ?summary.last_index,
+        snapshot_revision,
+        "data dir verified"
+    );
+    Ok(Store {
+        data_dir,
+        log_store,
+        sm,
+    })
+}
+
+/// Start the Raft node over the stores, and the replica around it.
+pub(crate) async fn start_raft(
+    config: &Arc<HubConfig>,
+    auth: ClientAuth,
+    log_store: LogStore,
+    sm: StateMachineStore,
+) -> anyhow::Result<(Raft, Arc<Election>, Arc<Hub>)> {
+    let shared = sm.shared();
+    let raft_config = Arc::new(
+        config
+            .raft_config()
+            .validate()
+            .context("invalid Raft timing configuration")?,
+    );
+    let network = Network::new(auth.clone(), config.cluster_id.clone())
+        .max_append_bytes(config.raft.raft_max_append_bytes);
+    let election = Election::new(
+        Timing::from_config(&raft_config),
+        log_store.clone(),
+        config.cluster_id.clone(),
+    );
+    let raft = Raft::new(config.node_id, raft_config, network, log_store, sm)
+        .await
+        .context("starting the Raft node")?;
+    let hub = Arc::new(Hub::new(raft.clone(), shared, config.clone(), auth));
+    Ok((raft, election, hub))
 }
 
 /// Resolves when the Raft node stops without being asked to (openraft

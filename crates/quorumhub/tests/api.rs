@@ -1,4 +1,6 @@
-//! The REST API's answers to bad input, as data: request → status + message.
+//! The REST API across a cluster: every replica refuses bad input alike,
+//! renames, limits and quotas that need several replicas or many clients.
+//! (The REST contract itself is in-process: crates/hub/tests/contract.rs.)
 
 mod common;
 
@@ -39,23 +41,18 @@ const fn case(
 const ADMIN: Option<&str> = Some(TOKEN);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rest_bad_input_gets_jupyterhub_errors() {
+async fn every_replica_refuses_bad_input_alike() {
     let c = common::start(3, &[]).await;
     c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
         .await;
+    // The full table runs in-process (crates/hub/tests/contract.rs); here,
+    // what needs the cluster: the same answers from every replica, writes
+    // refused on followers after being forwarded to the leader.
     let cases = [
         case(
             Method::GET,
             "/hub/api/users",
             None,
-            None,
-            403,
-            "Missing or invalid credentials",
-        ),
-        case(
-            Method::GET,
-            "/hub/api/users",
-            Some("wrong-token-wrong-token"),
             None,
             403,
             "Missing or invalid credentials",
@@ -79,22 +76,6 @@ async fn rest_bad_input_gets_jupyterhub_errors() {
         ),
         case(
             Method::POST,
-            "/hub/api/users/bad%20name",
-            ADMIN,
-            None,
-            400,
-            "Invalid username",
-        ),
-        case(
-            Method::POST,
-            "/hub/api/users/.dot",
-            ADMIN,
-            None,
-            400,
-            "Invalid username",
-        ),
-        case(
-            Method::POST,
             "/hub/api/users/bob",
             ADMIN,
             Some("{not json"),
@@ -102,64 +83,8 @@ async fn rest_bad_input_gets_jupyterhub_errors() {
             "Invalid JSON in body",
         ),
         case(
-            Method::POST,
-            "/hub/api/users/bob",
-            ADMIN,
-            Some("{\"admin\": \"yes\"}"),
-            400,
-            "Invalid JSON in body",
-        ),
-        case(
-            Method::POST,
-            "/hub/api/users/bob",
-            ADMIN,
-            Some("{\"unknown\": 1}"),
-            400,
-            "Invalid JSON in body",
-        ),
-        case(
-            Method::GET,
-            "/hub/api/users/nobody",
-            ADMIN,
-            None,
-            404,
-            "No such user: nobody",
-        ),
-        case(
             Method::DELETE,
             "/hub/api/users/nobody",
-            ADMIN,
-            None,
-            404,
-            "No such user: nobody",
-        ),
-        case(
-            Method::POST,
-            "/hub/api/users",
-            ADMIN,
-            Some("{\"usernames\": []}"),
-            400,
-            "at least one user",
-        ),
-        case(
-            Method::POST,
-            "/hub/api/users",
-            ADMIN,
-            Some("[1,2]"),
-            400,
-            "Invalid JSON in body",
-        ),
-        case(
-            Method::POST,
-            "/hub/api/users",
-            ADMIN,
-            Some("{\"usernames\": [\"alice\"]}"),
-            409,
-            "already exist",
-        ),
-        case(
-            Method::POST,
-            "/hub/api/users/nobody/server",
             ADMIN,
             None,
             404,
@@ -172,55 +97,6 @@ async fn rest_bad_input_gets_jupyterhub_errors() {
             None,
             400,
             "alice has no active server",
-        ),
-        case(
-            Method::DELETE,
-            "/hub/api/users/alice/servers/gpu",
-            ADMIN,
-            None,
-            404,
-            "has no server named 'gpu'",
-        ),
-        case(
-            Method::POST,
-            "/hub/api/users/alice/servers/bad%2Fname",
-            ADMIN,
-            None,
-            400,
-            "Invalid server name",
-        ),
-        case(
-            Method::POST,
-            "/hub/api/users/alice/server",
-            ADMIN,
-            Some("[\"not an object\"]"),
-            400,
-            "user_options must be a JSON object",
-        ),
-        case(
-            Method::GET,
-            "/hub/api/users?state=weird",
-            ADMIN,
-            None,
-            400,
-            "Unrecognized state filter",
-        ),
-        case(Method::GET, "/hub/api/users?offset=x", ADMIN, None, 400, ""),
-        case(
-            Method::GET,
-            "/hub/api/no-such-endpoint",
-            ADMIN,
-            None,
-            404,
-            "Not Found",
-        ),
-        case(
-            Method::DELETE,
-            "/hub/api/users/admin",
-            ADMIN,
-            None,
-            400,
-            "Cannot delete yourself",
         ),
         case(
             Method::PATCH,

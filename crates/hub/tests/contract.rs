@@ -1,0 +1,323 @@
+//! The REST API's contract as data, in-process (issue 11, step 6): each
+//! request goes through the replica's HTTP application (`router`, with
+//! `oneshot`) of an embedded replica — a real data dir, Raft node and state
+//! machine, no port — and its answer is written as one transcript line,
+//! compared with the expected transcript (`expect-test`;
+//! `UPDATE_EXPECT=1 cargo test` rewrites it after a deliberate change).
+//!
+//! What only processes show (forwarding between replicas, failover,
+//! proxies, browsers, real Jupyter clients) stays in crates/quorumhub/tests.
+
+use axum::body::Body;
+use expect_test::{expect, Expect};
+use http::{Method, Request};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const TOKEN: &str = "contract-admin-token-0123456789";
+
+async fn replica() -> (quorumhub_hub::Embedded, tempfile::TempDir) {
+    use clap::Parser;
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        hub: quorumhub_hub::HubConfig,
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().display().to_string();
+    let flags = Flags::try_parse_from([
+        "quorumhub",
+        "--node-id",
+        "1",
+        "--data-dir",
+        &data,
+        "--peer",
+        "1=127.0.0.1:1/127.0.0.1:1",
+        "--cluster-secret",
+        "contract-cluster-secret-0123456789",
+        "--admin-token",
+        TOKEN,
+        "--spawner-run-as-hub-user",
+    ])
+    .expect("flags");
+    let hub = quorumhub_hub::Embedded::start(flags.hub)
+        .await
+        .expect("embedded replica");
+    (hub, dir)
+}
+
+/// Values that differ run to run, masked in transcripts.
+const VOLATILE: &[&str] = &["created", "last_activity", "expires_at", "token", "started"];
+
+fn masked(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if VOLATILE.contains(&k.as_str()) && !x.is_null() {
+                    *x = serde_json::Value::String("…".into());
+                } else {
+                    masked(x);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(masked),
+        _ => {}
+    }
+}
+
+/// Run each line of `script`, `[WHO] METHOD PATH [BODY] [=> NAME]`, where
+/// WHO is `admin` (the bootstrap admin token) or a token saved earlier with
+/// `=> NAME` (a line that creates a token saves its text as NAME and its id
+/// as `$NAME_id`, usable in later paths); no WHO: no credentials. Each
+/// answer is one line, `WHO METHOD PATH [BODY] → STATUS what`: a JSON
+/// error's message, or a success's JSON with what differs run to run
+/// (times, token texts) masked.
+async fn transcript(router: &axum::Router, script: &str) -> String {
+    let mut tokens: std::collections::BTreeMap<String, String> =
+        [("admin".to_string(), TOKEN.to_string())].into();
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let mut out = String::new();
+    for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let (line, save) = match line.rsplit_once(" => ") {
+            Some((l, name)) => (l, Some(name.trim().to_string())),
+            None => (line, None),
+        };
+        let first = line.split(' ').next().unwrap_or_default();
+        let (who, rest) =
+            if first.parse::<Method>().is_ok() && first.chars().all(|c| c.is_ascii_uppercase()) {
+                (None, line)
+            } else {
+                (Some(first), line[first.len()..].trim_start())
+            };
+        let mut parts = rest.splitn(3, ' ');
+        let method: Method = parts.next().expect("method").parse().expect("a method");
+        let mut path = parts.next().expect("path").to_string();
+        for (k, v) in &vars {
+            path = path.replace(k.as_str(), v);
+        }
+        let body = parts.next();
+        let mut req = Request::builder().method(method.clone()).uri(path.as_str());
+        if let Some(who) = who {
+            let token = tokens
+                .get(who)
+                .unwrap_or_else(|| panic!("no token saved as {who}"));
+            req = req.header("authorization", format!("token {token}"));
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        // As the idle culler asks for pages.
+        if path.contains("limit=") {
+            req = req.header("accept", "application/jupyterhub-pagination+json");
+        }
+        let req = req
+            .body(Body::from(body.unwrap_or_default().to_string()))
+            .expect("request");
+        let resp = router.clone().oneshot(req).await.expect("infallible");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+        if let (Some(name), Some(j)) = (&save, &json) {
+            let text = j["token"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{line}: no token in {j}"));
+            tokens.insert(name.clone(), text.to_string());
+            if let Some(id) = j["id"].as_str() {
+                vars.push((format!("${name}_id"), id.to_string()));
+            }
+        }
+        let said = match json {
+            // JupyterHub's error shape: the status repeated, and a message.
+            Some(v) if !status.is_success() => {
+                assert_eq!(
+                    v["status"],
+                    status.as_u16(),
+                    "{line}: the error body repeats the status"
+                );
+                v["message"].as_str().unwrap_or("(no message)").to_string()
+            }
+            Some(mut v) => {
+                masked(&mut v);
+                v.to_string()
+            }
+            None => String::from_utf8_lossy(&bytes).chars().take(100).collect(),
+        };
+        let who = who.map(|w| format!("{w} ")).unwrap_or_default();
+        let sent = body.map(|b| format!(" {b}")).unwrap_or_default();
+        out.push_str(&format!(
+            "{who}{method} {path}{sent} → {} {said}\n",
+            status.as_u16()
+        ));
+    }
+    out
+}
+
+/// Run `script` on a new replica and compare its transcript; then hand
+/// the replica to `after` for what the transcript cannot show.
+async fn check(script: &str, expect: Expect, after: impl FnOnce(&quorumhub_hub::Embedded)) {
+    let (hub, _dir) = replica().await;
+    let got = transcript(&hub.router(), script).await;
+    after(&hub);
+    hub.shutdown().await;
+    expect.assert_eq(&got);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_jupyterhub_errors() {
+    check(
+        r#"
+        GET /hub/api/users
+        admin POST /hub/api/users/alice
+        admin POST /hub/api/users/alice
+        admin POST /hub/api/users/ALICE
+        admin POST /hub/api/users/bad%20name
+        admin POST /hub/api/users/.dot
+        admin POST /hub/api/users/bob {not json
+        admin POST /hub/api/users/bob {"admin": "yes"}
+        admin POST /hub/api/users/bob {"unknown": 1}
+        admin GET /hub/api/users/nobody
+        admin DELETE /hub/api/users/nobody
+        admin POST /hub/api/users {"usernames": []}
+        admin POST /hub/api/users [1,2]
+        admin POST /hub/api/users {"usernames": ["alice"]}
+        admin POST /hub/api/users/nobody/server
+        admin DELETE /hub/api/users/alice/server
+        admin DELETE /hub/api/users/alice/servers/gpu
+        admin POST /hub/api/users/alice/servers/bad%2Fname
+        admin POST /hub/api/users/alice/server ["not an object"]
+        admin GET /hub/api/users?state=weird
+        admin GET /hub/api/users?offset=x
+        admin GET /hub/api/no-such-endpoint
+        admin DELETE /hub/api/users/admin
+        admin PATCH /hub/api/users/alice {"name": "admin"}
+        GET /user/nobody/lab
+        "#,
+        expect![[r#"
+            GET /hub/api/users → 403 Missing or invalid credentials
+            admin POST /hub/api/users/alice → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin POST /hub/api/users/alice → 409 User alice already exists
+            admin POST /hub/api/users/ALICE → 409 User alice already exists
+            admin POST /hub/api/users/bad%20name → 400 Invalid username "bad name": username contains ' '; allowed are a-z, 0-9 and -_.@
+            admin POST /hub/api/users/.dot → 400 Invalid username ".dot": username must not start with '.' or '-'
+            admin POST /hub/api/users/bob {not json → 400 Invalid JSON in body: key must be a string at line 1 column 2
+            admin POST /hub/api/users/bob {"admin": "yes"} → 400 Invalid JSON in body: invalid type: string "yes", expected a boolean at line 1 column 15
+            admin POST /hub/api/users/bob {"unknown": 1} → 400 Invalid JSON in body: unknown field `unknown`, expected `admin` or `groups` at line 1 column 10
+            admin GET /hub/api/users/nobody → 404 No such user: nobody
+            admin DELETE /hub/api/users/nobody → 404 No such user: nobody
+            admin POST /hub/api/users {"usernames": []} → 400 Must specify at least one user to create
+            admin POST /hub/api/users [1,2] → 400 Invalid JSON in body: invalid type: integer `1`, expected a sequence at line 1 column 2
+            admin POST /hub/api/users {"usernames": ["alice"]} → 409 All 1 users already exist
+            admin POST /hub/api/users/nobody/server → 404 No such user: nobody
+            admin DELETE /hub/api/users/alice/server → 400 alice has no active server
+            admin DELETE /hub/api/users/alice/servers/gpu → 404 alice has no server named 'gpu'
+            admin POST /hub/api/users/alice/servers/bad%2Fname → 400 Invalid server name "bad/name": server name contains '/'; allowed are a-z, 0-9 and -_.@
+            admin POST /hub/api/users/alice/server ["not an object"] → 400 user_options must be a JSON object
+            admin GET /hub/api/users?state=weird → 400 Unrecognized state filter: "weird"; use active, ready or inactive
+            admin GET /hub/api/users?offset=x → 400 Invalid argument type, offset and limit must be integers
+            admin GET /hub/api/no-such-endpoint → 404 Not Found
+            admin DELETE /hub/api/users/admin → 400 Cannot delete yourself!
+            admin PATCH /hub/api/users/alice {"name": "admin"} → 409 User admin already exists
+            GET /user/nobody/lab → 503 nobody's server is not running; start it with POST /hub/api/users/nobody/server
+        "#]],
+        |replica| {
+            // Nothing the refused requests carried reached the state.
+            let names: Vec<String> = replica.hub.read(|s| s.users.keys().cloned().collect());
+            assert_eq!(names, ["admin", "alice"]);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_tokens_groups_and_pages() {
+    check(
+        r#"
+        admin POST /hub/api/users/alice
+        admin POST /hub/api/users/bob
+        admin POST /hub/api/users/alice/tokens {"scopes": ["read:users!user=alice"], "note": "narrow", "expires_in": 3600} => narrow
+        narrow GET /hub/api/users/alice
+        narrow GET /hub/api/users/bob
+        narrow GET /hub/api/users
+        narrow POST /hub/api/users/alice/server
+        narrow POST /hub/api/users/carol
+        narrow GET /hub/api/users/alice/tokens
+        narrow GET /hub/api/groups
+        narrow GET /hub/api/user
+        admin POST /hub/api/users/alice/tokens {"scopes": ["admin:users"]}
+        admin POST /hub/api/users/alice/tokens {"scopes": ["no-such-scope"]}
+        admin POST /hub/api/users/alice/tokens {"expires_in": 0}
+        admin POST /hub/api/users/alice/tokens {"roles": ["admin"]}
+        admin POST /hub/api/users/alice/tokens {"colour": "red"}
+        admin POST /hub/api/users/alice/tokens => full
+        full POST /hub/api/users/alice/tokens {"note": "mine"}
+        admin POST /hub/api/users/alice/tokens {"scopes": ["tokens!user=alice"]} => minter
+        minter POST /hub/api/users/alice/tokens
+        minter POST /hub/api/users/alice/tokens {"scopes": ["read:tokens!user=alice"]}
+        full POST /hub/api/users/bob/tokens
+        full GET /hub/api/users/alice/tokens
+        full DELETE /hub/api/users/alice/tokens/$narrow_id
+        narrow GET /hub/api/users/alice
+        full GET /hub/api/users/alice/tokens/$narrow_id
+        full DELETE /hub/api/users/bob/tokens/a1
+        admin POST /hub/api/groups/g1 {"users": ["alice"]}
+        admin POST /hub/api/groups/g1
+        admin POST /hub/api/groups/g1/users {"users": ["nobody"]}
+        admin POST /hub/api/groups/g1/users {}
+        admin POST /hub/api/groups/g1/users {"users": ["bob"]}
+        admin GET /hub/api/users/bob
+        admin PUT /hub/api/groups/g1/properties {"course": "x"}
+        admin DELETE /hub/api/groups/g1/users {"users": ["alice"]}
+        admin GET /hub/api/groups
+        admin DELETE /hub/api/groups/g1
+        admin GET /hub/api/groups/g1
+        admin GET /hub/api/users/bob
+        admin GET /hub/api/users?limit=1
+        admin GET /hub/api/users?limit=x
+        "#,
+        expect![[r#"
+            admin POST /hub/api/users/alice → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin POST /hub/api/users/bob → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin POST /hub/api/users/alice/tokens {"scopes": ["read:users!user=alice"], "note": "narrow", "expires_in": 3600} → 201 {"created":"…","expires_at":"…","id":"a1","kind":"api_token","last_activity":null,"note":"narrow","oauth_client":"JupyterHub","roles":[],"scopes":["read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice"],"session_id":null,"token":"…","user":"alice"}
+            narrow GET /hub/api/users/alice → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
+            narrow GET /hub/api/users/bob → 404 No access to resources or resources not found
+            narrow GET /hub/api/users → 403 Action is not authorized with current scopes; requires any of [list:users]
+            narrow POST /hub/api/users/alice/server → 403 Action is not authorized with current scopes; requires any of [start:servers]
+            narrow POST /hub/api/users/carol → 403 Action is not authorized with current scopes; requires any of [admin:users]
+            narrow GET /hub/api/users/alice/tokens → 403 Action is not authorized with current scopes; requires any of [read:tokens]
+            narrow GET /hub/api/groups → 403 Action is not authorized with current scopes; requires any of [list:groups]
+            narrow GET /hub/api/user → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"scopes":["read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice"],"server":null,"servers":{},"session_id":null,"token_id":"a1","user_info":null}
+            admin POST /hub/api/users/alice/tokens {"scopes": ["admin:users"]} → 400 Not assigning requested scopes ["admin:auth_state", "admin:users", "delete:users", "list:users", "read:roles:users", "read:users", "read:users:activity", "read:users:groups", "read:users:name", "users", "users:activity"], not held by alice
+            admin POST /hub/api/users/alice/tokens {"scopes": ["no-such-scope"]} → 400 Unknown scope "no-such-scope"
+            admin POST /hub/api/users/alice/tokens {"expires_in": 0} → 400 expires_in must be a positive number of seconds, not 0
+            admin POST /hub/api/users/alice/tokens {"roles": ["admin"]} → 400 roles are not supported here; request scopes instead
+            admin POST /hub/api/users/alice/tokens {"colour": "red"} → 400 Invalid JSON in body: unknown field `colour`, expected one of `expires_in`, `note`, `scopes`, `roles` at line 1 column 9
+            admin POST /hub/api/users/alice/tokens → 201 {"created":"…","expires_at":null,"id":"a2","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["access:servers!user=alice","delete:servers!user=alice","read:servers!user=alice","read:tokens!user=alice","read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice","servers!user=alice","start:servers!user=alice","tokens!user=alice","users:activity!user=alice"],"session_id":null,"token":"…","user":"alice"}
+            full POST /hub/api/users/alice/tokens {"note": "mine"} → 201 {"created":"…","expires_at":null,"id":"a3","kind":"api_token","last_activity":null,"note":"mine","oauth_client":"JupyterHub","roles":[],"scopes":["access:servers!user=alice","delete:servers!user=alice","read:servers!user=alice","read:tokens!user=alice","read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice","servers!user=alice","start:servers!user=alice","tokens!user=alice","users:activity!user=alice"],"session_id":null,"token":"…","user":"alice"}
+            admin POST /hub/api/users/alice/tokens {"scopes": ["tokens!user=alice"]} → 201 {"created":"…","expires_at":null,"id":"a4","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["read:tokens!user=alice","tokens!user=alice"],"session_id":null,"token":"…","user":"alice"}
+            minter POST /hub/api/users/alice/tokens → 403 Not assigning requested scopes ["access:servers!user=alice", "delete:servers!user=alice", "read:servers!user=alice", "read:users!user=alice", "read:users:activity!user=alice", "read:users:groups!user=alice", "read:users:name!user=alice", "servers!user=alice", "start:servers!user=alice", "users:activity!user=alice"], not held by the requester
+            minter POST /hub/api/users/alice/tokens {"scopes": ["read:tokens!user=alice"]} → 201 {"created":"…","expires_at":null,"id":"a5","kind":"api_token","last_activity":null,"note":"Requested via api","oauth_client":"JupyterHub","roles":[],"scopes":["read:tokens!user=alice"],"session_id":null,"token":"…","user":"alice"}
+            full POST /hub/api/users/bob/tokens → 403 User bob not found or no permissions to generate tokens
+            full GET /hub/api/users/alice/tokens → 200 {"api_tokens":[{"created":"…","expires_at":"…","id":"a1","kind":"api_token","last_activity":null,"note":"narrow","oauth_client":"JupyterHub","roles":[],"scopes":["read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice"],"session_id":null,"user":"alice"},{"created":"…","expires_at":null,"id":"a2","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["access:servers!user=alice","delete:servers!user=alice","read:servers!user=alice","read:tokens!user=alice","read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice","servers!user=alice","start:servers!user=alice","tokens!user=alice","users:activity!user=alice"],"session_id":null,"user":"alice"},{"created":"…","expires_at":null,"id":"a3","kind":"api_token","last_activity":null,"note":"mine","oauth_client":"JupyterHub","roles":[],"scopes":["access:servers!user=alice","delete:servers!user=alice","read:servers!user=alice","read:tokens!user=alice","read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice","servers!user=alice","start:servers!user=alice","tokens!user=alice","users:activity!user=alice"],"session_id":null,"user":"alice"},{"created":"…","expires_at":null,"id":"a4","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["read:tokens!user=alice","tokens!user=alice"],"session_id":null,"user":"alice"},{"created":"…","expires_at":null,"id":"a5","kind":"api_token","last_activity":null,"note":"Requested via api","oauth_client":"JupyterHub","roles":[],"scopes":["read:tokens!user=alice"],"session_id":null,"user":"alice"}]}
+            full DELETE /hub/api/users/alice/tokens/a1 → 204 
+            narrow GET /hub/api/users/alice → 403 Missing or invalid credentials
+            full GET /hub/api/users/alice/tokens/a1 → 404 No such token a1 for user alice
+            full DELETE /hub/api/users/bob/tokens/a1 → 404 No access to resources or resources not found
+            admin POST /hub/api/groups/g1 {"users": ["alice"]} → 201 {"kind":"group","name":"g1","properties":{},"roles":[],"users":["alice"]}
+            admin POST /hub/api/groups/g1 → 409 Group g1 already exists
+            admin POST /hub/api/groups/g1/users {"users": ["nobody"]} → 404 No such user: nobody
+            admin POST /hub/api/groups/g1/users {} → 400 Must specify users to add
+            admin POST /hub/api/groups/g1/users {"users": ["bob"]} → 200 {"kind":"group","name":"g1","properties":{},"roles":[],"users":["alice","bob"]}
+            admin GET /hub/api/users/bob → 200 {"admin":false,"created":"…","groups":["g1"],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin PUT /hub/api/groups/g1/properties {"course": "x"} → 200 {"kind":"group","name":"g1","properties":{"course":"x"},"roles":[],"users":["alice","bob"]}
+            admin DELETE /hub/api/groups/g1/users {"users": ["alice"]} → 200 {"kind":"group","name":"g1","properties":{"course":"x"},"roles":[],"users":["bob"]}
+            admin GET /hub/api/groups → 200 [{"kind":"group","name":"g1","properties":{"course":"x"},"roles":[],"users":["bob"]}]
+            admin DELETE /hub/api/groups/g1 → 204 
+            admin GET /hub/api/groups/g1 → 404 No such group: g1
+            admin GET /hub/api/users/bob → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin GET /hub/api/users?limit=1 → 200 {"_pagination":{"limit":1,"next":{"limit":1,"offset":1,"url":"http://127.0.0.1:8000/hub/api/users?offset=1&limit=1"},"offset":0,"total":3},"items":[{"admin":true,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}}]}
+            admin GET /hub/api/users?limit=x → 400 Invalid argument type, offset and limit must be integers
+        "#]],
+        |_| {},
+    )
+    .await;
+}
