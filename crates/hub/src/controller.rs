@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use quorumhub_spawner::{Launch, Liveness, Spawner, Spawners};
+use quorumhub_spawner::{Launch, Liveness, Revoke, Spawner, Spawners};
 use quorumhub_state::{Command, Phase, Response, Route, SpawnerState, TokenOwner};
 use tokio::sync::watch;
 
@@ -45,6 +45,7 @@ pub(crate) async fn run(hub: Arc<Hub>, spawners: Arc<Spawners>, mut stop: watch:
     let mut applied = hub.sm.subscribe();
     let mut metrics = hub.raft.metrics();
     let inflight: Arc<Mutex<HashSet<Key>>> = Arc::default();
+    let unknown: Arc<Mutex<HashSet<Key>>> = Arc::default();
     let mut poll = tokio::time::interval(POLL);
     let mut was_leader = false;
     loop {
@@ -93,6 +94,7 @@ pub(crate) async fn run(hub: Arc<Hub>, spawners: Arc<Spawners>, mut stop: watch:
             let ctl = Controller {
                 hub: hub.clone(),
                 spawners: spawners.clone(),
+                unknown: unknown.clone(),
             };
             let inflight = inflight.clone();
             tokio::spawn(async move {
@@ -111,6 +113,23 @@ pub(crate) async fn run(hub: Arc<Hub>, spawners: Arc<Spawners>, mut stop: watch:
 struct Controller {
     hub: Arc<Hub>,
     spawners: Arc<Spawners>,
+    /// Servers of an unknown spawner kind already warned about (once each).
+    unknown: Arc<Mutex<HashSet<Key>>>,
+}
+
+#[async_trait::async_trait]
+impl Revoke for Controller {
+    async fn revoke(&self, token_id: &str) {
+        if let Err(e) = self
+            .hub
+            .propose_local(Command::RevokeToken {
+                id: token_id.to_string(),
+            })
+            .await
+        {
+            tracing::warn!(token = token_id, error = %e, "could not revoke an unused server token");
+        }
+    }
 }
 
 /// Longest stop reason recorded (it is replicated and shown by the API).
@@ -118,6 +137,16 @@ const MAX_REASON_CHARS: usize = 2000;
 
 impl Controller {
     async fn handle(&self, job: Job) {
+        if let Some(sp) = &job.spawner {
+            if self.spawners.of(sp).is_none() {
+                // Recorded by a spawner this build lacks (a newer release,
+                // mid-upgrade): a replica that has it will act on it. Never
+                // declared stopped from here, which would drop its record
+                // and token while it may still run.
+                self.unknown_kind(&job, sp);
+                return;
+            }
+        }
         match (job.phase, &job.spawner) {
             (Phase::Spawning, None) => self.spawn(&job).await,
             (Phase::Spawning, Some(sp)) => self.adopt(&job, sp.clone()).await,
@@ -137,13 +166,27 @@ impl Controller {
         }
     }
 
-    /// The spawner that started a recorded server.
+    /// The spawner that started a recorded server (`handle` has already
+    /// left servers of an unknown kind alone).
     fn spawner_of(&self, sp: &SpawnerState) -> Option<&dyn Spawner> {
-        let found = self.spawners.of(sp);
-        if found.is_none() {
-            tracing::warn!(kind = %sp.kind, "server recorded by a spawner this build does not have; leaving it alone");
+        self.spawners.of(sp)
+    }
+
+    /// Warn, once per spawn, about a server this build cannot handle.
+    fn unknown_kind(&self, job: &Job, sp: &SpawnerState) {
+        let key = (job.user.clone(), job.server.clone(), job.generation);
+        let first = self
+            .unknown
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key);
+        if first {
+            tracing::warn!(
+                kind = %sp.kind,
+                phase = ?job.phase,
+                "server recorded by a spawner this build does not have; leaving it to a replica that has it (upgrade this one)"
+            );
         }
-        found
     }
 
     /// Whether the server runs: `Gone` only when that is known for sure (a
@@ -243,17 +286,13 @@ impl Controller {
             hub_api_url: hub.config.hub_api_url(),
             public_url: hub.config.public_url.clone(),
         };
-        let started = match self.spawners.active().start(&launch).await {
-            Ok(started) => started,
+        let sp = match self.spawners.active().start(&launch, self).await {
+            Ok(sp) => sp,
             Err(e) => {
                 self.revoke(&token_id).await;
                 return Err(e.to_string());
             }
         };
-        for orphan in &started.orphaned_tokens {
-            self.revoke(orphan).await;
-        }
-        let sp = started.state;
         let recorded = hub
             .propose_local(Command::SpawnStarted {
                 user: job.user.clone(),
@@ -276,15 +315,7 @@ impl Controller {
     }
 
     async fn revoke(&self, token_id: &str) {
-        if let Err(e) = self
-            .hub
-            .propose_local(Command::RevokeToken {
-                id: token_id.to_string(),
-            })
-            .await
-        {
-            tracing::warn!(token = token_id, error = %e, "could not revoke an unused server token");
-        }
+        Revoke::revoke(self, token_id).await
     }
 
     async fn adopt(&self, job: &Job, sp: SpawnerState) {

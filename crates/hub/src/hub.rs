@@ -125,12 +125,9 @@ impl Hub {
     /// its connection is dead (the peer moved to another address, or a
     /// partition left a half-open connection): the next call connects anew
     /// instead of waiting for HTTP/2 keep-alive to notice.
-    fn forget_admin_on(&self, grpc_addr: &str, status: &tonic::Status) {
+    fn forget_admin_on(&self, grpc_addr: &str, code: tonic::Code) {
         use tonic::Code::*;
-        if matches!(
-            status.code(),
-            Unavailable | DeadlineExceeded | Cancelled | Unknown
-        ) {
+        if matches!(code, Unavailable | DeadlineExceeded | Cancelled | Unknown) {
             let mut cache = self.admins.lock().unwrap_or_else(|p| p.into_inner());
             cache.remove(grpc_addr);
         }
@@ -370,16 +367,19 @@ impl Hub {
         let mut call = tonic::Request::new(ProposeRequest { command });
         call.set_timeout(attempt);
         let reply = match tokio::time::timeout(attempt, client.propose(call)).await {
-            Ok(r) => r,
-            Err(_) => Err(tonic::Status::deadline_exceeded("no answer in time")),
+            Ok(r) => r.map_err(|s| (s.code(), s.message().to_string())),
+            Err(_) => Err((
+                tonic::Code::DeadlineExceeded,
+                "no answer in time".to_string(),
+            )),
         };
-        let reply = reply.map_err(|s| {
-            tracing::debug!(leader = %leader.grpc_addr, status = %s.message(), "forwarded write not taken");
-            self.forget_admin_on(&leader.grpc_addr, &s);
-            if s.code() == tonic::Code::Unimplemented {
-                HubError::NotYetEnabled(s.message().to_string())
+        let reply = reply.map_err(|(code, message)| {
+            tracing::debug!(leader = %leader.grpc_addr, status = %message, "forwarded write not taken");
+            self.forget_admin_on(&leader.grpc_addr, code);
+            if code == tonic::Code::Unimplemented {
+                HubError::NotYetEnabled(message)
             } else {
-                HubError::Internal(s.message().to_string())
+                HubError::Internal(message)
             }
         })?;
         let reply = reply.into_inner();
@@ -434,11 +434,11 @@ impl Hub {
                     r = tokio::time::timeout(attempt, client.read_index(call)) => match r {
                         Ok(Ok(r)) => Ok(r.into_inner().read_index),
                         Ok(Err(s)) => {
-                            self.forget_admin_on(&node.grpc_addr, &s);
+                            self.forget_admin_on(&node.grpc_addr, s.code());
                             Err(None)
                         }
                         Err(_) => {
-                            self.forget_admin_on(&node.grpc_addr, &tonic::Status::deadline_exceeded(""));
+                            self.forget_admin_on(&node.grpc_addr, tonic::Code::DeadlineExceeded);
                             Err(None)
                         }
                     },
@@ -473,8 +473,9 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
-/// A new random API token (32 bytes, hex).
-pub fn new_token() -> String {
+/// A new random secret (32 bytes, hex): API tokens (minted only in
+/// `ops::tokens`), session ids.
+pub fn random_secret() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);

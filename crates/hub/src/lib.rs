@@ -1,8 +1,10 @@
 //! A hub replica.
 //!
-//! [`node::start`] opens the data dir, starts the Raft node, and serves:
-//! - gRPC ([`admin`], [`routes`] and the Raft service) on `--grpc-listen`,
-//! - the JupyterHub-compatible REST API ([`api`]) on `--http-listen`,
+//! [`node::run`] opens the data dir, starts the Raft node, and serves:
+//! - gRPC ([`grpc::admin`], [`grpc::routes`] and the Raft service) on
+//!   `--grpc-listen`,
+//! - the JupyterHub-compatible REST API ([`api`]) and the pages ([`web`]),
+//!   composed by `app`, on `--http-listen`,
 //!
 //! and runs the spawner [`controller`], which acts only while this replica
 //! leads. Every change goes through [`Hub::propose`](hub::Hub::propose)
@@ -14,7 +16,6 @@
 //! must never read replicated state without a read barrier where a client
 //! could observe staleness.
 
-pub mod admin;
 mod admission;
 pub mod api;
 mod app;
@@ -24,13 +25,13 @@ pub mod config;
 pub mod controller;
 mod embedded;
 mod error;
+pub mod grpc;
 pub mod hub;
 pub mod limits;
 pub mod node;
 mod ops;
 pub mod password;
 mod preflight;
-pub mod routes;
 pub mod scopes;
 pub mod time;
 mod transfer;

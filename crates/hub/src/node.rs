@@ -21,10 +21,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::admin::AdminService;
 use crate::config::HubConfig;
+use crate::grpc::admin::AdminService;
+use crate::grpc::routes::RoutesService;
 use crate::hub::Hub;
-use crate::routes::RoutesService;
 
 /// Largest gRPC message accepted (snapshots travel in chunks below this).
 const MAX_MESSAGE: usize = 256 << 20;

@@ -66,15 +66,19 @@ fn masked(v: &mut serde_json::Value) {
 }
 
 /// Run each line of `script`, `[WHO] METHOD PATH [BODY] [=> NAME]`, where
-/// WHO is `admin` (the bootstrap admin token) or a token saved earlier with
+/// WHO is `admin` (the bootstrap admin token), `wrong` (a token nobody
+/// issued) or a token saved earlier with
 /// `=> NAME` (a line that creates a token saves its text as NAME and its id
 /// as `$NAME_id`, usable in later paths); no WHO: no credentials. Each
 /// answer is one line, `WHO METHOD PATH [BODY] → STATUS what`: a JSON
 /// error's message, or a success's JSON with what differs run to run
 /// (times, token texts) masked.
 async fn transcript(router: &axum::Router, script: &str) -> String {
-    let mut tokens: std::collections::BTreeMap<String, String> =
-        [("admin".to_string(), TOKEN.to_string())].into();
+    let mut tokens: std::collections::BTreeMap<String, String> = [
+        ("admin".to_string(), TOKEN.to_string()),
+        ("wrong".to_string(), "wrong-token-wrong-token".to_string()),
+    ]
+    .into();
     let mut vars: Vec<(String, String)> = Vec::new();
     let mut out = String::new();
     for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -167,6 +171,7 @@ async fn bad_input_gets_jupyterhub_errors() {
     check(
         r#"
         GET /hub/api/users
+        wrong GET /hub/api/users
         admin POST /hub/api/users/alice
         admin POST /hub/api/users/alice
         admin POST /hub/api/users/ALICE
@@ -194,6 +199,7 @@ async fn bad_input_gets_jupyterhub_errors() {
         "#,
         expect![[r#"
             GET /hub/api/users → 403 Missing or invalid credentials
+            wrong GET /hub/api/users → 403 Missing or invalid credentials
             admin POST /hub/api/users/alice → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
             admin POST /hub/api/users/alice → 409 User alice already exists
             admin POST /hub/api/users/ALICE → 409 User alice already exists

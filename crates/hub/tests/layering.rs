@@ -8,7 +8,8 @@
 //!   `app.rs` composes them;
 //! - the use cases (`ops/`) name no transport or template engine;
 //! - the replica (`hub.rs`) knows nothing of the HTTP side;
-//! - tokens are minted in one place (`ops/tokens.rs`).
+//! - tokens are minted in one place (`ops/tokens.rs`);
+//! - the hub's errors become gRPC statuses only in `grpc/status.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,24 @@ const SPAWNING: &[&str] = &[
     "ProcessSpawner",
 ];
 
+/// A line without its `//` comment; a `//` inside a string literal (a URL)
+/// is code.
+fn code_of(line: &str) -> &str {
+    let bytes = line.as_bytes();
+    let mut in_str = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_str => i += 1,
+            b'"' => in_str = !in_str,
+            b'/' if !in_str && bytes.get(i + 1) == Some(&b'/') => return &line[..i],
+            _ => {}
+        }
+        i += 1;
+    }
+    line
+}
+
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).expect("read dir") {
         let path = entry.expect("entry").path();
@@ -55,7 +74,7 @@ fn naming(files: &[PathBuf], names: &[&str]) -> Vec<String> {
     for path in files {
         let text = std::fs::read_to_string(path).expect("read");
         for (i, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or_default();
+            let code = code_of(line);
             if names.iter().any(|n| code.contains(n)) {
                 found.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
             }
@@ -90,55 +109,131 @@ fn the_hub_never_starts_checks_or_stops_a_server_itself() {
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
+/// The top-level modules a path names: `crate::x`, `crate::{x, y::z}` (the
+/// top of each item, nested groups included), and from a directory module
+/// `super::x` (in its `mod.rs`) or `super::super::x` (in its files).
+fn named_modules(code: &str, depth: usize) -> Vec<String> {
+    fn ident(s: &str) -> String {
+        s.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    }
+    let mut found = Vec::new();
+    let prefix = match depth {
+        0 => None,
+        1 => Some("super::"),
+        _ => Some("super::super::"),
+    };
+    for root in std::iter::once("crate::").chain(prefix) {
+        for (i, _) in code.match_indices(root) {
+            // `super::super::x` also contains `super::x`: only whole paths.
+            if root == "super::" && code[..i].ends_with("super::") {
+                continue;
+            }
+            let rest = &code[i + root.len()..];
+            if let Some(group) = rest.strip_prefix('{') {
+                // Top-level items of the group, up to its closing brace.
+                let mut level = 0;
+                let mut item_start = true;
+                for (j, c) in group.char_indices() {
+                    match c {
+                        '{' => level += 1,
+                        '}' if level == 0 => break,
+                        '}' => level -= 1,
+                        ',' if level == 0 => item_start = true,
+                        c if item_start && !c.is_whitespace() => {
+                            found.push(ident(&group[j..]));
+                            item_start = false;
+                        }
+                        _ => {}
+                    }
+                }
+            } else {
+                found.push(ident(rest));
+            }
+        }
+    }
+    found
+}
+
 /// The hub's top-level modules (a file, or a directory with its files) and
-/// the top-level modules each names as `crate::<module>`.
+/// the top-level modules each names.
 fn module_imports() -> BTreeMap<String, BTreeSet<String>> {
-    let mut text: BTreeMap<String, String> = BTreeMap::new();
+    let mut named: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
     for path in &files {
         let rel = path.strip_prefix(src()).expect("under src");
-        let top = rel
-            .components()
-            .next()
-            .and_then(|c| c.as_os_str().to_str())
-            .expect("name")
-            .trim_end_matches(".rs")
-            .to_string();
-        let code: String = std::fs::read_to_string(path)
-            .expect("read")
-            .lines()
-            .map(|l| l.split("//").next().unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n");
-        text.entry(top).or_default().push_str(&code);
+        let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
+        let top = parts[0].trim_end_matches(".rs").to_string();
+        // How far below the crate root `super` starts: a top-level file or
+        // a `dir/mod.rs` is 1 (its `super` is the root), `dir/x.rs` is 2.
+        let depth = match parts.as_slice() {
+            [_] => 0,
+            [_, "mod.rs"] => 1,
+            _ => 2,
+        };
+        let text = std::fs::read_to_string(path).expect("read");
+        let entry = named.entry(top).or_default();
+        for line in text.lines() {
+            entry.extend(named_modules(code_of(line), depth));
+        }
     }
-    let names: BTreeSet<String> = text.keys().cloned().collect();
-    text.iter()
-        .map(|(module, code)| {
-            let mut deps = BTreeSet::new();
-            let mut word = |w: &str| {
-                let dep: String = w
-                    .trim()
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
-                if dep != *module && names.contains(&dep) {
-                    deps.insert(dep);
-                }
-            };
-            for (i, _) in code.match_indices("crate::") {
-                word(&code[i + "crate::".len()..]);
-            }
-            for group in code.split("crate::{").skip(1) {
-                let group = group.split('}').next().unwrap_or_default();
-                for part in group.split(',') {
-                    word(part);
-                }
-            }
-            (module.clone(), deps)
+    let names: BTreeSet<String> = named.keys().cloned().collect();
+    named
+        .into_iter()
+        .map(|(module, deps)| {
+            let deps = deps
+                .into_iter()
+                .filter(|d| *d != module && names.contains(d))
+                .collect();
+            (module, deps)
         })
         .collect()
+}
+
+#[test]
+fn the_import_reader_reads_every_form() {
+    assert_eq!(named_modules("use crate::web::session;", 0), ["web"]);
+    assert_eq!(
+        named_modules("use crate::{api::{a, b}, web, hub::Hub};", 0),
+        ["api", "web", "hub"]
+    );
+    assert_eq!(
+        named_modules("impl super::super::api::ApiError {", 2),
+        ["api"]
+    );
+    assert_eq!(named_modules("use super::session;", 1), ["session"]);
+    assert_eq!(
+        named_modules("use super::session;", 2),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        code_of(r#"let u = "http://x"; // crate::web"#),
+        r#"let u = "http://x"; "#
+    );
+    // And on the hub itself: the composition root sees both front ends.
+    let graph = module_imports();
+    for dep in ["api", "web", "auth", "error"] {
+        assert!(
+            graph["app"].contains(dep),
+            "app imports {dep}: {:?}",
+            graph["app"]
+        );
+    }
+    for dep in ["auth", "error", "ops", "hub"] {
+        assert!(
+            graph["api"].contains(dep),
+            "api imports {dep}: {:?}",
+            graph["api"]
+        );
+        assert!(
+            graph["web"].contains(dep),
+            "web imports {dep}: {:?}",
+            graph["web"]
+        );
+    }
 }
 
 #[test]
@@ -188,31 +283,26 @@ fn the_use_cases_name_no_transport() {
 }
 
 /// Whether a line of code builds a `Token` record (not `NewToken`,
-/// `CreateToken`, `NoSuchToken`, ...) or makes a token's secret.
+/// `CreateToken`, `NoSuchToken`, ...).
 fn mints(line: &str) -> bool {
-    let code = line.split("//").next().unwrap_or_default();
-    let builds = code.match_indices("Token {").any(|(i, _)| {
+    let code = code_of(line);
+    code.match_indices("Token {").any(|(i, _)| {
         !code[..i]
             .chars()
             .next_back()
             .is_some_and(|c| c.is_alphanumeric() || c == '_')
-    });
-    builds || (code.contains("new_token()") && !code.contains("fn new_token()"))
+    })
 }
 
 #[test]
 fn tokens_are_minted_in_one_place() {
-    // A `Token { .. }` record is built, and a token's secret made, only in
-    // ops/tokens.rs: the API, the OAuth provider and the controller all
-    // mint through it. (The session id uses the same generator, but it is
-    // no token.)
+    // A `Token { .. }` record is built only in ops/tokens.rs, which also
+    // makes its secret: the API, the OAuth provider and the controller all
+    // mint through it.
     let mut files = Vec::new();
     rust_files(&src(), &mut files);
     let mut found = Vec::new();
-    for path in files
-        .iter()
-        .filter(|f| !f.ends_with("ops/tokens.rs") && !f.ends_with("auth/session.rs"))
-    {
+    for path in files.iter().filter(|f| !f.ends_with("ops/tokens.rs")) {
         let text = std::fs::read_to_string(path).expect("read");
         for (i, line) in text.lines().enumerate() {
             if mints(line) {
@@ -222,10 +312,73 @@ fn tokens_are_minted_in_one_place() {
     }
     assert!(found.is_empty(), "{found:#?}");
     assert!(mints("    let token = Token {"));
-    assert!(mints("let t = new_token();"));
+    assert!(mints("token: quorumhub_state::Token {"));
     assert!(!mints("Rejection::NoSuchToken { .. }"));
     assert!(!mints("Command::CreateToken { token }"));
     assert!(!mints("// Token { in a comment"));
+}
+
+/// Whether `word` occurs in `code` as a whole identifier (`Status`, not
+/// `StatusCode` or `NodeStatus`).
+fn has_word(code: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    code.match_indices(word).any(|(i, _)| {
+        !code[..i].chars().next_back().is_some_and(ident)
+            && !code[i + word.len()..].chars().next().is_some_and(ident)
+    })
+}
+
+#[test]
+fn errors_become_grpc_statuses_in_one_place() {
+    assert!(has_word("Err(Status::internal(e))", "Status"));
+    assert!(!has_word("StatusCode::OK", "Status"));
+    assert!(!has_word("NodeStatusReply", "Status"));
+    assert!(!has_word("StatusC", "Status"));
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let outside: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|f| !f.starts_with(src().join("grpc")))
+        .collect();
+    let mut found = Vec::new();
+    for path in &outside {
+        let text = std::fs::read_to_string(path).expect("read");
+        for (i, line) in text.lines().enumerate() {
+            let code = code_of(line);
+            let maps = has_word(code, "Status")
+                && ["HubError", "Rejection", "TransferError"]
+                    .iter()
+                    .any(|e| code.contains(e));
+            let is_status = |after: &str| {
+                let t = after.trim_start();
+                let t = t.strip_prefix("tonic::").unwrap_or(t);
+                t.starts_with("Status") && has_word(&t[..t.len().min(7)], "Status")
+            };
+            let returns = code
+                .match_indices("->")
+                .any(|(i, _)| is_status(&code[i + 2..]));
+            let converts = code
+                .match_indices(" for ")
+                .any(|(i, _)| is_status(&code[i + 5..]));
+            if maps || returns || converts {
+                found.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "map errors to a gRPC status in grpc/status.rs:\n{}",
+        found.join("\n")
+    );
+    let status = std::fs::read_to_string(src().join("grpc/status.rs")).expect("grpc/status.rs");
+    for f in [
+        "fn status(e: HubError)",
+        "fn rejection_status(",
+        "fn transfer_status(",
+        "fn membership_status(",
+    ] {
+        assert!(status.contains(f), "grpc/status.rs has {f}");
+    }
 }
 
 #[test]

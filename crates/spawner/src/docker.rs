@@ -15,7 +15,7 @@ use quorumhub_state::SpawnerState;
 use tokio::sync::OnceCell;
 
 use crate::spawner::{
-    Launch, Liveness, SpawnerArgs, SpawnerConfigError, SpawnerContext, SpawnerKind, Started,
+    Launch, Liveness, Revoke, SpawnerArgs, SpawnerConfigError, SpawnerContext, SpawnerKind,
 };
 use crate::{ServerEnv, SpawnError};
 use bollard::models::{ContainerCreateBody, HostConfig};
@@ -365,7 +365,11 @@ impl crate::Spawner for DockerSpawner {
         SpawnerKind::Docker
     }
 
-    async fn start(&self, launch: &Launch) -> Result<Started, SpawnError> {
+    async fn start(
+        &self,
+        launch: &Launch,
+        revoke: &dyn Revoke,
+    ) -> Result<SpawnerState, SpawnError> {
         let d = self.engine().await?;
         let network = self.args.docker_network.clone().unwrap_or_default();
         let labels: BTreeMap<String, String> = [
@@ -380,11 +384,10 @@ impl crate::Spawner for DockerSpawner {
         // Containers of this generation that nobody recorded: a leader
         // started them and lost leadership (or died) before its start was
         // committed.
-        let mut orphaned_tokens = Vec::new();
         for (old, old_labels) in d.find_labelled(&labels).await? {
             tracing::info!(container = %old, "removing a container a previous leader started but never recorded");
             if let Some(old_token) = old_labels.get(LABEL_TOKEN_ID) {
-                orphaned_tokens.push(old_token.clone());
+                revoke.revoke(old_token).await;
             }
             d.stop_and_remove(&old, Duration::ZERO).await?;
         }
@@ -432,17 +435,14 @@ impl crate::Spawner for DockerSpawner {
             let _ = d.stop_and_remove(&name, Duration::ZERO).await;
             return Err(SpawnError::NoContainerAddress { name, network });
         };
-        Ok(Started {
-            state: SpawnerState {
-                kind: SpawnerKind::Docker.as_str().into(),
-                host: name,
-                pid: 0,
-                proc_start: 0,
-                port: CONTAINER_PORT,
-                target: format!("http://{}:{}", crate::fmt_ip_url(&ip), CONTAINER_PORT),
-                token_id: Some(launch.token_id.clone()),
-            },
-            orphaned_tokens,
+        Ok(SpawnerState {
+            kind: SpawnerKind::Docker.as_str().into(),
+            host: name,
+            pid: 0,
+            proc_start: 0,
+            port: CONTAINER_PORT,
+            target: format!("http://{}:{}", crate::fmt_ip_url(&ip), CONTAINER_PORT),
+            token_id: Some(launch.token_id.clone()),
         })
     }
 

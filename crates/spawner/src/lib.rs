@@ -42,8 +42,8 @@ pub use process::{
 };
 pub use ready::wait_http_ready;
 pub use spawner::{
-    Launch, Liveness, Spawner, SpawnerArgs, SpawnerConfigError, SpawnerContext, SpawnerKind,
-    Spawners, Started,
+    Launch, Liveness, Revoke, Spawner, SpawnerArgs, SpawnerConfigError, SpawnerContext,
+    SpawnerKind, Spawners,
 };
 
 /// Why starting, watching or stopping a server failed; each message says

@@ -10,7 +10,7 @@ use quorumhub_state::SpawnerState;
 
 use crate::account::{self, Account};
 use crate::spawner::{
-    Launch, Liveness, SpawnerArgs, SpawnerConfigError, SpawnerContext, SpawnerKind, Started,
+    Launch, Liveness, Revoke, SpawnerArgs, SpawnerConfigError, SpawnerContext, SpawnerKind,
 };
 use crate::{ProcessSpec, ServerEnv, SpawnError};
 
@@ -191,21 +191,25 @@ impl crate::Spawner for ProcessSpawner {
         SpawnerKind::Process
     }
 
-    async fn start(&self, launch: &Launch) -> Result<Started, SpawnError> {
+    async fn start(
+        &self,
+        launch: &Launch,
+        _revoke: &dyn Revoke,
+    ) -> Result<SpawnerState, SpawnError> {
+        // A process an earlier leader started but never recorded is not
+        // found again (it is nobody's); its token is the controller's to
+        // drop, as it was never recorded either.
         let port = crate::pick_free_port().map_err(SpawnError::NoFreePort)?;
         let spec = self.spec(launch, port)?;
         let spawned = crate::spawn_process(&spec)?;
-        Ok(Started {
-            state: SpawnerState {
-                kind: SpawnerKind::Process.as_str().into(),
-                host: spawned.host,
-                pid: spawned.pid,
-                proc_start: spawned.proc_start,
-                port,
-                target: format!("http://127.0.0.1:{port}"),
-                token_id: Some(launch.token_id.clone()),
-            },
-            orphaned_tokens: vec![],
+        Ok(SpawnerState {
+            kind: SpawnerKind::Process.as_str().into(),
+            host: spawned.host,
+            pid: spawned.pid,
+            proc_start: spawned.proc_start,
+            port,
+            target: format!("http://127.0.0.1:{port}"),
+            token_id: Some(launch.token_id.clone()),
         })
     }
 

@@ -5,8 +5,8 @@
 //! A spawner knows how to start, check and stop one server; it knows
 //! nothing about Raft, tokens or routes. The controller mints the server's
 //! token, records what [`Spawner::start`] returns as the server's
-//! replicated `SpawnerState`, and revokes the tokens a start reports as
-//! orphaned.
+//! replicated `SpawnerState`, and revokes tokens when a spawner asks it to
+//! ([`Revoke`]).
 //!
 //! Adding a spawner: implement [`Spawner`] in this crate, add its variant
 //! to [`SpawnerKind`] and one line to [`Spawners::from_args`].
@@ -38,16 +38,13 @@ pub struct Launch {
     pub public_url: String,
 }
 
-/// What a successful start reports.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Started {
-    /// Recorded as the server's replicated state; `kind` names this
-    /// spawner.
-    pub state: SpawnerState,
-    /// Ids of API tokens given to servers of the same spawn that an earlier
-    /// leader started but never recorded; the spawner removed those
-    /// servers, and their tokens must be revoked.
-    pub orphaned_tokens: Vec<String>,
+/// Revokes an API token (the controller's, through the replicated state):
+/// a spawner that finds a server an earlier leader started for the same
+/// spawn but never recorded revokes that server's token before removing
+/// it, so no token outlives its server whatever fails next.
+#[async_trait::async_trait]
+pub trait Revoke: Send + Sync {
+    async fn revoke(&self, token_id: &str);
 }
 
 /// Whether a recorded server still runs.
@@ -67,9 +64,13 @@ pub trait Spawner: Send + Sync + 'static {
     /// The kind recorded in every `SpawnerState` this spawner returns.
     fn kind(&self) -> SpawnerKind;
 
-    /// Start the server; it must answer HTTP at `state.target` plus its
-    /// prefix once it is up (the controller waits for that).
-    async fn start(&self, launch: &Launch) -> Result<Started, SpawnError>;
+    /// Start the server and return what to record as its replicated state
+    /// (`kind` names this spawner); it must answer HTTP at `target` plus its
+    /// prefix once it is up (the controller waits for that). Servers of the
+    /// same spawn left by an earlier leader have their tokens revoked with
+    /// `revoke`, then are removed.
+    async fn start(&self, launch: &Launch, revoke: &dyn Revoke)
+        -> Result<SpawnerState, SpawnError>;
 
     /// Whether the recorded server still runs.
     async fn liveness(&self, state: &SpawnerState) -> Liveness;

@@ -140,7 +140,7 @@ pub(crate) async fn start_session(
 ) -> Result<HeaderValue, HubError> {
     let key = ensure_cookie_key(hub).await?;
     make_room_for_session(hub, user).await?;
-    let id = crate::hub::new_token();
+    let id = crate::hub::random_secret();
     let now = now_ms();
     let session = Session {
         hash: hash_token(&id),

@@ -5,7 +5,7 @@
 use quorumhub_state::{Command, Response, Token, TokenOwner};
 
 use super::OpError;
-use crate::hub::{hash_token, new_token, Hub};
+use crate::hub::{hash_token, random_secret, Hub};
 use crate::time::now_ms;
 
 /// What a new token is for.
@@ -33,7 +33,7 @@ pub(crate) struct Minted {
 
 impl NewToken {
     pub(crate) fn mint(self) -> Minted {
-        let secret = new_token();
+        let secret = random_secret();
         let now = now_ms();
         let token = Token {
             id: String::new(),

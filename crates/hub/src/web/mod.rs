@@ -120,16 +120,12 @@ pub(crate) fn error_page(
 
 /// A hub failure shown to a browser.
 pub(crate) fn hub_error_page(e: HubError) -> Response {
-    let status = match e {
-        HubError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        HubError::UserBusy { .. } => StatusCode::TOO_MANY_REQUESTS,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
     let retry_after = e.retry_after();
     if retry_after.is_none() {
         tracing::warn!("page failed: {e}");
     }
-    let message = e.to_string();
+    // The same status as the API's (crate::error).
+    let (status, message) = crate::error::ApiError::from(e).parts();
     let mut r = error_page(status, &message, "Try again in a moment.", None);
     if let Some(secs) = retry_after {
         // Shed by admission control: logged once per client per interval.

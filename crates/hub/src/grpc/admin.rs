@@ -4,15 +4,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use quorumhub_proto::v1::admin_server;
 use quorumhub_proto::v1::*;
 use quorumhub_raft::{Member as RaftMember, NodeId};
-use quorumhub_state::{Command, Rejection, Response as SmResponse};
+use quorumhub_state::{Command, Response as SmResponse};
 use tonic::{Request, Response, Status};
 
-use crate::hub::{Hub, HubError, WriteAttempt};
+use super::status::{membership_status, rejection_status, status, transfer_status};
+use crate::hub::{Hub, WriteAttempt};
 use crate::time::iso;
 
 pub struct AdminService {
@@ -71,48 +71,6 @@ fn forwarded<T>(req: Request<T>) -> Request<T> {
         r.metadata_mut().insert(quorumhub_proto::AUTH_METADATA, c);
     }
     r
-}
-
-pub(crate) fn status(e: HubError) -> Status {
-    match e {
-        HubError::WriteUnavailable(_) | HubError::ReadUnavailable(_) => {
-            Status::unavailable(e.to_string())
-        }
-        HubError::ShuttingDown => Status::unavailable(e.to_string()),
-        // "Not implemented by this cluster (yet)": forwarders pass it on as
-        // a refusal instead of retrying.
-        HubError::NotYetEnabled(_) => Status::unimplemented(e.to_string()),
-        HubError::NotLeader => Status::failed_precondition(e.to_string()),
-        HubError::Internal(_) => Status::internal(e.to_string()),
-        HubError::UserBusy { .. } => Status::resource_exhausted(e.to_string()),
-        HubError::Overloaded { .. } => Status::unavailable(e.to_string()),
-    }
-}
-
-fn transfer_status(e: crate::transfer::TransferError) -> Status {
-    use crate::transfer::TransferError::*;
-    match e {
-        NoOtherVoter => Status::failed_precondition(e.to_string()),
-        NotAVoter(_) => Status::invalid_argument(e.to_string()),
-        NoAddress(_) => Status::internal(e.to_string()),
-        NotCaughtUp(_) | DidNotMove => Status::unavailable(e.to_string()),
-        Hub(h) => status(h),
-    }
-}
-
-fn rejection_status(r: &Rejection) -> Status {
-    match r {
-        Rejection::UserExists { .. }
-        | Rejection::TokenExists { .. }
-        | Rejection::ClientIdTaken { .. } => Status::already_exists(r.to_string()),
-        Rejection::NoSuchUser { .. }
-        | Rejection::NoSuchToken { .. }
-        | Rejection::NotRunning { .. } => Status::not_found(r.to_string()),
-        Rejection::InvalidName { .. } | Rejection::CommandTooLarge { .. } => {
-            Status::invalid_argument(r.to_string())
-        }
-        _ => Status::failed_precondition(r.to_string()),
-    }
 }
 
 fn user_info(u: &quorumhub_state::User) -> UserInfo {
@@ -490,17 +448,5 @@ impl admin_server::Admin for AdminService {
             node_id: m.vote.leader_id().voted_for().unwrap_or(0),
             committed: m.vote.is_committed(),
         }))
-    }
-}
-
-fn membership_status(e: RaftError<NodeId, ClientWriteError<NodeId, RaftMember>>) -> Status {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-            Status::unavailable("leadership changed during the membership change; retry")
-        }
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
-            Status::failed_precondition(e.to_string())
-        }
-        RaftError::Fatal(e) => Status::unavailable(e.to_string()),
     }
 }
