@@ -382,6 +382,17 @@ fn errors_become_grpc_statuses_in_one_place() {
 }
 
 #[test]
+fn the_rest_api_decodes_no_command_outcome_itself() {
+    // What a command answered is decoded in ops/ (`ops::outcome`), typed;
+    // a handler that matches `Response::...` arms again grows the
+    // "unexpected outcome" arms this layering removed.
+    let mut files = Vec::new();
+    rust_files(&src().join("api"), &mut files);
+    let found = naming(&files, &["unexpected outcome", "SmResponse::Rejected"]);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
 fn the_check_sees_what_it_looks_for() {
     // The checker itself: a line naming a spawner is found, a comment is not.
     let dir = tempfile::tempdir().expect("tempdir");

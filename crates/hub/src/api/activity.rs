@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use quorumhub_state::{normalize_username, Command, Response as SmResponse};
+use quorumhub_state::normalize_username;
 use serde_json::Value;
 
 use crate::auth::Caller;
@@ -83,16 +83,7 @@ pub(crate) async fn record(
         reports.push((None, at));
     }
     for (server_name, at) in reports {
-        let outcome = hub
-            .propose(Command::RecordActivity {
-                user: name.clone(),
-                server_name,
-                at,
-            })
-            .await?;
-        if let SmResponse::Rejected { rejection } = outcome {
-            return Err(rejection.into());
-        }
+        crate::ops::users::record_activity(&hub, name.clone(), server_name, at).await?;
     }
     Ok(StatusCode::OK)
 }

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use quorumhub_state::{Command, Group, Response as SmResponse};
+use quorumhub_state::{Command, Group};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -43,15 +43,8 @@ fn no_such_group(name: &str) -> ApiError {
 }
 
 async fn commit(hub: &Hub, command: Command) -> Result<Value, ApiError> {
-    match hub.propose(command).await? {
-        SmResponse::Group { group } => Ok(group_json(&group)),
-        SmResponse::Done => Ok(Value::Null),
-        SmResponse::Rejected { rejection } => Err(rejection.into()),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected outcome {other:?}"),
-        )),
-    }
+    let group = crate::ops::outcome::group(hub.propose(command).await?)?;
+    Ok(group.map(|g| group_json(&g)).unwrap_or(Value::Null))
 }
 
 pub(crate) async fn list(

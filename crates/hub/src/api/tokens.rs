@@ -9,9 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use quorumhub_state::{
-    normalize_username, Command, HubState, Response as SmResponse, Token, TokenOwner,
-};
+use quorumhub_state::{normalize_username, HubState, Token, TokenOwner};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -106,9 +104,10 @@ pub(crate) async fn revoke(
     if !owned {
         return Err(no_such_token(&id, &name));
     }
-    match hub.propose(Command::RevokeToken { id: id.clone() }).await? {
-        SmResponse::Rejected { .. } => Err(no_such_token(&id, &name)),
-        _ => Ok(StatusCode::NO_CONTENT),
+    match crate::ops::tokens::revoke(&hub, id.clone()).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(crate::ops::OpError::Rejected(_)) => Err(no_such_token(&id, &name)),
+        Err(e) => Err(e.into()),
     }
 }
 

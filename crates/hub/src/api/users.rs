@@ -7,9 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use quorumhub_state::{
-    normalize_username, validate_username, Command, Rejection, Response as SmResponse,
-};
+use quorumhub_state::{normalize_username, validate_username, Rejection};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -17,6 +15,7 @@ use super::model::user_json;
 use crate::auth::Caller;
 use crate::error::{json_body, ApiError};
 use crate::hub::Hub;
+use crate::ops;
 use crate::scopes::Resource;
 
 fn user_name(raw: &str) -> Result<String, ApiError> {
@@ -167,14 +166,8 @@ pub(crate) struct CreateBody {
 }
 
 async fn create(hub: &Hub, name: String, admin: bool) -> Result<Value, ApiError> {
-    match hub.propose(Command::CreateUser { name, admin }).await? {
-        SmResponse::User { user } => Ok(user_json(&user, true)),
-        SmResponse::Rejected { rejection } => Err(rejection.into()),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected outcome {other:?}"),
-        )),
-    }
+    let user = ops::users::create(hub, name, admin).await?;
+    Ok(user_json(&user, true))
 }
 
 pub(crate) async fn create_one(
@@ -266,24 +259,9 @@ pub(crate) async fn patch(
                 &hub.config.limits,
                 crate::limits::Field::UserName(&new_name),
             )?;
-            let renamed = hub
-                .propose(Command::RenameUser {
-                    name,
-                    new_name: new_name.clone(),
-                })
-                .await?;
-            match renamed {
-                SmResponse::User { user } if body.admin.is_none() => {
-                    return Ok(Json(user_json(&user, true)))
-                }
-                SmResponse::User { .. } => {}
-                SmResponse::Rejected { rejection } => return Err(rejection.into()),
-                other => {
-                    return Err(ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("unexpected outcome {other:?}"),
-                    ))
-                }
+            let user = ops::users::rename(&hub, name, new_name.clone()).await?;
+            if body.admin.is_none() {
+                return Ok(Json(user_json(&user, true)));
             }
             new_name
         }
@@ -295,14 +273,8 @@ pub(crate) async fn patch(
             .read(|s| s.user(&name).map(|u| Json(user_json(u, true))))
             .ok_or_else(|| no_such_user(&name));
     };
-    match hub.propose(Command::SetAdmin { name, admin }).await? {
-        SmResponse::User { user } => Ok(Json(user_json(&user, true))),
-        SmResponse::Rejected { rejection } => Err(rejection.into()),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected outcome {other:?}"),
-        )),
-    }
+    let user = ops::users::set_admin(&hub, name, admin).await?;
+    Ok(Json(user_json(&user, true)))
 }
 
 pub(crate) async fn delete(
@@ -343,15 +315,6 @@ pub(crate) async fn delete(
             ));
         }
     }
-    match hub
-        .propose(Command::DeleteUser { name: name.clone() })
-        .await?
-    {
-        SmResponse::Done => Ok(StatusCode::NO_CONTENT),
-        SmResponse::Rejected { rejection } => Err(rejection.into()),
-        other => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("unexpected outcome {other:?}"),
-        )),
-    }
+    ops::users::delete(&hub, name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -10,8 +10,9 @@
 
 pub(crate) mod servers;
 pub(crate) mod tokens;
+pub(crate) mod users;
 
-use quorumhub_state::Rejection;
+use quorumhub_state::{Group, Rejection, Response, User};
 
 use crate::hub::HubError;
 
@@ -28,4 +29,91 @@ pub enum OpError {
     /// expects: a bug.
     #[error("unexpected outcome {0}")]
     Unexpected(String),
+}
+
+impl OpError {
+    /// A command's answer that is neither the outcome asked for nor a
+    /// refusal.
+    fn from_outcome(r: Response) -> OpError {
+        match r {
+            Response::Rejected { rejection } => OpError::Rejected(rejection),
+            other => OpError::Unexpected(format!("{other:?}")),
+        }
+    }
+}
+
+/// Decoding a command's untyped answer into what the operation expects,
+/// in one place: a refusal is `OpError::Rejected`, anything else that is
+/// not the expected outcome `OpError::Unexpected`.
+pub(crate) mod outcome {
+    use super::*;
+
+    pub(crate) fn done(r: Response) -> Result<(), OpError> {
+        match r {
+            Response::Done => Ok(()),
+            other => Err(OpError::from_outcome(other)),
+        }
+    }
+
+    pub(crate) fn user(r: Response) -> Result<User, OpError> {
+        match r {
+            Response::User { user } => Ok(*user),
+            other => Err(OpError::from_outcome(other)),
+        }
+    }
+
+    /// A group command: the group as it now is, or `None` when the command
+    /// removed it.
+    pub(crate) fn group(r: Response) -> Result<Option<Group>, OpError> {
+        match r {
+            Response::Group { group } => Ok(Some(*group)),
+            Response::Done => Ok(None),
+            other => Err(OpError::from_outcome(other)),
+        }
+    }
+
+    pub(crate) fn token_created(r: Response) -> Result<String, OpError> {
+        match r {
+            Response::TokenCreated { id } => Ok(id),
+            other => Err(OpError::from_outcome(other)),
+        }
+    }
+
+    pub(crate) fn spawn_requested(r: Response) -> Result<u64, OpError> {
+        match r {
+            Response::SpawnRequested { generation } => Ok(generation),
+            other => Err(OpError::from_outcome(other)),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn outcomes_as_data() {
+            let refused = || Response::Rejected {
+                rejection: Rejection::NoSuchUser { name: "x".into() },
+            };
+            assert!(done(Response::Done).is_ok());
+            assert!(matches!(
+                done(refused()),
+                Err(OpError::Rejected(Rejection::NoSuchUser { .. }))
+            ));
+            assert!(matches!(user(Response::Done), Err(OpError::Unexpected(m)) if m == "Done"));
+            assert!(matches!(group(Response::Done), Ok(None)));
+            assert!(matches!(
+                token_created(Response::TokenCreated { id: "a1".into() }),
+                Ok(id) if id == "a1"
+            ));
+            assert!(matches!(
+                spawn_requested(refused()),
+                Err(OpError::Rejected(_))
+            ));
+            assert!(matches!(
+                spawn_requested(Response::SpawnRequested { generation: 7 }),
+                Ok(7)
+            ));
+        }
+    }
 }

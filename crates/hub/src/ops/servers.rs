@@ -57,18 +57,14 @@ pub(crate) async fn spawn(
     server: &str,
     user_options: serde_json::Value,
 ) -> Result<u64, OpError> {
-    match hub
-        .propose(Command::RequestSpawn {
+    super::outcome::spawn_requested(
+        hub.propose(Command::RequestSpawn {
             user: user.to_string(),
             server_name: server.to_string(),
             user_options,
         })
-        .await?
-    {
-        Response::SpawnRequested { generation } => Ok(generation),
-        Response::Rejected { rejection } => Err(rejection.into()),
-        other => Err(OpError::Unexpected(format!("{other:?}"))),
-    }
+        .await?,
+    )
 }
 
 /// Ask for a spawn; a server already running or starting is fine (the

@@ -56,11 +56,7 @@ impl NewToken {
 
 /// The outcome of proposing a token's creation: its id.
 pub(crate) fn created(outcome: Response) -> Result<String, OpError> {
-    match outcome {
-        Response::TokenCreated { id } => Ok(id),
-        Response::Rejected { rejection } => Err(rejection.into()),
-        other => Err(OpError::Unexpected(format!("{other:?}"))),
-    }
+    super::outcome::token_created(outcome)
 }
 
 /// Make and record a token: its secret and id.
@@ -68,6 +64,11 @@ pub(crate) async fn create(hub: &Hub, new: NewToken) -> Result<(String, String),
     let Minted { secret, token } = new.mint();
     let id = created(hub.propose(Command::CreateToken { token }).await?)?;
     Ok((secret, id))
+}
+
+/// Revoke a token by id.
+pub(crate) async fn revoke(hub: &Hub, id: String) -> Result<(), OpError> {
+    super::outcome::done(hub.propose(Command::RevokeToken { id }).await?)
 }
 
 #[cfg(test)]
