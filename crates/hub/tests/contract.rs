@@ -71,8 +71,8 @@ fn masked(v: &mut serde_json::Value) {
 /// `=> NAME` (a line that creates a token saves its text as NAME and its id
 /// as `$NAME_id`, usable in later paths); no WHO: no credentials. Each
 /// answer is one line, `WHO METHOD PATH [BODY] → STATUS what`: a JSON
-/// error's message, or a success's JSON with what differs run to run
-/// (times, token texts) masked.
+/// error's message, a success's JSON with what differs run to run (times,
+/// token texts) masked, a redirect's `Location`, or an HTML page's title.
 async fn transcript(router: &axum::Router, script: &str) -> String {
     let mut tokens: std::collections::BTreeMap<String, String> = [
         ("admin".to_string(), TOKEN.to_string()),
@@ -119,6 +119,14 @@ async fn transcript(router: &axum::Router, script: &str) -> String {
             .expect("request");
         let resp = router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let location = header("location");
+        let html = header("content-type").is_some_and(|t| t.starts_with("text/html"));
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
         if let (Some(name), Some(j)) = (&save, &json) {
@@ -131,6 +139,28 @@ async fn transcript(router: &axum::Router, script: &str) -> String {
             }
         }
         let said = match json {
+            // A redirect: where to.
+            _ if status.is_redirection() => {
+                format!("to {}", location.as_deref().unwrap_or("(no Location)"))
+            }
+            // A page: its <title> (the rest holds per-request tokens).
+            None if html => {
+                let page = String::from_utf8_lossy(&bytes);
+                let title = page
+                    .split_once("<title>")
+                    .and_then(|(_, t)| t.split_once("</title>"))
+                    .map(|(t, _)| t.trim().to_string())
+                    .unwrap_or_default();
+                format!("page {title:?}")
+            }
+            // The OAuth provider's errors (RFC 6749 §5.2).
+            Some(v) if !status.is_success() && path.starts_with("/hub/api/oauth2/") => {
+                format!(
+                    "oauth {}: {}",
+                    v["error"].as_str().unwrap_or("(no error)"),
+                    v["error_description"].as_str().unwrap_or("")
+                )
+            }
             // JupyterHub's error shape: the status repeated, and a message.
             Some(v) if !status.is_success() => {
                 assert_eq!(
@@ -322,6 +352,54 @@ async fn scopes_tokens_groups_and_pages() {
             admin GET /hub/api/users/bob → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
             admin GET /hub/api/users?limit=1 → 200 {"_pagination":{"limit":1,"next":{"limit":1,"offset":1,"url":"http://127.0.0.1:8000/hub/api/users?offset=1&limit=1"},"offset":0,"total":3},"items":[{"admin":true,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}}]}
             admin GET /hub/api/users?limit=x → 400 Invalid argument type, offset and limit must be integers
+        "#]],
+        |_| {},
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_send_browsers_without_a_session_to_sign_in() {
+    check(
+        r#"
+        GET /hub/
+        GET /hub/home
+        GET /hub/spawn
+        GET /hub/spawn/alice
+        GET /hub/spawn-pending/alice
+        GET /hub/admin
+        GET /hub/cluster
+        GET /hub/token
+        GET /hub/login
+        GET /hub/login?next=https://evil.example/
+        POST /hub/login
+        GET /hub/logout
+        GET /hub/user/ALICE/lab?x=1
+        GET /hub/user/alice/lab
+        GET /user/ALICE/lab
+        GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=/user/alice/oauth_callback&response_type=code
+        POST /hub/api/oauth2/token {"grant_type": "authorization_code", "code": "x"}
+        GET /hub/health
+        "#,
+        expect![[r#"
+            GET /hub/ → 302 to /hub/login?next=%2Fhub%2F
+            GET /hub/home → 302 to /hub/login?next=%2Fhub%2Fhome
+            GET /hub/spawn → 302 to /hub/login?next=%2Fhub%2Fspawn
+            GET /hub/spawn/alice → 302 to /hub/login?next=%2Fhub%2Fspawn%2Falice
+            GET /hub/spawn-pending/alice → 302 to /hub/login?next=%2Fhub%2Fspawn-pending%2Falice
+            GET /hub/admin → 302 to /hub/login?next=%2Fhub%2Fadmin
+            GET /hub/cluster → 302 to /hub/login?next=%2Fhub%2Fcluster
+            GET /hub/token → 302 to /hub/login?next=%2Fhub%2Ftoken
+            GET /hub/login → 200 page "Sign in · quorumhub"
+            GET /hub/login?next=https://evil.example/ → 200 page "Sign in · quorumhub"
+            POST /hub/login → 400 page "400 · quorumhub"
+            GET /hub/logout → 302 to /hub/login
+            GET /hub/user/ALICE/lab?x=1 → 307 to /user/alice/lab?x=1
+            GET /hub/user/alice/lab → 307 to /user/alice/lab
+            GET /user/ALICE/lab → 307 to /user/alice/lab
+            GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=/user/alice/oauth_callback&response_type=code → 302 to /hub/login?next=%2Fhub%2Fapi%2Foauth2%2Fauthorize%3Fclient_id%3Djupyterhub-user-alice%26redirect_uri%3D%2Fuser%2Falice%2Foauth_callback%26response_type%3Dcode
+            POST /hub/api/oauth2/token {"grant_type": "authorization_code", "code": "x"} → 400 oauth invalid_request: The body must be a form (application/x-www-form-urlencoded).
+            GET /hub/health → 200 {"applied":4,"leader":1,"node":1,"term":1}
         "#]],
         |_| {},
     )

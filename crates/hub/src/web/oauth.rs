@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{OriginalUri, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
@@ -126,10 +126,13 @@ fn with_query(uri: &str, params: &[(&str, &str)]) -> String {
     format!("{uri}{sep}{}", q.finish())
 }
 
+// The URI as the client sent it (`OriginalUri`): these routes are nested
+// under `/hub/api`, and the nested `Uri` lacks that prefix, which the login
+// page's `next` and the consent form's action need.
 pub(crate) async fn authorize(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
-    uri: axum::http::Uri,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<BTreeMap<String, String>>,
 ) -> Response {
     authorize_inner(&hub, &headers, &uri, &q, None).await
@@ -139,7 +142,7 @@ pub(crate) async fn authorize(
 pub(crate) async fn confirm(
     State(hub): State<Arc<Hub>>,
     headers: HeaderMap,
-    uri: axum::http::Uri,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<BTreeMap<String, String>>,
     form: Result<Form<BTreeMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
