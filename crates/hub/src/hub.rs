@@ -79,6 +79,9 @@ pub struct Hub {
     /// Held exclusively while leadership is being transferred away, so that
     /// no new entry is proposed meanwhile.
     pub(crate) transfer_gate: tokio::sync::RwLock<()>,
+    /// This replica's pre-vote rules; leader transfer tells it whom
+    /// leadership is being handed to.
+    pub(crate) election: Arc<quorumhub_raft::election::Election>,
     /// Hex SHA-256 of the bootstrap admin token.
     pub admin_token_hash: Option<String>,
     /// Set when shutdown begins: HTTP responses close their connection.
@@ -88,7 +91,13 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(raft: Raft, sm: Arc<SmShared>, config: Arc<HubConfig>, auth: ClientAuth) -> Hub {
+    pub fn new(
+        raft: Raft,
+        sm: Arc<SmShared>,
+        config: Arc<HubConfig>,
+        auth: ClientAuth,
+        election: Arc<quorumhub_raft::election::Election>,
+    ) -> Hub {
         let admin_token_hash = config.admin_token.as_deref().map(hash_token);
         Hub {
             id: config.node_id,
@@ -100,6 +109,7 @@ impl Hub {
             serial: AtomicU64::new(0),
             admins: Mutex::new(HashMap::new()),
             transfer_gate: tokio::sync::RwLock::new(()),
+            election,
             admin_token_hash,
             draining: std::sync::atomic::AtomicBool::new(false),
             admission: crate::admission::Admission::new(&config.limits),

@@ -325,7 +325,13 @@ pub(crate) async fn start_raft(
     let raft = Raft::new(config.node_id, raft_config, network, log_store, sm)
         .await
         .context("starting the Raft node")?;
-    let hub = Arc::new(Hub::new(raft.clone(), shared, config.clone(), auth));
+    let hub = Arc::new(Hub::new(
+        raft.clone(),
+        shared,
+        config.clone(),
+        auth,
+        election.clone(),
+    ));
     Ok((raft, election, hub))
 }
 

@@ -86,6 +86,15 @@ pub(crate) async fn transfer(hub: &Hub, target: NodeId) -> Result<Transferred, T
         return Err(TransferError::NotCaughtUp(target));
     }
     tracing::info!(target, "transferring leadership: pausing heartbeats");
+    let limit = Duration::from_millis(hub.config.raft.election_timeout_max_ms * 2 + 1000);
+    // Once the followers' leases run out, any of them may ask for
+    // pre-votes; only the target is granted while the hand-off lasts (the
+    // target, asked to campaign, refuses its rivals too), so the election
+    // that follows is the target's.
+    hub.election.hand_off(
+        target,
+        limit + Duration::from_millis(hub.config.raft.election_timeout_max_ms),
+    );
     hub.raft.runtime_config().heartbeat(false);
     tokio::time::sleep(Duration::from_millis(
         hub.config.raft.election_timeout_max_ms + 20,
@@ -96,12 +105,12 @@ pub(crate) async fn transfer(hub: &Hub, target: NodeId) -> Result<Transferred, T
             term: metrics.current_term,
         })
         .await;
-    let limit = Duration::from_millis(hub.config.raft.election_timeout_max_ms * 2 + 1000);
     let moved = wait_metrics(hub, limit, |m| {
         m.current_leader.is_some_and(|l| l != hub.id)
     })
     .await;
     hub.raft.runtime_config().heartbeat(true);
+    hub.election.hand_off_done();
     drop(gate);
 
     let after = hub.raft.metrics().borrow().clone();

@@ -103,11 +103,23 @@ pub struct VoterView {
     /// How long ago this replica last heard from a leader.
     pub contact_ago: Duration,
     pub last_log: LastLog,
+    /// Leadership is being handed to this node (the leader transferring, or
+    /// the target it asked to campaign): no other candidate is granted
+    /// meanwhile, so the hand-off is not lost to a rival's election.
+    pub handing_to: Option<u64>,
 }
 
 /// Whether a voter in `view` grants a pre-vote to a candidate whose log
 /// ends at `candidate`. Pure: the rules of this module, testable as data.
-pub fn judge(view: &VoterView, candidate: LastLog, lease: Duration) -> Result<(), &'static str> {
+pub fn judge(
+    view: &VoterView,
+    candidate_id: u64,
+    candidate: LastLog,
+    lease: Duration,
+) -> Result<(), &'static str> {
+    if view.handing_to.is_some_and(|to| to != candidate_id) {
+        return Err("leadership is being handed to another replica");
+    }
     if view.leading {
         if view.quorum_ack_ago.is_some_and(|ago| ago <= lease) {
             return Err("I lead, and a quorum acknowledged me within the lease");
@@ -130,6 +142,8 @@ pub struct Election {
     timing: Timing,
     log: LogStore,
     cluster_id: String,
+    /// A hand-off in progress: to whom, until when.
+    hand_off: std::sync::Mutex<Option<(u64, Instant)>>,
 }
 
 impl Election {
@@ -140,7 +154,33 @@ impl Election {
             timing,
             log,
             cluster_id,
+            hand_off: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Leadership is being handed to `to` for at most `limit`: refuse every
+    /// other candidate's pre-vote meanwhile. Called by a transferring leader
+    /// for its target, and by the target when asked to campaign; ended by
+    /// [`Election::hand_off_done`] or by the time limit.
+    pub fn hand_off(&self, to: u64, limit: Duration) {
+        *self.hand_off.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((to, Instant::now() + limit));
+    }
+
+    pub fn hand_off_done(&self) {
+        *self.hand_off.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn handing_to(&self) -> Option<u64> {
+        let mut h = self.hand_off.lock().unwrap_or_else(|p| p.into_inner());
+        match *h {
+            Some((to, until)) if Instant::now() < until => Some(to),
+            Some(_) => {
+                *h = None;
+                None
+            }
+            None => None,
+        }
     }
 
     pub fn timing(&self) -> Timing {
@@ -190,11 +230,12 @@ impl Election {
             quorum_ack_ago,
             contact_ago: self.since_contact(),
             last_log: self.last_log().await,
+            handing_to: self.handing_to(),
         };
         let candidate = req
             .has_last_log
             .then_some((req.last_log_term, req.last_log_index));
-        let verdict = judge(&view, candidate, self.timing.lease);
+        let verdict = judge(&view, req.candidate, candidate, self.timing.lease);
         tracing::debug!(candidate = req.candidate, ?view, ?verdict, "pre-vote");
         PreVoteReply {
             granted: verdict.is_ok(),
@@ -350,12 +391,14 @@ mod tests {
             quorum_ack_ago: None,
             contact_ago: ms(contact),
             last_log: last,
+            handing_to: None,
         };
         let leader = |ack: Option<u64>| VoterView {
             leading: true,
             quorum_ack_ago: ack.map(ms),
             contact_ago: ms(0),
             last_log: Some((3, 10)),
+            handing_to: None,
         };
         let cases: &[(&str, VoterView, LastLog, Result<(), &str>)] = &[
             (
@@ -430,9 +473,37 @@ mod tests {
                 Some((3, 10)),
                 Ok(()),
             ),
+            (
+                "during a hand-off to the candidate (9): granted as usual",
+                VoterView {
+                    handing_to: Some(9),
+                    ..follower(500, Some((3, 10)))
+                },
+                Some((3, 10)),
+                Ok(()),
+            ),
+            (
+                "during a hand-off to another node: refused, leader gone or not",
+                VoterView {
+                    handing_to: Some(2),
+                    ..follower(500, Some((3, 10)))
+                },
+                Some((3, 12)),
+                Err("leadership is being handed to another replica"),
+            ),
+            (
+                "a transferring leader refuses a rival of its target",
+                VoterView {
+                    handing_to: Some(2),
+                    ..leader(Some(400))
+                },
+                Some((3, 10)),
+                Err("leadership is being handed to another replica"),
+            ),
         ];
         for (what, view, candidate, want) in cases {
-            assert_eq!(judge(view, *candidate, lease), *want, "{what}");
+            // The candidate asking is node 9.
+            assert_eq!(judge(view, 9, *candidate, lease), *want, "{what}");
         }
     }
 

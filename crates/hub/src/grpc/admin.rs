@@ -344,6 +344,13 @@ impl admin_server::Admin for AdminService {
         _: Request<CampaignRequest>,
     ) -> Result<Response<CampaignReply>, Status> {
         tracing::info!("asked to campaign for leadership");
+        // The leader hands leadership here: grant no rival's pre-vote until
+        // this election is over (or the hand-off's time runs out).
+        let lease = self.hub.config.raft.election_timeout_max_ms;
+        self.hub.election.hand_off(
+            self.hub.id,
+            std::time::Duration::from_millis(lease * 2 + 1000),
+        );
         self.hub
             .raft
             .trigger()
