@@ -43,14 +43,7 @@ impl Embedded {
         } = open_store(&config)?;
         let (raft, election, hub) = start_raft(&config, auth, log_store, sm).await?;
         let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(election.run(
-            raft.clone(),
-            config.node_id,
-            hub.auth.clone(),
-            stop_rx.clone(),
-        ));
-        tokio::spawn(crate::bootstrap::run(hub.clone(), stop_rx.clone()));
-        tokio::spawn(crate::version::run(hub.clone(), stop_rx));
+        crate::node::spawn_replica_tasks(&hub, &election, &stop_rx);
         let admin = config.admin_user.clone();
         let ready = async {
             raft.wait(None)

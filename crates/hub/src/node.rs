@@ -227,13 +227,7 @@ pub async fn run(
         "replica serving"
     );
 
-    tokio::spawn(election.run(
-        raft.clone(),
-        config.node_id,
-        hub.auth.clone(),
-        stop_rx.clone(),
-    ));
-    tokio::spawn(crate::bootstrap::run(hub.clone(), stop_rx.clone()));
+    spawn_replica_tasks(&hub, &election, &stop_rx);
     let spawners = quorumhub_spawner::Spawners::from_args(
         &config.spawner,
         &quorumhub_spawner::SpawnerContext {
@@ -246,7 +240,6 @@ pub async fn run(
         Arc::new(spawners),
         stop_rx.clone(),
     ));
-    tokio::spawn(crate::version::run(hub.clone(), stop_rx.clone()));
 
     let died = tokio::select! {
         _ = shutdown => false,
@@ -267,6 +260,23 @@ pub async fn run(
         );
     }
     Ok(())
+}
+
+/// What every replica runs beside its servers, until `stop`: the pre-vote
+/// election, forming the cluster and the bootstrap admin, the cluster
+/// version gate.
+pub(crate) fn spawn_replica_tasks(
+    hub: &Arc<Hub>,
+    election: &Arc<Election>,
+    stop: &watch::Receiver<bool>,
+) {
+    tokio::spawn(
+        election
+            .clone()
+            .run(hub.raft.clone(), hub.id, hub.auth.clone(), stop.clone()),
+    );
+    tokio::spawn(crate::bootstrap::run(hub.clone(), stop.clone()));
+    tokio::spawn(crate::version::run(hub.clone(), stop.clone()));
 }
 
 /// A replica's verified data dir and its two stores.

@@ -17,7 +17,7 @@ use tokio::sync::OnceCell;
 use crate::spawner::{
     Launch, Liveness, Revoke, SpawnerArgs, SpawnerConfigError, SpawnerContext, SpawnerKind,
 };
-use crate::{ServerEnv, SpawnError};
+use crate::SpawnError;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,
@@ -404,16 +404,8 @@ impl crate::Spawner for DockerSpawner {
             launch.generation,
             &attempt,
         );
-        let mut server_env = ServerEnv::new(
-            launch.user.clone(),
-            launch.server.clone(),
-            launch.token.clone(),
-            launch.hub_api_url.clone(),
-            Some(launch.public_url.clone()),
-            CONTAINER_PORT,
-        );
+        let mut server_env = launch.server_env(CONTAINER_PORT);
         server_env.ip = "0.0.0.0".into();
-        server_env.oauth_client_id = Some(launch.client_id.clone());
         let env = crate::jupyterhub_env(&server_env);
         let cmd = if self.cmd.is_empty() {
             vec!["singleuser".to_string()]

@@ -12,7 +12,7 @@ use crate::account::{self, Account};
 use crate::spawner::{
     Launch, Liveness, Revoke, SpawnerArgs, SpawnerConfigError, SpawnerContext, SpawnerKind,
 };
-use crate::{ProcessSpec, ServerEnv, SpawnError};
+use crate::{ProcessSpec, SpawnError};
 
 /// The process spawner's flags.
 #[derive(clap::Args, Clone, Debug)]
@@ -65,15 +65,7 @@ impl ProcessSpawner {
     }
 
     fn spec(&self, launch: &Launch, port: u16) -> Result<ProcessSpec, SpawnError> {
-        let mut server_env = ServerEnv::new(
-            launch.user.clone(),
-            launch.server.clone(),
-            launch.token.clone(),
-            launch.hub_api_url.clone(),
-            Some(launch.public_url.clone()),
-            port,
-        );
-        server_env.oauth_client_id = Some(launch.client_id.clone());
+        let mut server_env = launch.server_env(port);
         server_env.env_keep = crate::env_keep_from_os(crate::DEFAULT_ENV_KEEP);
         let mut env = crate::jupyterhub_env(&server_env);
         let cmd = if self.cmd.is_empty() {

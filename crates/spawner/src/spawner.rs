@@ -38,6 +38,23 @@ pub struct Launch {
     pub public_url: String,
 }
 
+impl Launch {
+    /// The JupyterHub environment of this launch for a server listening on
+    /// `port`, its OAuth client id included.
+    pub fn server_env(&self, port: u16) -> crate::ServerEnv {
+        let mut env = crate::ServerEnv::new(
+            self.user.clone(),
+            self.server.clone(),
+            self.token.clone(),
+            self.hub_api_url.clone(),
+            Some(self.public_url.clone()),
+            port,
+        );
+        env.oauth_client_id = Some(self.client_id.clone());
+        env
+    }
+}
+
 /// Revokes an API token (the controller's, through the replicated state):
 /// a spawner that finds a server an earlier leader started for the same
 /// spawn but never recorded revokes that server's token before removing
