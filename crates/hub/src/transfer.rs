@@ -3,9 +3,13 @@
 //! openraft 0.9 has no leader transfer. The closest it allows: the leader
 //! stops proposing (the transfer gate) and stops heartbeating; once the
 //! followers' leader lease (election-timeout-max) has run out, the target —
-//! already holding every entry — campaigns, and wins before any other
-//! follower's own election timer (lease + election-timeout-min) fires.
-//! Writes wait at the gate meanwhile, then go to the new leader.
+//! already holding every entry — campaigns. Meanwhile the leader and the
+//! target grant no other candidate's pre-vote (`Election::hand_off`), so in
+//! a cluster of up to four voters no rival can gather a majority before the
+//! target wins; with five or more the race is narrowed, not removed.
+//! Writes wait at the gate meanwhile, then go to the new leader. However
+//! the transfer ends, even cancelled (a hubctl that hangs up), heartbeats
+//! come back on and the hand-off ends (`Resume`).
 
 //!
 //! No transport here: the gRPC service turns a [`TransferError`] into a
@@ -86,6 +90,7 @@ pub(crate) async fn transfer(hub: &Hub, target: NodeId) -> Result<Transferred, T
         return Err(TransferError::NotCaughtUp(target));
     }
     tracing::info!(target, "transferring leadership: pausing heartbeats");
+    let resume = Resume(hub);
     let limit = Duration::from_millis(hub.config.raft.election_timeout_max_ms * 2 + 1000);
     // Once the followers' leases run out, any of them may ask for
     // pre-votes; only the target is granted while the hand-off lasts (the
@@ -109,8 +114,7 @@ pub(crate) async fn transfer(hub: &Hub, target: NodeId) -> Result<Transferred, T
         m.current_leader.is_some_and(|l| l != hub.id)
     })
     .await;
-    hub.raft.runtime_config().heartbeat(true);
-    hub.election.hand_off_done();
+    drop(resume);
     drop(gate);
 
     let after = hub.raft.metrics().borrow().clone();
@@ -131,6 +135,19 @@ pub(crate) async fn transfer(hub: &Hub, target: NodeId) -> Result<Transferred, T
         term: after.current_term,
         elapsed: started.elapsed(),
     })
+}
+
+/// Turns heartbeats back on and ends the hand-off when dropped: at the end
+/// of a transfer, and also when the transfer's future is dropped half-way
+/// (the gRPC call was cancelled), which otherwise left this replica
+/// without heartbeats for good.
+struct Resume<'a>(&'a Hub);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        self.0.raft.runtime_config().heartbeat(true);
+        self.0.election.hand_off_done();
+    }
 }
 
 /// Wait up to `limit` for `pred` to hold on this replica's Raft metrics.

@@ -24,7 +24,10 @@
 //! only its liveness does; the pre-vote changes no vote and no term.
 //! Liveness: when the leader is gone, every survivor stops hearing from it,
 //! so after one lease they all grant, and the first to ask with the longest
-//! log wins; randomised waits break ties as in Raft. A voter whose lease has
+//! log wins; randomised waits break ties as in Raft. One exception, bounded
+//! in time: during a leader transfer the leader and its target grant only
+//! the target (`Election::hand_off`, at most 3 × election-timeout-max + 1 s
+//! on the leader, 2 × election-timeout-max + 1 s on the target). A voter whose lease has
 //! run out also accepts openraft's real vote request, which checks the same
 //! lease (`leader_lease = election_timeout_max`), so a granted pre-vote is
 //! not refused for the lease. A peer of an older release answers
