@@ -351,6 +351,10 @@ impl admin_server::Admin for AdminService {
             self.hub.id,
             std::time::Duration::from_millis(lease * 2 + 1000),
         );
+        // The leader's request is contact from the leader: this replica's
+        // own pre-vote timer starts again from now, so it does not start a
+        // second election (a term more) while this one still counts votes.
+        self.hub.election.heard_from_leader();
         self.hub
             .raft
             .trigger()
