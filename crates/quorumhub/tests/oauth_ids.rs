@@ -60,10 +60,10 @@ async fn request_start(c: &Cluster, user: &str, server: &str) -> (StatusCode, se
     (status, r.json().await.unwrap_or_default())
 }
 
-/// `GET /hub/api/users/{user}` on replica 1.
-async fn user_model(c: &Cluster, user: &str) -> serde_json::Value {
+/// `GET /hub/api/users/{user}` on replica `node`.
+async fn user_model(c: &Cluster, node: u64, user: &str) -> serde_json::Value {
     client()
-        .get(c.url(1, &format!("/hub/api/users/{user}")))
+        .get(c.url(node, &format!("/hub/api/users/{user}")))
         .header("Authorization", auth())
         .send()
         .await
@@ -82,7 +82,7 @@ async fn start(c: &Cluster, user: &str, server: &str) {
     );
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let u = user_model(c, user).await;
+        let u = user_model(c, 1, user).await;
         if u["servers"][server]["ready"] == true {
             return;
         }
@@ -108,7 +108,7 @@ async fn stop(c: &Cluster, user: &str, server: &str) {
     );
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let u = user_model(c, user).await;
+        let u = user_model(c, 1, user).await;
         if u["servers"].get(server).is_none() {
             return;
         }
@@ -407,15 +407,7 @@ async fn a_server_spawned_before_log_format_6_keeps_its_id_and_blocks_a_lookalik
          started before the cluster moved to log format 6; stop that server (its next start \
          gets an id of its own) and try again"
     );
-    let u: serde_json::Value = client()
-        .get(c.url(2, "/hub/api/users/alice-x"))
-        .header("Authorization", auth())
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let u = user_model(&c, 2, "alice-x").await;
     assert_eq!(u["servers"], serde_json::json!({}), "{u}");
 
     // Once it stops, both start, each with an id of its own, and both sign in.
