@@ -17,8 +17,6 @@
 
 use std::collections::BTreeMap;
 
-use quorumhub_state::ids::py_quote;
-
 /// Everything [`jupyterhub_env`] needs to describe one server to its process.
 ///
 /// Field names follow JupyterHub's traits. URLs are given without changes;
@@ -191,11 +189,7 @@ pub fn oauth_client_id(user: &str, server_name: &str) -> String {
     quorumhub_state::ids::oauth_client_id(user, server_name)
 }
 
-/// The redirect URI registered for a server's OAuth client (a path).
-pub fn oauth_callback_url(base_url: &str, user: &str, server_name: &str) -> String {
-    let user_base = url_path_join(&[base_url, "user", &url_escape_path(user)]);
-    url_path_join(&[&user_base, &url_escape_path(server_name), "oauth_callback"])
-}
+pub use quorumhub_state::ids::oauth_callback_url;
 
 pub fn jupyterhub_env(e: &ServerEnv) -> BTreeMap<String, String> {
     let mut env = e.env_keep.clone();
@@ -342,40 +336,7 @@ fn strip_url_path(url: &str) -> String {
     }
 }
 
-/// JupyterHub's `url_escape_path`: `quote(value, safe='@~')`.
-pub fn url_escape_path(value: &str) -> String {
-    py_quote(value, b"@~")
-}
-
-/// JupyterHub's `url_path_join`: join with single slashes, keeping a leading
-/// `/` of the first piece and a trailing `/` of the last non-empty piece.
-pub fn url_path_join(pieces: &[&str]) -> String {
-    let mut pieces: Vec<&str> = pieces.to_vec();
-    while pieces.last().is_some_and(|p| p.is_empty()) {
-        pieces.pop();
-    }
-    let (Some(first), Some(last)) = (pieces.first(), pieces.last()) else {
-        return String::new();
-    };
-    let initial = first.starts_with('/');
-    let fin = last.ends_with('/');
-    let mut result = pieces
-        .iter()
-        .map(|p| p.trim_matches('/'))
-        .filter(|p| !p.is_empty())
-        .collect::<Vec<_>>()
-        .join("/");
-    if initial {
-        result.insert(0, '/');
-    }
-    if fin {
-        result.push('/');
-    }
-    if result == "//" {
-        result = "/".to_owned();
-    }
-    result
-}
+pub use quorumhub_state::ids::{url_escape_path, url_path_join};
 
 /// `json.dumps(list_of_str)` with Python's defaults.
 fn py_json_str_list(items: &[String]) -> String {
@@ -412,6 +373,7 @@ fn py_json_str(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use quorumhub_state::ids::py_quote;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -163,6 +163,47 @@ pub fn container_name(
     )
 }
 
+/// JupyterHub's `url_escape_path`: `quote(value, safe='@~')`.
+pub fn url_escape_path(value: &str) -> String {
+    py_quote(value, b"@~")
+}
+
+/// JupyterHub's `url_path_join`: join with single slashes, keeping a leading
+/// `/` of the first piece and a trailing `/` of the last non-empty piece.
+pub fn url_path_join(pieces: &[&str]) -> String {
+    let mut pieces: Vec<&str> = pieces.to_vec();
+    while pieces.last().is_some_and(|p| p.is_empty()) {
+        pieces.pop();
+    }
+    let (Some(first), Some(last)) = (pieces.first(), pieces.last()) else {
+        return String::new();
+    };
+    let initial = first.starts_with('/');
+    let fin = last.ends_with('/');
+    let mut result = pieces
+        .iter()
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("/");
+    if initial {
+        result.insert(0, '/');
+    }
+    if fin {
+        result.push('/');
+    }
+    if result == "//" {
+        result = "/".to_owned();
+    }
+    result
+}
+
+/// The redirect URI registered for a server's OAuth client (a path).
+pub fn oauth_callback_url(base_url: &str, user: &str, server_name: &str) -> String {
+    let user_base = url_path_join(&[base_url, "user", &url_escape_path(user)]);
+    url_path_join(&[&user_base, &url_escape_path(server_name), "oauth_callback"])
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
