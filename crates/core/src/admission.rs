@@ -1,7 +1,7 @@
 //! Admission control for writes: what stands between clients and Raft.
 //!
 //! Each replica lets at most `--max-writes-in-flight` writes through
-//! [`Hub::propose`](crate::hub::Hub::propose) at once; up to
+//! [`Cluster::propose`](crate::cluster::Cluster::propose) at once; up to
 //! `--max-write-queue` more wait for a slot (until their write deadline),
 //! and the rest are shed at once with 503 + `Retry-After`. Before that,
 //! each user may have at most `--max-user-writes-in-flight` writes in
@@ -24,21 +24,20 @@ use std::time::Instant;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::hub::HubError;
+use crate::error::HubError;
 use crate::limits::Limits;
 
-/// Seconds a shed client is asked to wait (`Retry-After`).
-pub const RETRY_AFTER_S: u64 = 1;
+pub use crate::error::RETRY_AFTER_S;
 
 /// The writer of one HTTP request, once authentication has named it.
 #[derive(Default, Debug)]
-pub(crate) struct Writer {
+pub struct Writer {
     user: OnceLock<String>,
     exempt: AtomicBool,
 }
 
 impl Writer {
-    pub(crate) fn user(&self) -> Option<&str> {
+    pub fn user(&self) -> Option<&str> {
         self.user.get().map(String::as_str)
     }
 }
@@ -48,13 +47,13 @@ tokio::task_local! {
 }
 
 /// Run one request's handling with `writer` as its (not yet known) writer.
-pub(crate) fn scope<F: Future>(writer: Arc<Writer>, f: F) -> impl Future<Output = F::Output> {
+pub fn scope<F: Future>(writer: Arc<Writer>, f: F) -> impl Future<Output = F::Output> {
     WRITER.scope(writer, f)
 }
 
 /// Record who the current request acts as (the first name wins);
 /// `exempt` for the bootstrap admin. Outside a request it does nothing.
-pub(crate) fn identify(user: &str, exempt: bool) {
+pub fn identify(user: &str, exempt: bool) {
     let _ = WRITER.try_with(|w| {
         if w.user.set(user.to_string()).is_ok() && exempt {
             w.exempt.store(true, Ordering::Relaxed);
@@ -86,7 +85,7 @@ fn current() -> Who {
         .unwrap_or(Who::Internal)
 }
 
-pub(crate) struct Admission {
+pub struct Admission {
     slots: Semaphore,
     max_in_flight: usize,
     waiting: AtomicUsize,
@@ -96,7 +95,7 @@ pub(crate) struct Admission {
 }
 
 /// Held while one admitted write is in flight.
-pub(crate) struct Ticket<'a> {
+pub struct Ticket<'a> {
     _slot: Option<SemaphorePermit<'a>>,
     _user: Option<UserSlot<'a>>,
 }
@@ -131,7 +130,7 @@ impl Drop for Waiting<'_> {
 }
 
 impl Admission {
-    pub(crate) fn new(limits: &Limits) -> Admission {
+    pub fn new(limits: &Limits) -> Admission {
         Admission {
             slots: Semaphore::new(limits.max_writes_in_flight),
             max_in_flight: limits.max_writes_in_flight,
@@ -144,7 +143,7 @@ impl Admission {
 
     /// Admit the current request's write, waiting for a slot at most
     /// until `deadline`.
-    pub(crate) async fn admit(&self, deadline: Instant) -> Result<Ticket<'_>, HubError> {
+    pub async fn admit(&self, deadline: Instant) -> Result<Ticket<'_>, HubError> {
         self.admit_as(current(), deadline).await
     }
 

@@ -26,7 +26,6 @@ pub const MAX_EXPIRES_IN_S: i64 = 10 * 365 * 86_400;
 /// OpenID Connect Core 1.0 §2: `sub` is at most 255 ASCII characters.
 pub const MAX_OIDC_SUB_BYTES: usize = 255;
 
-
 #[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Largest request body for every endpoint not listed below (bytes);

@@ -90,7 +90,7 @@ const SELF: &[&str] = &[
 const SERVER: &[&str] = &["users:activity!user", "access:servers!server"];
 
 /// What an OAuth client may always obtain: who the user is.
-pub(crate) const IDENTIFY: &[&str] = &["read:users:name!user", "read:users:groups!user"];
+pub const IDENTIFY: &[&str] = &["read:users:name!user", "read:users:groups!user"];
 
 /// A resource a scope may be limited to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

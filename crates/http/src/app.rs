@@ -16,10 +16,13 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::auth::HttpState;
+use crate::config::HttpConfig;
 use crate::error::{ApiError, Refused};
-use crate::hub::Hub;
+use crate::{Cluster, Ctx};
 
-pub fn router(hub: Arc<Hub>) -> Router {
+/// The replica's HTTP application over `cluster`.
+pub fn router(cluster: Arc<dyn Cluster>, config: HttpConfig) -> Router {
+    let hub = Ctx::new(cluster, config);
     let state = HttpState::new(hub.clone());
     let api = crate::api::routes()
         .merge(crate::web::oauth_routes())
@@ -54,13 +57,13 @@ async fn request_span(State(state): State<HttpState>, req: Request, next: Next) 
         .filter(|v| v.len() <= 64)
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
-    let term = hub.raft.metrics().borrow().current_term;
-    let span = tracing::info_span!("http", node = hub.id, term, request_id = %id, method = %req.method(), path = %req.uri().path());
+    let node = hub.node();
+    let span = tracing::info_span!("http", node = node.id, term = node.term, request_id = %id, method = %req.method(), path = %req.uri().path());
     let started = std::time::Instant::now();
     let client = client_of(&req);
-    let writer = std::sync::Arc::new(crate::admission::Writer::default());
+    let writer = std::sync::Arc::new(quorumhub_core::admission::Writer::default());
     let mut resp = tracing::Instrument::instrument(
-        crate::admission::scope(writer.clone(), next.run(req)),
+        quorumhub_core::admission::scope(writer.clone(), next.run(req)),
         span.clone(),
     )
     .await;
@@ -119,7 +122,7 @@ async fn request_span(State(state): State<HttpState>, req: Request, next: Next) 
     // Shutting down: close each keep-alive connection after its response,
     // so the client (a proxy) never sends another request on a connection
     // this replica is about to close.
-    if hub.draining.load(std::sync::atomic::Ordering::Relaxed) {
+    if hub.draining() {
         resp.headers_mut().insert(
             axum::http::header::CONNECTION,
             HeaderValue::from_static("close"),
@@ -137,15 +140,15 @@ fn client_of(req: &Request) -> String {
     }
 }
 
-async fn health(State(hub): State<Arc<Hub>>) -> Response {
-    let m = hub.raft.metrics().borrow().clone();
+async fn health(State(hub): State<Arc<Ctx>>) -> Response {
+    let m = hub.node();
     let body = json!({
-        "node": hub.id,
-        "leader": m.current_leader,
-        "term": m.current_term,
-        "applied": m.last_applied.map(|l| l.index),
+        "node": m.id,
+        "leader": m.leader,
+        "term": m.term,
+        "applied": m.applied,
     });
-    let status = if m.current_leader.is_some() {
+    let status = if m.leader.is_some() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -189,7 +192,7 @@ pub(crate) fn user_path(rest: &str) -> (String, Option<String>) {
     let (segment, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let decoded = percent_decode(segment).unwrap_or_else(|| segment.to_string());
     let user = quorumhub_state::normalize_username(&decoded);
-    let canonical = quorumhub_spawner::url_escape_path(&user);
+    let canonical = quorumhub_state::ids::url_escape_path(&user);
     let other = (canonical != segment && quorumhub_state::validate_username(&user).is_ok())
         .then(|| format!("/user/{canonical}{tail}"));
     (user, other)
@@ -237,7 +240,7 @@ async fn hub_user(req: Request) -> Response {
 /// page with a link to start it (JupyterHub's rule); API clients get JSON.
 /// A server that runs but that the proxy does not route yet gets a 503
 /// page: redirecting would bring the browser straight back here.
-async fn no_route(State(hub): State<Arc<Hub>>, req: Request) -> Response {
+async fn no_route(State(hub): State<Arc<Ctx>>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let Some(rest) = path.strip_prefix("/user/") else {
         return ApiError::new(StatusCode::NOT_FOUND, "Not Found").into_response();

@@ -9,8 +9,8 @@ use axum::Json;
 use quorumhub_state::Rejection;
 use serde_json::json;
 
-use crate::hub::HubError;
-use crate::ops::OpError;
+use quorumhub_core::ops::OpError;
+use quorumhub_core::HubError;
 
 /// Marks a response refused by a limit or quota (see [`crate::limits`]):
 /// the kind of refusal (`body`, `field`, `quota` or `admission`) and the

@@ -64,7 +64,7 @@ fn body_too_large(limit: usize, flag: &str) -> Response {
 /// 413 (tower-http's `RequestBodyLimitLayer` and axum's `DefaultBodyLimit`
 /// answer plain text).
 pub(crate) async fn limit_body(
-    State(hub): State<std::sync::Arc<Hub>>,
+    State(hub): State<std::sync::Arc<Ctx>>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -264,7 +264,6 @@ pub(crate) fn quota_full(message: String) -> ApiError {
 pub(crate) use quorumhub_edge::RefusalLog;
 
 #[cfg(test)]
-
 mod tests {
     use super::*;
     use serde_json::json;

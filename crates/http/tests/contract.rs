@@ -1,7 +1,7 @@
 //! The REST API's contract as data, in-process (issue 11, step 6): each
-//! request goes through the replica's HTTP application (`router`, with
-//! `oneshot`) of an embedded replica — a real data dir, Raft node and state
-//! machine, no port — and its answer is written as one transcript line,
+//! request goes through the hub's HTTP application (`router`, with
+//! `oneshot`) over an in-memory cluster (`MemoryCluster`: the real state
+//! machine, no Raft, no port), and its answer is written as one transcript line,
 //! compared with the expected transcript (`expect-test`;
 //! `UPDATE_EXPECT=1 cargo test` rewrites it after a deliberate change).
 //!
@@ -14,40 +14,61 @@ use http::{Method, Request};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quorumhub_core::limits::Limits;
+use quorumhub_core::memory::MemoryCluster;
+use quorumhub_core::Cluster;
+use quorumhub_http::HttpConfig;
+use quorumhub_state::Command;
+
 const TOKEN: &str = "contract-admin-token-0123456789";
 
-async fn replica() -> (quorumhub_hub::Embedded, tempfile::TempDir) {
-    use clap::Parser;
-    #[derive(clap::Parser)]
-    struct Flags {
-        #[command(flatten)]
-        hub: quorumhub_hub::HubConfig,
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().display().to_string();
-    let flags = Flags::try_parse_from([
-        "quorumhub",
-        "--node-id",
-        "1",
-        "--data-dir",
-        &data,
-        "--peer",
-        "1=127.0.0.1:1/127.0.0.1:1",
-        "--cluster-secret",
-        "contract-cluster-secret-0123456789",
-        "--admin-token",
-        TOKEN,
-        "--spawner-run-as-hub-user",
-    ])
-    .expect("flags");
-    let hub = quorumhub_hub::Embedded::start(flags.hub)
+/// A hub over a new in-memory cluster, with the bootstrap admin (token
+/// [`TOKEN`]) and the rest of its configuration at the defaults a replica
+/// starts with.
+async fn replica() -> (axum::Router, Arc<MemoryCluster>) {
+    let limits = Limits::default();
+    let cluster = Arc::new(MemoryCluster::new(1, &limits));
+    let config = HttpConfig {
+        public_url: "http://127.0.0.1:8000".into(),
+        hub_api_url: "http://127.0.0.1:8000/hub/api".into(),
+        jupyterhub_version: "5.3.0".into(),
+        admin_user: "admin".into(),
+        admin_token_hash: Some(quorumhub_core::secrets::hash_token(TOKEN)),
+        slow_spawn_timeout: Duration::from_secs(10),
+        limits,
+        oidc: <OidcFlags as clap::Parser>::parse_from(["quorumhub"]).oidc,
+    };
+    let as_cluster: &dyn Cluster = &*cluster;
+    as_cluster
+        .propose(Command::CreateUser {
+            name: "admin".into(),
+            admin: true,
+        })
         .await
-        .expect("embedded replica");
-    (hub, dir)
+        .expect("bootstrap admin");
+    (quorumhub_http::router(cluster.clone(), config), cluster)
+}
+
+/// The OIDC flags at their defaults (no provider).
+#[derive(clap::Parser)]
+struct OidcFlags {
+    #[command(flatten)]
+    oidc: quorumhub_http::OidcArgs,
 }
 
 /// Values that differ run to run, masked in transcripts.
-const VOLATILE: &[&str] = &["created", "last_activity", "expires_at", "token", "started"];
+const VOLATILE: &[&str] = &[
+    "created",
+    "last_activity",
+    "expires_at",
+    "token",
+    "started",
+    "session_id",
+];
 
 fn masked(v: &mut serde_json::Value) {
     match v {
@@ -65,11 +86,37 @@ fn masked(v: &mut serde_json::Value) {
     }
 }
 
+/// "Try again in … s." (the rest of a window, which depends on how long
+/// the test ran) as "Try again in … s.".
+fn masked_wait(message: &str) -> String {
+    match message.split_once("Try again in ") {
+        Some((before, after)) => {
+            let rest = after.trim_start_matches(|c: char| c.is_ascii_digit());
+            format!("{before}Try again in …{rest}")
+        }
+        None => message.to_string(),
+    }
+}
+
+/// A redirect's OAuth `code=` (random) masked.
+fn masked_code(location: &str) -> String {
+    match location.split_once("code=") {
+        Some((before, after)) => {
+            let rest = after.find('&').map(|i| &after[i..]).unwrap_or("");
+            format!("{before}code=…{rest}")
+        }
+        None => location.to_string(),
+    }
+}
+
 /// Run each line of `script`, `[WHO] METHOD PATH [BODY] [=> NAME]`, where
 /// WHO is `admin` (the bootstrap admin token), `wrong` (a token nobody
 /// issued) or a token saved earlier with
 /// `=> NAME` (a line that creates a token saves its text as NAME and its id
-/// as `$NAME_id`, usable in later paths); no WHO: no credentials. Each
+/// as `$NAME_id`, usable in later paths); `@NAME`: a browser, which keeps
+/// the cookies it is sent (one jar per NAME) and sends them back, and
+/// whose `form:a=1&b=2` body is a form with `$XSRF` replaced by its
+/// `_xsrf` cookie; no WHO: no credentials. Each
 /// answer is one line, `WHO METHOD PATH [BODY] → STATUS what`: a JSON
 /// error's message, a success's JSON with what differs run to run (times,
 /// token texts) masked, a redirect's `Location`, or an HTML page's title.
@@ -80,6 +127,7 @@ async fn transcript(router: &axum::Router, script: &str) -> String {
     ]
     .into();
     let mut vars: Vec<(String, String)> = Vec::new();
+    let mut jars: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut out = String::new();
     for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
         let (line, save) = match line.rsplit_once(" => ") {
@@ -100,25 +148,54 @@ async fn transcript(router: &axum::Router, script: &str) -> String {
             path = path.replace(k.as_str(), v);
         }
         let body = parts.next();
+        let browser = who.and_then(|w| w.strip_prefix('@'));
         let mut req = Request::builder().method(method.clone()).uri(path.as_str());
-        if let Some(who) = who {
+        let mut sent_body = body.unwrap_or_default().to_string();
+        let mut form = false;
+        if let Some(name) = browser {
+            let jar = jars.entry(name.to_string()).or_default();
+            if !jar.is_empty() {
+                let cookies: Vec<String> = jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                req = req.header("cookie", cookies.join("; "));
+            }
+            if let Some(fields) = sent_body.strip_prefix("form:") {
+                let xsrf = jar.get("_xsrf").cloned().unwrap_or_default();
+                sent_body = fields.replace("$XSRF", &xsrf);
+                form = true;
+                req = req.header("content-type", "application/x-www-form-urlencoded");
+            } else if let Some(xsrf) = jar.get("_xsrf") {
+                // As the pages' scripts call the API.
+                req = req.header("x-xsrftoken", xsrf.as_str());
+            }
+        } else if let Some(who) = who {
             let token = tokens
                 .get(who)
                 .unwrap_or_else(|| panic!("no token saved as {who}"));
             req = req.header("authorization", format!("token {token}"));
         }
-        if body.is_some() {
+        if body.is_some() && !form {
             req = req.header("content-type", "application/json");
         }
         // As the idle culler asks for pages.
         if path.contains("limit=") {
             req = req.header("accept", "application/jupyterhub-pagination+json");
         }
-        let req = req
-            .body(Body::from(body.unwrap_or_default().to_string()))
-            .expect("request");
+        let req = req.body(Body::from(sent_body)).expect("request");
         let resp = router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
+        if let Some(name) = browser {
+            let jar = jars.entry(name.to_string()).or_default();
+            for c in resp.headers().get_all("set-cookie") {
+                let c = c.to_str().expect("a cookie is ASCII");
+                let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
+                let (k, v) = pair.split_once('=').expect("name=value");
+                if v.is_empty() || attrs.contains("Max-Age=0") {
+                    jar.remove(k.trim());
+                } else {
+                    jar.insert(k.trim().to_string(), v.trim().to_string());
+                }
+            }
+        }
         let header = |name: &str| {
             resp.headers()
                 .get(name)
@@ -141,7 +218,10 @@ async fn transcript(router: &axum::Router, script: &str) -> String {
         let said = match json {
             // A redirect: where to.
             _ if status.is_redirection() => {
-                format!("to {}", location.as_deref().unwrap_or("(no Location)"))
+                format!(
+                    "to {}",
+                    masked_code(location.as_deref().unwrap_or("(no Location)"))
+                )
             }
             // A page: its <title> (the rest holds per-request tokens).
             None if html => {
@@ -151,7 +231,13 @@ async fn transcript(router: &axum::Router, script: &str) -> String {
                     .and_then(|(_, t)| t.split_once("</title>"))
                     .map(|(t, _)| t.trim().to_string())
                     .unwrap_or_default();
-                format!("page {title:?}")
+                // And what it tells the user went wrong, if anything.
+                let alert = page
+                    .split_once("role=\"alert\">")
+                    .and_then(|(_, t)| t.split_once('<'))
+                    .map(|(t, _)| format!(": {}", masked_wait(t.trim())))
+                    .unwrap_or_default();
+                format!("page {title:?}{alert}")
             }
             // The OAuth provider's errors (RFC 6749 §5.2).
             Some(v) if !status.is_success() && path.starts_with("/hub/api/oauth2/") => {
@@ -188,11 +274,29 @@ async fn transcript(router: &axum::Router, script: &str) -> String {
 
 /// Run `script` on a new replica and compare its transcript; then hand
 /// the replica to `after` for what the transcript cannot show.
-async fn check(script: &str, expect: Expect, after: impl FnOnce(&quorumhub_hub::Embedded)) {
-    let (hub, _dir) = replica().await;
-    let got = transcript(&hub.router(), script).await;
-    after(&hub);
-    hub.shutdown().await;
+async fn check(script: &str, expect: Expect, after: impl FnOnce(&dyn Cluster)) {
+    check_after(Vec::new(), script, expect, after).await
+}
+
+/// As [`check`], with `setup` committed first (what the transcript's API
+/// cannot do, such as setting a password, which only `hubctl` can).
+async fn check_after(
+    setup: Vec<Command>,
+    script: &str,
+    expect: Expect,
+    after: impl FnOnce(&dyn Cluster),
+) {
+    let (router, cluster) = replica().await;
+    let c: &dyn Cluster = &*cluster;
+    for command in setup {
+        let outcome = c.propose(command).await.expect("setup committed");
+        assert!(
+            !matches!(outcome, quorumhub_state::Response::Rejected { .. }),
+            "setup refused: {outcome:?}"
+        );
+    }
+    let got = transcript(&router, script).await;
+    after(&*cluster);
     expect.assert_eq(&got);
 }
 
@@ -257,7 +361,7 @@ async fn bad_input_gets_jupyterhub_errors() {
         "#]],
         |replica| {
             // Nothing the refused requests carried reached the state.
-            let names: Vec<String> = replica.hub.read(|s| s.users.keys().cloned().collect());
+            let names: Vec<String> = replica.read(|s| s.users.keys().cloned().collect());
             assert_eq!(names, ["admin", "alice"]);
         },
     )
@@ -392,14 +496,97 @@ async fn pages_send_browsers_without_a_session_to_sign_in() {
             GET /hub/token → 302 to /hub/login?next=%2Fhub%2Ftoken
             GET /hub/login → 200 page "Sign in · quorumhub"
             GET /hub/login?next=https://evil.example/ → 200 page "Sign in · quorumhub"
-            POST /hub/login → 400 page "400 · quorumhub"
+            POST /hub/login → 400 page "400 · quorumhub": The login form was malformed.
             GET /hub/logout → 302 to /hub/login
             GET /hub/user/ALICE/lab?x=1 → 307 to /user/alice/lab?x=1
             GET /hub/user/alice/lab → 307 to /user/alice/lab
             GET /user/ALICE/lab → 307 to /user/alice/lab
             GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=/user/alice/oauth_callback&response_type=code → 302 to /hub/login?next=%2Fhub%2Fapi%2Foauth2%2Fauthorize%3Fclient_id%3Djupyterhub-user-alice%26redirect_uri%3D%2Fuser%2Falice%2Foauth_callback%26response_type%3Dcode
             POST /hub/api/oauth2/token {"grant_type": "authorization_code", "code": "x"} → 400 oauth invalid_request: The body must be a form (application/x-www-form-urlencoded).
-            GET /hub/health → 200 {"applied":4,"leader":1,"node":1,"term":1}
+            GET /hub/health → 200 {"applied":3,"leader":1,"node":1,"term":1}
+        "#]],
+        |_| {},
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_and_the_oauth_providers_refusals() {
+    let hash = quorumhub_core::password::hash("alice-pw-0123".into())
+        .await
+        .expect("hash");
+    check_after(
+        vec![
+            Command::CreateUser {
+                name: "alice".into(),
+                admin: false,
+            },
+            Command::SetPassword {
+                name: "alice".into(),
+                hash: Some(hash),
+            },
+        ],
+        r#"
+        @eve GET /hub/login
+        @eve POST /hub/login form:username=alice&password=alice-pw-0123
+        @eve POST /hub/login form:username=alice&password=wrong&_xsrf=$XSRF
+        @eve POST /hub/login form:username=bad%20name&password=x&_xsrf=$XSRF
+        @alice GET /hub/login?next=/hub/token
+        @alice POST /hub/login?next=/hub/token form:username=ALICE&password=alice-pw-0123&_xsrf=$XSRF
+        @alice GET /hub/token
+        @alice GET /hub/home
+        @alice GET /hub/admin
+        @alice GET /hub/cluster
+        @alice GET /hub/api/user
+        @alice POST /hub/api/users/alice/server {}
+        @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-nobody&response_type=code
+        @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=https%3A%2F%2Fevil.example%2Fcb&response_type=code
+        @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=token&state=s
+        @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code&state=s
+        @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code&code_challenge=abc&code_challenge_method=plain
+        @eve GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code
+        @eve POST /hub/api/oauth2/token form:grant_type=authorization_code&code=forged&client_id=jupyterhub-user-alice&client_secret=guess&redirect_uri=/user/alice/oauth_callback
+        @eve POST /hub/api/oauth2/token form:grant_type=password&username=alice&password=alice-pw-0123
+        @alice GET /hub/logout
+        @alice GET /hub/home
+        @alice GET /hub/api/user
+        @eve POST /hub/login form:username=carol&password=1&_xsrf=$XSRF
+        @eve POST /hub/login form:username=carol&password=2&_xsrf=$XSRF
+        @eve POST /hub/login form:username=carol&password=3&_xsrf=$XSRF
+        @eve POST /hub/login form:username=carol&password=4&_xsrf=$XSRF
+        @eve POST /hub/login form:username=carol&password=5&_xsrf=$XSRF
+        @eve POST /hub/login form:username=carol&password=6&_xsrf=$XSRF
+        "#,
+        expect![[r#"
+            @eve GET /hub/login → 200 page "Sign in · quorumhub"
+            @eve POST /hub/login form:username=alice&password=alice-pw-0123 → 403 page "403 · quorumhub": The login form expired or did not come from this hub (&#x27;_xsrf&#x27; missing or wrong).
+            @eve POST /hub/login form:username=alice&password=wrong&_xsrf=$XSRF → 403 page "Sign in · quorumhub": Invalid username or password
+            @eve POST /hub/login form:username=bad%20name&password=x&_xsrf=$XSRF → 403 page "Sign in · quorumhub": Invalid username or password
+            @alice GET /hub/login?next=/hub/token → 200 page "Sign in · quorumhub"
+            @alice POST /hub/login?next=/hub/token form:username=ALICE&password=alice-pw-0123&_xsrf=$XSRF → 302 to /hub/token
+            @alice GET /hub/token → 200 page "Tokens · quorumhub"
+            @alice GET /hub/home → 200 page "Home · quorumhub"
+            @alice GET /hub/admin → 403 page "403 · quorumhub": This page is for admins.
+            @alice GET /hub/cluster → 403 page "403 · quorumhub": This page is for admins.
+            @alice GET /hub/api/user → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"scopes":["access:servers!user=alice","delete:servers!user=alice","read:servers!user=alice","read:tokens!user=alice","read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice","servers!user=alice","start:servers!user=alice","tokens!user=alice","users:activity!user=alice"],"server":null,"servers":{},"session_id":"…","token_id":null,"user_info":null}
+            @alice POST /hub/api/users/alice/server {} → 202 
+            @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-nobody&response_type=code → 400 page "400 · quorumhub": Invalid client_id parameter value.
+            @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=https%3A%2F%2Fevil.example%2Fcb&response_type=code → 400 page "400 · quorumhub": Mismatching redirect URI.
+            @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=token&state=s → 302 to /user/alice/oauth_callback?error=unsupported_response_type&state=s
+            @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code&state=s → 302 to /user/alice/oauth_callback?code=…&state=s
+            @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code&code_challenge=abc&code_challenge_method=plain → 302 to /user/alice/oauth_callback?error=invalid_request&state=
+            @eve GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code → 302 to /hub/login?next=%2Fhub%2Fapi%2Foauth2%2Fauthorize%3Fclient_id%3Djupyterhub-user-alice%26redirect_uri%3D%252Fuser%252Falice%252Foauth_callback%26response_type%3Dcode
+            @eve POST /hub/api/oauth2/token form:grant_type=authorization_code&code=forged&client_id=jupyterhub-user-alice&client_secret=guess&redirect_uri=/user/alice/oauth_callback → 401 oauth invalid_client: 
+            @eve POST /hub/api/oauth2/token form:grant_type=password&username=alice&password=alice-pw-0123 → 400 oauth unsupported_grant_type: 
+            @alice GET /hub/logout → 302 to /hub/login
+            @alice GET /hub/home → 302 to /hub/login?next=%2Fhub%2Fhome
+            @alice GET /hub/api/user → 403 Missing or invalid credentials
+            @eve POST /hub/login form:username=carol&password=1&_xsrf=$XSRF → 403 page "Sign in · quorumhub": Invalid username or password
+            @eve POST /hub/login form:username=carol&password=2&_xsrf=$XSRF → 403 page "Sign in · quorumhub": Invalid username or password
+            @eve POST /hub/login form:username=carol&password=3&_xsrf=$XSRF → 403 page "Sign in · quorumhub": Invalid username or password
+            @eve POST /hub/login form:username=carol&password=4&_xsrf=$XSRF → 403 page "Sign in · quorumhub": Invalid username or password
+            @eve POST /hub/login form:username=carol&password=5&_xsrf=$XSRF → 429 page "Sign in · quorumhub": Too many failed sign-ins. Try again in … s.
+            @eve POST /hub/login form:username=carol&password=6&_xsrf=$XSRF → 429 page "Sign in · quorumhub": Too many failed sign-ins. Try again in … s.
         "#]],
         |_| {},
     )

@@ -113,11 +113,11 @@ pub struct HubConfig {
     pub jupyterhub_version: String,
     /// Sign-in with an OpenID Connect provider (`--oidc-*`).
     #[command(flatten)]
-    pub oidc: OidcArgs,
+    pub oidc: quorumhub_http::OidcArgs,
     /// Bounds on what clients may store, and admission control for writes
     /// (see `limits.rs` and docs/operations.md, "Limits").
     #[command(flatten)]
-    pub limits: crate::limits::Limits,
+    pub limits: quorumhub_core::limits::Limits,
     /// The HTTP port's timeouts and connection limits, and the hops
     /// (proxies, balancers) whose forwarded headers it believes.
     #[command(flatten)]
@@ -160,62 +160,6 @@ pub struct RaftArgs {
     /// failing with 503.
     #[arg(long, default_value_t = 10_000)]
     pub write_timeout_ms: u64,
-}
-
-/// Sign-in with an OpenID Connect provider.
-#[derive(clap::Args, Debug, Clone)]
-pub struct OidcArgs {
-    /// OpenID Connect: the provider's issuer URL, exactly as its discovery
-    /// document states it (e.g. `https://login.example.org/realms/x`).
-    /// Setting it adds "Sign in with ..." to the login page.
-    #[arg(long = "oidc-issuer")]
-    pub issuer: Option<String>,
-    /// OpenID Connect client id registered at the provider.
-    #[arg(long = "oidc-client-id")]
-    pub client_id: Option<String>,
-    /// OpenID Connect client secret. Prefer --oidc-client-secret-file.
-    #[arg(
-        long = "oidc-client-secret",
-        env = "QUORUMHUB_OIDC_CLIENT_SECRET",
-        hide_env_values = true
-    )]
-    pub client_secret: Option<String>,
-    /// File holding the OpenID Connect client secret (mode 0600 or
-    /// stricter).
-    #[arg(
-        long = "oidc-client-secret-file",
-        env = "QUORUMHUB_OIDC_CLIENT_SECRET_FILE"
-    )]
-    pub client_secret_file: Option<PathBuf>,
-    /// Scopes to request (`openid` is always included).
-    #[arg(
-        long = "oidc-scopes",
-        value_delimiter = ',',
-        default_value = "openid,profile,email"
-    )]
-    pub scopes: Vec<String>,
-    /// ID token claim that becomes the user name (then `sub` if missing).
-    #[arg(long = "oidc-username-claim", default_value = "preferred_username")]
-    pub username_claim: String,
-    /// ID token claim that lists the user's groups.
-    #[arg(long = "oidc-groups-claim", default_value = "groups")]
-    pub groups_claim: String,
-    /// Only these users may sign in (with --oidc-allowed-groups: either).
-    #[arg(long = "oidc-allowed-users", value_delimiter = ',')]
-    pub allowed_users: Vec<String>,
-    /// Only members of these groups may sign in.
-    #[arg(long = "oidc-allowed-groups", value_delimiter = ',')]
-    pub allowed_groups: Vec<String>,
-    /// Members of these groups are admins (set at each sign-in).
-    #[arg(long = "oidc-admin-groups", value_delimiter = ',')]
-    pub admin_groups: Vec<String>,
-    /// Admit everyone the provider signs in (otherwise give
-    /// --oidc-allowed-users or --oidc-allowed-groups).
-    #[arg(long = "oidc-allow-all")]
-    pub allow_all: bool,
-    /// The provider's name on the login button.
-    #[arg(long = "oidc-display-name", default_value = "OpenID Connect")]
-    pub display_name: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -422,6 +366,23 @@ impl HubConfig {
 
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.raft.write_timeout_ms)
+    }
+
+    /// What the HTTP front end is configured with.
+    pub fn http_config(&self) -> quorumhub_http::HttpConfig {
+        quorumhub_http::HttpConfig {
+            public_url: self.public_url.clone(),
+            hub_api_url: self.hub_api_url(),
+            jupyterhub_version: self.jupyterhub_version.clone(),
+            admin_user: self.admin_user.clone(),
+            admin_token_hash: self
+                .admin_token
+                .as_deref()
+                .map(quorumhub_core::secrets::hash_token),
+            slow_spawn_timeout: Duration::from_secs(self.slow_spawn_timeout_s),
+            limits: self.limits.clone(),
+            oidc: self.oidc.clone(),
+        }
     }
 
     pub fn hub_api_url(&self) -> String {

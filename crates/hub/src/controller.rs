@@ -21,8 +21,8 @@ use quorumhub_state::{Command, Phase, Response, Route, SpawnerState, TokenOwner}
 use tokio::sync::watch;
 
 use crate::hub::Hub;
-use crate::ops::tokens::{Minted, NewToken};
-use crate::ops::OpError;
+use quorumhub_core::ops::tokens::{Minted, NewToken};
+use quorumhub_core::ops::OpError;
 
 /// How often running servers are checked for liveness.
 const POLL: Duration = Duration::from_secs(2);
@@ -271,7 +271,7 @@ impl Controller {
             .propose_local(Command::CreateToken { token: record })
             .await
             .map_err(OpError::from)
-            .and_then(crate::ops::tokens::created);
+            .and_then(quorumhub_core::ops::tokens::created);
         let token_id = match created {
             Ok(id) => id,
             Err(e) => return Err(format!("could not create the server's API token: {e}")),

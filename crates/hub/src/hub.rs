@@ -16,8 +16,11 @@ use quorumhub_state::{Command, HubState, Request, Response};
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
+pub use quorumhub_core::secrets::{hash_token, random_secret};
+pub use quorumhub_core::HubError;
+
 use crate::config::HubConfig;
-use crate::time::now_ms;
+use quorumhub_core::time::now_ms;
 
 pub type Admin = AdminClient<InterceptedService<Channel, ClientAuth>>;
 
@@ -26,44 +29,6 @@ pub type Admin = AdminClient<InterceptedService<Channel, ClientAuth>>;
 /// commit takes milliseconds; a connection that is silent this long is
 /// most likely dead.
 const FORWARD_ATTEMPT: Duration = Duration::from_secs(1);
-
-#[derive(Debug, thiserror::Error)]
-pub enum HubError {
-    #[error("no leader could commit the write within {0:?}; the cluster may have lost its quorum (check `hubctl status`)")]
-    WriteUnavailable(Duration),
-    #[error("no leader confirmed the read within {0:?}; the cluster may have lost its quorum (check `hubctl status`)")]
-    ReadUnavailable(Duration),
-    #[error("this replica is shutting down")]
-    ShuttingDown,
-    #[error("{0}")]
-    NotYetEnabled(String),
-    #[error("this replica does not lead (any more)")]
-    NotLeader,
-    #[error("internal error: {0}")]
-    Internal(String),
-    /// Admission control: this user already has its share of this
-    /// replica's writes in flight (429 + Retry-After).
-    #[error("{user} already has {limit} writes in flight at this replica (--max-user-writes-in-flight); retry in a moment")]
-    UserBusy { user: String, limit: usize },
-    /// Admission control: every write slot is taken and the queue is full
-    /// (or the wait for a slot outlasted the write timeout): 503 +
-    /// Retry-After.
-    #[error("this replica is overloaded: {in_flight} writes in flight and {waiting} waiting (--max-writes-in-flight, --max-write-queue); retry in a moment")]
-    Overloaded { in_flight: usize, waiting: usize },
-}
-
-impl HubError {
-    /// Seconds a client should wait before retrying, for the answers that
-    /// shed load.
-    pub fn retry_after(&self) -> Option<u64> {
-        match self {
-            HubError::UserBusy { .. } | HubError::Overloaded { .. } => {
-                Some(crate::admission::RETRY_AFTER_S)
-            }
-            _ => None,
-        }
-    }
-}
 
 pub struct Hub {
     pub id: NodeId,
@@ -87,7 +52,7 @@ pub struct Hub {
     /// Set when shutdown begins: HTTP responses close their connection.
     pub(crate) draining: std::sync::atomic::AtomicBool,
     /// Writes in flight and waiting, per user and in all (this replica's).
-    pub(crate) admission: crate::admission::Admission,
+    pub(crate) admission: quorumhub_core::admission::Admission,
 }
 
 impl Hub {
@@ -112,7 +77,7 @@ impl Hub {
             election,
             admin_token_hash,
             draining: std::sync::atomic::AtomicBool::new(false),
-            admission: crate::admission::Admission::new(&config.limits),
+            admission: quorumhub_core::admission::Admission::new(&config.limits),
             config,
         }
     }
@@ -171,7 +136,7 @@ impl Hub {
     /// is applied. Retries (same client id and serial, so it applies once)
     /// across leader changes until the write timeout.
     ///
-    /// A client's write is first admitted (see [`crate::admission`]): past
+    /// A client's write is first admitted (see [`quorumhub_core::admission`]): past
     /// its user's share or a full queue it fails at once, with
     /// [`HubError::UserBusy`] or [`HubError::Overloaded`], and nothing is
     /// proposed. Its wait for a slot counts against the write timeout.
@@ -345,23 +310,10 @@ impl Hub {
         }
     }
 
-    /// The cluster-version gate: a command newer than the log format every
-    /// member has agreed on is refused, so no replica is ever sent an entry
-    /// its build cannot decode. The cluster version only rises and is read
-    /// from applied (hence committed) state, so passing here is never wrong;
-    /// a replica that has not yet applied a raise refuses for a moment.
+    /// The cluster-version gate ([`quorumhub_core::cluster::check_enabled`]).
     pub fn check_enabled(&self, command: &Command) -> Result<(), HubError> {
-        let needed = command.min_version();
-        let current = self.sm.read(|d| d.state.cluster_version);
-        if needed <= current {
-            return Ok(());
-        }
-        Err(HubError::NotYetEnabled(format!(
-            "{} needs cluster version {needed}, but the cluster is at {current}: some replica \
-             still runs an older release. Finish the rolling upgrade (hubctl status shows each \
-             member's log format), then retry",
-            command.name()
-        )))
+        self.sm
+            .read(|d| quorumhub_core::cluster::check_enabled(&d.state, command))
     }
 
     /// The leader's response and a log index at which it is applied.
@@ -475,19 +427,4 @@ pub(crate) enum WriteAttempt {
     Forward(Member),
     Retry,
     Fatal(HubError),
-}
-
-/// Hex SHA-256 of an API token: how tokens are stored and looked up.
-pub fn hash_token(token: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
-}
-
-/// A new random secret (32 bytes, hex): API tokens (minted only in
-/// `ops::tokens`), session ids.
-pub fn random_secret() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    hex::encode(bytes)
 }

@@ -16,28 +16,16 @@
 //! must never read replicated state without a read barrier where a client
 //! could observe staleness.
 
-mod admission;
-pub mod api;
-mod app;
-pub mod auth;
 mod bootstrap;
+mod cluster;
 pub mod config;
 pub mod controller;
-mod embedded;
-mod error;
 pub mod grpc;
 pub mod hub;
-pub mod limits;
 pub mod node;
-mod ops;
-pub mod password;
 mod preflight;
-pub mod scopes;
-pub mod time;
 mod transfer;
 mod version;
-pub mod web;
 
 pub use config::HubConfig;
-pub use embedded::Embedded;
 pub use node::run;

@@ -200,7 +200,7 @@ pub async fn run(
         "hub-http",
         None,
     );
-    let router = crate::app::router(hub.clone());
+    let router = quorumhub_http::router(hub.clone(), config.http_config());
     let handler = move |req: http::Request<quorumhub_edge::RequestBody>| {
         let router = router.clone();
         async move {

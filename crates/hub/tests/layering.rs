@@ -1,14 +1,17 @@
-//! The hub's layering (issue 11), checked on its sources (comments aside),
-//! each failure naming the line or the import path:
+//! The hub's layering (issue 11), checked on the crates' dependency graph
+//! (`cargo metadata`) and on their sources (comments aside), each failure
+//! naming the crate, the line or the import path:
+//! - `quorumhub-core` depends on no transport, template engine, Raft or
+//!   spawner, not even through another crate; `quorumhub-http` on no Raft
+//!   or gRPC;
 //! - the spawner controller knows no spawner by name: it drives
 //!   `quorumhub_spawner::Spawners`, so adding a spawner touches the spawner
 //!   crate only;
-//! - the REST API (`api/`) and the browser pages (`web/`) never import each
-//!   other; what both need is in `auth/`, `ops/` and `error.rs`, and
-//!   `app.rs` composes them;
-//! - the use cases (`ops/`) name no transport or template engine;
-//! - the replica (`hub.rs`) knows nothing of the HTTP side;
-//! - tokens are minted in one place (`ops/tokens.rs`);
+//! - in `quorumhub-http`, the REST API (`api/`) and the browser pages
+//!   (`web/`) never import each other; what both need is in `auth/` and
+//!   `error.rs`, and `app.rs` composes them; no two modules of the HTTP or
+//!   the hub crate import each other in a cycle;
+//! - tokens are minted in one place (`quorumhub-core`'s `ops/tokens.rs`);
 //! - the hub's errors become gRPC statuses only in `grpc/status.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,8 +86,26 @@ fn naming(files: &[PathBuf], names: &[&str]) -> Vec<String> {
     found
 }
 
+/// The hub crate's sources.
 fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+    crate_src("hub")
+}
+
+/// `crates/<name>/src`.
+fn crate_src(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(name)
+        .join("src")
+}
+
+/// Every Rust file of the hub, core and HTTP crates.
+fn hub_side_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for c in ["hub", "core", "http"] {
+        rust_files(&crate_src(c), &mut files);
+    }
+    files
 }
 
 #[test]
@@ -102,9 +123,8 @@ fn the_hub_never_starts_checks_or_stops_a_server_itself() {
     // The rest of the hub may read the spawner flags (e.g.
     // `servers_as_user_accounts`) and validate names, but servers are the
     // spawners' business.
-    let mut files = Vec::new();
-    rust_files(&src(), &mut files);
-    assert!(files.len() > 10, "found the hub's sources: {files:?}");
+    let files = hub_side_files();
+    assert!(files.len() > 30, "found the hub's sources: {files:?}");
     let found = naming(&files, SPAWNING);
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
@@ -157,14 +177,15 @@ fn named_modules(code: &str, depth: usize) -> Vec<String> {
     found
 }
 
-/// The hub's top-level modules (a file, or a directory with its files) and
+/// A crate's top-level modules (a file, or a directory with its files) and
 /// the top-level modules each names.
-fn module_imports() -> BTreeMap<String, BTreeSet<String>> {
+fn module_imports(krate: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let src = crate_src(krate);
     let mut named: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut files = Vec::new();
-    rust_files(&src(), &mut files);
+    rust_files(&src, &mut files);
     for path in &files {
-        let rel = path.strip_prefix(src()).expect("under src");
+        let rel = path.strip_prefix(&src).expect("under src");
         let parts: Vec<&str> = rel.iter().filter_map(|c| c.to_str()).collect();
         let top = parts[0].trim_end_matches(".rs").to_string();
         // How far below the crate root `super` starts: a top-level file or
@@ -213,8 +234,8 @@ fn the_import_reader_reads_every_form() {
         code_of(r#"let u = "http://x"; // crate::web"#),
         r#"let u = "http://x"; "#
     );
-    // And on the hub itself: the composition root sees both front ends.
-    let graph = module_imports();
+    // And on the HTTP crate itself: `app` sees both front ends.
+    let graph = module_imports("http");
     for dep in ["api", "web", "auth", "error"] {
         assert!(
             graph["app"].contains(dep),
@@ -222,7 +243,7 @@ fn the_import_reader_reads_every_form() {
             graph["app"]
         );
     }
-    for dep in ["auth", "error", "ops", "hub"] {
+    for dep in ["auth", "error"] {
         assert!(
             graph["api"].contains(dep),
             "api imports {dep}: {:?}",
@@ -238,36 +259,191 @@ fn the_import_reader_reads_every_form() {
 
 #[test]
 fn the_api_and_the_pages_never_import_each_other() {
-    let graph = module_imports();
+    let graph = module_imports("http");
     for (from, to) in [("api", "web"), ("web", "api")] {
         assert!(graph.contains_key(from), "module {from} exists: {graph:?}");
         assert!(
             !graph[from].contains(to),
-            "{from} imports {to}; move what both need to auth/, ops/ or error.rs"
+            "{from} imports {to}; move what both need to auth/ or error.rs (or the use case to quorumhub-core)"
         );
     }
 }
 
-#[test]
-fn the_replica_knows_nothing_of_http() {
-    let graph = module_imports();
-    let http_side = ["api", "web", "auth", "app", "error"];
-    let found: Vec<_> = graph["hub"]
-        .iter()
-        .filter(|m| http_side.contains(&m.as_str()))
-        .collect();
-    assert!(found.is_empty(), "hub.rs imports {found:?}");
-    // The use cases lean on the replica only.
-    for m in &graph["ops"] {
-        assert!(!http_side.contains(&m.as_str()), "ops/ imports {m}");
+/// A cycle of imports in `graph`, if there is one (as the modules on it).
+fn cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        m: &str,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == m) {
+            let mut c = path[i..].to_vec();
+            c.push(m.to_string());
+            return Some(c);
+        }
+        if done.contains(m) {
+            return None;
+        }
+        path.push(m.to_string());
+        for d in graph.get(m).into_iter().flatten() {
+            if let Some(c) = visit(graph, d, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+        None
     }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|m| visit(graph, m, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_modules_import_each_other_in_a_cycle() {
+    let g = |edges: &[(&str, &str)]| {
+        let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (a, b) in edges {
+            g.entry(a.to_string()).or_default().insert(b.to_string());
+        }
+        g
+    };
+    assert_eq!(cycle(&g(&[("a", "b"), ("b", "c")])), None);
+    assert_eq!(
+        cycle(&g(&[("a", "b"), ("b", "c"), ("c", "a")])),
+        Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+    );
+    for krate in ["http", "hub", "core"] {
+        let graph = module_imports(krate);
+        assert!(graph.len() > 5, "{krate}: {graph:?}");
+        let found = cycle(&graph);
+        assert_eq!(
+            found, None,
+            "modules of crates/{krate} import each other in a cycle"
+        );
+    }
+}
+
+/// The crates `krate` depends on to build (normal dependencies, through
+/// every other crate), from `cargo metadata`.
+fn dependency_closure(krate: &str) -> BTreeSet<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run cargo metadata");
+    assert!(
+        out.status.success(),
+        "cargo metadata: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let name_of: BTreeMap<&str, &str> = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter_map(|p| Some((p["id"].as_str()?, p["name"].as_str()?)))
+        .collect();
+    let nodes = meta["resolve"]["nodes"].as_array().expect("resolve");
+    let normal_deps = |id: &str| -> Vec<String> {
+        nodes
+            .iter()
+            .find(|n| n["id"] == id)
+            .and_then(|n| n["deps"].as_array())
+            .into_iter()
+            .flatten()
+            .filter(|d| {
+                d["dep_kinds"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|k| k["kind"].is_null()))
+            })
+            .filter_map(|d| d["pkg"].as_str().map(str::to_string))
+            .collect()
+    };
+    let root = name_of
+        .iter()
+        .find(|(_, n)| **n == krate)
+        .map(|(id, _)| id.to_string())
+        .expect("the crate is in the workspace");
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![root];
+    while let Some(id) = todo.pop() {
+        if seen.insert(id.clone()) {
+            todo.extend(normal_deps(&id));
+        }
+    }
+    seen.iter()
+        .filter_map(|id| name_of.get(id.as_str()).map(|n| n.to_string()))
+        .collect()
+}
+
+#[test]
+fn core_depends_on_no_transport_and_http_on_no_raft() {
+    let core = dependency_closure("quorumhub-core");
+    assert!(core.contains("quorumhub-state"), "{core:?}");
+    let forbidden: Vec<_> = [
+        "axum",
+        "http",
+        "hyper",
+        "tonic",
+        "minijinja",
+        "openraft",
+        "sled",
+        "quorumhub-raft",
+        "quorumhub-proto",
+        "quorumhub-spawner",
+        "quorumhub-edge",
+        "quorumhub-http",
+        "bollard",
+    ]
+    .into_iter()
+    .filter(|c| core.contains(*c))
+    .collect();
+    assert!(
+        forbidden.is_empty(),
+        "quorumhub-core must know nothing about transports, Raft or spawners, but depends on {forbidden:?}"
+    );
+    let http = dependency_closure("quorumhub-http");
+    assert!(
+        http.contains("axum") && http.contains("quorumhub-core"),
+        "{http:?}"
+    );
+    let forbidden: Vec<_> = [
+        "tonic",
+        "openraft",
+        "sled",
+        "quorumhub-raft",
+        "quorumhub-proto",
+        "quorumhub-spawner",
+        "quorumhub-hub",
+    ]
+    .into_iter()
+    .filter(|c| http.contains(*c))
+    .collect();
+    assert!(
+        forbidden.is_empty(),
+        "quorumhub-http must know nothing about Raft or gRPC, but depends on {forbidden:?}"
+    );
+}
+
+#[test]
+fn the_replica_hands_the_http_side_only_a_cluster() {
+    // The Raft-backed replica (`hub.rs`, `cluster.rs`) is what the HTTP
+    // crate sees through `Cluster`; it must not know the HTTP crate back.
+    let found = naming(
+        &[src().join("hub.rs"), src().join("cluster.rs")],
+        &["quorumhub_http", "axum", "minijinja"],
+    );
+    assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
 #[test]
 fn the_use_cases_name_no_transport() {
     let mut files = Vec::new();
-    rust_files(&src().join("ops"), &mut files);
-    assert!(!files.is_empty());
+    rust_files(&crate_src("core"), &mut files);
+    assert!(files.len() > 5);
     let found = naming(
         &files,
         &[
@@ -277,6 +453,9 @@ fn the_use_cases_name_no_transport() {
             "minijinja",
             "tonic",
             "StatusCode",
+            "openraft",
+            "quorumhub_raft",
+            "quorumhub_spawner",
         ],
     );
     assert!(found.is_empty(), "{}", found.join("\n"));
@@ -296,11 +475,10 @@ fn mints(line: &str) -> bool {
 
 #[test]
 fn tokens_are_minted_in_one_place() {
-    // A `Token { .. }` record is built only in ops/tokens.rs, which also
-    // makes its secret: the API, the OAuth provider and the controller all
-    // mint through it.
-    let mut files = Vec::new();
-    rust_files(&src(), &mut files);
+    // A `Token { .. }` record is built only in core's ops/tokens.rs, which
+    // also makes its secret: the API, the OAuth provider and the controller
+    // all mint through it.
+    let files = hub_side_files();
     let mut found = Vec::new();
     for path in files.iter().filter(|f| !f.ends_with("ops/tokens.rs")) {
         let text = std::fs::read_to_string(path).expect("read");
@@ -334,8 +512,7 @@ fn errors_become_grpc_statuses_in_one_place() {
     assert!(!has_word("StatusCode::OK", "Status"));
     assert!(!has_word("NodeStatusReply", "Status"));
     assert!(!has_word("StatusC", "Status"));
-    let mut files = Vec::new();
-    rust_files(&src(), &mut files);
+    let files = hub_side_files();
     let outside: Vec<PathBuf> = files
         .into_iter()
         .filter(|f| !f.starts_with(src().join("grpc")))
@@ -387,7 +564,8 @@ fn the_rest_api_decodes_no_command_outcome_itself() {
     // a handler that matches `Response::...` arms again grows the
     // "unexpected outcome" arms this layering removed.
     let mut files = Vec::new();
-    rust_files(&src().join("api"), &mut files);
+    rust_files(&crate_src("http").join("api"), &mut files);
+    assert!(files.len() > 5);
     let found = naming(&files, &["unexpected outcome", "SmResponse::Rejected"]);
     assert!(found.is_empty(), "{}", found.join("\n"));
 }

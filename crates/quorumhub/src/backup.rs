@@ -47,7 +47,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
         format: BACKUP_FORMAT,
         cluster_id: args.cluster_id.clone(),
         index,
-        taken_at_ms: quorumhub_hub::time::now_ms(),
+        taken_at_ms: quorumhub_core::time::now_ms(),
         state,
     };
     let bytes = file.seal()?;

@@ -1,20 +1,16 @@
-//! The hub's use cases that more than one front end asks for (the REST API
-//! and the browser pages), as typed operations over the [`Hub`]: no HTTP,
-//! no templates, no gRPC. What went wrong is an [`OpError`]; each front end
-//! turns it into its own answer (a JSON error, a page).
+//! The hub's use cases as typed operations over a [`Cluster`]: no HTTP, no
+//! templates, no gRPC. What went wrong is an [`OpError`]; each front end
+//! turns it into its own answer (a JSON error, a page, a gRPC status).
 //!
-//! This is where the `core` of issue 11 grows: a module here must never
-//! name axum, http, minijinja or tonic (test: tests/layering.rs).
-//!
-//! [`Hub`]: crate::hub::Hub
+//! [`Cluster`]: crate::cluster::Cluster
 
-pub(crate) mod servers;
-pub(crate) mod tokens;
-pub(crate) mod users;
+pub mod servers;
+pub mod tokens;
+pub mod users;
 
 use quorumhub_state::{Group, Rejection, Response, User};
 
-use crate::hub::HubError;
+use crate::error::HubError;
 
 /// Why an operation did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -45,17 +41,17 @@ impl OpError {
 /// Decoding a command's untyped answer into what the operation expects,
 /// in one place: a refusal is `OpError::Rejected`, anything else that is
 /// not the expected outcome `OpError::Unexpected`.
-pub(crate) mod outcome {
+pub mod outcome {
     use super::*;
 
-    pub(crate) fn done(r: Response) -> Result<(), OpError> {
+    pub fn done(r: Response) -> Result<(), OpError> {
         match r {
             Response::Done => Ok(()),
             other => Err(OpError::from_outcome(other)),
         }
     }
 
-    pub(crate) fn user(r: Response) -> Result<User, OpError> {
+    pub fn user(r: Response) -> Result<User, OpError> {
         match r {
             Response::User { user } => Ok(*user),
             other => Err(OpError::from_outcome(other)),
@@ -64,7 +60,7 @@ pub(crate) mod outcome {
 
     /// A group command: the group as it now is, or `None` when the command
     /// removed it.
-    pub(crate) fn group(r: Response) -> Result<Option<Group>, OpError> {
+    pub fn group(r: Response) -> Result<Option<Group>, OpError> {
         match r {
             Response::Group { group } => Ok(Some(*group)),
             Response::Done => Ok(None),
@@ -72,14 +68,14 @@ pub(crate) mod outcome {
         }
     }
 
-    pub(crate) fn token_created(r: Response) -> Result<String, OpError> {
+    pub fn token_created(r: Response) -> Result<String, OpError> {
         match r {
             Response::TokenCreated { id } => Ok(id),
             other => Err(OpError::from_outcome(other)),
         }
     }
 
-    pub(crate) fn spawn_requested(r: Response) -> Result<u64, OpError> {
+    pub fn spawn_requested(r: Response) -> Result<u64, OpError> {
         match r {
             Response::SpawnRequested { generation } => Ok(generation),
             other => Err(OpError::from_outcome(other)),

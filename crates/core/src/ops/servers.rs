@@ -6,21 +6,16 @@ use std::time::Duration;
 use quorumhub_state::{Command, HubState, Rejection, Response};
 
 use super::OpError;
-use crate::hub::{Hub, HubError};
-
-/// How long a spawn or stop is waited for before answering "pending"
-/// (`--slow-spawn-timeout-s`).
-pub(crate) fn slow_spawn_timeout(hub: &Hub) -> Duration {
-    Duration::from_secs(hub.config.slow_spawn_timeout_s)
-}
+use crate::cluster::Cluster;
+use crate::error::HubError;
 
 /// Wait until `pred` holds on the locally applied state.
-pub(crate) async fn wait_state(
-    hub: &Hub,
+pub async fn wait_state(
+    hub: &dyn Cluster,
     limit: Duration,
     pred: impl Fn(&HubState) -> bool,
 ) -> bool {
-    let mut rx = hub.sm.subscribe();
+    let mut rx = hub.subscribe();
     let check = || hub.read(&pred);
     let waited = tokio::time::timeout(limit, async {
         loop {
@@ -38,12 +33,7 @@ pub(crate) async fn wait_state(
 
 /// The spawner's reason for the end of spawn `generation` of `user`'s
 /// `server`, once recorded (log format 5).
-pub(crate) fn stop_reason(
-    s: &HubState,
-    user: &str,
-    server: &str,
-    generation: u64,
-) -> Option<String> {
+pub fn stop_reason(s: &HubState, user: &str, server: &str, generation: u64) -> Option<String> {
     s.user(user)
         .and_then(|u| u.last_stop.as_ref())
         .filter(|r| r.server_name == server && r.generation == generation)
@@ -51,8 +41,8 @@ pub(crate) fn stop_reason(
 }
 
 /// Ask for a spawn; its generation once recorded.
-pub(crate) async fn spawn(
-    hub: &Hub,
+pub async fn spawn(
+    hub: &dyn Cluster,
     user: &str,
     server: &str,
     user_options: serde_json::Value,
@@ -69,8 +59,8 @@ pub(crate) async fn spawn(
 
 /// Ask for a spawn; a server already running or starting is fine (the
 /// pages then show it).
-pub(crate) async fn ensure_spawning(
-    hub: &Hub,
+pub async fn ensure_spawning(
+    hub: &dyn Cluster,
     user: &str,
     server: &str,
     user_options: serde_json::Value,
@@ -85,8 +75,8 @@ pub(crate) async fn ensure_spawning(
 
 /// Request a stop: `Ok(Ok(()))` once recorded, `Ok(Err(_))` when the state
 /// refuses it, `Err(_)` when it could not be committed at all.
-pub(crate) async fn stop(
-    hub: &Hub,
+pub async fn stop(
+    hub: &dyn Cluster,
     user: &str,
     server: &str,
 ) -> Result<Result<(), Rejection>, HubError> {
@@ -103,7 +93,7 @@ pub(crate) async fn stop(
 }
 
 /// Ask for a stop; a server already stopping, or not running, is fine.
-pub(crate) async fn ensure_stopping(hub: &Hub, user: &str, server: &str) -> Result<(), OpError> {
+pub async fn ensure_stopping(hub: &dyn Cluster, user: &str, server: &str) -> Result<(), OpError> {
     match stop(hub, user, server).await? {
         Ok(()) => Ok(()),
         Err(Rejection::Pending { pending, .. }) if pending == "stop" => Ok(()),

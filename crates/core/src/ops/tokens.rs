@@ -5,12 +5,13 @@
 use quorumhub_state::{Command, Response, Token, TokenOwner};
 
 use super::OpError;
-use crate::hub::{hash_token, random_secret, Hub};
+use crate::cluster::Cluster;
+use crate::secrets::{hash_token, random_secret};
 use crate::time::now_ms;
 
 /// What a new token is for.
 #[derive(Clone, Debug)]
-pub(crate) struct NewToken {
+pub struct NewToken {
     pub owner: TokenOwner,
     pub note: String,
     /// Seconds from now; `None`: never expires.
@@ -26,13 +27,13 @@ pub(crate) struct NewToken {
 /// A token made but not yet recorded: its secret, shown once to whoever
 /// asked, and what the state records (only the hash and a prefix).
 #[derive(Clone, Debug)]
-pub(crate) struct Minted {
+pub struct Minted {
     pub secret: String,
     pub token: Token,
 }
 
 impl NewToken {
-    pub(crate) fn mint(self) -> Minted {
+    pub fn mint(self) -> Minted {
         let secret = random_secret();
         let now = now_ms();
         let token = Token {
@@ -55,19 +56,19 @@ impl NewToken {
 }
 
 /// The outcome of proposing a token's creation: its id.
-pub(crate) fn created(outcome: Response) -> Result<String, OpError> {
+pub fn created(outcome: Response) -> Result<String, OpError> {
     super::outcome::token_created(outcome)
 }
 
 /// Make and record a token: its secret and id.
-pub(crate) async fn create(hub: &Hub, new: NewToken) -> Result<(String, String), OpError> {
+pub async fn create(hub: &dyn Cluster, new: NewToken) -> Result<(String, String), OpError> {
     let Minted { secret, token } = new.mint();
     let id = created(hub.propose(Command::CreateToken { token }).await?)?;
     Ok((secret, id))
 }
 
 /// Revoke a token by id.
-pub(crate) async fn revoke(hub: &Hub, id: String) -> Result<(), OpError> {
+pub async fn revoke(hub: &dyn Cluster, id: String) -> Result<(), OpError> {
     super::outcome::done(hub.propose(Command::RevokeToken { id }).await?)
 }
 

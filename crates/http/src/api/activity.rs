@@ -11,9 +11,9 @@ use serde_json::Value;
 
 use crate::auth::Caller;
 use crate::error::{json_body, ApiError};
-use crate::hub::Hub;
-use crate::scopes::Resource;
-use crate::time::now_ms;
+use crate::Ctx;
+use quorumhub_core::scopes::Resource;
+use quorumhub_core::time::now_ms;
 
 /// Reports more than this far in the future are refused (JupyterHub: 59 min).
 const MAX_FUTURE_MS: u64 = 59 * 60 * 1000;
@@ -41,7 +41,7 @@ fn timestamp(v: &Value, what: &str) -> Result<u64, ApiError> {
 }
 
 pub(crate) async fn record(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(raw): Path<String>,
     body: Bytes,
@@ -83,7 +83,7 @@ pub(crate) async fn record(
         reports.push((None, at));
     }
     for (server_name, at) in reports {
-        crate::ops::users::record_activity(&hub, name.clone(), server_name, at).await?;
+        quorumhub_core::ops::users::record_activity(&hub, name.clone(), server_name, at).await?;
     }
     Ok(StatusCode::OK)
 }

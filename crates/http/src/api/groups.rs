@@ -13,9 +13,9 @@ use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::{json_body, ApiError};
-use crate::hub::Hub;
 use crate::limits::{check, Field};
-use crate::scopes::Resource;
+use crate::Ctx;
+use quorumhub_core::scopes::Resource;
 
 pub(crate) fn group_json(g: &Group) -> Value {
     json!({
@@ -30,7 +30,7 @@ pub(crate) fn group_json(g: &Group) -> Value {
 /// Group and member names are checked here, before anything is proposed
 /// (the state machine checks them again, but only after the entry is in
 /// the log).
-fn check_names(hub: &Hub, group: &str, users: &[String]) -> Result<(), ApiError> {
+fn check_names(hub: &Ctx, group: &str, users: &[String]) -> Result<(), ApiError> {
     check(&hub.config.limits, Field::GroupName(group))?;
     for u in users {
         check(&hub.config.limits, Field::UserName(u))?;
@@ -42,13 +42,13 @@ fn no_such_group(name: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("No such group: {name}"))
 }
 
-async fn commit(hub: &Hub, command: Command) -> Result<Value, ApiError> {
-    let group = crate::ops::outcome::group(hub.propose(command).await?)?;
+async fn commit(hub: &Ctx, command: Command) -> Result<Value, ApiError> {
+    let group = quorumhub_core::ops::outcome::group(hub.propose(command).await?)?;
     Ok(group.map(|g| group_json(&g)).unwrap_or(Value::Null))
 }
 
 pub(crate) async fn list(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("list:groups", Resource::Any)?;
@@ -68,7 +68,7 @@ struct CreateMany {
 }
 
 pub(crate) async fn create_many(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -100,7 +100,7 @@ pub(crate) async fn create_many(
 }
 
 pub(crate) async fn get_one(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -118,7 +118,7 @@ struct Members {
 }
 
 pub(crate) async fn create_one(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(name): Path<String>,
     body: Bytes,
@@ -138,7 +138,7 @@ pub(crate) async fn create_one(
 }
 
 pub(crate) async fn delete(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -159,7 +159,7 @@ fn members(body: &[u8], verb: &str) -> Result<Vec<String>, ApiError> {
 }
 
 pub(crate) async fn add_members(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(name): Path<String>,
     body: Bytes,
@@ -173,7 +173,7 @@ pub(crate) async fn add_members(
 }
 
 pub(crate) async fn remove_members(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(name): Path<String>,
     body: Bytes,
@@ -187,7 +187,7 @@ pub(crate) async fn remove_members(
 }
 
 pub(crate) async fn set_properties(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(name): Path<String>,
     body: Bytes,

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::auth::HttpState;
 use crate::error::ApiError;
-use crate::hub::Hub;
+use crate::Ctx;
 
 /// The REST API's routes, to be nested under `/hub/api` (see
 /// [`crate::app::router`]).
@@ -73,7 +73,7 @@ pub(crate) fn routes() -> Router<HttpState> {
         .route("/users/{name}/server/progress", get(progress::stream))
 }
 
-pub(crate) async fn version(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
+pub(crate) async fn version(State(hub): State<Arc<Ctx>>) -> Json<serde_json::Value> {
     Json(json!({ "version": hub.config.jupyterhub_version }))
 }
 

@@ -3,7 +3,7 @@
 use quorumhub_state::{Route, Server, User};
 use serde_json::{json, Value};
 
-use crate::time::iso;
+use quorumhub_core::time::iso;
 
 pub(crate) fn server_json(user: &User, s: &Server) -> Value {
     let progress = if s.name.is_empty() {

@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::hub::Hub;
-use crate::scopes::Resource;
+use crate::Ctx;
+use quorumhub_core::scopes::Resource;
 
 /// Where a spawn is, as one event; `None` when nothing changed.
 fn event(s: &HubState, user: &str, generation: u64) -> Value {
@@ -38,19 +38,21 @@ fn event(s: &HubState, user: &str, generation: u64) -> Value {
             json!({"progress": 50, "message": "Spawning server..."})
         }
         Some(_) => json!({"progress": 0, "message": "Server requested"}),
-        None => match crate::ops::servers::stop_reason(s, user, DEFAULT_SERVER, generation) {
-            Some(reason) => {
-                json!({"progress": 100, "failed": true, "message": format!("Spawn failed: {reason}")})
+        None => {
+            match quorumhub_core::ops::servers::stop_reason(s, user, DEFAULT_SERVER, generation) {
+                Some(reason) => {
+                    json!({"progress": 100, "failed": true, "message": format!("Spawn failed: {reason}")})
+                }
+                None => {
+                    json!({"progress": 100, "failed": true, "message": "Spawn failed: the server stopped; see the hub leader's log"})
+                }
             }
-            None => {
-                json!({"progress": 100, "failed": true, "message": "Spawn failed: the server stopped; see the hub leader's log"})
-            }
-        },
+        }
     }
 }
 
 pub(crate) async fn stream(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -71,7 +73,7 @@ pub(crate) async fn stream(
                 format!("{user} is not starting..."),
             )
         })?;
-    let mut rx = hub.sm.subscribe();
+    let mut rx = hub.subscribe();
     let stream = async_stream(move |tx| async move {
         let mut last = Value::Null;
         loop {

@@ -14,13 +14,13 @@ use quorumhub_state::{normalize_username, HubState, Rejection};
 
 use crate::auth::Caller;
 use crate::error::{json_body, ApiError};
-use crate::hub::Hub;
 use crate::limits::{check, quota_full, Field};
-use crate::ops::servers::{self, slow_spawn_timeout};
-use crate::scopes::Resource;
+use crate::Ctx;
+use quorumhub_core::ops::servers;
+use quorumhub_core::scopes::Resource;
 
 async fn start(
-    hub: &Hub,
+    hub: &Ctx,
     caller: &Caller,
     raw_user: &str,
     server: &str,
@@ -66,7 +66,7 @@ async fn start(
         Some(srv) if srv.generation == generation => srv.ready() || srv.pending() == Some("stop"),
         _ => true,
     };
-    servers::wait_state(hub, slow_spawn_timeout(hub), settled).await;
+    servers::wait_state(hub, hub.config.slow_spawn_timeout, settled).await;
     let outcome = hub.read(|s| {
         s.server(&user, server)
             .filter(|s| s.generation == generation)
@@ -99,7 +99,7 @@ fn label(server: &str) -> String {
 }
 
 async fn stop_api(
-    hub: &Hub,
+    hub: &Ctx,
     caller: &Caller,
     raw_user: &str,
     server: &str,
@@ -127,7 +127,7 @@ async fn stop_api(
         }
         Err(r) => return Err(r.into()),
     }
-    let gone = servers::wait_state(hub, slow_spawn_timeout(hub), |s| {
+    let gone = servers::wait_state(hub, hub.config.slow_spawn_timeout, |s| {
         s.server(&user, server).is_none()
     })
     .await;
@@ -139,7 +139,7 @@ async fn stop_api(
 }
 
 pub(crate) async fn start_default(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(user): Path<String>,
     body: Bytes,
@@ -148,7 +148,7 @@ pub(crate) async fn start_default(
 }
 
 pub(crate) async fn start_named(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path((user, server)): Path<(String, String)>,
     body: Bytes,
@@ -158,7 +158,7 @@ pub(crate) async fn start_named(
 }
 
 pub(crate) async fn stop_default(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(user): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -166,7 +166,7 @@ pub(crate) async fn stop_default(
 }
 
 pub(crate) async fn stop_named(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path((user, server)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {

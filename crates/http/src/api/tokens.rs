@@ -15,10 +15,10 @@ use serde_json::{json, Value};
 
 use crate::auth::{token_scopes, Caller};
 use crate::error::{json_body, ApiError};
-use crate::hub::Hub;
 use crate::limits::{check, quota_full, Field};
-use crate::scopes::{self, Resource};
-use crate::time::{iso, now_ms};
+use crate::Ctx;
+use quorumhub_core::scopes::{self, Resource};
+use quorumhub_core::time::{iso, now_ms};
 
 fn token_json(s: &HubState, t: &Token) -> Value {
     let owner_admin = s.user(t.owner.user()).is_some_and(|u| u.admin);
@@ -55,7 +55,7 @@ fn no_such_token(id: &str, user: &str) -> ApiError {
 }
 
 pub(crate) async fn list(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -74,7 +74,7 @@ pub(crate) async fn list(
 }
 
 pub(crate) async fn get_one(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path((raw, id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -93,7 +93,7 @@ pub(crate) async fn get_one(
 }
 
 pub(crate) async fn revoke(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path((raw, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
@@ -104,9 +104,9 @@ pub(crate) async fn revoke(
     if !owned {
         return Err(no_such_token(&id, &name));
     }
-    match crate::ops::tokens::revoke(&hub, id.clone()).await {
+    match quorumhub_core::ops::tokens::revoke(&hub, id.clone()).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(crate::ops::OpError::Rejected(_)) => Err(no_such_token(&id, &name)),
+        Err(quorumhub_core::ops::OpError::Rejected(_)) => Err(no_such_token(&id, &name)),
         Err(e) => Err(e.into()),
     }
 }
@@ -121,7 +121,7 @@ struct CreateBody {
 }
 
 pub(crate) async fn create(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(raw): Path<String>,
     body: Bytes,
@@ -214,9 +214,9 @@ pub(crate) async fn create(
             format!("Requested via api by user {}", caller.name)
         }
     });
-    let (text, id) = crate::ops::tokens::create(
+    let (text, id) = quorumhub_core::ops::tokens::create(
         &hub,
-        crate::ops::tokens::NewToken {
+        quorumhub_core::ops::tokens::NewToken {
             owner: TokenOwner::User { name: name.clone() },
             note,
             expires_in_s: expires_in,

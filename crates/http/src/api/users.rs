@@ -14,9 +14,9 @@ use serde_json::Value;
 use super::model::user_json;
 use crate::auth::Caller;
 use crate::error::{json_body, ApiError};
-use crate::hub::Hub;
-use crate::ops;
-use crate::scopes::Resource;
+use crate::Ctx;
+use quorumhub_core::ops;
+use quorumhub_core::scopes::Resource;
 
 fn user_name(raw: &str) -> Result<String, ApiError> {
     let name = normalize_username(raw);
@@ -34,7 +34,7 @@ fn no_such_user(name: &str) -> ApiError {
 }
 
 pub(crate) async fn whoami(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     hub.linearize().await?;
@@ -66,7 +66,7 @@ const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 200;
 
 pub(crate) async fn list(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     headers: axum::http::HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -132,7 +132,7 @@ pub(crate) async fn list(
         serde_json::json!({
             "offset": next_offset,
             "limit": limit,
-            "url": format!("{}/users?{query}", hub.config.hub_api_url()),
+            "url": format!("{}/users?{query}", hub.config.hub_api_url),
         })
     });
     Ok(Json(serde_json::json!({
@@ -142,7 +142,7 @@ pub(crate) async fn list(
 }
 
 pub(crate) async fn get_one(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
@@ -165,13 +165,13 @@ pub(crate) struct CreateBody {
     groups: Vec<String>,
 }
 
-async fn create(hub: &Hub, name: String, admin: bool) -> Result<Value, ApiError> {
+async fn create(hub: &Ctx, name: String, admin: bool) -> Result<Value, ApiError> {
     let user = ops::users::create(hub, name, admin).await?;
     Ok(user_json(&user, true))
 }
 
 pub(crate) async fn create_one(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(raw): Path<String>,
     body: Bytes,
@@ -195,7 +195,7 @@ pub(crate) struct CreateMany {
 }
 
 pub(crate) async fn create_many(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -242,7 +242,7 @@ pub(crate) struct PatchBody {
 }
 
 pub(crate) async fn patch(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(raw): Path<String>,
     body: Bytes,
@@ -278,7 +278,7 @@ pub(crate) async fn patch(
 }
 
 pub(crate) async fn delete(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -296,18 +296,17 @@ pub(crate) async fn delete(
         .read(|s| s.user(&name).map(|u| u.servers.keys().cloned().collect()))
         .ok_or_else(|| no_such_user(&name))?;
     for server in &servers {
-        match crate::ops::servers::stop(&hub, &name, server).await? {
+        match quorumhub_core::ops::servers::stop(&hub, &name, server).await? {
             Ok(()) | Err(Rejection::NotRunning { .. }) | Err(Rejection::Pending { .. }) => {}
             Err(r) => return Err(r.into()),
         }
     }
     if !servers.is_empty() {
-        let gone = crate::ops::servers::wait_state(
-            &hub,
-            crate::ops::servers::slow_spawn_timeout(&hub),
-            |s| s.user(&name).is_none_or(|u| u.servers.is_empty()),
-        )
-        .await;
+        let gone =
+            quorumhub_core::ops::servers::wait_state(&hub, hub.config.slow_spawn_timeout, |s| {
+                s.user(&name).is_none_or(|u| u.servers.is_empty())
+            })
+            .await;
         if !gone {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,

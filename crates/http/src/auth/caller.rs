@@ -18,9 +18,10 @@ use subtle::ConstantTimeEq;
 
 use super::session;
 use crate::error::ApiError;
-use crate::hub::{hash_token, Hub};
-use crate::scopes::{self, Resource, Scopes};
-use crate::time::now_ms;
+use crate::Ctx;
+use quorumhub_core::scopes::{self, Resource, Scopes};
+use quorumhub_core::secrets::hash_token;
+use quorumhub_core::time::now_ms;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -115,7 +116,7 @@ pub(crate) fn token_scopes(token: &Token, owner_admin: bool) -> Scopes {
     asked.within(&owner)
 }
 
-fn resolve(hub: &Hub, hash: &str) -> Option<Caller> {
+fn resolve(hub: &Ctx, hash: &str) -> Option<Caller> {
     hub.read(|s| {
         let token = s.token_by_hash(hash, now_ms())?;
         let user = s.user(token.owner.user())?;
@@ -146,11 +147,11 @@ impl FromRequestParts<super::HttpState> for Caller {
             return from_cookie(parts, hub).await?.ok_or_else(missing);
         };
         let hash = hash_token(&token);
-        if let Some(admin) = &hub.admin_token_hash {
+        if let Some(admin) = &hub.config.admin_token_hash {
             if bool::from(admin.as_bytes().ct_eq(hash.as_bytes())) {
                 let name = hub.config.admin_user.clone();
                 // The operator's token: never shed by admission control.
-                crate::admission::identify(&name, true);
+                quorumhub_core::admission::identify(&name, true);
                 return Ok(Caller {
                     scopes: scopes::of_user(&name, true),
                     name,
@@ -169,13 +170,13 @@ impl FromRequestParts<super::HttpState> for Caller {
             tracing::info!("refused a request with an unknown or expired token");
             missing()
         })?;
-        crate::admission::identify(&caller.name, false);
+        quorumhub_core::admission::identify(&caller.name, false);
         Ok(caller)
     }
 }
 
 /// A browser's login cookie as credentials for the API.
-async fn from_cookie(parts: &Parts, hub: &Hub) -> Result<Option<Caller>, ApiError> {
+async fn from_cookie(parts: &Parts, hub: &Ctx) -> Result<Option<Caller>, ApiError> {
     let Some(login) = session::login_of(hub, &parts.headers).await? else {
         return Ok(None);
     };

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
-use crate::hub::Hub;
+use crate::Ctx;
 
 pub use caller::Caller;
 pub(crate) use ratelimit::LoginLimiter;
@@ -20,10 +20,10 @@ pub(crate) use ratelimit::LoginLimiter;
 /// What the HTTP handlers share: the replica, and this replica's own
 /// bookkeeping of its HTTP clients, which is not the replica's business
 /// (failed logins, the refusal log). A handler asks for the part it needs
-/// (`State<Arc<Hub>>`, `State<Arc<LoginLimiter>>`).
+/// (`State<Arc<Ctx>>`, `State<Arc<LoginLimiter>>`).
 #[derive(Clone)]
 pub struct HttpState {
-    pub hub: Arc<Hub>,
+    pub hub: Arc<Ctx>,
     /// Failed logins per user name and per address (this replica's count).
     pub(crate) login_limiter: Arc<LoginLimiter>,
     /// When each client's refusal (413, 400 on a limit, 429) was last
@@ -32,7 +32,7 @@ pub struct HttpState {
 }
 
 impl HttpState {
-    pub fn new(hub: Arc<Hub>) -> HttpState {
+    pub fn new(hub: Arc<Ctx>) -> HttpState {
         HttpState {
             hub,
             login_limiter: Arc::default(),
@@ -41,8 +41,8 @@ impl HttpState {
     }
 }
 
-impl FromRef<HttpState> for Arc<Hub> {
-    fn from_ref(state: &HttpState) -> Arc<Hub> {
+impl FromRef<HttpState> for Arc<Ctx> {
+    fn from_ref(state: &HttpState) -> Arc<Ctx> {
         state.hub.clone()
     }
 }

@@ -15,8 +15,10 @@ use quorumhub_state::{Command, Rejection, Response, Session};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::hub::{hash_token, Hub, HubError};
-use crate::time::now_ms;
+use crate::Ctx;
+use quorumhub_core::secrets::hash_token;
+use quorumhub_core::time::now_ms;
+use quorumhub_core::HubError;
 
 pub(crate) const LOGIN_COOKIE: &str = "jupyterhub-hub-login";
 pub(crate) const XSRF_COOKIE: &str = "_xsrf";
@@ -67,14 +69,14 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 }
 
 /// The cluster's cookie key, if one has been set.
-pub(crate) fn cookie_key(hub: &Hub) -> Option<Vec<u8>> {
+pub(crate) fn cookie_key(hub: &Ctx) -> Option<Vec<u8>> {
     hub.read(|s| s.cookie_secret.clone())
         .and_then(|k| hex::decode(k).ok())
 }
 
 /// The cookie key, setting a random one first if the cluster has none
 /// (the first proposal wins; a concurrent one is refused and re-read).
-pub(crate) async fn ensure_cookie_key(hub: &Hub) -> Result<Vec<u8>, HubError> {
+pub(crate) async fn ensure_cookie_key(hub: &Ctx) -> Result<Vec<u8>, HubError> {
     if let Some(k) = cookie_key(hub) {
         return Ok(k);
     }
@@ -104,7 +106,7 @@ pub(crate) async fn ensure_cookie_key(hub: &Hub) -> Result<Vec<u8>, HubError> {
 /// cookie is refused by its MAC before any state is read; a genuine one is
 /// looked up after a read barrier, so a session created or ended a moment
 /// ago through another replica is seen as it is.
-pub(crate) async fn login_of(hub: &Hub, headers: &HeaderMap) -> Result<Option<Login>, HubError> {
+pub(crate) async fn login_of(hub: &Ctx, headers: &HeaderMap) -> Result<Option<Login>, HubError> {
     let Some(raw) = cookie(headers, LOGIN_COOKIE) else {
         return Ok(None);
     };
@@ -124,7 +126,7 @@ pub(crate) async fn login_of(hub: &Hub, headers: &HeaderMap) -> Result<Option<Lo
             .map(|sess| sess.user.clone())
     });
     if let Some(user) = &user {
-        crate::admission::identify(user, false);
+        quorumhub_core::admission::identify(user, false);
     }
     Ok(user.map(|user| Login {
         user,
@@ -134,13 +136,13 @@ pub(crate) async fn login_of(hub: &Hub, headers: &HeaderMap) -> Result<Option<Lo
 
 /// Create a session for `user`; returns the `Set-Cookie` value.
 pub(crate) async fn start_session(
-    hub: &Hub,
+    hub: &Ctx,
     user: &str,
     secure: bool,
 ) -> Result<HeaderValue, HubError> {
     let key = ensure_cookie_key(hub).await?;
     make_room_for_session(hub, user).await?;
-    let id = crate::hub::random_secret();
+    let id = quorumhub_core::secrets::random_secret();
     let now = now_ms();
     let session = Session {
         hash: hash_token(&id),
@@ -170,7 +172,7 @@ pub(crate) async fn start_session(
 /// sessions (as a logout there would: their OAuth tokens go too), so that
 /// a user is never locked out and the sessions stay bounded. Counted on
 /// this replica's state after the read barrier.
-async fn make_room_for_session(hub: &Hub, user: &str) -> Result<(), HubError> {
+async fn make_room_for_session(hub: &Ctx, user: &str) -> Result<(), HubError> {
     let max = hub.config.limits.max_sessions_per_user;
     hub.linearize().await?;
     let now = now_ms();
@@ -204,7 +206,7 @@ async fn make_room_for_session(hub: &Hub, user: &str) -> Result<(), HubError> {
 }
 
 /// End the session (logout): it and every token it obtained are revoked.
-pub(crate) async fn end_session(hub: &Hub, login: &Login) -> Result<(), HubError> {
+pub(crate) async fn end_session(hub: &Ctx, login: &Login) -> Result<(), HubError> {
     match hub
         .propose(Command::EndSession {
             hash: login.session.clone(),

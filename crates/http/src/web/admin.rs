@@ -3,31 +3,28 @@
 //! token page (`/hub/token`). Buttons call the REST API from a few lines
 //! of JavaScript with the CSRF token in `X-XSRFToken`.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use minijinja::context;
-use quorumhub_proto::v1::{ClusterStatusRequest, NodeStatusRequest};
 use serde_json::json;
 
 use super::pages::require_login;
 use super::{error_page, page, secure};
 use crate::auth::session::{self, Login};
-use crate::hub::Hub;
-use crate::scopes::{self, Resource};
-use crate::time::iso;
+use crate::Ctx;
+use quorumhub_core::scopes::{self, Resource};
+use quorumhub_core::time::iso;
 
-fn is_admin(hub: &Hub, login: &Login) -> bool {
+fn is_admin(hub: &Ctx, login: &Login) -> bool {
     let admin = hub.read(|s| s.user(&login.user).is_some_and(|u| u.admin));
     scopes::of_user(&login.user, admin).allows("admin-ui", Resource::Any)
 }
 
 fn with_xsrf(
-    hub: &Hub,
+    hub: &Ctx,
     headers: &HeaderMap,
     login: &Login,
     render: impl FnOnce(String) -> Response,
@@ -54,7 +51,7 @@ fn not_admin(login: &Login) -> Response {
     )
 }
 
-pub(crate) async fn admin(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+pub(crate) async fn admin(State(hub): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
     let login = match require_login(&hub, &headers, "/hub/admin").await {
         Ok(l) => l,
         Err(r) => return r,
@@ -98,7 +95,7 @@ pub(crate) async fn admin(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Re
     })
 }
 
-pub(crate) async fn token(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+pub(crate) async fn token(State(hub): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
     let login = match require_login(&hub, &headers, "/hub/token").await {
         Ok(l) => l,
         Err(r) => return r,
@@ -113,7 +110,7 @@ pub(crate) async fn token(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Re
     })
 }
 
-pub(crate) async fn cluster(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+pub(crate) async fn cluster(State(hub): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
     let login = match require_login(&hub, &headers, "/hub/cluster").await {
         Ok(l) => l,
         Err(r) => return r,
@@ -121,71 +118,10 @@ pub(crate) async fn cluster(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> 
     if !is_admin(&hub, &login) {
         return not_admin(&login);
     }
-    let view = cluster_view(&hub).await;
+    let view = hub.members().await;
     page(
         StatusCode::OK,
         "cluster.html",
         context! { user => login.user, admin => true, cluster => view },
     )
-}
-
-/// Each member as it reports itself, and the leader's view of its lag.
-async fn cluster_view(hub: &Hub) -> serde_json::Value {
-    let m = hub.raft.metrics().borrow().clone();
-    let membership = m.membership_config.membership();
-    let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    let members: Vec<(u64, String, String)> = membership
-        .nodes()
-        .map(|(id, n)| (*id, n.grpc_addr.clone(), n.http_addr.clone()))
-        .collect();
-    let leader_addr = m
-        .current_leader
-        .and_then(|l| members.iter().find(|(id, _, _)| *id == l))
-        .map(|(_, g, _)| g.clone());
-    let limit = Duration::from_millis(800);
-    let progress = match leader_addr.map(|a| hub.admin(&a)) {
-        Some(Ok(mut c)) => tokio::time::timeout(limit, c.cluster_status(ClusterStatusRequest {}))
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .map(|r| r.into_inner()),
-        _ => None,
-    };
-    let mut rows = Vec::new();
-    for (id, grpc, http) in &members {
-        let status = match hub.admin(grpc) {
-            Ok(mut c) => tokio::time::timeout(limit, c.node_status(NodeStatusRequest {}))
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .map(|r| r.into_inner()),
-            Err(_) => None,
-        };
-        let p = progress
-            .as_ref()
-            .and_then(|p| p.progress.iter().find(|x| x.id == *id).cloned());
-        rows.push(json!({
-            "id": id,
-            "grpc": grpc,
-            "http": http,
-            "voter": voters.contains(id),
-            "reachable": status.is_some(),
-            "role": status.as_ref().map(|s| s.role.clone()).unwrap_or_else(|| "down".into()),
-            "term": status.as_ref().map(|s| s.term),
-            "applied": status.as_ref().map(|s| s.applied_index),
-            "format": status.as_ref().map(|s| s.log_format_version),
-            "version": status.as_ref().map(|s| s.version.clone()),
-            "matched": p.as_ref().filter(|p| p.has_matched).map(|p| p.matched_index),
-            "lag": p.as_ref().map(|p| p.lag),
-        }));
-    }
-    json!({
-        "leader": m.current_leader,
-        "term": m.current_term,
-        "last_log": progress.as_ref().map(|p| p.last_log_index),
-        "committed": progress.as_ref().map(|p| p.committed_index),
-        "cluster_version": hub.read(|s| s.cluster_version),
-        "served_by": hub.id,
-        "members": rows,
-    })
 }

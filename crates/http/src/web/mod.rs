@@ -17,7 +17,8 @@ use axum::Router;
 use minijinja::Environment;
 
 use crate::auth::HttpState;
-use crate::hub::{Hub, HubError};
+use crate::Ctx;
+use quorumhub_core::HubError;
 
 pub fn router() -> Router<HttpState> {
     Router::new()
@@ -167,7 +168,7 @@ pub(crate) fn safe_next(next: Option<&str>) -> Option<String> {
 }
 
 /// Are pages served over TLS (cookies then get `Secure`)?
-pub(crate) fn secure(hub: &Hub) -> bool {
+pub(crate) fn secure(hub: &Ctx) -> bool {
     hub.config.public_url.starts_with("https://")
 }
 

@@ -35,9 +35,10 @@ use subtle::ConstantTimeEq;
 
 use super::{error_page, hub_error_page, redirect};
 use crate::auth::session;
-use crate::hub::{hash_token, Hub};
-use crate::scopes::{self, Resource};
-use crate::time::now_ms;
+use crate::Ctx;
+use quorumhub_core::scopes::{self, Resource};
+use quorumhub_core::secrets::hash_token;
+use quorumhub_core::time::now_ms;
 
 /// How long a code may wait to be exchanged (JupyterHub: 300 s).
 const CODE_LIFETIME_MS: u64 = 300_000;
@@ -56,7 +57,7 @@ struct Client {
 /// The active servers whose client id is `client_id`: one, or none; more
 /// only for servers spawned before log format 6 with JupyterHub's
 /// ambiguous ids.
-fn clients(hub: &Hub, client_id: &str) -> Vec<Client> {
+fn clients(hub: &Ctx, client_id: &str) -> Vec<Client> {
     hub.read(|s| {
         s.servers_with_client_id(client_id)
             .map(|(user, server)| {
@@ -69,7 +70,7 @@ fn clients(hub: &Hub, client_id: &str) -> Vec<Client> {
                 Client {
                     user: user.name.clone(),
                     server: server.name.clone(),
-                    redirect_uri: quorumhub_spawner::oauth_callback_url(
+                    redirect_uri: quorumhub_state::ids::oauth_callback_url(
                         "/",
                         &user.name,
                         &server.name,
@@ -130,7 +131,7 @@ fn with_query(uri: &str, params: &[(&str, &str)]) -> String {
 // under `/hub/api`, and the nested `Uri` lacks that prefix, which the login
 // page's `next` and the consent form's action need.
 pub(crate) async fn authorize(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     Query(q): Query<BTreeMap<String, String>>,
@@ -140,7 +141,7 @@ pub(crate) async fn authorize(
 
 /// `POST /hub/api/oauth2/authorize`: the consent form, confirmed.
 pub(crate) async fn confirm(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     Query(q): Query<BTreeMap<String, String>>,
@@ -156,7 +157,7 @@ pub(crate) async fn confirm(
 /// `confirmed`: `None` for the GET (a consent page is shown when the
 /// server is someone else's), `Some(token)` for the consent form's POST.
 async fn authorize_inner(
-    hub: &Hub,
+    hub: &Ctx,
     headers: &HeaderMap,
     uri: &axum::http::Uri,
     q: &BTreeMap<String, String>,
@@ -327,7 +328,7 @@ async fn authorize_inner(
             "",
             user,
         ),
-        Ok(other) => hub_error_page(crate::hub::HubError::Internal(format!(
+        Ok(other) => hub_error_page(quorumhub_core::HubError::Internal(format!(
             "code refused: {other:?}"
         ))),
         Err(e) => hub_error_page(e),
@@ -367,7 +368,7 @@ fn pkce_ok(challenge: &str, method: Option<&str>, verifier: &str) -> bool {
 }
 
 pub(crate) async fn token(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     form: Result<Form<BTreeMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let Ok(Form(f)) = form else {
@@ -407,7 +408,7 @@ pub(crate) async fn token(
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None);
     };
     // The token is the code's user's write, for admission control.
-    crate::admission::identify(&stored.user, false);
+    quorumhub_core::admission::identify(&stored.user, false);
     // The code must be this client's, and (when two old servers share the
     // id) issued for this very server.
     if stored.client_id != client_id || stored.redirect_uri != c.redirect_uri {
@@ -432,10 +433,10 @@ pub(crate) async fn token(
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None);
         }
     }
-    let crate::ops::tokens::Minted {
+    let quorumhub_core::ops::tokens::Minted {
         secret: access,
         token,
-    } = crate::ops::tokens::NewToken {
+    } = quorumhub_core::ops::tokens::NewToken {
         owner: TokenOwner::User {
             name: stored.user.clone(),
         },

@@ -27,8 +27,8 @@ use subtle::ConstantTimeEq;
 
 use super::{error_page, hub_error_page, redirect, safe_next, secure};
 use crate::auth::session;
-use crate::config::HubConfig;
-use crate::hub::Hub;
+use crate::config::HttpConfig;
+use crate::Ctx;
 
 const FLOW_COOKIE: &str = "quorumhub-oidc";
 /// How long a browser may take at the provider.
@@ -62,7 +62,7 @@ fn http_client() -> Result<openidconnect::reqwest::Client, OidcError> {
         .map_err(|e| OidcError::Provider(e.to_string()))
 }
 
-fn redirect_url(config: &HubConfig) -> String {
+fn redirect_url(config: &HttpConfig) -> String {
     format!(
         "{}/hub/oauth_callback",
         config.public_url.trim_end_matches('/')
@@ -72,7 +72,7 @@ fn redirect_url(config: &HubConfig) -> String {
 /// Discover the provider and build a client (per request: a provider's
 /// keys may rotate, and sign-ins are rare next to API calls).
 async fn client(
-    config: &HubConfig,
+    config: &HttpConfig,
     http: &openidconnect::reqwest::Client,
 ) -> Result<
     openidconnect::core::CoreClient<
@@ -114,7 +114,7 @@ pub(crate) struct StartQuery {
 }
 
 /// `GET /hub/oidc/login`: off to the provider.
-pub(crate) async fn start(State(hub): State<Arc<Hub>>, Query(q): Query<StartQuery>) -> Response {
+pub(crate) async fn start(State(hub): State<Arc<Ctx>>, Query(q): Query<StartQuery>) -> Response {
     let key = match session::ensure_cookie_key(&hub).await {
         Ok(k) => k,
         Err(e) => return hub_error_page(e),
@@ -206,7 +206,7 @@ pub(crate) struct CallbackQuery {
 
 /// `GET /hub/oauth_callback`: the provider sent the browser back.
 pub(crate) async fn callback(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Response {
@@ -228,7 +228,7 @@ pub(crate) async fn callback(
 }
 
 async fn finish(
-    hub: &Hub,
+    hub: &Ctx,
     headers: &HeaderMap,
     q: CallbackQuery,
 ) -> Result<(String, Option<String>), OidcError> {
@@ -370,7 +370,7 @@ fn payload(jwt: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
 }
 
 /// Allowed: `--oidc-allow-all`, or listed by name, or in a listed group.
-fn allowed(config: &HubConfig, name: &str, groups: &[String]) -> bool {
+fn allowed(config: &HttpConfig, name: &str, groups: &[String]) -> bool {
     if config.oidc.allow_all {
         return true;
     }
@@ -389,7 +389,7 @@ fn allowed(config: &HubConfig, name: &str, groups: &[String]) -> bool {
 /// admin groups are configured. A local (password) account or a user
 /// linked to another identity is never taken over.
 async fn link_user(
-    hub: &Hub,
+    hub: &Ctx,
     name: &str,
     subject: &str,
     admin: Option<bool>,

@@ -15,9 +15,9 @@ use super::{error_page, hub_error_page, page, redirect, safe_next, secure};
 use crate::auth::session::{self, Login};
 use crate::auth::LoginLimiter;
 use crate::error::ApiError;
-use crate::hub::Hub;
-use crate::ops::{servers, OpError};
-use crate::scopes::{self, Resource};
+use crate::Ctx;
+use quorumhub_core::ops::{servers, OpError};
+use quorumhub_core::scopes::{self, Resource};
 
 #[derive(Deserialize, Default)]
 pub(crate) struct NextQuery {
@@ -27,7 +27,7 @@ pub(crate) struct NextQuery {
 /// The login the request's cookie proves, or the redirect to the login
 /// page (coming back to `here` afterwards).
 pub(crate) async fn require_login(
-    hub: &Hub,
+    hub: &Ctx,
     headers: &HeaderMap,
     here: &str,
 ) -> Result<Login, Response> {
@@ -38,7 +38,7 @@ pub(crate) async fn require_login(
     }
 }
 
-pub(crate) async fn root(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+pub(crate) async fn root(State(hub): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
     match require_login(&hub, &headers, "/hub/").await {
         Ok(_) => redirect("/hub/home"),
         Err(r) => r,
@@ -46,7 +46,7 @@ pub(crate) async fn root(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Res
 }
 
 pub(crate) async fn login_form(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     headers: HeaderMap,
     Query(q): Query<NextQuery>,
 ) -> Response {
@@ -58,7 +58,7 @@ pub(crate) async fn login_form(
 }
 
 async fn render_login(
-    hub: &Hub,
+    hub: &Ctx,
     headers: &HeaderMap,
     next: Option<&str>,
     username: &str,
@@ -103,7 +103,7 @@ fn client_addr(client: Option<&quorumhub_edge::Client>) -> String {
 }
 
 pub(crate) async fn login(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     State(login_limiter): State<Arc<LoginLimiter>>,
     headers: HeaderMap,
     client: Option<axum::Extension<quorumhub_edge::Client>>,
@@ -174,7 +174,7 @@ pub(crate) async fn login(
         return hub_error_page(e);
     }
     let stored = hub.read(|s| s.user(&name).and_then(|u| u.password_hash.clone()));
-    if !crate::password::verify(stored, form.password).await {
+    if !quorumhub_core::password::verify(stored, form.password).await {
         tracing::info!(user = %name, addr = %addr, "failed login");
         return render_login(
             &hub,
@@ -198,7 +198,7 @@ pub(crate) async fn login(
     r
 }
 
-pub(crate) async fn logout(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+pub(crate) async fn logout(State(hub): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
     if let Ok(Some(login)) = session::login_of(&hub, &headers).await {
         if let Err(e) = session::end_session(&hub, &login).await {
             return hub_error_page(e);
@@ -213,7 +213,7 @@ pub(crate) async fn logout(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> R
     r
 }
 
-pub(crate) async fn home(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+pub(crate) async fn home(State(hub): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
     let login = match require_login(&hub, &headers, "/hub/home").await {
         Ok(l) => l,
         Err(r) => return r,
@@ -261,7 +261,7 @@ pub(crate) async fn home(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Res
     r
 }
 
-pub(crate) async fn spawn_own(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
+pub(crate) async fn spawn_own(State(hub): State<Arc<Ctx>>, headers: HeaderMap) -> Response {
     let login = match require_login(&hub, &headers, "/hub/spawn").await {
         Ok(l) => l,
         Err(r) => return r,
@@ -271,7 +271,7 @@ pub(crate) async fn spawn_own(State(hub): State<Arc<Hub>>, headers: HeaderMap) -
 }
 
 pub(crate) async fn spawn_for(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     Query(q): Query<NextQuery>,
@@ -302,7 +302,7 @@ pub(crate) async fn spawn_for(
 }
 
 /// Whether `login` may start and stop `user`'s servers.
-fn may_manage(hub: &Hub, login: &Login, user: &str) -> bool {
+fn may_manage(hub: &Ctx, login: &Login, user: &str) -> bool {
     let admin = hub.read(|s| s.user(&login.user).is_some_and(|u| u.admin));
     scopes::of_user(&login.user, admin).allows(
         "servers",
@@ -332,7 +332,7 @@ pub(crate) fn script_refused() -> Response {
     )
 }
 
-async fn spawn(hub: &Hub, login: &Login, user: &str) -> Response {
+async fn spawn(hub: &Ctx, login: &Login, user: &str) -> Response {
     if !may_manage(hub, login, user) {
         return error_page(
             StatusCode::FORBIDDEN,
@@ -349,7 +349,7 @@ async fn spawn(hub: &Hub, login: &Login, user: &str) -> Response {
 }
 
 pub(crate) async fn stop_own(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     headers: HeaderMap,
     form: Result<
         Form<std::collections::HashMap<String, String>>,
@@ -381,7 +381,7 @@ pub(crate) async fn stop_own(
 }
 
 pub(crate) async fn spawn_pending(
-    State(hub): State<Arc<Hub>>,
+    State(hub): State<Arc<Ctx>>,
     headers: HeaderMap,
     Path(raw): Path<String>,
     Query(q): Query<NextQuery>,

@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 
 use super::status::{membership_status, rejection_status, status, transfer_status};
 use crate::hub::{Hub, WriteAttempt};
-use crate::time::iso;
+use quorumhub_core::time::iso;
 
 pub struct AdminService {
     hub: Arc<Hub>,
@@ -205,7 +205,7 @@ impl admin_server::Admin for AdminService {
             format: quorumhub_raft::backup::BACKUP_FORMAT,
             cluster_id: self.hub.cluster_id.clone(),
             index,
-            taken_at_ms: crate::time::now_ms(),
+            taken_at_ms: quorumhub_core::time::now_ms(),
             state,
         };
         let bytes = file.seal().map_err(|e| Status::internal(e.to_string()))?;
@@ -401,7 +401,7 @@ impl admin_server::Admin for AdminService {
     ) -> Result<Response<SetPasswordReply>, Status> {
         let r = req.into_inner();
         let name = quorumhub_state::normalize_username(&r.name);
-        let hash = crate::password::hash(r.password)
+        let hash = quorumhub_core::password::hash(r.password)
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         match self
