@@ -68,6 +68,7 @@ const VOLATILE: &[&str] = &[
     "token",
     "started",
     "session_id",
+    "access_token",
 ];
 
 fn masked(v: &mut serde_json::Value) {
@@ -116,17 +117,28 @@ fn masked_code(location: &str) -> String {
 /// as `$NAME_id`, usable in later paths); `@NAME`: a browser, which keeps
 /// the cookies it is sent (one jar per NAME) and sends them back, and
 /// whose `form:a=1&b=2` body is a form with `$XSRF` replaced by its
-/// `_xsrf` cookie; no WHO: no credentials. Each
+/// `_xsrf` cookie (`@NAME COOKIE k=v` gives it a cookie, e.g. a forged
+/// one); no WHO: no credentials. Each
 /// answer is one line, `WHO METHOD PATH [BODY] → STATUS what`: a JSON
 /// error's message, a success's JSON with what differs run to run (times,
 /// token texts) masked, a redirect's `Location`, or an HTML page's title.
 async fn transcript(router: &axum::Router, script: &str) -> String {
+    transcript_with(router, script, Vec::new()).await
+}
+
+/// As [`transcript`], with `vars` (`$NAME`, value) replaced in paths and
+/// bodies. A redirect line ending in `=> NAME` saves the redirect's OAuth
+/// `code` as `$NAME`.
+async fn transcript_with(
+    router: &axum::Router,
+    script: &str,
+    mut vars: Vec<(String, String)>,
+) -> String {
     let mut tokens: std::collections::BTreeMap<String, String> = [
         ("admin".to_string(), TOKEN.to_string()),
         ("wrong".to_string(), "wrong-token-wrong-token".to_string()),
     ]
     .into();
-    let mut vars: Vec<(String, String)> = Vec::new();
     let mut jars: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     let mut out = String::new();
     for line in script.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -141,6 +153,18 @@ async fn transcript(router: &axum::Router, script: &str) -> String {
             } else {
                 (Some(first), line[first.len()..].trim_start())
             };
+        // `@NAME COOKIE k=v`: the browser holds a cookie it was not sent.
+        if let (Some(name), Some(kv)) = (
+            who.and_then(|w| w.strip_prefix('@')),
+            rest.strip_prefix("COOKIE "),
+        ) {
+            let (k, v) = kv.split_once('=').expect("COOKIE k=v");
+            jars.entry(name.to_string())
+                .or_default()
+                .insert(k.to_string(), v.to_string());
+            out.push_str(&format!("{line}\n"));
+            continue;
+        }
         let mut parts = rest.splitn(3, ' ');
         let method: Method = parts.next().expect("method").parse().expect("a method");
         let mut path = parts.next().expect("path").to_string();
@@ -151,6 +175,9 @@ async fn transcript(router: &axum::Router, script: &str) -> String {
         let browser = who.and_then(|w| w.strip_prefix('@'));
         let mut req = Request::builder().method(method.clone()).uri(path.as_str());
         let mut sent_body = body.unwrap_or_default().to_string();
+        for (k, v) in &vars {
+            sent_body = sent_body.replace(k.as_str(), v);
+        }
         let mut form = false;
         if let Some(name) = browser {
             let jar = jars.entry(name.to_string()).or_default();
@@ -206,9 +233,17 @@ async fn transcript(router: &axum::Router, script: &str) -> String {
         let html = header("content-type").is_some_and(|t| t.starts_with("text/html"));
         let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
-        if let (Some(name), Some(j)) = (&save, &json) {
+        if let (Some(name), true) = (&save, status.is_redirection()) {
+            let code = location
+                .as_deref()
+                .and_then(|l| l.split_once("code="))
+                .map(|(_, c)| c.split('&').next().unwrap_or_default().to_string())
+                .unwrap_or_else(|| panic!("{line}: no code in {location:?}"));
+            vars.push((format!("${name}"), code));
+        } else if let (Some(name), Some(j)) = (&save, &json) {
             let text = j["token"]
                 .as_str()
+                .or(j["access_token"].as_str())
                 .unwrap_or_else(|| panic!("{line}: no token in {j}"));
             tokens.insert(name.clone(), text.to_string());
             if let Some(id) = j["id"].as_str() {
@@ -591,4 +626,119 @@ async fn signing_in_and_the_oauth_providers_refusals() {
         |_| {},
     )
     .await;
+}
+
+/// RFC 7636, appendix B: a code verifier and its S256 challenge.
+const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oauth_token_exchange_and_its_refusals() {
+    use quorumhub_core::ops::{servers, tokens};
+    use quorumhub_state::{SpawnerState, TokenOwner};
+    let (router, cluster) = replica().await;
+    let c: &dyn Cluster = &*cluster;
+    quorumhub_core::ops::users::create(c, "alice".into(), false)
+        .await
+        .expect("alice");
+    let hash = quorumhub_core::password::hash("alice-pw-0123".into())
+        .await
+        .expect("hash");
+    quorumhub_core::ops::users::set_password(c, "alice".into(), Some(hash))
+        .await
+        .expect("password");
+    // What the controller does for a spawn (there is none in memory): the
+    // server's token, which is its OAuth client secret, then the record of
+    // the started server naming it.
+    let generation = servers::spawn(c, "alice", "", serde_json::Value::Null)
+        .await
+        .expect("spawn");
+    let (secret, token_id) = tokens::create(
+        c,
+        tokens::NewToken {
+            owner: TokenOwner::Server {
+                user: "alice".into(),
+                server_name: String::new(),
+            },
+            note: "server token for /user/alice/".into(),
+            expires_in_s: None,
+            scopes: vec![],
+            client_id: None,
+            session: None,
+        },
+    )
+    .await
+    .expect("server token");
+    let started = c
+        .propose(Command::SpawnStarted {
+            user: "alice".into(),
+            server_name: String::new(),
+            generation,
+            spawner: SpawnerState {
+                kind: "process".into(),
+                host: "memory".into(),
+                pid: 1,
+                proc_start: 1,
+                port: 1,
+                target: "http://127.0.0.1:1".into(),
+                token_id: Some(token_id),
+            },
+        })
+        .await
+        .expect("started");
+    assert_eq!(started, quorumhub_state::Response::Done);
+    let vars = vec![
+        ("$SECRET".to_string(), secret),
+        ("$CHALLENGE".to_string(), PKCE_CHALLENGE.to_string()),
+        ("$VERIFIER".to_string(), PKCE_VERIFIER.to_string()),
+    ];
+    let got = transcript_with(
+        &router,
+        r#"
+        @alice GET /hub/login
+        @alice POST /hub/login form:username=alice&password=alice-pw-0123&_xsrf=$XSRF
+        @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code&state=st => plain
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=not-the-secret&redirect_uri=/user/alice/oauth_callback
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-nobody&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/mallory/oauth_callback
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback => access
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback
+        access GET /hub/api/user
+        access GET /hub/api/users
+        access GET /hub/api/users/alice
+        @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code&code_challenge=$CHALLENGE&code_challenge_method=S256 => pkce
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$pkce&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$pkce&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback&code_verifier=wrong
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$pkce&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback&code_verifier=$VERIFIER
+        @mallory COOKIE jupyterhub-hub-login=0123.abcd
+        @mallory GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code
+        @mallory GET /hub/home
+        @alice GET /hub/logout
+        access GET /hub/api/user
+        "#,
+        vars,
+    )
+    .await;
+    expect![[r#"
+        @alice GET /hub/login → 200 page "Sign in · quorumhub"
+        @alice POST /hub/login form:username=alice&password=alice-pw-0123&_xsrf=$XSRF → 302 to /hub/home
+        @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code&state=st → 302 to /user/alice/oauth_callback?code=…&state=st
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=not-the-secret&redirect_uri=/user/alice/oauth_callback → 401 oauth invalid_client: 
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-nobody&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback → 401 oauth invalid_client: 
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/mallory/oauth_callback → 400 oauth invalid_request: Mismatching redirect URI.
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback → 200 {"access_token":"…","expires_in":1209600,"scope":"access:servers!server=alice/ read:users:name!user read:users:groups!user","token_type":"Bearer"}
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback → 400 oauth invalid_grant: 
+        access GET /hub/api/user → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":"spawn","roles":["user"],"scopes":["access:servers!server=alice/","read:users:groups!user=alice","read:users:name!user=alice"],"server":null,"servers":{"":{"full_progress_url":null,"full_url":null,"last_activity":null,"name":"","pending":"spawn","progress_url":"/hub/api/users/alice/server/progress","ready":false,"started":null,"stopped":false,"url":"/user/alice/","user_options":{}}},"session_id":"…","token_id":"a2","user_info":null}
+        access GET /hub/api/users → 403 Action is not authorized with current scopes; requires any of [list:users]
+        access GET /hub/api/users/alice → 403 Action is not authorized with current scopes; requires any of [read:users]
+        @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256 → 302 to /user/alice/oauth_callback?code=…&state=
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$pkce&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback → 400 oauth invalid_request: Code verifier required.
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$pkce&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback&code_verifier=wrong → 400 oauth invalid_grant: 
+        @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$pkce&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback&code_verifier=$VERIFIER → 200 {"access_token":"…","expires_in":1209600,"scope":"access:servers!server=alice/ read:users:name!user read:users:groups!user","token_type":"Bearer"}
+        @mallory COOKIE jupyterhub-hub-login=0123.abcd
+        @mallory GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code → 302 to /hub/login?next=%2Fhub%2Fapi%2Foauth2%2Fauthorize%3Fclient_id%3Djupyterhub-user-alice%26redirect_uri%3D%252Fuser%252Falice%252Foauth_callback%26response_type%3Dcode
+        @mallory GET /hub/home → 302 to /hub/login?next=%2Fhub%2Fhome
+        @alice GET /hub/logout → 302 to /hub/login
+        access GET /hub/api/user → 403 Missing or invalid credentials
+    "#]].assert_eq(&got);
 }

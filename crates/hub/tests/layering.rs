@@ -567,15 +567,43 @@ fn errors_become_grpc_statuses_in_one_place() {
 }
 
 #[test]
-fn the_rest_api_decodes_no_command_outcome_itself() {
-    // What a command answered is decoded in ops/ (`ops::outcome`), typed;
-    // a handler that matches `Response::...` arms again grows the
-    // "unexpected outcome" arms this layering removed.
+fn no_front_end_decodes_a_command_outcome_itself() {
+    // What a command answered is decoded in core (`ops::outcome`), typed;
+    // a handler (REST, pages, OAuth, OIDC, gRPC admin) that matches
+    // `Response::...` arms again grows the "unexpected outcome" arms this
+    // layering removed.
     let mut files = Vec::new();
-    rust_files(&crate_src("http").join("api"), &mut files);
-    assert!(files.len() > 5);
-    let found = naming(&files, &["unexpected outcome", "SmResponse::Rejected"]);
+    rust_files(&crate_src("http"), &mut files);
+    rust_files(&src().join("grpc"), &mut files);
+    assert!(files.len() > 15);
+    let found = naming(
+        &files,
+        &[
+            "unexpected outcome",
+            "SmResponse::",
+            "Response::Rejected",
+            "Response::User",
+            "Response::TokenCreated",
+        ],
+    );
     assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn the_http_side_changes_state_only_through_the_use_cases() {
+    // Every command the front end causes is proposed by a use case in
+    // core's ops/ (typed, its outcome decoded there); `ctx.rs` only hands
+    // the cluster on.
+    let mut files = Vec::new();
+    rust_files(&crate_src("http"), &mut files);
+    files.retain(|f| !f.ends_with("ctx.rs"));
+    assert!(files.len() > 15);
+    let found = naming(&files, &["Command::", ".propose("]);
+    assert!(
+        found.is_empty(),
+        "propose through a use case in crates/core/src/ops/:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //!
 //! [`Cluster`]: crate::cluster::Cluster
 
+pub mod groups;
 pub mod servers;
+pub mod sessions;
 pub mod tokens;
 pub mod users;
 
@@ -28,6 +30,15 @@ pub enum OpError {
 }
 
 impl OpError {
+    /// As a cluster error, for callers that answer only those: a refusal
+    /// or an unexpected outcome becomes `HubError::Internal`.
+    pub fn into_hub_error(self) -> HubError {
+        match self {
+            OpError::Cluster(e) => e,
+            other => HubError::Internal(other.to_string()),
+        }
+    }
+
     /// A command's answer that is neither the outcome asked for nor a
     /// refusal.
     fn from_outcome(r: Response) -> OpError {
@@ -48,6 +59,15 @@ pub mod outcome {
         match r {
             Response::Done => Ok(()),
             other => Err(OpError::from_outcome(other)),
+        }
+    }
+
+    /// Done, or refused for a reason `tolerated` accepts (e.g. "already
+    /// set", "already gone").
+    pub fn done_unless(r: Response, tolerated: impl Fn(&Rejection) -> bool) -> Result<(), OpError> {
+        match r {
+            Response::Rejected { rejection } if tolerated(&rejection) => Ok(()),
+            other => done(other),
         }
     }
 

@@ -2,7 +2,7 @@
 //! every owner (a user asking the API, the OAuth provider redeeming a code,
 //! the controller handing a server its token).
 
-use quorumhub_state::{Command, Response, Token, TokenOwner};
+use quorumhub_state::{Command, OAuthCode, Response, Token, TokenOwner};
 
 use super::OpError;
 use crate::cluster::Cluster;
@@ -64,6 +64,33 @@ pub fn created(outcome: Response) -> Result<String, OpError> {
 pub async fn create(hub: &dyn Cluster, new: NewToken) -> Result<(String, String), OpError> {
     let Minted { secret, token } = new.mint();
     let id = created(hub.propose(Command::CreateToken { token }).await?)?;
+    Ok((secret, id))
+}
+
+/// Record an OAuth authorization code (refused if its session ended
+/// meanwhile, or its user holds too many).
+pub async fn issue_oauth_code(hub: &dyn Cluster, code: OAuthCode) -> Result<(), OpError> {
+    super::outcome::done(hub.propose(Command::IssueOAuthCode { code }).await?)
+}
+
+/// Redeem an OAuth authorization code (by its hash) for `client_id`: the
+/// code is consumed and the new access token recorded in one command, so a
+/// code is redeemed at most once. The token's secret and id.
+pub async fn redeem_oauth_code(
+    hub: &dyn Cluster,
+    code_hash: String,
+    client_id: String,
+    new: NewToken,
+) -> Result<(String, String), OpError> {
+    let Minted { secret, token } = new.mint();
+    let id = created(
+        hub.propose(Command::RedeemOAuthCode {
+            hash: code_hash,
+            client_id,
+            token,
+        })
+        .await?,
+    )?;
     Ok((secret, id))
 }
 

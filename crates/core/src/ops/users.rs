@@ -38,3 +38,31 @@ pub async fn record_activity(
         .await?,
     )
 }
+
+/// Set (or with `None` clear) `name`'s password hash.
+pub async fn set_password(
+    hub: &dyn Cluster,
+    name: String,
+    hash: Option<String>,
+) -> Result<(), OpError> {
+    outcome::done(hub.propose(Command::SetPassword { name, hash }).await?)
+}
+
+/// Link `name` to an OpenID Connect identity (creating the user on first
+/// sign-in), setting its admin flag when `admin` says; refused for a local
+/// (password) account or a user linked to another identity.
+pub async fn link_identity(
+    hub: &dyn Cluster,
+    name: String,
+    subject: String,
+    admin: Option<bool>,
+) -> Result<User, OpError> {
+    outcome::user(
+        hub.propose(Command::LinkIdentity {
+            name,
+            subject,
+            admin,
+        })
+        .await?,
+    )
+}

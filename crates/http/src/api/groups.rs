@@ -7,7 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use quorumhub_state::{Command, Group};
+use quorumhub_core::ops::groups;
+use quorumhub_state::Group;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -42,9 +43,9 @@ fn no_such_group(name: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("No such group: {name}"))
 }
 
-async fn commit(hub: &Ctx, command: Command) -> Result<Value, ApiError> {
-    let group = quorumhub_core::ops::outcome::group(hub.propose(command).await?)?;
-    Ok(group.map(|g| group_json(&g)).unwrap_or(Value::Null))
+/// A group as JupyterHub shows it, `null` once removed.
+fn shown(group: Option<Group>) -> Value {
+    group.map(|g| group_json(&g)).unwrap_or(Value::Null)
 }
 
 pub(crate) async fn list(
@@ -85,16 +86,7 @@ pub(crate) async fn create_many(
     }
     let mut created = Vec::new();
     for name in body.groups {
-        created.push(
-            commit(
-                &hub,
-                Command::CreateGroup {
-                    name,
-                    users: body.users.clone(),
-                },
-            )
-            .await?,
-        );
+        created.push(shown(groups::create(&hub, name, body.users.clone()).await?));
     }
     Ok((StatusCode::CREATED, Json(Value::Array(created))).into_response())
 }
@@ -126,14 +118,7 @@ pub(crate) async fn create_one(
     caller.require("admin:groups", Resource::Any)?;
     let body: Members = json_body(&body)?.unwrap_or_default();
     check_names(&hub, &name, body.users.as_deref().unwrap_or_default())?;
-    let group = commit(
-        &hub,
-        Command::CreateGroup {
-            name,
-            users: body.users.unwrap_or_default(),
-        },
-    )
-    .await?;
+    let group = shown(groups::create(&hub, name, body.users.unwrap_or_default()).await?);
     Ok((StatusCode::CREATED, Json(group)).into_response())
 }
 
@@ -144,7 +129,7 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     caller.require("delete:groups", Resource::Any)?;
     check_names(&hub, &name, &[])?;
-    commit(&hub, Command::DeleteGroup { name }).await?;
+    groups::delete(&hub, name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -167,9 +152,7 @@ pub(crate) async fn add_members(
     caller.require("groups", Resource::Any)?;
     let users = members(&body, "add")?;
     check_names(&hub, &name, &users)?;
-    Ok(Json(
-        commit(&hub, Command::AddGroupMembers { name, users }).await?,
-    ))
+    Ok(Json(shown(groups::add_members(&hub, name, users).await?)))
 }
 
 pub(crate) async fn remove_members(
@@ -181,9 +164,9 @@ pub(crate) async fn remove_members(
     caller.require("groups", Resource::Any)?;
     let users = members(&body, "delete")?;
     check_names(&hub, &name, &users)?;
-    Ok(Json(
-        commit(&hub, Command::RemoveGroupMembers { name, users }).await?,
-    ))
+    Ok(Json(shown(
+        groups::remove_members(&hub, name, users).await?,
+    )))
 }
 
 pub(crate) async fn set_properties(
@@ -198,7 +181,7 @@ pub(crate) async fn set_properties(
     })?;
     check_names(&hub, &name, &[])?;
     check(&hub.config.limits, Field::GroupProperties(&properties))?;
-    Ok(Json(
-        commit(&hub, Command::SetGroupProperties { name, properties }).await?,
-    ))
+    Ok(Json(shown(
+        groups::set_properties(&hub, name, properties).await?,
+    )))
 }

@@ -2,7 +2,8 @@
 //!
 //! Same paths, JSON shapes and status codes as JupyterHub for what it
 //! covers. Every handler: authenticate, authorise, then either pass the
-//! read barrier and read, or propose a command and map its outcome.
+//! read barrier and read, or run a use case (`quorumhub_core::ops`) and
+//! map its `OpError`.
 
 mod activity;
 mod groups;

@@ -11,19 +11,16 @@
 
 use axum::http::{header, HeaderMap, HeaderValue};
 use hmac::{Hmac, Mac};
-use quorumhub_state::{Command, Rejection, Response, Session};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::Ctx;
+use quorumhub_core::ops::sessions::{self, SESSION_DAYS};
 use quorumhub_core::secrets::hash_token;
-use quorumhub_core::time::now_ms;
-use quorumhub_core::HubError;
+use quorumhub_core::{HubError, OpError};
 
 pub(crate) const LOGIN_COOKIE: &str = "jupyterhub-hub-login";
 pub(crate) const XSRF_COOKIE: &str = "_xsrf";
-/// How long a login lasts (JupyterHub's `cookie_max_age_days` default).
-pub(crate) const SESSION_DAYS: u64 = 14;
 
 /// A logged-in browser.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,35 +67,14 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 
 /// The cluster's cookie key, if one has been set.
 pub(crate) fn cookie_key(hub: &Ctx) -> Option<Vec<u8>> {
-    hub.read(|s| s.cookie_secret.clone())
-        .and_then(|k| hex::decode(k).ok())
+    sessions::cookie_key(hub)
 }
 
-/// The cookie key, setting a random one first if the cluster has none
-/// (the first proposal wins; a concurrent one is refused and re-read).
+/// The cookie key, setting a random one first if the cluster has none.
 pub(crate) async fn ensure_cookie_key(hub: &Ctx) -> Result<Vec<u8>, HubError> {
-    if let Some(k) = cookie_key(hub) {
-        return Ok(k);
-    }
-    hub.linearize().await?;
-    if let Some(k) = cookie_key(hub) {
-        return Ok(k);
-    }
-    let secret: [u8; 32] = rand::random();
-    match hub
-        .propose(Command::SetCookieSecret {
-            secret: hex::encode(secret),
-        })
-        .await?
-    {
-        Response::Done
-        | Response::Rejected {
-            rejection: Rejection::CookieSecretSet,
-        } => {}
-        other => return Err(HubError::Internal(format!("unexpected outcome {other:?}"))),
-    }
-    hub.linearize().await?;
-    cookie_key(hub).ok_or_else(|| HubError::Internal("the cookie secret was not set".into()))
+    sessions::ensure_cookie_key(hub)
+        .await
+        .map_err(OpError::into_hub_error)
 }
 
 /// The login the request's cookie proves, if any. When it returns a login,
@@ -119,12 +95,9 @@ pub(crate) async fn login_of(hub: &Ctx, headers: &HeaderMap) -> Result<Option<Lo
     };
     let hash = hash_token(id);
     // After the barrier: a logout through another replica is seen here.
-    hub.linearize().await?;
-    let user = hub.read(|s| {
-        s.session(&hash, now_ms())
-            .filter(|sess| s.user(&sess.user).is_some())
-            .map(|sess| sess.user.clone())
-    });
+    let user = sessions::user_of(hub, &hash)
+        .await
+        .map_err(OpError::into_hub_error)?;
     if let Some(user) = &user {
         quorumhub_core::admission::identify(user, false);
     }
@@ -134,29 +107,17 @@ pub(crate) async fn login_of(hub: &Ctx, headers: &HeaderMap) -> Result<Option<Lo
     }))
 }
 
-/// Create a session for `user`; returns the `Set-Cookie` value.
+/// Create a session for `user` (ending its oldest past
+/// `--max-sessions-per-user`); returns the `Set-Cookie` value.
 pub(crate) async fn start_session(
     hub: &Ctx,
     user: &str,
     secure: bool,
 ) -> Result<HeaderValue, HubError> {
     let key = ensure_cookie_key(hub).await?;
-    make_room_for_session(hub, user).await?;
-    let id = quorumhub_core::secrets::random_secret();
-    let now = now_ms();
-    let session = Session {
-        hash: hash_token(&id),
-        user: user.to_string(),
-        created: now,
-        expires_at: now + SESSION_DAYS * 86_400_000,
-    };
-    match hub.propose(Command::CreateSession { session }).await? {
-        Response::Done => {}
-        Response::Rejected { rejection } => {
-            return Err(HubError::Internal(format!("session refused: {rejection}")))
-        }
-        other => return Err(HubError::Internal(format!("unexpected outcome {other:?}"))),
-    }
+    let id = sessions::start(hub, user, hub.config.limits.max_sessions_per_user)
+        .await
+        .map_err(OpError::into_hub_error)?;
     let value = signed(&key, LOGIN_COOKIE, &id);
     set_cookie(
         LOGIN_COOKIE,
@@ -168,57 +129,11 @@ pub(crate) async fn start_session(
     )
 }
 
-/// `--max-sessions-per-user`: a login past it ends the user's oldest
-/// sessions (as a logout there would: their OAuth tokens go too), so that
-/// a user is never locked out and the sessions stay bounded. Counted on
-/// this replica's state after the read barrier.
-async fn make_room_for_session(hub: &Ctx, user: &str) -> Result<(), HubError> {
-    let max = hub.config.limits.max_sessions_per_user;
-    hub.linearize().await?;
-    let now = now_ms();
-    let mut live: Vec<(u64, String)> = hub.read(|s| {
-        s.sessions
-            .values()
-            .filter(|sess| sess.user == user && sess.expires_at > now)
-            .map(|sess| (sess.created, sess.hash.clone()))
-            .collect()
-    });
-    if live.len() < max {
-        return Ok(());
-    }
-    live.sort();
-    let excess = live.len() + 1 - max;
-    tracing::info!(
-        user,
-        ended = excess,
-        "a login past --max-sessions-per-user ends the user's oldest sessions"
-    );
-    for (_, hash) in live.into_iter().take(excess) {
-        match hub.propose(Command::EndSession { hash }).await? {
-            Response::Done
-            | Response::Rejected {
-                rejection: Rejection::NoSuchSession,
-            } => {}
-            other => return Err(HubError::Internal(format!("unexpected outcome {other:?}"))),
-        }
-    }
-    Ok(())
-}
-
 /// End the session (logout): it and every token it obtained are revoked.
 pub(crate) async fn end_session(hub: &Ctx, login: &Login) -> Result<(), HubError> {
-    match hub
-        .propose(Command::EndSession {
-            hash: login.session.clone(),
-        })
-        .await?
-    {
-        Response::Done
-        | Response::Rejected {
-            rejection: Rejection::NoSuchSession,
-        } => Ok(()),
-        other => Err(HubError::Internal(format!("unexpected outcome {other:?}"))),
-    }
+    sessions::end(hub, login.session.clone())
+        .await
+        .map_err(OpError::into_hub_error)
 }
 
 /// A `Set-Cookie` header value.

@@ -28,7 +28,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use base64::Engine;
-use quorumhub_state::{Command, OAuthCode, Response as SmResponse, TokenOwner};
+use quorumhub_state::{OAuthCode, Rejection, TokenOwner};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -39,6 +39,7 @@ use crate::Ctx;
 use quorumhub_core::scopes::{self, Resource};
 use quorumhub_core::secrets::hash_token;
 use quorumhub_core::time::now_ms;
+use quorumhub_core::OpError;
 
 /// How long a code may wait to be exchanged (JupyterHub: 300 s).
 const CODE_LIFETIME_MS: u64 = 300_000;
@@ -296,42 +297,35 @@ async fn authorize_inner(
     let code = random_code();
     let mut granted = scopes::server_access(&c.user, &c.server);
     granted.extend(scopes::IDENTIFY.iter().map(|s| s.to_string()));
-    let issued = hub
-        .propose(Command::IssueOAuthCode {
-            code: OAuthCode {
-                hash: hash_token(&code),
-                client_id: client_id.clone(),
-                user: login.user.clone(),
-                redirect_uri: redirect_uri.to_string(),
-                scopes: granted,
-                code_challenge: challenge,
-                challenge_method: method,
-                session: Some(login.session.clone()),
-                expires_at: now_ms() + CODE_LIFETIME_MS,
-            },
-        })
-        .await;
+    let issued = quorumhub_core::ops::tokens::issue_oauth_code(
+        hub,
+        OAuthCode {
+            hash: hash_token(&code),
+            client_id: client_id.clone(),
+            user: login.user.clone(),
+            redirect_uri: redirect_uri.to_string(),
+            scopes: granted,
+            code_challenge: challenge,
+            challenge_method: method,
+            session: Some(login.session.clone()),
+            expires_at: now_ms() + CODE_LIFETIME_MS,
+        },
+    )
+    .await;
     match issued {
-        Ok(SmResponse::Done) => redirect(&with_query(
+        Ok(()) => redirect(&with_query(
             redirect_uri,
             &[("code", &code), ("state", state)],
         )),
         // Logged out meanwhile (through another replica).
-        Ok(SmResponse::Rejected {
-            rejection: quorumhub_state::Rejection::NoSuchSession,
-        }) => super::login_redirect(here),
-        Ok(SmResponse::Rejected {
-            rejection: rejection @ quorumhub_state::Rejection::TooManyCodes,
-        }) => error_page(
+        Err(OpError::Rejected(Rejection::NoSuchSession)) => super::login_redirect(here),
+        Err(OpError::Rejected(rejection @ Rejection::TooManyCodes)) => error_page(
             StatusCode::TOO_MANY_REQUESTS,
             &rejection.to_string(),
             "",
             user,
         ),
-        Ok(other) => hub_error_page(quorumhub_core::HubError::Internal(format!(
-            "code refused: {other:?}"
-        ))),
-        Err(e) => hub_error_page(e),
+        Err(e) => hub_error_page(e.into_hub_error()),
     }
 }
 
@@ -433,10 +427,7 @@ pub(crate) async fn token(
             return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None);
         }
     }
-    let quorumhub_core::ops::tokens::Minted {
-        secret: access,
-        token,
-    } = quorumhub_core::ops::tokens::NewToken {
+    let new = quorumhub_core::ops::tokens::NewToken {
         owner: TokenOwner::User {
             name: stored.user.clone(),
         },
@@ -445,17 +436,16 @@ pub(crate) async fn token(
         scopes: stored.scopes.clone(),
         client_id: Some(client_id.to_string()),
         session: stored.session.clone(),
-    }
-    .mint();
-    match hub
-        .propose(Command::RedeemOAuthCode {
-            hash: code_hash,
-            client_id: client_id.to_string(),
-            token,
-        })
-        .await
+    };
+    match quorumhub_core::ops::tokens::redeem_oauth_code(
+        &hub,
+        code_hash,
+        client_id.to_string(),
+        new,
+    )
+    .await
     {
-        Ok(SmResponse::TokenCreated { .. }) => {
+        Ok((access, _id)) => {
             tracing::info!(user = %stored.user, client = client_id, "issued an OAuth access token");
             let mut r = Json(json!({
                 "access_token": access,
@@ -467,15 +457,12 @@ pub(crate) async fn token(
             no_store(r.headers_mut());
             r
         }
-        Ok(SmResponse::Rejected { .. }) => {
-            oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None)
+        // Redeemed or expired meanwhile (a code is redeemed once).
+        Err(OpError::Rejected(_)) => oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", None),
+        Err(OpError::Unexpected(m)) => {
+            oauth_error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", Some(&m))
         }
-        Ok(other) => oauth_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            Some(&format!("unexpected outcome {other:?}")),
-        ),
-        Err(e) => oauth_error(
+        Err(OpError::Cluster(e)) => oauth_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "temporarily_unavailable",
             Some(&e.to_string()),

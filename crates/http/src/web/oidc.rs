@@ -19,9 +19,8 @@ use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge,
     PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
-use quorumhub_state::{
-    normalize_username, validate_username, Command, Rejection, Response as SmResponse,
-};
+use quorumhub_core::OpError;
+use quorumhub_state::{normalize_username, validate_username, Rejection};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -394,24 +393,24 @@ async fn link_user(
     subject: &str,
     admin: Option<bool>,
 ) -> Result<(), OidcError> {
-    let outcome = hub
-        .propose(Command::LinkIdentity {
-            name: name.to_string(),
-            subject: subject.to_string(),
-            admin,
-        })
-        .await
-        .map_err(|e| OidcError::Provider(format!("the hub could not record the user: {e}")))?;
-    match outcome {
-        SmResponse::User { .. } => Ok(()),
-        SmResponse::Rejected {
-            rejection: rejection @ Rejection::IdentityMismatch { .. },
-        } => {
+    match quorumhub_core::ops::users::link_identity(
+        hub,
+        name.to_string(),
+        subject.to_string(),
+        admin,
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(OpError::Rejected(rejection @ Rejection::IdentityMismatch { .. })) => {
             tracing::warn!(user = %name, subject, "refused an OpenID Connect sign-in into another account");
             Err(OidcError::Refused(rejection.to_string()))
         }
-        SmResponse::Rejected { rejection } => Err(OidcError::Refused(rejection.to_string())),
-        other => Err(OidcError::Provider(format!("unexpected outcome {other:?}"))),
+        Err(OpError::Rejected(rejection)) => Err(OidcError::Refused(rejection.to_string())),
+        Err(e @ OpError::Cluster(_)) => Err(OidcError::Provider(format!(
+            "the hub could not record the user: {e}"
+        ))),
+        Err(OpError::Unexpected(m)) => Err(OidcError::Provider(m)),
     }
 }
 

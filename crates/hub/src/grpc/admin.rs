@@ -8,10 +8,9 @@ use openraft::{ChangeMembers, ServerState};
 use quorumhub_proto::v1::admin_server;
 use quorumhub_proto::v1::*;
 use quorumhub_raft::{Member as RaftMember, NodeId};
-use quorumhub_state::{Command, Response as SmResponse};
 use tonic::{Request, Response, Status};
 
-use super::status::{membership_status, rejection_status, status, transfer_status};
+use super::status::{membership_status, op_status, status, transfer_status};
 use crate::hub::{Hub, WriteAttempt};
 use quorumhub_core::time::iso;
 
@@ -378,21 +377,12 @@ impl admin_server::Admin for AdminService {
     async fn add_user(&self, req: Request<AddUserRequest>) -> Result<Response<UserReply>, Status> {
         let r = req.into_inner();
         let name = quorumhub_state::normalize_username(&r.name);
-        match self
-            .hub
-            .propose(Command::CreateUser {
-                name,
-                admin: r.admin,
-            })
+        let user = quorumhub_core::ops::users::create(&*self.hub, name, r.admin)
             .await
-            .map_err(status)?
-        {
-            SmResponse::User { user } => Ok(Response::new(UserReply {
-                user: Some(user_info(&user)),
-            })),
-            SmResponse::Rejected { rejection } => Err(rejection_status(&rejection)),
-            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
-        }
+            .map_err(op_status)?;
+        Ok(Response::new(UserReply {
+            user: Some(user_info(&user)),
+        }))
     }
 
     async fn set_password(
@@ -404,19 +394,10 @@ impl admin_server::Admin for AdminService {
         let hash = quorumhub_core::password::hash(r.password)
             .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        match self
-            .hub
-            .propose(Command::SetPassword {
-                name,
-                hash: Some(hash),
-            })
+        quorumhub_core::ops::users::set_password(&*self.hub, name, Some(hash))
             .await
-            .map_err(status)?
-        {
-            SmResponse::Done => Ok(Response::new(SetPasswordReply {})),
-            SmResponse::Rejected { rejection } => Err(rejection_status(&rejection)),
-            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
-        }
+            .map_err(op_status)?;
+        Ok(Response::new(SetPasswordReply {}))
     }
 
     async fn remove_user(
@@ -424,16 +405,10 @@ impl admin_server::Admin for AdminService {
         req: Request<RemoveUserRequest>,
     ) -> Result<Response<RemoveUserReply>, Status> {
         let name = quorumhub_state::normalize_username(&req.into_inner().name);
-        match self
-            .hub
-            .propose(Command::DeleteUser { name })
+        quorumhub_core::ops::users::delete(&*self.hub, name)
             .await
-            .map_err(status)?
-        {
-            SmResponse::Done => Ok(Response::new(RemoveUserReply {})),
-            SmResponse::Rejected { rejection } => Err(rejection_status(&rejection)),
-            other => Err(Status::internal(format!("unexpected outcome {other:?}"))),
-        }
+            .map_err(op_status)?;
+        Ok(Response::new(RemoveUserReply {}))
     }
 
     async fn state_digest(

@@ -26,6 +26,16 @@ pub(crate) fn status(e: HubError) -> Status {
     }
 }
 
+/// A use case's error: the cluster's, the state's refusal, or a bug.
+pub(crate) fn op_status(e: quorumhub_core::OpError) -> Status {
+    use quorumhub_core::OpError;
+    match e {
+        OpError::Cluster(h) => status(h),
+        OpError::Rejected(r) => rejection_status(&r),
+        e @ OpError::Unexpected(_) => Status::internal(e.to_string()),
+    }
+}
+
 pub(crate) fn transfer_status(e: crate::transfer::TransferError) -> Status {
     use crate::transfer::TransferError::*;
     match e {
