@@ -120,8 +120,12 @@ mod tests {
             .expect("user");
         let key = ensure_cookie_key(hub).await.expect("key");
         assert_eq!(ensure_cookie_key(hub).await.expect("same key"), key);
+        // Sessions are ordered by their creation time (ms): apart.
+        let tick = || tokio::time::sleep(std::time::Duration::from_millis(3));
         let first = start(hub, "ada", 2).await.expect("first");
+        tick().await;
         let second = start(hub, "ada", 2).await.expect("second");
+        tick().await;
         let user = |id: &str| {
             let hash = hash_token(id);
             async move { user_of(hub, &hash).await }
