@@ -49,6 +49,7 @@ const TREE: &[(&str, &[&str])] = &[
     ("list:groups", &["read:groups:name"]),
     ("read:groups", &["read:groups:name"]),
     ("read:hub", &[]),
+    ("read:metrics", &[]),
     ("access:servers", &[]),
     ("admin-ui", &[]),
     ("read:roles:users", &[]),
@@ -74,6 +75,7 @@ const ADMIN: &[&str] = &[
     "tokens",
     "admin:groups",
     "read:hub",
+    "read:metrics",
     "access:servers",
 ];
 

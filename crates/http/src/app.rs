@@ -15,15 +15,19 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::auth::HttpState;
+use crate::auth::{Caller, HttpState};
 use crate::config::HttpConfig;
 use crate::error::{ApiError, Refused};
+use crate::metrics::Metrics;
 use crate::{Cluster, Ctx};
+use quorumhub_core::scopes::Resource;
 
-/// The replica's HTTP application over `cluster`.
-pub fn router(cluster: Arc<dyn Cluster>, config: HttpConfig) -> Router {
+/// The replica's HTTP application over `cluster`, serving `metrics` at
+/// `/hub/metrics`.
+pub fn router(cluster: Arc<dyn Cluster>, config: HttpConfig, metrics: Metrics) -> Router {
+    let authenticate_metrics = config.authenticate_prometheus;
     let hub = Ctx::new(cluster, config);
-    let state = HttpState::new(hub.clone());
+    let state = HttpState::new(hub.clone(), metrics);
     let api = crate::api::routes()
         .merge(crate::web::oauth_routes())
         .fallback(crate::api::not_found);
@@ -33,6 +37,14 @@ pub fn router(cluster: Arc<dyn Cluster>, config: HttpConfig) -> Router {
         .merge(crate::web::router())
         .route("/hub/user/{*rest}", axum::routing::any(hub_user))
         .route("/hub/health", get(health))
+        .route(
+            "/hub/metrics",
+            if authenticate_metrics {
+                get(metrics_for_caller)
+            } else {
+                get(metrics_for_anyone)
+            },
+        )
         .fallback(no_route)
         // Inside the request span, so that a 413 is logged like any refusal.
         .layer(axum::middleware::from_fn_with_state(
@@ -61,6 +73,23 @@ async fn request_span(State(state): State<HttpState>, req: Request, next: Next) 
     let span = tracing::info_span!("http", node = node.id, term = node.term, request_id = %id, method = %req.method(), path = %req.uri().path());
     let started = std::time::Instant::now();
     let client = client_of(&req);
+    // The route's pattern, not the path, and only the standard methods: a
+    // client cannot make up new series.
+    let handler = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_else(|| "none".into());
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    };
     let writer = std::sync::Arc::new(quorumhub_core::admission::Writer::default());
     let mut resp = tracing::Instrument::instrument(
         quorumhub_core::admission::scope(writer.clone(), next.run(req)),
@@ -68,6 +97,9 @@ async fn request_span(State(state): State<HttpState>, req: Request, next: Next) 
     )
     .await;
     let status = resp.status();
+    state
+        .metrics
+        .observe(method, &handler, status.as_u16(), started.elapsed());
     let refused = resp.extensions_mut().remove::<Refused>();
     span.in_scope(|| {
         if let Some(Refused { kind, message }) = refused {
@@ -137,6 +169,34 @@ fn client_of(req: &Request) -> String {
     match req.extensions().get::<quorumhub_edge::Client>() {
         Some(c) => format!("address {}", c.addr),
         None => "address direct".into(),
+    }
+}
+
+/// `/hub/metrics` for a caller with `read:metrics`.
+async fn metrics_for_caller(
+    State(state): State<HttpState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    caller.require("read:metrics", Resource::Any)?;
+    Ok(metrics_for_anyone(State(state)).await)
+}
+
+/// `/hub/metrics` without authentication (`--authenticate-prometheus false`).
+async fn metrics_for_anyone(State(state): State<HttpState>) -> Response {
+    match state.metrics.render() {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                crate::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("could not encode the metrics: {e}"),
+        )
+        .into_response(),
     }
 }
 

@@ -23,6 +23,9 @@ pub struct HttpConfig {
     pub slow_spawn_timeout: Duration,
     pub limits: Limits,
     pub oidc: OidcArgs,
+    /// `/hub/metrics` needs `read:metrics` (JupyterHub's
+    /// `authenticate_prometheus`, on by default).
+    pub authenticate_prometheus: bool,
 }
 
 /// Sign-in with an OpenID Connect provider.

@@ -17,9 +17,11 @@ pub mod config;
 mod ctx;
 mod error;
 pub mod limits;
+pub mod metrics;
 pub mod web;
 
 pub use app::router;
 pub use config::{HttpConfig, OidcArgs};
 pub use ctx::Ctx;
+pub use metrics::{FrontEndMetrics, Metrics};
 pub use quorumhub_core::Cluster;

@@ -41,6 +41,7 @@ async fn replica() -> (axum::Router, Arc<MemoryCluster>) {
         slow_spawn_timeout: Duration::from_secs(10),
         limits,
         oidc: <OidcFlags as clap::Parser>::parse_from(["quorumhub"]).oidc,
+        authenticate_prometheus: true,
     };
     let as_cluster: &dyn Cluster = &*cluster;
     as_cluster
@@ -50,7 +51,11 @@ async fn replica() -> (axum::Router, Arc<MemoryCluster>) {
         })
         .await
         .expect("bootstrap admin");
-    (quorumhub_http::router(cluster.clone(), config), cluster)
+    let metrics = quorumhub_http::Metrics::of(cluster.clone());
+    (
+        quorumhub_http::router(cluster.clone(), config, metrics),
+        cluster,
+    )
 }
 
 /// The OIDC flags at their defaults (no provider).
@@ -295,7 +300,14 @@ async fn transcript_with(
                 masked(&mut v);
                 v.to_string()
             }
-            None => String::from_utf8_lossy(&bytes).chars().take(100).collect(),
+            // Text: its first line.
+            None => String::from_utf8_lossy(&bytes)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(100)
+                .collect(),
         };
         let who = who.map(|w| format!("{w} ")).unwrap_or_default();
         let sent = body.map(|b| format!(" {b}")).unwrap_or_default();
@@ -741,4 +753,70 @@ async fn the_oauth_token_exchange_and_its_refusals() {
         @alice GET /hub/logout → 302 to /hub/login
         access GET /hub/api/user → 403 Missing or invalid credentials
     "#]].assert_eq(&got);
+}
+
+/// A scrape through the router: JupyterHub's gauges and each request
+/// counted under its route's pattern, and no metrics without
+/// `read:metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_requests_per_route_for_read_metrics_only() {
+    let (router, _cluster) = replica().await;
+    let got = transcript(
+        &router,
+        r#"
+        admin POST /hub/api/users/ada
+        admin POST /hub/api/users/bob
+        admin GET /hub/api/users/ada
+        GET /hub/metrics
+        wrong GET /hub/metrics
+        admin POST /hub/api/users/admin/tokens {"scopes": ["read:metrics"]} => scraper
+        admin POST /hub/api/users/ada/tokens {"scopes": ["read:users!user=ada"]} => reader
+        reader GET /hub/metrics
+        scraper GET /hub/metrics
+        "#,
+    )
+    .await;
+    expect![[r#"
+        admin POST /hub/api/users/ada → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ada","pending":null,"roles":["user"],"server":null,"servers":{}}
+        admin POST /hub/api/users/bob → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
+        admin GET /hub/api/users/ada → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ada","pending":null,"roles":["user"],"server":null,"servers":{}}
+        GET /hub/metrics → 403 Missing or invalid credentials
+        wrong GET /hub/metrics → 403 Missing or invalid credentials
+        admin POST /hub/api/users/admin/tokens {"scopes": ["read:metrics"]} → 201 {"created":"…","expires_at":null,"id":"a1","kind":"api_token","last_activity":null,"note":"Requested via api","oauth_client":"JupyterHub","roles":[],"scopes":["read:metrics"],"session_id":null,"token":"…","user":"admin"}
+        admin POST /hub/api/users/ada/tokens {"scopes": ["read:users!user=ada"]} → 201 {"created":"…","expires_at":null,"id":"a2","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["read:users!user=ada","read:users:activity!user=ada","read:users:groups!user=ada","read:users:name!user=ada"],"session_id":null,"token":"…","user":"ada"}
+        reader GET /hub/metrics → 403 Action is not authorized with current scopes; requires any of [read:metrics]
+        scraper GET /hub/metrics → 200 # HELP jupyterhub_request_duration_seconds Request duration for all HTTP requests.
+    "#]].assert_eq(&got);
+    let scrape = |token: &'static str| {
+        let router = router.clone();
+        async move {
+            let req = Request::builder()
+                .uri("/hub/metrics")
+                .header("authorization", format!("token {token}"))
+                .body(Body::empty())
+                .expect("request");
+            let resp = router.oneshot(req).await.expect("infallible");
+            let status = resp.status();
+            let kind = resp
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let body = resp.into_body().collect().await.expect("body").to_bytes();
+            (status, kind, String::from_utf8_lossy(&body).into_owned())
+        }
+    };
+    let (status, kind, text) = scrape(TOKEN).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    for line in [
+        "jupyterhub_total_users 3",
+        "jupyterhub_running_servers 0",
+        "jupyterhub_request_duration_seconds_count{method=\"POST\",handler=\"/hub/api/users/{name}\",code=\"201\"} 2",
+        "jupyterhub_request_duration_seconds_count{method=\"GET\",handler=\"/hub/api/users/{name}\",code=\"200\"} 1",
+        "jupyterhub_request_duration_seconds_count{method=\"GET\",handler=\"/hub/metrics\",code=\"403\"} 3",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
+    }
 }

@@ -111,6 +111,11 @@ pub struct HubConfig {
     /// Version reported by `GET /hub/api/`.
     #[arg(long, default_value = "5.3.0")]
     pub jupyterhub_version: String,
+    /// Whether `/hub/metrics` needs a token with `read:metrics` (the admin
+    /// role has it); `false` lets anyone who reaches the hub scrape it
+    /// (JupyterHub's `authenticate_prometheus`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub authenticate_prometheus: bool,
     /// Sign-in with an OpenID Connect provider (`--oidc-*`).
     #[command(flatten)]
     pub oidc: quorumhub_http::OidcArgs,
@@ -382,6 +387,7 @@ impl HubConfig {
             slow_spawn_timeout: Duration::from_secs(self.slow_spawn_timeout_s),
             limits: self.limits.clone(),
             oidc: self.oidc.clone(),
+            authenticate_prometheus: self.authenticate_prometheus,
         }
     }
 

@@ -14,13 +14,14 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use quorumhub_spawner::{Launch, Liveness, Revoke, Spawner, Spawners};
 use quorumhub_state::{Command, Phase, Response, Route, SpawnerState, TokenOwner};
 use tokio::sync::watch;
 
 use crate::hub::Hub;
+use crate::metrics::{ControllerMetrics, SpawnOutcome};
 use quorumhub_core::ops::tokens::{Minted, NewToken};
 use quorumhub_core::ops::OpError;
 
@@ -41,7 +42,12 @@ struct Job {
 
 type Key = (String, String, u64);
 
-pub(crate) async fn run(hub: Arc<Hub>, spawners: Arc<Spawners>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn run(
+    hub: Arc<Hub>,
+    spawners: Arc<Spawners>,
+    timings: Arc<ControllerMetrics>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut applied = hub.sm.subscribe();
     let mut metrics = hub.raft.metrics();
     let inflight: Arc<Mutex<HashSet<Key>>> = Arc::default();
@@ -95,6 +101,7 @@ pub(crate) async fn run(hub: Arc<Hub>, spawners: Arc<Spawners>, mut stop: watch:
                 hub: hub.clone(),
                 spawners: spawners.clone(),
                 unknown: unknown.clone(),
+                metrics: timings.clone(),
             };
             let inflight = inflight.clone();
             tokio::spawn(async move {
@@ -115,6 +122,7 @@ struct Controller {
     spawners: Arc<Spawners>,
     /// Servers of an unknown spawner kind already warned about (once each).
     unknown: Arc<Mutex<HashSet<Key>>>,
+    metrics: Arc<ControllerMetrics>,
 }
 
 #[async_trait::async_trait]
@@ -156,12 +164,16 @@ impl Controller {
                     self.stopped(&job, "the server process exited").await;
                 }
             }
-            (Phase::Running, None) => self.stopped(&job, "running without a process record").await,
+            (Phase::Running, None) => {
+                self.stopped(&job, "running without a process record").await;
+            }
             (Phase::Stopping, sp) => {
+                let started = Instant::now();
                 if let Some(sp) = sp {
                     self.terminate(sp).await;
                 }
-                self.stopped(&job, "stopped on request").await;
+                let recorded = self.stopped(&job, "stopped on request").await;
+                self.metrics.stopped(recorded, started.elapsed());
             }
         }
     }
@@ -208,7 +220,8 @@ impl Controller {
         }
     }
 
-    async fn stopped(&self, job: &Job, reason: &str) {
+    /// Record the end of the spawn; whether it was recorded.
+    async fn stopped(&self, job: &Job, reason: &str) -> bool {
         let cmd = Command::ServerStopped {
             user: job.user.clone(),
             server_name: job.server.clone(),
@@ -216,9 +229,18 @@ impl Controller {
             reason: reason.chars().take(MAX_REASON_CHARS).collect(),
         };
         match self.hub.propose_local(cmd).await {
-            Ok(Response::Done) => tracing::info!(reason, "server stopped"),
-            Ok(other) => tracing::debug!(?other, "server-stopped not applied"),
-            Err(e) => tracing::warn!(error = %e, "could not record the stop; will retry"),
+            Ok(Response::Done) => {
+                tracing::info!(reason, "server stopped");
+                true
+            }
+            Ok(other) => {
+                tracing::debug!(?other, "server-stopped not applied");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not record the stop; will retry");
+                false
+            }
         }
     }
 
@@ -232,15 +254,20 @@ impl Controller {
     }
 
     async fn spawn(&self, job: &Job) {
-        match self.start(job).await {
+        let started = Instant::now();
+        let outcome = match self.start(job).await {
             Ok(sp) => {
                 tracing::info!(kind = %sp.kind, pid = sp.pid, host = %sp.host, port = sp.port, "server started");
-                self.wait_and_publish(job, sp).await;
+                self.wait_and_publish(job, sp).await
             }
             Err(reason) => {
                 tracing::warn!(%reason, "spawn failed");
                 self.stopped(job, &reason).await;
+                Some(SpawnOutcome::Failure)
             }
+        };
+        if let Some(outcome) = outcome {
+            self.metrics.spawned(outcome, started.elapsed());
         }
     }
 
@@ -332,7 +359,10 @@ impl Controller {
         self.wait_and_publish(job, sp).await;
     }
 
-    async fn wait_and_publish(&self, job: &Job, sp: SpawnerState) {
+    /// Wait for the server to answer, then publish its route: how the spawn
+    /// ended, if it did here (`None`: stopped meanwhile, or left to the
+    /// next pass).
+    async fn wait_and_publish(&self, job: &Job, sp: SpawnerState) -> Option<SpawnOutcome> {
         let hub = &self.hub;
         let url = format!("{}{}", sp.target, Route::prefix_for(&job.user, &job.server));
         let limit = Duration::from_secs(hub.config.spawn_timeout_s);
@@ -347,11 +377,11 @@ impl Controller {
             self.terminate(&sp).await;
             self.stopped(job, &format!("the server did not become ready: {e}"))
                 .await;
-            return;
+            return Some(SpawnOutcome::Failure);
         }
         if self.current(job) != Some(Phase::Spawning) {
             // Stopped (or replaced) meanwhile: the Stopping job will clean up.
-            return;
+            return None;
         }
         match hub
             .propose_local(Command::ServerReady {
@@ -361,10 +391,17 @@ impl Controller {
             })
             .await
         {
-            Ok(Response::Done) => tracing::info!("server ready; route published"),
-            Ok(other) => tracing::info!(?other, "server-ready not applied"),
+            Ok(Response::Done) => {
+                tracing::info!("server ready; route published");
+                Some(SpawnOutcome::Success)
+            }
+            Ok(other) => {
+                tracing::info!(?other, "server-ready not applied");
+                None
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "could not publish the route; will retry on the next pass")
+                tracing::warn!(error = %e, "could not publish the route; will retry on the next pass");
+                None
             }
         }
     }

@@ -117,9 +117,15 @@ pub async fn run(
     crate::preflight::check_peers(&config, &auth).await?;
     let Store {
         data_dir,
-        log_store,
+        mut log_store,
         sm,
     } = open_store(&config)?;
+    let append_latency = crate::metrics::append_latency();
+    log_store.observe_appends({
+        let h = append_latency.clone();
+        Arc::new(move |took, _entries| h.observe(took.as_secs_f64()))
+    });
+    let log_bytes = Box::new(log_store.size_probe());
 
     // Bind both listeners before anything starts, so a taken port fails fast.
     let grpc_listener = TcpListener::bind(config.grpc_listen)
@@ -200,7 +206,9 @@ pub async fn run(
         "hub-http",
         None,
     );
-    let router = quorumhub_http::router(hub.clone(), config.http_config());
+    let (metrics, controller_metrics) =
+        crate::metrics::registry(&hub, append_latency, log_bytes, stop_rx.clone());
+    let router = quorumhub_http::router(hub.clone(), config.http_config(), metrics);
     let handler = move |req: http::Request<quorumhub_edge::RequestBody>| {
         let router = router.clone();
         async move {
@@ -238,6 +246,7 @@ pub async fn run(
     tokio::spawn(crate::controller::run(
         hub.clone(),
         Arc::new(spawners),
+        controller_metrics,
         stop_rx.clone(),
     ));
 

@@ -13,7 +13,8 @@
 //!   the WebSockets still open;
 //! - [`shared`]: what the tasks share; [`client`]: the body type and the
 //!   HTTP clients. No two modules import each other, directly or not
-//!   (tests/layering.rs).
+//!   (crates/hub/tests/layering.rs, for every crate of the hub side and
+//!   this one).
 //!
 //! The proxy holds no state of its own that matters: a restarted proxy
 //! rebuilds its table from any replica. It must never clear its table

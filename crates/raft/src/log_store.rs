@@ -13,6 +13,8 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogId, StorageIOError, Vote};
@@ -43,11 +45,17 @@ pub struct LogSummary {
     pub last_purged: Option<u64>,
 }
 
+/// Told how long each append took to be durable (written and flushed),
+/// and how many entries it held: for the operator's metrics, which this
+/// crate knows nothing about.
+pub type AppendObserver = Arc<dyn Fn(Duration, usize) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    observer: Option<AppendObserver>,
 }
 
 fn key(index: u64) -> [u8; 8] {
@@ -71,9 +79,26 @@ impl LogStore {
             })?;
         let log = db.open_tree("log")?;
         let meta = db.open_tree("meta")?;
-        let store = LogStore { db, log, meta };
+        let store = LogStore {
+            db,
+            log,
+            meta,
+            observer: None,
+        };
         let summary = store.verify()?;
         Ok((store, summary))
+    }
+
+    /// Report every append's latency to `observer`.
+    pub fn observe_appends(&mut self, observer: AppendObserver) {
+        self.observer = Some(observer);
+    }
+
+    /// How many bytes the log's files take on disk, as sled counts them
+    /// (a probe that keeps working once the store is handed to Raft).
+    pub fn size_probe(&self) -> impl Fn() -> Option<u64> + Send + Sync + 'static {
+        let db = self.db.clone();
+        move || db.size_on_disk().ok()
     }
 
     /// Check every record: checksum, decodable, stored under its own index,
@@ -247,8 +272,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let started = Instant::now();
+        let mut count = 0;
         let mut batch = sled::Batch::default();
         for entry in entries {
+            count += 1;
             let id = *entry.get_log_id();
             let bytes =
                 codec::encode(&entry).map_err(|e| StorageIOError::write_log_entry(id, &e))?;
@@ -259,6 +287,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::write_logs(&e))?;
         // Readable now; durable once flushed. Only then tell openraft.
         let flushed = self.flush().await;
+        if let (Some(observe), true) = (&self.observer, flushed.is_ok()) {
+            observe(started.elapsed(), count);
+        }
         let failed = flushed.as_ref().err().map(StorageIOError::write_logs);
         callback.log_io_completed(flushed);
         match failed {

@@ -139,6 +139,17 @@ impl SmShared {
         })
     }
 
+    /// The current snapshot's size in bytes and the index it covers.
+    pub fn current_snapshot_size(&self) -> Option<(u64, u64)> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        current.as_ref().map(|s| {
+            (
+                s.bytes.len() as u64,
+                s.meta.last_log_id.map(|l| l.index).unwrap_or(0),
+            )
+        })
+    }
+
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, SmData> {
         self.data.write().unwrap_or_else(|p| p.into_inner())
     }

@@ -29,14 +29,17 @@ pub struct HttpState {
     /// When each client's refusal (413, 400 on a limit, 429) was last
     /// logged.
     pub(crate) refusals: Arc<crate::limits::RefusalLog>,
+    /// What `/hub/metrics` serves; every answer is counted in it.
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 impl HttpState {
-    pub fn new(hub: Arc<Ctx>) -> HttpState {
+    pub fn new(hub: Arc<Ctx>, metrics: crate::metrics::Metrics) -> HttpState {
         HttpState {
             hub,
             login_limiter: Arc::default(),
             refusals: Arc::default(),
+            metrics,
         }
     }
 }
