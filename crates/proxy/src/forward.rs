@@ -15,6 +15,7 @@ use quorumhub_edge::{Client as ClientAddr, RequestBody};
 
 use crate::client::{empty, full, Body, BoxError, HttpClient};
 use crate::drain::Drain;
+use crate::metrics::{Kind, ProxyMetrics};
 use crate::shared::Shared;
 use crate::upload::{Failure, Upload};
 
@@ -85,12 +86,21 @@ pub(crate) struct Forwarder {
     pub max_hub_body: u64,
     /// `http` or `https`: what this proxy's clients speak.
     pub scheme: &'static str,
+    pub metrics: Arc<ProxyMetrics>,
 }
 
-/// Handle one request from a client.
+/// Handle one request from a client, counted by where it went.
 pub(crate) async fn handle(fwd: Arc<Forwarder>, req: Request<RequestBody>) -> Response<Body> {
+    let started = std::time::Instant::now();
+    let (kind, resp) = route(&fwd, req).await;
+    fwd.metrics
+        .answered(kind, resp.status().as_u16(), started.elapsed());
+    resp
+}
+
+async fn route(fwd: &Forwarder, req: Request<RequestBody>) -> (Kind, Response<Body>) {
     if req.uri().path() == "/_proxy/health" {
-        return health(&fwd.shared);
+        return (Kind::Proxy, health(&fwd.shared));
     }
     let table = fwd.shared.table.load();
     match table.lookup(req.uri().path()) {
@@ -100,14 +110,15 @@ pub(crate) async fn handle(fwd: Arc<Forwarder>, req: Request<RequestBody>) -> Re
             // table is kept across the request.
             let uri = target.uri_for(req.uri());
             drop(table);
-            match uri {
-                Some(uri) => to_server(&fwd, uri, req).await,
+            let resp = match uri {
+                Some(uri) => to_server(fwd, uri, req).await,
                 None => error(StatusCode::BAD_GATEWAY, "bad route target"),
-            }
+            };
+            (Kind::Server, resp)
         }
         None => {
             drop(table);
-            to_hub(&fwd, req).await
+            (Kind::Hub, to_hub(fwd, req).await)
         }
     }
 }
@@ -236,6 +247,7 @@ async fn to_server(fwd: &Forwarder, uri: Uri, mut req: Request<RequestBody>) -> 
         Err(e) => {
             let target = target.as_ref().map(|a| a.as_str()).unwrap_or("?");
             tracing::warn!(%target, error = %e, "user server unreachable");
+            fwd.metrics.upstream_failed(Kind::Server);
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the user's server is not answering; it may be starting or stopping",
@@ -251,6 +263,7 @@ async fn to_hub(fwd: &Forwarder, mut req: Request<RequestBody>) -> Response<Body
     let shared = &fwd.shared;
     let hubs = shared.hubs.load_full();
     if hubs.ordered.is_empty() {
+        fwd.metrics.upstream_failed(Kind::Hub);
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no hub replica is known yet",
@@ -281,6 +294,7 @@ async fn to_hub(fwd: &Forwarder, mut req: Request<RequestBody>) -> Response<Body
             _ = crate::health::unresponsive(shared, &hub) => {
                 tracing::warn!(%hub, "hub replica stopped answering its health checks while handling a request; giving up on it");
                 shared.hub_clients.reset(&hub);
+                fwd.metrics.upstream_failed(Kind::Hub);
                 return error(
                     StatusCode::GATEWAY_TIMEOUT,
                     "the hub replica handling this request stopped answering (paused, cut off or dead); \
@@ -305,6 +319,7 @@ async fn to_hub(fwd: &Forwarder, mut req: Request<RequestBody>) -> Response<Body
             }
             Err(e) => {
                 tracing::warn!(%hub, error = %e, "hub replica failed mid-request");
+                fwd.metrics.upstream_failed(Kind::Hub);
                 return error(
                     StatusCode::BAD_GATEWAY,
                     "the hub replica failed while answering; retry",
@@ -312,6 +327,7 @@ async fn to_hub(fwd: &Forwarder, mut req: Request<RequestBody>) -> Response<Body
             }
         }
     }
+    fwd.metrics.upstream_failed(Kind::Hub);
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "no hub replica is reachable",

@@ -11,6 +11,7 @@
 //! - [`server`]: serving through the edge (`quorumhub-edge`: timeouts,
 //!   limits, the client address), and the shutdown sequence; [`drain`]:
 //!   the WebSockets still open;
+//! - [`metrics`]: Prometheus metrics on `--metrics-listen`;
 //! - [`shared`]: what the tasks share; [`client`]: the body type and the
 //!   HTTP clients. No two modules import each other, directly or not
 //!   (crates/hub/tests/layering.rs, for every crate of the hub side and
@@ -24,6 +25,7 @@ mod client;
 mod drain;
 mod forward;
 mod health;
+mod metrics;
 mod server;
 mod shared;
 pub mod table;
@@ -100,6 +102,10 @@ pub struct ProxyConfig {
     /// (`--max-body-bytes` and others); no hub limit can exceed 1 MiB.
     #[arg(long, default_value = "1048576")]
     pub max_hub_body_bytes: u64,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (no credential:
+    /// bind an address only the scraper reaches). Off unless given.
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub edge: quorumhub_edge::EdgeArgs,
     #[command(flatten)]
@@ -194,7 +200,17 @@ pub async fn run(
                 config.listen
             )
         })?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
     let shared = Arc::new(shared::Shared::new(config.hub_http.clone()));
+    let drain = drain::Drain::default();
+    let metrics = Arc::new(metrics::ProxyMetrics::new(shared.clone(), drain.clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watcher = watch::Watcher {
         endpoints: config.hub_grpc.clone(),
@@ -258,6 +274,10 @@ pub async fn run(
         ),
         span.clone(),
     ));
+    if let Some(listener) = metrics_listener {
+        tracing::info!(listen = ?config.metrics_listen, "serving metrics at /metrics");
+        tokio::spawn(metrics::serve(listener, metrics.clone(), stop_rx.clone()));
+    }
     tracing::info!(listen = %config.listen, hubs = ?config.hub_grpc, "proxy serving");
     tracing::Instrument::instrument(
         server::serve(
@@ -266,9 +286,10 @@ pub async fn run(
             forward::Forwarder {
                 shared,
                 client,
-                drain: drain::Drain::default(),
+                drain,
                 max_hub_body: config.max_hub_body_bytes,
                 scheme,
+                metrics,
             },
             shutdown,
             drain::DrainTiming {

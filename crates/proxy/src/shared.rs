@@ -93,6 +93,8 @@ pub(crate) struct Shared {
     /// One connection pool per hub replica.
     pub hub_clients: HubClients,
     pub connected: AtomicBool,
+    /// Route watch streams opened (the first, then each reconnect).
+    pub watch_connects: AtomicU64,
     /// Shutting down: the health check says so, so that the load balancer
     /// stops sending new requests before the listener closes.
     pub draining: AtomicBool,
@@ -111,6 +113,7 @@ impl Shared {
             health_changed: watch::channel(()).0,
             hub_clients: Default::default(),
             connected: AtomicBool::new(false),
+            watch_connects: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             started: Instant::now(),
             last_event_ms: AtomicU64::new(0),

@@ -177,6 +177,7 @@ impl Watcher {
             .map_err(|_| WatchError::Silent(self.stream_timeout))??
             .into_inner();
         shared.connected.store(true, Ordering::Relaxed);
+        shared.watch_connects.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%endpoint, from_revision, "watching routes");
         // A replica cut off from the quorum still streams heartbeats, but
         // knows no leader and learns no new routes: move to another one.

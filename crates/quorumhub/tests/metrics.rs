@@ -1,6 +1,7 @@
-//! `/hub/metrics` scraped by a real Prometheus server (Debian's
-//! `prometheus` package; .ci/run installs it): every replica's series,
-//! with JupyterHub's names and Raft's, reach its query API.
+//! `/hub/metrics` and the proxy's `--metrics-listen` scraped by a real
+//! Prometheus server (Debian's `prometheus` package; .ci/run installs it):
+//! every replica's series, with JupyterHub's names and Raft's, and the
+//! proxy's, reach its query API.
 
 mod common;
 
@@ -57,7 +58,7 @@ where
     }
 }
 
-fn prometheus_config(dir: &Path, targets: &[String]) -> std::path::PathBuf {
+fn prometheus_config(dir: &Path, targets: &[String], proxy: &str) -> std::path::PathBuf {
     let list = targets
         .iter()
         .map(|t| format!("'{t}'"))
@@ -67,7 +68,9 @@ fn prometheus_config(dir: &Path, targets: &[String]) -> std::path::PathBuf {
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
          scrape_configs:\n  - job_name: quorumhub\n    metrics_path: /hub/metrics\n\
          \x20   authorization:\n      type: token\n      credentials: {TOKEN}\n\
-         \x20   static_configs:\n      - targets: [{list}]\n"
+         \x20   static_configs:\n      - targets: [{list}]\n\
+         \x20 - job_name: proxy\n    metrics_path: /metrics\n\
+         \x20   static_configs:\n      - targets: ['{proxy}']\n"
     );
     let path = dir.join("prometheus.yml");
     std::fs::write(&path, text).expect("write prometheus.yml");
@@ -81,7 +84,9 @@ async fn prometheus_scrapes_every_replica() {
         "{PROMETHEUS} is missing: apt-get install prometheus (.ci/run does)"
     );
     let mut c = common::start(3, &[]).await;
-    c.start_proxy_ready().await;
+    let proxy_metrics = format!("127.0.0.1:{}", quorumhub_testkit::free_port());
+    c.start_proxy_ready_with(&["--metrics-listen", &proxy_metrics])
+        .await;
     for name in ["ada", "bob", "cy"] {
         let r = client()
             .post(c.url(1, &format!("/hub/api/users/{name}")))
@@ -109,7 +114,17 @@ async fn prometheus_scrapes_every_replica() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     let targets: Vec<String> = c.nodes.iter().map(|n| n.http.clone()).collect();
-    let config = prometheus_config(c.dir.path(), &targets);
+    // Through the proxy: to the hub, and to the started server.
+    for path in ["/hub/api/users/bob", "/hub/api/users/cy"] {
+        let r = client()
+            .get(c.proxy_url(path))
+            .header("Authorization", format!("token {TOKEN}"))
+            .send()
+            .await
+            .expect("through the proxy");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let config = prometheus_config(c.dir.path(), &targets, &proxy_metrics);
     let port = quorumhub_testkit::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let log = std::fs::File::create(c.dir.path().join("prometheus.log")).expect("log");
@@ -144,7 +159,7 @@ async fn prometheus_scrapes_every_replica() {
     eventually(
         "every replica is up",
         limit,
-        want("up", |v| v.len() == 3 && v.iter().all(|(_, x)| *x == 1.0)),
+        want("up", |v| v.len() == 4 && v.iter().all(|(_, x)| *x == 1.0)),
     )
     .await;
     // The admin and the three new users, on every replica.
@@ -204,6 +219,24 @@ async fn prometheus_scrapes_every_replica() {
         want("min(quorumhub_raft_append_duration_seconds_count)", |v| {
             v.first().is_some_and(|(_, x)| *x > 0.0)
         }),
+    )
+    .await;
+    eventually(
+        "the proxy counts what it forwarded to the hubs",
+        limit,
+        want(
+            "quorumhub_proxy_requests_total{kind=\"hub\",class=\"2xx\"}",
+            |v| v.first().is_some_and(|(_, x)| *x >= 2.0),
+        ),
+    )
+    .await;
+    eventually(
+        "the proxy watches a table that holds ada's route",
+        limit,
+        want(
+            "quorumhub_proxy_routes * on() quorumhub_proxy_watch_connected",
+            |v| v.first().is_some_and(|(_, x)| *x == 1.0),
+        ),
     )
     .await;
     let _ = prometheus.kill().await;
