@@ -23,6 +23,9 @@ pub struct HttpConfig {
     pub slow_spawn_timeout: Duration,
     pub limits: Limits,
     pub oidc: OidcArgs,
+    /// The spawner new servers get (`process`, `docker`), for
+    /// `/hub/api/info`.
+    pub spawner: String,
     /// `/hub/metrics` needs `read:metrics` (JupyterHub's
     /// `authenticate_prometheus`, on by default).
     pub authenticate_prometheus: bool,

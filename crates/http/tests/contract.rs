@@ -42,6 +42,7 @@ async fn replica() -> (axum::Router, Arc<MemoryCluster>) {
         limits,
         oidc: <OidcFlags as clap::Parser>::parse_from(["quorumhub"]).oidc,
         authenticate_prometheus: true,
+        spawner: "process".into(),
     };
     let as_cluster: &dyn Cluster = &*cluster;
     as_cluster
@@ -74,6 +75,7 @@ const VOLATILE: &[&str] = &[
     "started",
     "session_id",
     "access_token",
+    "sys_executable",
 ];
 
 fn masked(v: &mut serde_json::Value) {
@@ -373,6 +375,8 @@ async fn bad_input_gets_jupyterhub_errors() {
         admin POST /hub/api/users/alice/server ["not an object"]
         admin GET /hub/api/users?state=weird
         admin GET /hub/api/users?offset=x
+        admin GET /hub/api/info
+        wrong GET /hub/api/info
         admin GET /hub/api/no-such-endpoint
         admin DELETE /hub/api/users/admin
         admin PATCH /hub/api/users/alice {"name": "admin"}
@@ -401,6 +405,8 @@ async fn bad_input_gets_jupyterhub_errors() {
             admin POST /hub/api/users/alice/server ["not an object"] → 400 user_options must be a JSON object
             admin GET /hub/api/users?state=weird → 400 Unrecognized state filter: "weird"; use active, ready or inactive
             admin GET /hub/api/users?offset=x → 400 Invalid argument type, offset and limit must be integers
+            admin GET /hub/api/info → 200 {"authenticator":{"class":"quorumhub.auth.Password","version":"0.1.0"},"python":"quorumhub 0.1.0 (Rust; no Python)","spawner":{"class":"quorumhub.spawner.process","version":"0.1.0"},"sys_executable":"…","version":"5.3.0"}
+            wrong GET /hub/api/info → 403 Missing or invalid credentials
             admin GET /hub/api/no-such-endpoint → 404 Not Found
             admin DELETE /hub/api/users/admin → 400 Cannot delete yourself!
             admin PATCH /hub/api/users/alice {"name": "admin"} → 409 User admin already exists

@@ -388,6 +388,7 @@ impl HubConfig {
             limits: self.limits.clone(),
             oidc: self.oidc.clone(),
             authenticate_prometheus: self.authenticate_prometheus,
+            spawner: self.spawner.kind.as_str().to_string(),
         }
     }
 

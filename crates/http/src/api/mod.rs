@@ -21,15 +21,17 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::auth::HttpState;
+use crate::auth::{Caller, HttpState};
 use crate::error::ApiError;
 use crate::Ctx;
+use quorumhub_core::scopes::Resource;
 
 /// The REST API's routes, to be nested under `/hub/api` (see
 /// [`crate::app::router`]).
 pub(crate) fn routes() -> Router<HttpState> {
     Router::new()
         .route("/", get(version))
+        .route("/info", get(info))
         .route("/user", get(users::whoami))
         .route("/users", get(users::list).post(users::create_many))
         .route(
@@ -76,6 +78,34 @@ pub(crate) fn routes() -> Router<HttpState> {
 
 pub(crate) async fn version(State(hub): State<Arc<Ctx>>) -> Json<serde_json::Value> {
     Json(json!({ "version": hub.config.jupyterhub_version }))
+}
+
+/// `GET /hub/api/info` (`read:hub`): JupyterHub's shape. There is no
+/// Python here: `python` and `sys_executable` name this build instead, and
+/// the spawner and authenticator are quorumhub's own.
+pub(crate) async fn info(
+    State(hub): State<Arc<Ctx>>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require("read:hub", Resource::Any)?;
+    let build = env!("CARGO_PKG_VERSION");
+    let authenticator = if hub.config.oidc.issuer.is_some() {
+        "quorumhub.auth.OpenIDConnect"
+    } else {
+        "quorumhub.auth.Password"
+    };
+    Ok(Json(json!({
+        "version": hub.config.jupyterhub_version,
+        "python": format!("quorumhub {build} (Rust; no Python)"),
+        "sys_executable": std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        "spawner": {
+            "class": format!("quorumhub.spawner.{}", hub.config.spawner),
+            "version": build,
+        },
+        "authenticator": {"class": authenticator, "version": build},
+    })))
 }
 
 pub(crate) async fn not_found() -> ApiError {
