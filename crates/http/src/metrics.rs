@@ -47,7 +47,7 @@ const PERIODS: [(&str, u64); 3] = [
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    pub method: &'static str,
     pub handler: String,
     pub code: u16,
 }
@@ -110,11 +110,11 @@ impl Metrics {
     }
 
     /// Count one answered request.
-    pub(crate) fn observe(&self, method: &str, handler: &str, code: u16, took: Duration) {
+    pub(crate) fn observe(&self, method: &'static str, handler: &str, code: u16, took: Duration) {
         self.front
             .requests
             .get_or_create(&RequestLabels {
-                method: method.to_string(),
+                method,
                 handler: handler.to_string(),
                 code,
             })

@@ -88,7 +88,7 @@ async fn form_cluster(hub: &Hub) {
 
 /// With a bootstrap admin token configured, make sure its user exists.
 async fn ensure_admin_user(hub: &Hub) {
-    if hub.admin_token_hash.is_none() {
+    if hub.config.admin_token.is_none() {
         return;
     }
     let name = hub.config.admin_user.clone();

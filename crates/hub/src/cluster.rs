@@ -33,8 +33,10 @@ impl Cluster for Hub {
         self.sm.subscribe()
     }
 
+    /// Read under the watch's borrow, not cloned: every HTTP request asks.
     fn node(&self) -> NodeView {
-        let m = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
         NodeView {
             id: self.id,
             term: m.current_term,

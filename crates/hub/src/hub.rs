@@ -16,7 +16,6 @@ use quorumhub_state::{Command, HubState, Request, Response};
 use tonic::codegen::InterceptedService;
 use tonic::transport::Channel;
 
-pub use quorumhub_core::secrets::{hash_token, random_secret};
 pub use quorumhub_core::HubError;
 
 use crate::config::HubConfig;
@@ -47,8 +46,6 @@ pub struct Hub {
     /// This replica's pre-vote rules; leader transfer tells it whom
     /// leadership is being handed to.
     pub(crate) election: Arc<quorumhub_raft::election::Election>,
-    /// Hex SHA-256 of the bootstrap admin token.
-    pub admin_token_hash: Option<String>,
     /// Set when shutdown begins: HTTP responses close their connection.
     pub(crate) draining: std::sync::atomic::AtomicBool,
     /// Writes in flight and waiting, per user and in all (this replica's).
@@ -63,7 +60,6 @@ impl Hub {
         auth: ClientAuth,
         election: Arc<quorumhub_raft::election::Election>,
     ) -> Hub {
-        let admin_token_hash = config.admin_token.as_deref().map(hash_token);
         Hub {
             id: config.node_id,
             cluster_id: config.cluster_id.clone(),
@@ -75,7 +71,6 @@ impl Hub {
             admins: Mutex::new(HashMap::new()),
             transfer_gate: tokio::sync::RwLock::new(()),
             election,
-            admin_token_hash,
             draining: std::sync::atomic::AtomicBool::new(false),
             admission: quorumhub_core::admission::Admission::new(&config.limits),
             config,

@@ -212,6 +212,10 @@ impl Collector for Gauges {
     }
 }
 
+/// Connections the metrics port holds at once; more are closed at once
+/// (a scraper needs one).
+const MAX_CONNECTIONS: usize = 16;
+
 /// Serve `GET /metrics` on `listener` until `stop`.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
@@ -220,6 +224,7 @@ pub(crate) async fn serve(
 ) {
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => Some(r),
@@ -234,8 +239,15 @@ pub(crate) async fn serve(
                 continue;
             }
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(
+                "metrics listener: {MAX_CONNECTIONS} connections open; closing one more"
+            );
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let metrics = metrics.clone();
                 async move { Ok::<_, std::convert::Infallible>(answer(&metrics, req.uri().path())) }
