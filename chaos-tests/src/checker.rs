@@ -283,9 +283,14 @@ pub enum ServerOp {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ServerResult {
-    /// 201/202 for a start, 204/202 for a stop.
+    /// 201/202 for a start (202 also while one is pending, as JupyterHub
+    /// answers), 202 for a stop still under way.
     Accepted,
-    /// 400: already running or pending (start), not running (stop).
+    /// 204 for a stop: the server is not running (it stopped, or was not
+    /// running at all: JupyterHub answers 204 for both).
+    Stopped,
+    /// 400: already running or stopping (start); from a release before
+    /// log format 7 also already starting (start) or not running (stop).
     Refused,
     /// What a read reported.
     Seen(Phase),
@@ -305,9 +310,15 @@ impl Model for ServerModel {
     fn step(&self, s: u8, input: &ServerOp, output: &ServerResult) -> States {
         let on = |p: Phase| s == p as u8;
         match (input, output) {
-            (ServerOp::Start, ServerResult::Accepted) if on(Phase::Off) => bit(Phase::Starting),
+            (ServerOp::Start, ServerResult::Accepted) if on(Phase::Off) || on(Phase::Starting) => {
+                bit(Phase::Starting)
+            }
+            // Releases before log format 7 also refuse a start while one
+            // is pending, and a stop of a stopped server, with 400: the
+            // rolling upgrade runs both releases at once.
             (ServerOp::Start, ServerResult::Refused) if !on(Phase::Off) => 1 << s,
             (ServerOp::Stop, ServerResult::Accepted) if !on(Phase::Off) => bit(Phase::Stopping),
+            (ServerOp::Stop, ServerResult::Stopped) => bit(Phase::Off),
             (ServerOp::Stop, ServerResult::Refused) if on(Phase::Off) => 1 << s,
             (ServerOp::Read, ServerResult::Seen(p)) if on(*p) => 1 << s,
             _ => 0,
@@ -449,7 +460,7 @@ mod tests {
     fn server_histories() {
         use Phase::*;
         use ServerOp::{Read as R, Start, Stop};
-        use ServerResult::{Accepted, Refused, Seen};
+        use ServerResult::{Accepted, Refused, Seen, Stopped};
         let op = |c: u64, r: u64, i: ServerOp, o: Option<ServerResult>| Op {
             input: i,
             output: o.map(Outcome::Ok).unwrap_or(Outcome::Unknown),
@@ -504,12 +515,44 @@ mod tests {
                 Verdict::NotLinearizable,
             ),
             (
-                "stop of a stopped server is refused",
+                "an older release's refused stop of a stopped server",
                 vec![
                     op(0, 1, Stop, Some(Refused)),
                     op(2, 3, Stop, Some(Accepted)),
                 ],
                 Verdict::NotLinearizable,
+            ),
+            (
+                "a stop that answered stopped leaves nothing stopping",
+                vec![
+                    op(0, 1, Stop, Some(Stopped)),
+                    op(2, 3, Stop, Some(Accepted)),
+                ],
+                Verdict::NotLinearizable,
+            ),
+            (
+                "stopped ends any phase",
+                vec![
+                    op(0, 1, Start, Some(Accepted)),
+                    op(2, 3, Stop, Some(Stopped)),
+                    op(4, 5, R, Some(Seen(Off))),
+                    op(6, 7, Stop, Some(Stopped)),
+                ],
+                Verdict::Linearizable,
+            ),
+            (
+                "after stopped the server is not seen running",
+                vec![op(0, 1, Stop, Some(Stopped)), op(2, 3, R, Some(Seen(On)))],
+                Verdict::NotLinearizable,
+            ),
+            (
+                "a start while one is pending is accepted",
+                vec![
+                    op(0, 1, Start, Some(Accepted)),
+                    op(2, 3, R, Some(Seen(Starting))),
+                    op(4, 5, Start, Some(Accepted)),
+                ],
+                Verdict::Linearizable,
             ),
             (
                 "the initial phase is unknown",

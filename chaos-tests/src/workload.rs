@@ -175,7 +175,8 @@ impl Api {
                 )
                 .await
                 .map(|(s, b)| match s {
-                    204 | 202 => (Outcome::Ok(ServerResult::Accepted), s.to_string()),
+                    202 => (Outcome::Ok(ServerResult::Accepted), s.to_string()),
+                    204 => (Outcome::Ok(ServerResult::Stopped), s.to_string()),
                     400 => (Outcome::Ok(ServerResult::Refused), s.to_string()),
                     _ => (Outcome::Unknown, format!("{s} {b}")),
                 }),

@@ -30,7 +30,8 @@ pub fn router(cluster: Arc<dyn Cluster>, config: HttpConfig, metrics: Metrics) -
     let state = HttpState::new(hub.clone(), metrics);
     let api = crate::api::routes()
         .merge(crate::web::oauth_routes())
-        .fallback(crate::api::not_found);
+        .fallback(crate::api::not_found)
+        .layer(axum::middleware::from_fn(crate::api::options));
     Router::new()
         .route("/hub/api/", get(crate::api::version))
         .nest("/hub/api", api)
@@ -216,32 +217,6 @@ async fn health(State(hub): State<Arc<Ctx>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `%XX` decoded (a path segment: `+` stays `+`); `None` if the bytes are
-/// not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| char::from(c).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// The user a `/user/{name}{tail}` path names, split from `rest` (the path
 /// after `/user/`), with the name decoded and normalised as every lookup
 /// normalises it (JupyterHub's lower case); and, when the path spelled the
@@ -250,7 +225,10 @@ fn percent_decode(s: &str) -> Option<String> {
 /// of its own: one redirect, never a loop.
 pub(crate) fn user_path(rest: &str) -> (String, Option<String>) {
     let (segment, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let decoded = percent_decode(segment).unwrap_or_else(|| segment.to_string());
+    // Bytes that are not UTF-8 name no user: no redirect.
+    let Some(decoded) = quorumhub_state::ids::percent_decode(segment) else {
+        return (quorumhub_state::normalize_username(segment), None);
+    };
     let user = quorumhub_state::normalize_username(&decoded);
     let canonical = quorumhub_state::ids::url_escape_path(&user);
     let other = (canonical != segment && quorumhub_state::validate_username(&user).is_ok())
@@ -388,7 +366,10 @@ mod tests {
             ("a%2Fb/", "a/b", None),
             ("%FF/", "%ff", None),
             ("", "", None),
-            ("%", "%", None),
+            // A user may be named "%": its path escapes it.
+            ("%", "%", Some("/user/%25")),
+            ("%C3%9CN%C3%8F/", "ünï", Some("/user/%C3%BCn%C3%AF/")),
+            ("%C3%BCn%C3%AF/lab", "ünï", None),
         ];
         for (rest, user, canonical) in cases {
             let (u, c) = user_path(rest);

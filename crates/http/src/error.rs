@@ -107,9 +107,11 @@ impl From<Rejection> for ApiError {
             Rejection::UserExists { .. }
             | Rejection::TokenExists { .. }
             | Rejection::GroupExists { .. }
+            | Rejection::ServerExists { .. }
             | Rejection::ClientIdTaken { .. } => StatusCode::CONFLICT,
             Rejection::NoSuchUser { .. }
             | Rejection::NoSuchToken { .. }
+            | Rejection::NoSuchServer { .. }
             | Rejection::NoSuchGroup { .. } => StatusCode::NOT_FOUND,
             Rejection::StaleGeneration { .. } => StatusCode::CONFLICT,
             Rejection::CommandTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

@@ -246,7 +246,12 @@ pub(crate) fn check(limits: &Limits, field: Field<'_>) -> Result<(), ApiError> {
             raw,
             quorumhub_state::validate_server_name(raw),
         ),
-        Field::GroupName(raw) => name("group name", raw, quorumhub_state::validate_username(raw)),
+        Field::GroupName(raw) => name(
+            "group name",
+            raw,
+            quorumhub_state::validate_group_name(raw)
+                .map_err(|why| why.replacen("username", "group name", 1)),
+        ),
         Field::OidcSubject(sub) if sub.len() > MAX_OIDC_SUB_BYTES => Err(bad(format!(
             "the ID token's sub is {} bytes; OpenID Connect allows at most {MAX_OIDC_SUB_BYTES}",
             sub.len()
@@ -336,7 +341,11 @@ mod tests {
             ),
             (Field::UserName("alice"), 200, ""),
             (Field::UserName(&long_name), 400, "Invalid username \"aaaa"),
-            (Field::UserName("a b"), 400, "Invalid username"),
+            (Field::UserName("a b"), 200, ""),
+            (Field::UserName("ünï"), 200, ""),
+            (Field::UserName("a/b"), 400, "Invalid username"),
+            (Field::UserName(".."), 400, "Invalid username"),
+            (Field::GroupName("a b"), 400, "Invalid group name"),
             (Field::ServerName(""), 200, ""),
             (Field::ServerName("lab-1"), 200, ""),
             (Field::ServerName(&long_name), 400, "longer than 255"),

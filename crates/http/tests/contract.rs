@@ -35,7 +35,7 @@ async fn replica() -> (axum::Router, Arc<MemoryCluster>) {
     let config = HttpConfig {
         public_url: "http://127.0.0.1:8000".into(),
         hub_api_url: "http://127.0.0.1:8000/hub/api".into(),
-        jupyterhub_version: "5.3.0".into(),
+        jupyterhub_version: "6.1.1".into(),
         admin_user: "admin".into(),
         admin_token_hash: Some(quorumhub_core::secrets::hash_token(TOKEN)),
         slow_spawn_timeout: Duration::from_secs(10),
@@ -358,8 +358,8 @@ async fn bad_input_gets_jupyterhub_errors() {
         admin POST /hub/api/users/alice
         admin POST /hub/api/users/alice
         admin POST /hub/api/users/ALICE
-        admin POST /hub/api/users/bad%20name
-        admin POST /hub/api/users/.dot
+        admin POST /hub/api/users/bad%2Fname
+        admin POST /hub/api/users/%2E%2E
         admin POST /hub/api/users/bob {not json
         admin POST /hub/api/users/bob {"admin": "yes"}
         admin POST /hub/api/users/bob {"unknown": 1}
@@ -388,8 +388,8 @@ async fn bad_input_gets_jupyterhub_errors() {
             admin POST /hub/api/users/alice → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
             admin POST /hub/api/users/alice → 409 User alice already exists
             admin POST /hub/api/users/ALICE → 409 User alice already exists
-            admin POST /hub/api/users/bad%20name → 400 Invalid username "bad name": username contains ' '; allowed are a-z, 0-9 and -_.@
-            admin POST /hub/api/users/.dot → 400 Invalid username ".dot": username must not start with '.' or '-'
+            admin POST /hub/api/users/bad%2Fname → 400 Invalid username "bad/name": username must not contain '/'
+            admin POST /hub/api/users/%2E%2E → 400 Invalid username "..": username must not be only dots
             admin POST /hub/api/users/bob {not json → 400 Invalid JSON in body: key must be a string at line 1 column 2
             admin POST /hub/api/users/bob {"admin": "yes"} → 400 Invalid JSON in body: invalid type: string "yes", expected a boolean at line 1 column 15
             admin POST /hub/api/users/bob {"unknown": 1} → 400 Invalid JSON in body: unknown field `unknown`, expected `admin` or `groups` at line 1 column 10
@@ -399,13 +399,13 @@ async fn bad_input_gets_jupyterhub_errors() {
             admin POST /hub/api/users [1,2] → 400 Invalid JSON in body: invalid type: integer `1`, expected a sequence at line 1 column 2
             admin POST /hub/api/users {"usernames": ["alice"]} → 409 All 1 users already exist
             admin POST /hub/api/users/nobody/server → 404 No such user: nobody
-            admin DELETE /hub/api/users/alice/server → 400 alice has no active server
+            admin DELETE /hub/api/users/alice/server → 204 
             admin DELETE /hub/api/users/alice/servers/gpu → 404 alice has no server named 'gpu'
             admin POST /hub/api/users/alice/servers/bad%2Fname → 400 Invalid server name "bad/name": server name contains '/'; allowed are a-z, 0-9 and -_.@
-            admin POST /hub/api/users/alice/server ["not an object"] → 400 user_options must be a JSON object
+            admin POST /hub/api/users/alice/server ["not an object"] → 400 Body must be a JSON object
             admin GET /hub/api/users?state=weird → 400 Unrecognized state filter: "weird"; use active, ready or inactive
             admin GET /hub/api/users?offset=x → 400 Invalid argument type, offset and limit must be integers
-            admin GET /hub/api/info → 200 {"authenticator":{"class":"quorumhub.auth.Password","version":"0.1.0"},"python":"quorumhub 0.1.0 (Rust; no Python)","spawner":{"class":"quorumhub.spawner.process","version":"0.1.0"},"sys_executable":"…","version":"5.3.0"}
+            admin GET /hub/api/info → 200 {"authenticator":{"class":"quorumhub.auth.Password","version":"0.1.0"},"python":"quorumhub 0.1.0 (Rust; no Python)","spawner":{"class":"quorumhub.spawner.process","version":"0.1.0"},"sys_executable":"…","version":"6.1.1"}
             wrong GET /hub/api/info → 403 Missing or invalid credentials
             admin GET /hub/api/no-such-endpoint → 404 Not Found
             admin DELETE /hub/api/users/admin → 400 Cannot delete yourself!
@@ -416,6 +416,143 @@ async fn bad_input_gets_jupyterhub_errors() {
             // Nothing the refused requests carried reached the state.
             let names: Vec<String> = replica.read(|s| s.users.keys().cloned().collect());
             assert_eq!(names, ["admin", "alice"]);
+        },
+    )
+    .await;
+}
+
+/// JupyterHub 6's server endpoints on servers that do not run (PUT, GET,
+/// PATCH, DELETE with `remove`), the user list's sorting, filtering and
+/// stopped servers, groups in pages, OPTIONS and Unicode names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jupyterhub_6_servers_lists_and_names() {
+    let activity = |user: &str, at| Command::RecordActivity {
+        user: user.into(),
+        server_name: None,
+        at,
+    };
+    check_after(
+        vec![
+            Command::CreateUser { name: "carol".into(), admin: false },
+            Command::CreateUser { name: "alice".into(), admin: false },
+            Command::CreateUser { name: "bob".into(), admin: false },
+            activity("carol", 1_000),
+            activity("alice", 2_000),
+            Command::CreateGroup { name: "g1".into(), users: vec![] },
+            Command::CreateGroup { name: "g2".into(), users: vec![] },
+            Command::CreateGroup { name: "g3".into(), users: vec![] },
+        ],
+        r#"
+        admin PUT /hub/api/users/alice/servers/gpu {"display_name": "My GPU", "user_options": {"size": 2}}
+        admin PUT /hub/api/users/alice/servers/gpu
+        admin PUT /hub/api/users/alice/server
+        admin PUT /hub/api/users/alice/servers/cpu {"size": 1}
+        admin PUT /hub/api/users/alice/servers/x {"display_name": "  two"}
+        admin PUT /hub/api/users/alice/servers/y {"display_name": 7}
+        admin PUT /hub/api/users/nobody/servers/gpu
+        admin GET /hub/api/users/alice/servers/gpu
+        admin GET /hub/api/users/alice/server
+        admin GET /hub/api/users/alice/servers/nope
+        admin GET /hub/api/users/alice
+        admin GET /hub/api/users/alice?include_stopped_servers
+        admin PATCH /hub/api/users/alice/servers/gpu {"name": "big", "user_options": {"size": 8}}
+        admin PATCH /hub/api/users/alice/servers/big {"display_name": "Big one"}
+        admin PATCH /hub/api/users/alice/servers/big {"name": "cpu"}
+        admin PATCH /hub/api/users/alice/servers/big {}
+        admin PATCH /hub/api/users/alice/servers/big {"colour": "red"}
+        admin PATCH /hub/api/users/alice/servers/big {"user_options": null}
+        admin PATCH /hub/api/users/alice/servers/nope {"display_name": "x"}
+        admin GET /hub/api/users/alice/servers/big/progress
+        admin GET /hub/api/users/alice/servers/nope/progress
+        admin DELETE /hub/api/users/alice/servers/big
+        admin GET /hub/api/users/alice/servers/big
+        admin DELETE /hub/api/users/alice/servers/big {"remove": true}
+        admin GET /hub/api/users/alice/servers/big
+        admin DELETE /hub/api/users/alice/servers/big
+        admin DELETE /hub/api/users/alice/server
+        admin DELETE /hub/api/users/alice/server {"remove": true}
+        admin DELETE /hub/api/users/alice/server {"remove": "yes"}
+        admin GET /hub/api/users?sort=name&limit=2
+        admin GET /hub/api/users?sort=-last_activity&limit=4
+        admin GET /hub/api/users?sort=last_activity&limit=4
+        admin GET /hub/api/users?sort=age
+        admin GET /hub/api/users?name_filter=AL&limit=10
+        admin GET /hub/api/users?state=inactive&name_filter=o&sort=-name&offset=0&limit=1
+        admin GET /hub/api/groups?limit=2
+        admin GET /hub/api/groups?offset=2&limit=2
+        OPTIONS /hub/api/users
+        OPTIONS /hub/api/no-such-endpoint
+        admin POST /hub/api/users/%C3%9CN%C3%8F%20b
+        admin GET /hub/api/users/%C3%BCn%C3%AF%20b
+        admin GET /hub/api/users/%C3%BCn%C3%AF%20b/server
+        admin POST /hub/api/users/a%2Fb
+        admin POST /hub/api/users/%2E
+        admin POST /hub/api/groups/%C3%BC
+        "#,
+        expect![[r#"
+            admin PUT /hub/api/users/alice/servers/gpu {"display_name": "My GPU", "user_options": {"size": 2}} → 201 {"display_name":"My GPU","full_name":"alice/gpu","full_progress_url":null,"full_url":null,"last_activity":null,"name":"gpu","pending":null,"progress_url":"/hub/api/users/alice/servers/gpu/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/gpu/","user_options":{"size":2}}
+            admin PUT /hub/api/users/alice/servers/gpu → 409 User alice already has server gpu
+            admin PUT /hub/api/users/alice/server → 409 User alice already has a default server
+            admin PUT /hub/api/users/alice/servers/cpu {"size": 1} → 201 {"display_name":"cpu","full_name":"alice/cpu","full_progress_url":null,"full_url":null,"last_activity":null,"name":"cpu","pending":null,"progress_url":"/hub/api/users/alice/servers/cpu/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/cpu/","user_options":{"size":1}}
+            admin PUT /hub/api/users/alice/servers/x {"display_name": "  two"} → 400 Invalid display_name: display_name must not start or end with a space or hold two in a row
+            admin PUT /hub/api/users/alice/servers/y {"display_name": 7} → 400 display_name must be a string
+            admin PUT /hub/api/users/nobody/servers/gpu → 404 No such user: nobody
+            admin GET /hub/api/users/alice/servers/gpu → 200 {"display_name":"My GPU","full_name":"alice/gpu","full_progress_url":null,"full_url":null,"last_activity":null,"name":"gpu","pending":null,"progress_url":"/hub/api/users/alice/servers/gpu/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/gpu/","user_options":{"size":2}}
+            admin GET /hub/api/users/alice/server → 200 {"display_name":"","full_name":"alice/","full_progress_url":null,"full_url":null,"last_activity":null,"name":"","pending":null,"progress_url":"/hub/api/users/alice/server/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/","user_options":{}}
+            admin GET /hub/api/users/alice/servers/nope → 404 alice has no server named 'nope'
+            admin GET /hub/api/users/alice → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin GET /hub/api/users/alice?include_stopped_servers → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{"cpu":{"display_name":"cpu","full_name":"alice/cpu","full_progress_url":null,"full_url":null,"last_activity":null,"name":"cpu","pending":null,"progress_url":"/hub/api/users/alice/servers/cpu/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/cpu/","user_options":{"size":1}},"gpu":{"display_name":"My GPU","full_name":"alice/gpu","full_progress_url":null,"full_url":null,"last_activity":null,"name":"gpu","pending":null,"progress_url":"/hub/api/users/alice/servers/gpu/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/gpu/","user_options":{"size":2}}}}
+            admin PATCH /hub/api/users/alice/servers/gpu {"name": "big", "user_options": {"size": 8}} → 200 {"display_name":"My GPU","full_name":"alice/big","full_progress_url":null,"full_url":null,"last_activity":null,"name":"big","pending":null,"progress_url":"/hub/api/users/alice/servers/big/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/big/","user_options":{"size":8}}
+            admin PATCH /hub/api/users/alice/servers/big {"display_name": "Big one"} → 200 {"display_name":"Big one","full_name":"alice/big","full_progress_url":null,"full_url":null,"last_activity":null,"name":"big","pending":null,"progress_url":"/hub/api/users/alice/servers/big/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/big/","user_options":{"size":8}}
+            admin PATCH /hub/api/users/alice/servers/big {"name": "cpu"} → 409 User alice already has server cpu
+            admin PATCH /hub/api/users/alice/servers/big {} → 400 Must specify at least one field to modify.
+            admin PATCH /hub/api/users/alice/servers/big {"colour": "red"} → 400 Unexpected fields: colour, supported fields: display_name, name, user_options
+            admin PATCH /hub/api/users/alice/servers/big {"user_options": null} → 400 user_options must be a dict
+            admin PATCH /hub/api/users/alice/servers/nope {"display_name": "x"} → 404 User alice has no such server nope
+            admin GET /hub/api/users/alice/servers/big/progress → 400 alice's server big is not starting...
+            admin GET /hub/api/users/alice/servers/nope/progress → 404 alice has no server named 'nope'
+            admin DELETE /hub/api/users/alice/servers/big → 204 
+            admin GET /hub/api/users/alice/servers/big → 200 {"display_name":"Big one","full_name":"alice/big","full_progress_url":null,"full_url":null,"last_activity":null,"name":"big","pending":null,"progress_url":"/hub/api/users/alice/servers/big/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/big/","user_options":{"size":8}}
+            admin DELETE /hub/api/users/alice/servers/big {"remove": true} → 204 
+            admin GET /hub/api/users/alice/servers/big → 404 alice has no server named 'big'
+            admin DELETE /hub/api/users/alice/servers/big → 404 alice has no server named 'big'
+            admin DELETE /hub/api/users/alice/server → 204 
+            admin DELETE /hub/api/users/alice/server {"remove": true} → 400 Cannot delete the default server
+            admin DELETE /hub/api/users/alice/server {"remove": "yes"} → 400 Invalid JSON in body: invalid type: string "yes", expected a boolean at line 1 column 16
+            admin GET /hub/api/users?sort=name&limit=2 → 200 {"_pagination":{"limit":2,"next":{"limit":2,"offset":2,"url":"http://127.0.0.1:8000/hub/api/users?sort=name&offset=2&limit=2"},"offset":0,"total":4},"items":[{"admin":true,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}},{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}]}
+            admin GET /hub/api/users?sort=-last_activity&limit=4 → 200 {"_pagination":{"limit":4,"next":null,"offset":0,"total":4},"items":[{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"carol","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":true,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}}]}
+            admin GET /hub/api/users?sort=last_activity&limit=4 → 200 {"_pagination":{"limit":4,"next":null,"offset":0,"total":4},"items":[{"admin":true,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}},{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"carol","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}]}
+            admin GET /hub/api/users?sort=age → 400 sort must be 'id', 'name', or 'last_activity', not 'age'
+            admin GET /hub/api/users?name_filter=AL&limit=10 → 200 {"_pagination":{"limit":10,"next":null,"offset":0,"total":1},"items":[{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}]}
+            admin GET /hub/api/users?state=inactive&name_filter=o&sort=-name&offset=0&limit=1 → 200 {"_pagination":{"limit":1,"next":{"limit":1,"offset":1,"url":"http://127.0.0.1:8000/hub/api/users?state=inactive&name_filter=o&sort=-name&offset=1&limit=1"},"offset":0,"total":2},"items":[{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"carol","pending":null,"roles":["user"],"server":null,"servers":{}}]}
+            admin GET /hub/api/groups?limit=2 → 200 {"_pagination":{"limit":2,"next":{"limit":2,"offset":2,"url":"http://127.0.0.1:8000/hub/api/groups?offset=2&limit=2"},"offset":0,"total":3},"items":[{"kind":"group","name":"g1","properties":{},"roles":[],"users":[]},{"kind":"group","name":"g2","properties":{},"roles":[],"users":[]}]}
+            admin GET /hub/api/groups?offset=2&limit=2 → 200 {"_pagination":{"limit":2,"next":null,"offset":2,"total":3},"items":[{"kind":"group","name":"g3","properties":{},"roles":[],"users":[]}]}
+            OPTIONS /hub/api/users → 200 
+            OPTIONS /hub/api/no-such-endpoint → 200 
+            admin POST /hub/api/users/%C3%9CN%C3%8F%20b → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ünï b","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin GET /hub/api/users/%C3%BCn%C3%AF%20b → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ünï b","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin GET /hub/api/users/%C3%BCn%C3%AF%20b/server → 200 {"display_name":"","full_name":"ünï b/","full_progress_url":null,"full_url":null,"last_activity":null,"name":"","pending":null,"progress_url":"/hub/api/users/%C3%BCn%C3%AF%20b/server/progress","ready":false,"started":null,"stopped":true,"url":"/user/%C3%BCn%C3%AF%20b/","user_options":{}}
+            admin POST /hub/api/users/a%2Fb → 400 Invalid username "a/b": username must not contain '/'
+            admin POST /hub/api/users/%2E → 400 Invalid username ".": username must not be only dots
+            admin POST /hub/api/groups/%C3%BC → 400 Invalid group name "ü": group name contains 'ü'; allowed are a-z, 0-9 and -_.@
+        "#]],
+        |replica| {
+            let servers: Vec<(String, Vec<String>)> = replica.read(|s| {
+                s.users
+                    .values()
+                    .map(|u| (u.name.clone(), u.stopped.keys().cloned().collect()))
+                    .collect()
+            });
+            assert_eq!(
+                servers,
+                [
+                    ("admin".to_string(), vec![]),
+                    ("alice".to_string(), vec!["cpu".to_string()]),
+                    ("bob".to_string(), vec![]),
+                    ("carol".to_string(), vec![]),
+                    ("ünï b".to_string(), vec![]),
+                ]
+            );
         },
     )
     .await;
@@ -583,7 +720,7 @@ async fn signing_in_and_the_oauth_providers_refusals() {
         @eve GET /hub/login
         @eve POST /hub/login form:username=alice&password=alice-pw-0123
         @eve POST /hub/login form:username=alice&password=wrong&_xsrf=$XSRF
-        @eve POST /hub/login form:username=bad%20name&password=x&_xsrf=$XSRF
+        @eve POST /hub/login form:username=bad%2Fname&password=x&_xsrf=$XSRF
         @alice GET /hub/login?next=/hub/token
         @alice POST /hub/login?next=/hub/token form:username=ALICE&password=alice-pw-0123&_xsrf=$XSRF
         @alice GET /hub/token
@@ -614,7 +751,7 @@ async fn signing_in_and_the_oauth_providers_refusals() {
             @eve GET /hub/login → 200 page "Sign in · quorumhub"
             @eve POST /hub/login form:username=alice&password=alice-pw-0123 → 403 page "403 · quorumhub": The login form expired or did not come from this hub (&#x27;_xsrf&#x27; missing or wrong).
             @eve POST /hub/login form:username=alice&password=wrong&_xsrf=$XSRF → 403 page "Sign in · quorumhub": Invalid username or password
-            @eve POST /hub/login form:username=bad%20name&password=x&_xsrf=$XSRF → 403 page "Sign in · quorumhub": Invalid username or password
+            @eve POST /hub/login form:username=bad%2Fname&password=x&_xsrf=$XSRF → 403 page "Sign in · quorumhub": Invalid username or password
             @alice GET /hub/login?next=/hub/token → 200 page "Sign in · quorumhub"
             @alice POST /hub/login?next=/hub/token form:username=ALICE&password=alice-pw-0123&_xsrf=$XSRF → 302 to /hub/token
             @alice GET /hub/token → 200 page "Tokens · quorumhub"
@@ -668,7 +805,7 @@ async fn the_oauth_token_exchange_and_its_refusals() {
     // What the controller does for a spawn (there is none in memory): the
     // server's token, which is its OAuth client secret, then the record of
     // the started server naming it.
-    let generation = servers::spawn(c, "alice", "", serde_json::Value::Null)
+    let generation = servers::spawn(c, "alice", "", serde_json::Value::Null, None)
         .await
         .expect("spawn");
     let (secret, token_id) = tokens::create(
@@ -746,7 +883,7 @@ async fn the_oauth_token_exchange_and_its_refusals() {
         @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/mallory/oauth_callback → 400 oauth invalid_request: Mismatching redirect URI.
         @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback → 200 {"access_token":"…","expires_in":1209600,"scope":"access:servers!server=alice/ read:users:name!user read:users:groups!user","token_type":"Bearer"}
         @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback → 400 oauth invalid_grant: 
-        access GET /hub/api/user → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":"spawn","roles":["user"],"scopes":["access:servers!server=alice/","read:users:groups!user=alice","read:users:name!user=alice"],"server":null,"servers":{"":{"full_progress_url":null,"full_url":null,"last_activity":null,"name":"","pending":"spawn","progress_url":"/hub/api/users/alice/server/progress","ready":false,"started":null,"stopped":false,"url":"/user/alice/","user_options":{}}},"session_id":"…","token_id":"a2","user_info":null}
+        access GET /hub/api/user → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":"spawn","roles":["user"],"scopes":["access:servers!server=alice/","read:users:groups!user=alice","read:users:name!user=alice"],"server":null,"servers":{"":{"display_name":"","full_name":"alice/","full_progress_url":null,"full_url":null,"last_activity":null,"name":"","pending":"spawn","progress_url":"/hub/api/users/alice/server/progress","ready":false,"started":null,"stopped":false,"url":"/user/alice/","user_options":{}}},"session_id":"…","token_id":"a2","user_info":null}
         access GET /hub/api/users → 403 Action is not authorized with current scopes; requires any of [list:users]
         access GET /hub/api/users/alice → 403 Action is not authorized with current scopes; requires any of [read:users]
         @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256 → 302 to /user/alice/oauth_callback?code=…&state=

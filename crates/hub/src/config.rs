@@ -109,7 +109,7 @@ pub struct HubConfig {
     #[arg(long, default_value_t = 5)]
     pub stop_grace_s: u64,
     /// Version reported by `GET /hub/api/`.
-    #[arg(long, default_value = "5.3.0")]
+    #[arg(long, default_value = "6.1.1")]
     pub jupyterhub_version: String,
     /// Whether `/hub/metrics` needs a token with `read:metrics` (the admin
     /// role has it); `false` lets anyone who reaches the hub scrape it

@@ -92,11 +92,11 @@ async fn every_replica_refuses_bad_input_alike() {
         ),
         case(
             Method::DELETE,
-            "/hub/api/users/alice/server",
+            "/hub/api/users/alice/servers/nope",
             ADMIN,
             None,
-            400,
-            "alice has no active server",
+            404,
+            "alice has no server named 'nope'",
         ),
         case(
             Method::PATCH,
@@ -452,8 +452,9 @@ async fn one_users_flood_leaves_room_for_others() {
 }
 
 /// Per-user quotas that need real servers and logins: a named server past
-/// `--named-server-limit-per-user` is refused with 429 (and nothing is
-/// requested), and a login past `--max-sessions-per-user` ends the user's
+/// `--named-server-limit-per-user` is refused with 400, JupyterHub's answer
+/// (and nothing is requested), stopped named servers count until removed,
+/// and a login past `--max-sessions-per-user` ends the user's
 /// oldest session instead of locking the user out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn named_server_and_session_quotas() {
@@ -484,30 +485,79 @@ async fn named_server_and_session_quotas() {
         first.status()
     );
     let second = start(2, "two").await.expect("start two");
-    assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(second.status(), StatusCode::BAD_REQUEST);
     let body: Value = second.json().await.expect("json");
-    assert_eq!(body["status"], 429);
+    assert_eq!(body["status"], 400);
     let message = body["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("already has the maximum of 1 named servers")
             && message.contains("--named-server-limit-per-user"),
         "{body}"
     );
-    let user: Value = client()
-        .get(c.url(3, "/hub/api/users/quota"))
-        .header("Authorization", format!("token {TOKEN}"))
-        .send()
+    let servers_of = |include_stopped: bool| {
+        let url = c.url(
+            3,
+            if include_stopped {
+                "/hub/api/users/quota?include_stopped_servers=1"
+            } else {
+                "/hub/api/users/quota"
+            },
+        );
+        async move {
+            let user: Value = client()
+                .get(url)
+                .header("Authorization", format!("token {TOKEN}"))
+                .send()
+                .await
+                .expect("user")
+                .json()
+                .await
+                .expect("json");
+            user["servers"]
+                .as_object()
+                .expect("servers")
+                .iter()
+                .map(|(k, v)| (k.clone(), v["stopped"].as_bool().unwrap_or_default()))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(servers_of(false).await, [("one".to_string(), false)]);
+    // Stopped, its record stays (JupyterHub's stopped server) and still
+    // counts; removed, it frees the place.
+    let delete = |node: u64, body: Option<&'static str>| {
+        let mut req = client()
+            .delete(c.url(node, "/hub/api/users/quota/servers/one"))
+            .header("Authorization", format!("token {TOKEN}"));
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        req.send()
+    };
+    let stopped = delete(2, None).await.expect("stop one");
+    assert!(
+        [StatusCode::NO_CONTENT, StatusCode::ACCEPTED].contains(&stopped.status()),
+        "{}",
+        stopped.status()
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !servers_of(false).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "one never stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(servers_of(true).await, [("one".to_string(), true)]);
+    let again = start(1, "two").await.expect("start two again");
+    assert_eq!(again.status(), StatusCode::BAD_REQUEST);
+    let removed = delete(3, Some(r#"{"remove": true}"#))
         .await
-        .expect("user")
-        .json()
-        .await
-        .expect("json");
-    let servers: Vec<&String> = user["servers"]
-        .as_object()
-        .expect("servers")
-        .keys()
-        .collect();
-    assert_eq!(servers, ["one"], "{user}");
+        .expect("remove one");
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(servers_of(true).await, []);
+    let third = start(2, "two").await.expect("start two after removal");
+    assert!(
+        [StatusCode::CREATED, StatusCode::ACCEPTED].contains(&third.status()),
+        "{}",
+        third.status()
+    );
 
     common::set_password(&c, "quota", "quota-password");
     let mut browsers = Vec::new();

@@ -374,3 +374,171 @@ async fn a_request_stuck_on_a_paused_leader_is_given_up_and_the_next_one_goes_el
         "the request on the paused leader: {stuck:?}"
     );
 }
+
+/// JupyterHub 6's named servers for a user with a Unicode name, end to end:
+/// created without starting (`PUT`), started with the older body shape's
+/// options kept, followed on the named server's progress stream, reached
+/// through the proxy at its escaped prefix (HTTP and WebSocket), stopped
+/// with its record kept, and started again with the same options.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unicode_users_named_server_through_the_proxy() {
+    let mut c = common::start(3, &[]).await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    c.start_proxy();
+    // "Zoë Ünï", as a client escapes it; the hub lower-cases it.
+    let raw = "Zo%C3%AB%20%C3%9Cn%C3%AF";
+    let user = "zo%C3%AB%20%C3%BCn%C3%AF";
+    let api = |path: &str| c.proxy_url(&format!("/hub/api/users/{path}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = client()
+            .post(api(raw))
+            .header("Authorization", auth())
+            .send()
+            .await;
+        if let Ok(r) = r {
+            if r.status() == StatusCode::CREATED {
+                let v: Value = r.json().await.expect("json");
+                assert_eq!(v["name"], "zoë ünï", "{v}");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "proxy never reached a hub");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let created = client()
+        .put(api(&format!("{user}/servers/lab")))
+        .header("Authorization", auth())
+        .json(&serde_json::json!({"display_name": "Lab ünï", "user_options": {"size": 2}}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let model: Value = created.json().await.expect("json");
+    assert_eq!(model["stopped"], true, "{model}");
+    assert_eq!(model["url"], format!("/user/{user}/lab/"), "{model}");
+    // Started with no body: the created record's options are used.
+    let r = client()
+        .post(api(&format!("{user}/servers/lab")))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("start");
+    assert!(
+        [StatusCode::CREATED, StatusCode::ACCEPTED].contains(&r.status()),
+        "{}",
+        r.status()
+    );
+    // The named server's own progress stream ends with ready and its url.
+    let progress = client()
+        .get(api(&format!("{user}/servers/lab/progress")))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("progress");
+    assert_eq!(progress.status(), StatusCode::OK);
+    let events = tokio::time::timeout(Duration::from_secs(30), progress.text())
+        .await
+        .expect("the progress stream ends")
+        .expect("body");
+    assert!(
+        events.contains(r#""ready":true"#) && events.contains(&format!("/user/{user}/lab/")),
+        "{events}"
+    );
+    let model: Value = client()
+        .get(api(&format!("{user}/servers/lab")))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (
+            &model["ready"],
+            &model["display_name"],
+            &model["user_options"]
+        ),
+        (
+            &Value::Bool(true),
+            &Value::from("Lab ünï"),
+            &serde_json::json!({"size": 2})
+        ),
+        "{model}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let echo = loop {
+        if let Ok((StatusCode::OK, body)) =
+            get(&c.proxy_url(&format!("/user/{user}/lab/api/echo"))).await
+        {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "route not served by the proxy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        echo.contains(&format!("/user/{user}/lab/api/echo")),
+        "{echo}"
+    );
+    let ws_url = format!("ws://{}/user/{user}/lab/ws", c.proxy_addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
+        .await
+        .expect("ws connect");
+    ws.send(tokio_tungstenite::tungstenite::Message::Text("ünï".into()))
+        .await
+        .expect("send");
+    let reply = ws.next().await.expect("reply").expect("ok");
+    assert_eq!(reply.into_text().expect("text").as_str(), "ünï");
+    drop(ws);
+    // Stopped, it stays as JupyterHub's stopped server, and a start with
+    // no options reuses them.
+    let r = client()
+        .delete(api(&format!("{user}/servers/lab")))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("stop");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let model: Value = client()
+        .get(api(&format!("{user}/servers/lab")))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (&model["stopped"], &model["user_options"]),
+        (&Value::Bool(true), &serde_json::json!({"size": 2})),
+        "{model}"
+    );
+    let r = client()
+        .post(api(&format!("{user}/servers/lab")))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("start again");
+    assert!(
+        [StatusCode::CREATED, StatusCode::ACCEPTED].contains(&r.status()),
+        "{}",
+        r.status()
+    );
+    let model: Value = client()
+        .get(api(&format!("{user}/servers/lab")))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        model["user_options"],
+        serde_json::json!({"size": 2}),
+        "{model}"
+    );
+    assert_eq!(model["stopped"], false, "{model}");
+}

@@ -41,11 +41,16 @@ pub enum Command {
         name: String,
         new_name: String,
     },
+    /// `user_options` `null`: those of the server's stopped record, if any
+    /// (log format 7), as JupyterHub reuses a server's last options.
     RequestSpawn {
         user: String,
         server_name: String,
         #[serde(default)]
         user_options: serde_json::Value,
+        /// Log format 7 (the command needs it only when set).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        display_name: Option<String>,
     },
     /// The leader's spawner started the process of spawn `generation`.
     SpawnStarted {
@@ -63,6 +68,10 @@ pub enum Command {
     RequestStop {
         user: String,
         server_name: String,
+        /// Log format 7 (the command needs it only when set): forget the
+        /// server once stopped instead of keeping its record.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        remove: bool,
     },
     /// The process is gone (stopped on request, failed to start, or found
     /// dead): remove the server, its route and its token.
@@ -154,6 +163,33 @@ pub enum Command {
         subject: String,
         admin: Option<bool>,
     },
+    /// Log format 7: a named server that exists but is not started
+    /// (JupyterHub 6's `PUT /users/{name}/servers/{server}`).
+    CreateServer {
+        user: String,
+        server_name: String,
+        display_name: Option<String>,
+        #[serde(default)]
+        user_options: serde_json::Value,
+    },
+    /// Log format 7: change a server that does not run (`PATCH`): rename
+    /// it, set its display name, replace its options.
+    UpdateServer {
+        user: String,
+        server_name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        new_name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        display_name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_options: Option<serde_json::Value>,
+    },
+    /// Log format 7: forget a stopped server's record (`DELETE` with
+    /// `remove`); a server that runs must be stopped with `remove` instead.
+    RemoveServer {
+        user: String,
+        server_name: String,
+    },
 }
 
 impl Command {
@@ -186,6 +222,9 @@ impl Command {
             Command::RemoveGroupMembers { .. } => "remove_group_members",
             Command::SetGroupProperties { .. } => "set_group_properties",
             Command::LinkIdentity { .. } => "link_identity",
+            Command::CreateServer { .. } => "create_server",
+            Command::UpdateServer { .. } => "update_server",
+            Command::RemoveServer { .. } => "remove_server",
         }
     }
 
@@ -194,6 +233,14 @@ impl Command {
     /// replica is ever sent an entry its build cannot decode.
     pub fn min_version(&self) -> u32 {
         match self {
+            Command::RequestSpawn {
+                display_name: Some(_),
+                ..
+            }
+            | Command::RequestStop { remove: true, .. }
+            | Command::CreateServer { .. }
+            | Command::UpdateServer { .. }
+            | Command::RemoveServer { .. } => 7,
             Command::CreateUser { .. }
             | Command::DeleteUser { .. }
             | Command::SetAdmin { .. }
@@ -268,6 +315,15 @@ pub enum Rejection {
     },
     #[error("{user} has no active server{}", server_label(.server_name))]
     NotRunning { user: String, server_name: String },
+    /// Log format 7.
+    #[error("User {user} already has server {server_name}")]
+    ServerExists { user: String, server_name: String },
+    /// Log format 7.
+    #[error("User {user} has no such server {server_name}")]
+    NoSuchServer { user: String, server_name: String },
+    /// Log format 7: a running server's record cannot be changed.
+    #[error("{user}'s server{} is active. Please stop it before modifying it.", server_label(.server_name))]
+    ServerActive { user: String, server_name: String },
     #[error("{user} still has an active server; stop it first")]
     HasActiveServers { user: String },
     #[error(

@@ -3,13 +3,13 @@
 
 use crate::command::{Rejection, Response};
 use crate::model::Group;
-use crate::names::validate_username;
+use crate::names::validate_group_name;
 use crate::state::{no_such_user, HubState, Outcome};
 
 impl HubState {
     pub(crate) fn create_group(&mut self, name: &str, users: &[String]) -> Outcome {
         // Group names follow the user name rules.
-        validate_username(name).map_err(|why| Rejection::InvalidName {
+        validate_group_name(name).map_err(|why| Rejection::InvalidName {
             name: name.to_string(),
             why,
         })?;

@@ -168,6 +168,37 @@ pub fn url_escape_path(value: &str) -> String {
     py_quote(value, b"@~")
 }
 
+/// `%XX` decoded (a path segment: `+` stays `+`); `None` if the bytes are
+/// not UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// [`percent_decode`], or `s` itself when the decoded bytes are not UTF-8.
+pub fn percent_decode_lossy(s: &str) -> String {
+    percent_decode(s).unwrap_or_else(|| s.to_string())
+}
+
 /// JupyterHub's `url_path_join`: join with single slashes, keeping a leading
 /// `/` of the first piece and a trailing `/` of the last non-empty piece.
 pub fn url_path_join(pieces: &[&str]) -> String {

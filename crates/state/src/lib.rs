@@ -23,10 +23,13 @@ mod state;
 pub use command::{Command, Rejection, Request, Response};
 pub use dedupe::Dedupe;
 pub use model::{
-    Group, OAuthCode, Phase, Route, RouteEvent, Server, Session, SpawnerState, StopRecord, Token,
-    TokenOwner, User, DEFAULT_SERVER,
+    Group, OAuthCode, Phase, Route, RouteEvent, Server, Session, SpawnerState, StopRecord,
+    StoppedServer, Token, TokenOwner, User, DEFAULT_SERVER,
 };
-pub use names::{normalize_username, validate_server_name, validate_username};
+pub use names::{
+    normalize_username, validate_display_name, validate_group_name, validate_server_name,
+    validate_username, validate_username_at,
+};
 pub use state::{Applied, HubState, LOG_FORMAT_VERSION, MAX_COMMAND_BYTES};
 
 /// Milliseconds since the Unix epoch, as chosen by the proposer of a command.

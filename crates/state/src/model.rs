@@ -33,6 +33,25 @@ pub struct User {
     /// spawner's reason, e.g. why a spawn failed), so the API can say why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_stop: Option<StopRecord>,
+    /// Log format 7: servers that exist but do not run, by name, as
+    /// JupyterHub keeps a stopped server's record (its display name and
+    /// options) until it is deleted with `remove`. A name is never in both
+    /// this map and `servers`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stopped: BTreeMap<String, StoppedServer>,
+}
+
+/// A server that exists but does not run (log format 7): created with
+/// `PUT`, or stopped without `remove`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoppedServer {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// The options of its last start (or as set by `PUT`/`PATCH`): the next
+    /// start without options uses them, as JupyterHub does.
+    pub user_options: serde_json::Value,
+    pub last_activity: Option<Millis>,
 }
 
 /// Why a server stopped, as the spawner reported it.
@@ -56,6 +75,7 @@ impl User {
             password_hash: None,
             subject: None,
             last_stop: None,
+            stopped: BTreeMap::new(),
         }
     }
 }
@@ -95,6 +115,13 @@ pub struct Server {
     /// in its environment and keeps it ([`Server::client_id`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth_client_id: Option<String>,
+    /// Log format 7: JupyterHub's `display_name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Log format 7: once stopped, forget the server's record instead of
+    /// keeping it in [`User::stopped`] (`DELETE` with `{"remove": true}`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remove_on_stop: bool,
 }
 
 impl Server {
@@ -151,11 +178,15 @@ pub struct Route {
 }
 
 impl Route {
+    /// `/user/{user}/` or `/user/{user}/{server}/`, each name escaped as
+    /// JupyterHub escapes it ([`crate::ids::url_escape_path`]); names of the
+    /// characters allowed before log format 7 are unchanged by it.
     pub fn prefix_for(user: &str, server_name: &str) -> String {
+        let user = crate::ids::url_escape_path(user);
         if server_name.is_empty() {
             format!("/user/{user}/")
         } else {
-            format!("/user/{user}/{server_name}/")
+            format!("/user/{user}/{}/", crate::ids::url_escape_path(server_name))
         }
     }
 }

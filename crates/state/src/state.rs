@@ -9,10 +9,10 @@ use crate::command::{Command, Rejection, Request, Response};
 use crate::dedupe::Dedupe;
 use crate::ids;
 use crate::model::{
-    Group, OAuthCode, Phase, Route, RouteEvent, Server, Session, StopRecord, Token, TokenOwner,
-    User,
+    Group, OAuthCode, Phase, Route, RouteEvent, Server, Session, StopRecord, StoppedServer, Token,
+    TokenOwner, User,
 };
-use crate::names::{validate_server_name, validate_username};
+use crate::names::{validate_display_name, validate_server_name, validate_username_at};
 use crate::Millis;
 
 /// Version of the command set and entry encoding this build understands.
@@ -27,8 +27,11 @@ use crate::Millis;
 /// command; gated the same way). 6: `RequestSpawn` records the server's
 /// OAuth client id by the injective scheme of [`crate::ids`] and refuses a
 /// spawn whose id an active server already holds (no new command; gated
-/// the same way).
-pub const LOG_FORMAT_VERSION: u32 = 6;
+/// the same way). 7: a server's record outlives its stop (`User::stopped`,
+/// JupyterHub's stopped servers), with `CreateServer`, `UpdateServer`,
+/// `RemoveServer`, `display_name` on `RequestSpawn` and `remove` on
+/// `RequestStop`; and usernames follow JupyterHub's rule (Unicode).
+pub const LOG_FORMAT_VERSION: u32 = 7;
 
 /// The largest command (its JSON encoding) `apply` executes once the cluster
 /// version is 4 or more. Every replica refuses larger ones before proposing
@@ -188,7 +191,15 @@ impl HubState {
                 user,
                 server_name,
                 user_options,
-            } => self.request_spawn(index, at, user, server_name, user_options),
+                display_name,
+            } => self.request_spawn(
+                index,
+                at,
+                user,
+                server_name,
+                user_options,
+                display_name.as_deref(),
+            ),
             Command::SpawnStarted {
                 user,
                 server_name,
@@ -217,7 +228,11 @@ impl HubState {
                 server_name,
                 generation,
             } => self.server_ready(at, user, server_name, *generation),
-            Command::RequestStop { user, server_name } => self.request_stop(user, server_name),
+            Command::RequestStop {
+                user,
+                server_name,
+                remove,
+            } => self.request_stop(user, server_name, *remove),
             Command::ServerStopped {
                 user,
                 server_name,
@@ -278,11 +293,40 @@ impl HubState {
                 subject,
                 admin,
             } => self.link_identity(at, name, subject, *admin),
+            Command::CreateServer {
+                user,
+                server_name,
+                display_name,
+                user_options,
+            } => self.create_server(user, server_name, display_name.as_deref(), user_options),
+            Command::UpdateServer {
+                user,
+                server_name,
+                new_name,
+                display_name,
+                user_options,
+            } => self.update_server(
+                user,
+                server_name,
+                new_name.as_deref(),
+                display_name.as_deref(),
+                user_options.as_ref(),
+            ),
+            Command::RemoveServer { user, server_name } => {
+                let u = self.user_mut(user)?;
+                if u.servers.contains_key(server_name) {
+                    return Err(server_active(user, server_name));
+                }
+                u.stopped
+                    .remove(server_name)
+                    .ok_or_else(|| no_such_server(user, server_name))?;
+                Ok((Response::Done, vec![]))
+            }
         }
     }
 
     pub(crate) fn create_user(&mut self, name: &str, admin: bool, at: Millis) -> Outcome {
-        validate_username(name).map_err(|why| Rejection::InvalidName {
+        validate_username_at(self.cluster_version, name).map_err(|why| Rejection::InvalidName {
             name: name.to_string(),
             why,
         })?;
@@ -298,9 +342,11 @@ impl HubState {
     }
 
     fn rename_user(&mut self, name: &str, new_name: &str) -> Outcome {
-        validate_username(new_name).map_err(|why| Rejection::InvalidName {
-            name: new_name.to_string(),
-            why,
+        validate_username_at(self.cluster_version, new_name).map_err(|why| {
+            Rejection::InvalidName {
+                name: new_name.to_string(),
+                why,
+            }
         })?;
         let user = self.user(name).ok_or_else(|| no_such_user(name))?;
         if !user.servers.is_empty() {
@@ -360,11 +406,15 @@ impl HubState {
         user: &str,
         server_name: &str,
         user_options: &serde_json::Value,
+        display_name: Option<&str>,
     ) -> Outcome {
         validate_server_name(server_name).map_err(|why| Rejection::InvalidName {
             name: server_name.to_string(),
             why,
         })?;
+        if let Some(d) = display_name {
+            check_display_name(d)?;
+        }
         let u = self.user(user).ok_or_else(|| no_such_user(user))?;
         if let Some(existing) = u.servers.get(server_name) {
             return Err(match existing.pending() {
@@ -392,21 +442,47 @@ impl HubState {
         } else {
             None
         };
+        // Log format 7: a stopped record lends its display name and, when
+        // the request names none, its options; the record becomes the
+        // running server.
+        let keep_records = self.cluster_version >= 7;
+        let u = self.user_mut(user)?;
+        let record = if keep_records {
+            u.stopped.remove(server_name)
+        } else {
+            None
+        };
+        let (user_options, display_name, last_activity) = match record {
+            Some(r) => (
+                if user_options.is_null() {
+                    r.user_options
+                } else {
+                    user_options.clone()
+                },
+                display_name.map(str::to_string).or(r.display_name),
+                r.last_activity,
+            ),
+            None => (
+                user_options.clone(),
+                display_name.map(str::to_string).filter(|_| keep_records),
+                None,
+            ),
+        };
         let server = Server {
             name: server_name.to_string(),
             phase: Phase::Spawning,
             generation: index,
             requested: at,
             started: None,
-            last_activity: None,
-            user_options: user_options.clone(),
+            last_activity,
+            user_options,
             spawner: None,
             oauth_client_id,
+            display_name,
+            remove_on_stop: false,
         };
         let client_id = server.client_id(user);
-        self.user_mut(user)?
-            .servers
-            .insert(server_name.to_string(), server);
+        u.servers.insert(server_name.to_string(), server);
         let key = (user.to_string(), server_name.to_string());
         self.clients
             .entry(client_id)
@@ -454,13 +530,20 @@ impl HubState {
         Ok((Response::Done, vec![RouteEvent::Upsert(route)]))
     }
 
-    fn request_stop(&mut self, user: &str, server_name: &str) -> Outcome {
+    fn request_stop(&mut self, user: &str, server_name: &str, remove: bool) -> Outcome {
+        let keep_records = self.cluster_version >= 7;
         let u = self.user_mut(user)?;
         let not_running = || Rejection::NotRunning {
             user: user.to_string(),
             server_name: server_name.to_string(),
         };
         let server = u.servers.get_mut(server_name).ok_or_else(not_running)?;
+        // Log format 7: `remove` asked again while stopping is recorded
+        // (JupyterHub removes the server once its stop completes).
+        if server.phase == Phase::Stopping && remove && keep_records && !server.remove_on_stop {
+            server.remove_on_stop = true;
+            return Ok((Response::Done, vec![]));
+        }
         if server.phase == Phase::Stopping {
             return Err(Rejection::Pending {
                 user: user.to_string(),
@@ -469,6 +552,7 @@ impl HubState {
             });
         }
         server.phase = Phase::Stopping;
+        server.remove_on_stop |= remove && keep_records;
         Ok((Response::Done, self.remove_route(user, server_name)))
     }
 
@@ -484,8 +568,21 @@ impl HubState {
         let token_id = server.spawner.as_ref().and_then(|s| s.token_id.clone());
         let client_id = server.client_id(user);
         let keep_reason = self.cluster_version >= 5;
+        let keep_record = self.cluster_version >= 7;
         if let Some(u) = self.users.get_mut(user) {
-            u.servers.remove(server_name);
+            if let Some(s) = u.servers.remove(server_name) {
+                if keep_record && !s.remove_on_stop {
+                    u.stopped.insert(
+                        server_name.to_string(),
+                        StoppedServer {
+                            name: s.name,
+                            display_name: s.display_name,
+                            user_options: s.user_options,
+                            last_activity: s.last_activity,
+                        },
+                    );
+                }
+            }
             if keep_reason {
                 u.last_stop = Some(StopRecord {
                     server_name: server_name.to_string(),
@@ -507,6 +604,96 @@ impl HubState {
             self.remove_token(&id);
         }
         Ok((Response::Done, self.remove_route(user, server_name)))
+    }
+
+    fn create_server(
+        &mut self,
+        user: &str,
+        server_name: &str,
+        display_name: Option<&str>,
+        user_options: &serde_json::Value,
+    ) -> Outcome {
+        if server_name.is_empty() {
+            return Err(server_exists(user, server_name));
+        }
+        validate_server_name(server_name).map_err(|why| Rejection::InvalidName {
+            name: server_name.to_string(),
+            why,
+        })?;
+        if let Some(d) = display_name {
+            check_display_name(d)?;
+        }
+        let u = self.user_mut(user)?;
+        if u.servers.contains_key(server_name) || u.stopped.contains_key(server_name) {
+            return Err(server_exists(user, server_name));
+        }
+        u.stopped.insert(
+            server_name.to_string(),
+            StoppedServer {
+                name: server_name.to_string(),
+                display_name: display_name.map(str::to_string),
+                user_options: user_options.clone(),
+                last_activity: None,
+            },
+        );
+        Ok((Response::Done, vec![]))
+    }
+
+    fn update_server(
+        &mut self,
+        user: &str,
+        server_name: &str,
+        new_name: Option<&str>,
+        display_name: Option<&str>,
+        user_options: Option<&serde_json::Value>,
+    ) -> Outcome {
+        if new_name == Some("") {
+            return Err(Rejection::InvalidName {
+                name: String::new(),
+                why: "a server cannot be renamed to the default server".into(),
+            });
+        }
+        if let Some(n) = new_name {
+            validate_server_name(n).map_err(|why| Rejection::InvalidName {
+                name: n.to_string(),
+                why,
+            })?;
+        }
+        if let Some(d) = display_name {
+            check_display_name(d)?;
+        }
+        let u = self.user_mut(user)?;
+        if u.servers.contains_key(server_name) {
+            return Err(server_active(user, server_name));
+        }
+        let new_name = new_name.filter(|n| *n != server_name);
+        if let Some(n) = new_name {
+            if u.servers.contains_key(n) || u.stopped.contains_key(n) {
+                return Err(server_exists(user, n));
+            }
+        }
+        // The default server always exists: its first record is made here.
+        let mut record = match u.stopped.remove(server_name) {
+            Some(r) => r,
+            None if server_name.is_empty() => StoppedServer {
+                name: String::new(),
+                display_name: None,
+                user_options: serde_json::Value::Null,
+                last_activity: None,
+            },
+            None => return Err(no_such_server(user, server_name)),
+        };
+        if let Some(d) = display_name {
+            record.display_name = Some(d.to_string());
+        }
+        if let Some(o) = user_options {
+            record.user_options = o.clone();
+        }
+        if let Some(n) = new_name {
+            record.name = n.to_string();
+        }
+        u.stopped.insert(record.name.clone(), record);
+        Ok((Response::Done, vec![]))
     }
 
     pub(crate) fn create_token(&mut self, token: &Token) -> Outcome {
@@ -668,6 +855,34 @@ pub(crate) fn no_such_user(name: &str) -> Rejection {
     Rejection::NoSuchUser {
         name: name.to_string(),
     }
+}
+
+fn server_exists(user: &str, server_name: &str) -> Rejection {
+    Rejection::ServerExists {
+        user: user.to_string(),
+        server_name: server_name.to_string(),
+    }
+}
+
+fn no_such_server(user: &str, server_name: &str) -> Rejection {
+    Rejection::NoSuchServer {
+        user: user.to_string(),
+        server_name: server_name.to_string(),
+    }
+}
+
+fn server_active(user: &str, server_name: &str) -> Rejection {
+    Rejection::ServerActive {
+        user: user.to_string(),
+        server_name: server_name.to_string(),
+    }
+}
+
+fn check_display_name(name: &str) -> Result<(), Rejection> {
+    validate_display_name(name).map_err(|why| Rejection::InvalidName {
+        name: name.to_string(),
+        why,
+    })
 }
 
 fn already_running(user: &str, server_name: &str) -> Rejection {

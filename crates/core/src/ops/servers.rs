@@ -40,18 +40,79 @@ pub fn stop_reason(s: &HubState, user: &str, server: &str, generation: u64) -> O
         .map(|r| r.reason.clone())
 }
 
-/// Ask for a spawn; its generation once recorded.
+/// Ask for a spawn; its generation once recorded. `user_options` `null`
+/// reuses the server's last options (log format 7); a `display_name`
+/// needs log format 7.
 pub async fn spawn(
     hub: &dyn Cluster,
     user: &str,
     server: &str,
     user_options: serde_json::Value,
+    display_name: Option<String>,
 ) -> Result<u64, OpError> {
     super::outcome::spawn_requested(
         hub.propose(Command::RequestSpawn {
             user: user.to_string(),
             server_name: server.to_string(),
             user_options,
+            display_name,
+        })
+        .await?,
+    )
+}
+
+/// Record a named server without starting it (log format 7).
+pub async fn create(
+    hub: &dyn Cluster,
+    user: &str,
+    server: &str,
+    display_name: Option<String>,
+    user_options: serde_json::Value,
+) -> Result<(), OpError> {
+    super::outcome::done(
+        hub.propose(Command::CreateServer {
+            user: user.to_string(),
+            server_name: server.to_string(),
+            display_name,
+            user_options,
+        })
+        .await?,
+    )
+}
+
+/// What `PATCH` changes on a server that does not run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Update {
+    pub new_name: Option<String>,
+    pub display_name: Option<String>,
+    pub user_options: Option<serde_json::Value>,
+}
+
+/// Change a stopped server's record (log format 7).
+pub async fn update(
+    hub: &dyn Cluster,
+    user: &str,
+    server: &str,
+    update: Update,
+) -> Result<(), OpError> {
+    super::outcome::done(
+        hub.propose(Command::UpdateServer {
+            user: user.to_string(),
+            server_name: server.to_string(),
+            new_name: update.new_name,
+            display_name: update.display_name,
+            user_options: update.user_options,
+        })
+        .await?,
+    )
+}
+
+/// Forget a stopped server's record (log format 7).
+pub async fn remove(hub: &dyn Cluster, user: &str, server: &str) -> Result<(), OpError> {
+    super::outcome::done(
+        hub.propose(Command::RemoveServer {
+            user: user.to_string(),
+            server_name: server.to_string(),
         })
         .await?,
     )
@@ -65,7 +126,7 @@ pub async fn ensure_spawning(
     server: &str,
     user_options: serde_json::Value,
 ) -> Result<(), OpError> {
-    match spawn(hub, user, server, user_options).await {
+    match spawn(hub, user, server, user_options, None).await {
         Ok(_) => Ok(()),
         Err(OpError::Rejected(Rejection::AlreadyRunning { .. })) => Ok(()),
         Err(OpError::Rejected(Rejection::Pending { pending, .. })) if pending == "spawn" => Ok(()),
@@ -74,16 +135,19 @@ pub async fn ensure_spawning(
 }
 
 /// Request a stop: `Ok(Ok(()))` once recorded, `Ok(Err(_))` when the state
-/// refuses it, `Err(_)` when it could not be committed at all.
+/// refuses it, `Err(_)` when it could not be committed at all. `remove`
+/// (log format 7) forgets the server's record once it has stopped.
 pub async fn stop(
     hub: &dyn Cluster,
     user: &str,
     server: &str,
+    remove: bool,
 ) -> Result<Result<(), Rejection>, HubError> {
     let outcome = hub
         .propose(Command::RequestStop {
             user: user.to_string(),
             server_name: server.to_string(),
+            remove,
         })
         .await?;
     Ok(match outcome {
@@ -94,7 +158,7 @@ pub async fn stop(
 
 /// Ask for a stop; a server already stopping, or not running, is fine.
 pub async fn ensure_stopping(hub: &dyn Cluster, user: &str, server: &str) -> Result<(), OpError> {
-    match stop(hub, user, server).await? {
+    match stop(hub, user, server, false).await? {
         Ok(()) => Ok(()),
         Err(Rejection::Pending { pending, .. }) if pending == "stop" => Ok(()),
         Err(Rejection::NotRunning { .. }) => Ok(()),

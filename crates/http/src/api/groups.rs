@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,6 +12,7 @@ use quorumhub_state::Group;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::paging::Page;
 use crate::auth::Caller;
 use crate::error::{json_body, ApiError};
 use crate::limits::{check, Field};
@@ -48,15 +49,41 @@ fn shown(group: Option<Group>) -> Value {
     group.map(|g| group_json(&g)).unwrap_or(Value::Null)
 }
 
+#[derive(Deserialize, Default)]
+pub(crate) struct ListQuery {
+    offset: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /groups`, paginated as `/users` is ([`super::paging`]), in name
+/// order.
 pub(crate) async fn list(
     State(hub): State<Arc<Ctx>>,
     caller: Caller,
+    headers: axum::http::HeaderMap,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("list:groups", Resource::Any)?;
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid query: {e}")))?;
+    let page = Page::of(&headers, q.offset.as_deref(), q.limit.as_deref())?;
     hub.linearize().await?;
-    Ok(Json(hub.read(|s| {
-        Value::Array(s.groups.values().map(group_json).collect())
-    })))
+    let (items, total) = hub.read(|s| {
+        let items = s
+            .groups
+            .values()
+            .skip(page.offset)
+            .take(page.limit)
+            .map(group_json)
+            .collect();
+        (items, s.groups.len())
+    });
+    Ok(Json(page.answer(
+        items,
+        total,
+        &format!("{}/groups", hub.config.hub_api_url),
+        &[],
+    )))
 }
 
 #[derive(Deserialize, Default)]

@@ -8,6 +8,7 @@
 mod activity;
 mod groups;
 mod model;
+mod paging;
 mod progress;
 mod servers;
 mod tokens;
@@ -43,11 +44,19 @@ pub(crate) fn routes() -> Router<HttpState> {
         )
         .route(
             "/users/{name}/server",
-            post(servers::start_default).delete(servers::stop_default),
+            get(servers::get_default)
+                .put(servers::create_default)
+                .patch(servers::patch_default)
+                .post(servers::start_default)
+                .delete(servers::stop_default),
         )
         .route(
             "/users/{name}/servers/{server}",
-            post(servers::start_named).delete(servers::stop_named),
+            get(servers::get_named)
+                .put(servers::create_named)
+                .patch(servers::patch_named)
+                .post(servers::start_named)
+                .delete(servers::stop_named),
         )
         .route("/users/{name}/activity", post(activity::record))
         .route(
@@ -73,7 +82,24 @@ pub(crate) fn routes() -> Router<HttpState> {
             "/groups/{name}/properties",
             axum::routing::put(groups::set_properties),
         )
-        .route("/users/{name}/server/progress", get(progress::stream))
+        .route("/users/{name}/server/progress", get(progress::default))
+        .route(
+            "/users/{name}/servers/{server}/progress",
+            get(progress::named),
+        )
+}
+
+/// `OPTIONS` on any API path answers 200 with no body, as JupyterHub's
+/// `APIHandler.options` does (CORS preflights), without authentication.
+pub(crate) async fn options(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if req.method() == axum::http::Method::OPTIONS {
+        return StatusCode::OK.into_response();
+    }
+    next.run(req).await
 }
 
 pub(crate) async fn version(State(hub): State<Arc<Ctx>>) -> Json<serde_json::Value> {

@@ -11,7 +11,8 @@ use quorumhub_state::{normalize_username, validate_username, Rejection};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::model::user_json;
+use super::model::{user_json, Servers};
+use super::paging::Page;
 use crate::auth::Caller;
 use crate::error::{json_body, ApiError};
 use crate::Ctx;
@@ -39,7 +40,7 @@ pub(crate) async fn whoami(
 ) -> Result<Json<Value>, ApiError> {
     hub.linearize().await?;
     let mut v = hub
-        .read(|s| s.user(&caller.name).map(|u| user_json(u, true)))
+        .read(|s| s.user(&caller.name).map(|u| user_json(u, Servers::Active)))
         .ok_or_else(|| no_such_user(&caller.name))?;
     // What HubAuth (jupyterhub-singleuser) reads: name, kind and scopes.
     v["kind"] = Value::from("user");
@@ -52,18 +53,58 @@ pub(crate) async fn whoami(
     Ok(Json(v))
 }
 
-#[derive(Deserialize)]
+/// `GET /users`'s query, as JupyterHub reads it.
+#[derive(Deserialize, Default)]
 pub(crate) struct ListQuery {
-    #[serde(default)]
-    offset: usize,
-    limit: Option<usize>,
+    offset: Option<String>,
+    limit: Option<String>,
     state: Option<String>,
+    name_filter: Option<String>,
+    sort: Option<String>,
+    include_stopped_servers: Option<String>,
 }
 
-/// `Accept: application/jupyterhub-pagination+json` asks for pages.
-const PAGINATION: &str = "application/jupyterhub-pagination+json";
-const DEFAULT_PAGE: usize = 50;
-const MAX_PAGE: usize = 200;
+/// JupyterHub's `include_stopped_servers`: present and not `0`/`false`.
+fn servers_shown(flag: Option<&str>) -> Servers {
+    match flag.map(str::to_lowercase).as_deref() {
+        None | Some("0") | Some("false") => Servers::Active,
+        Some(_) => Servers::All,
+    }
+}
+
+/// `?include_stopped_servers` on one user's model.
+#[derive(Deserialize, Default)]
+pub(crate) struct OneQuery {
+    include_stopped_servers: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SortKey {
+    /// Creation order (JupyterHub's database id).
+    Id,
+    Name,
+    LastActivity,
+}
+
+fn sort_of(raw: Option<&str>) -> Result<(SortKey, bool), ApiError> {
+    let raw = raw.unwrap_or("id");
+    let (key, descending) = match raw.strip_prefix('-') {
+        Some(k) => (k, true),
+        None => (raw, false),
+    };
+    let key = match key {
+        "id" => SortKey::Id,
+        "name" => SortKey::Name,
+        "last_activity" => SortKey::LastActivity,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("sort must be 'id', 'name', or 'last_activity', not '{raw}'"),
+            ))
+        }
+    };
+    Ok((key, descending))
+}
 
 pub(crate) async fn list(
     State(hub): State<Arc<Ctx>>,
@@ -72,12 +113,9 @@ pub(crate) async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require("list:users", Resource::Any)?;
-    let Query(q) = query.map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "Invalid argument type, offset and limit must be integers",
-        )
-    })?;
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid query: {e}")))?;
+    let page = Page::of(&headers, q.offset.as_deref(), q.limit.as_deref())?;
     let filter = match q.state.as_deref() {
         None | Some("") => None,
         Some(s @ ("active" | "ready" | "inactive")) => Some(s.to_string()),
@@ -88,17 +126,16 @@ pub(crate) async fn list(
             ))
         }
     };
-    let paginate = headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains(PAGINATION));
-    let limit = match (paginate, q.limit) {
-        (true, l) => l.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
-        (false, l) => l.unwrap_or(usize::MAX),
-    };
+    let (sort, descending) = sort_of(q.sort.as_deref())?;
+    let name_filter = q
+        .name_filter
+        .as_deref()
+        .filter(|f| !f.is_empty())
+        .map(str::to_lowercase);
+    let shown = servers_shown(q.include_stopped_servers.as_deref());
     hub.linearize().await?;
     let (users, total) = hub.read(|s| {
-        let matching: Vec<&quorumhub_state::User> = s
+        let mut matching: Vec<&quorumhub_state::User> = s
             .users
             .values()
             .filter(|u| match filter.as_deref() {
@@ -107,49 +144,69 @@ pub(crate) async fn list(
                 Some("inactive") => u.servers.is_empty(),
                 _ => true,
             })
+            .filter(|u| {
+                name_filter
+                    .as_deref()
+                    .is_none_or(|f| u.name.to_lowercase().contains(f))
+            })
             .collect();
-        let total = matching.len();
-        let page = matching
-            .into_iter()
-            .skip(q.offset)
-            .take(limit)
-            .map(|u| user_json(u, true))
-            .collect::<Vec<_>>();
-        (page, total)
-    });
-    if !paginate {
-        return Ok(Json(Value::Array(users)));
-    }
-    let next_offset = q.offset + users.len();
-    let next = (next_offset < total).then(|| {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        if let Some(st) = &filter {
-            query.append_pair("state", st);
+        // Users are kept by name: that order is already `name`'s.
+        match sort {
+            SortKey::Name => {}
+            SortKey::Id => matching.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name))),
+            // JupyterHub puts users without activity first going up, last
+            // going down.
+            SortKey::LastActivity => {
+                matching.sort_by(|a, b| (a.last_activity, &a.name).cmp(&(b.last_activity, &b.name)))
+            }
         }
-        query.append_pair("offset", &next_offset.to_string());
-        query.append_pair("limit", &limit.to_string());
-        let query = query.finish();
-        serde_json::json!({
-            "offset": next_offset,
-            "limit": limit,
-            "url": format!("{}/users?{query}", hub.config.hub_api_url),
-        })
+        // `None` sorts first: reversed, users without activity come last.
+        if descending {
+            matching.reverse();
+        }
+        let total = matching.len();
+        let page_items = matching
+            .into_iter()
+            .skip(page.offset)
+            .take(page.limit)
+            .map(|u| user_json(u, shown))
+            .collect::<Vec<_>>();
+        (page_items, total)
     });
-    Ok(Json(serde_json::json!({
-        "items": users,
-        "_pagination": {"offset": q.offset, "limit": limit, "total": total, "next": next},
-    })))
+    let mut kept: Vec<(&str, String)> = Vec::new();
+    if let Some(st) = &filter {
+        kept.push(("state", st.clone()));
+    }
+    if let Some(f) = &q.name_filter {
+        kept.push(("name_filter", f.clone()));
+    }
+    if let Some(so) = &q.sort {
+        kept.push(("sort", so.clone()));
+    }
+    if let Some(i) = &q.include_stopped_servers {
+        kept.push(("include_stopped_servers", i.clone()));
+    }
+    Ok(Json(page.answer(
+        users,
+        total,
+        &format!("{}/users", hub.config.hub_api_url),
+        &kept,
+    )))
 }
 
 pub(crate) async fn get_one(
     State(hub): State<Arc<Ctx>>,
     caller: Caller,
     Path(raw): Path<String>,
+    query: Result<Query<OneQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let name = normalize_username(&raw);
     caller.require("read:users", Resource::User(&name))?;
+    let Query(q) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid query: {e}")))?;
+    let shown = servers_shown(q.include_stopped_servers.as_deref());
     hub.linearize().await?;
-    hub.read(|s| s.user(&name).map(|u| user_json(u, true)))
+    hub.read(|s| s.user(&name).map(|u| user_json(u, shown)))
         .map(Json)
         .ok_or_else(|| no_such_user(&name))
 }
@@ -167,7 +224,7 @@ pub(crate) struct CreateBody {
 
 async fn create(hub: &Ctx, name: String, admin: bool) -> Result<Value, ApiError> {
     let user = ops::users::create(hub, name, admin).await?;
-    Ok(user_json(&user, true))
+    Ok(user_json(&user, Servers::Active))
 }
 
 pub(crate) async fn create_one(
@@ -261,7 +318,7 @@ pub(crate) async fn patch(
             )?;
             let user = ops::users::rename(&hub, name, new_name.clone()).await?;
             if body.admin.is_none() {
-                return Ok(Json(user_json(&user, true)));
+                return Ok(Json(user_json(&user, Servers::Active)));
             }
             new_name
         }
@@ -270,11 +327,11 @@ pub(crate) async fn patch(
     let Some(admin) = body.admin else {
         hub.linearize().await?;
         return hub
-            .read(|s| s.user(&name).map(|u| Json(user_json(u, true))))
+            .read(|s| s.user(&name).map(|u| Json(user_json(u, Servers::Active))))
             .ok_or_else(|| no_such_user(&name));
     };
     let user = ops::users::set_admin(&hub, name, admin).await?;
-    Ok(Json(user_json(&user, true)))
+    Ok(Json(user_json(&user, Servers::Active)))
 }
 
 pub(crate) async fn delete(
@@ -296,7 +353,7 @@ pub(crate) async fn delete(
         .read(|s| s.user(&name).map(|u| u.servers.keys().cloned().collect()))
         .ok_or_else(|| no_such_user(&name))?;
     for server in &servers {
-        match quorumhub_core::ops::servers::stop(&hub, &name, server).await? {
+        match quorumhub_core::ops::servers::stop(&hub, &name, server, false).await? {
             Ok(()) | Err(Rejection::NotRunning { .. }) | Err(Rejection::Pending { .. }) => {}
             Err(r) => return Err(r.into()),
         }

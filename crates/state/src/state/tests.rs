@@ -89,6 +89,7 @@ fn spawn(user: &str) -> Command {
         user: user.into(),
         server_name: String::new(),
         user_options: serde_json::Value::Null,
+        display_name: None,
     }
 }
 fn started(user: &str, generation: u64) -> Command {
@@ -110,6 +111,7 @@ fn stop(user: &str) -> Command {
     Command::RequestStop {
         user: user.into(),
         server_name: String::new(),
+        remove: false,
     }
 }
 fn stopped(user: &str, generation: u64) -> Command {
@@ -270,6 +272,7 @@ fn named_servers_have_their_own_prefix() {
                 user: "alice".into(),
                 server_name: "gpu".into(),
                 user_options: serde_json::json!({"size": 2}),
+                display_name: None,
             },
             named(started, 2),
             named(ready, 2),
@@ -277,6 +280,7 @@ fn named_servers_have_their_own_prefix() {
                 user: "alice".into(),
                 server_name: "bad/name".into(),
                 user_options: serde_json::Value::Null,
+                display_name: None,
             },
         ],
     );
@@ -843,6 +847,7 @@ fn oversized_commands_are_refused_from_log_format_4() {
         user: user.into(),
         server_name: String::new(),
         user_options: serde_json::json!({ "x": "a".repeat(bytes) }),
+        display_name: None,
     };
     let limit = crate::MAX_COMMAND_BYTES;
     // Before the gate a big command still applies (as an older release
@@ -922,6 +927,7 @@ fn spawn_named(user: &str, server: &str) -> Command {
         user: user.into(),
         server_name: server.into(),
         user_options: serde_json::Value::Null,
+        display_name: None,
     }
 }
 fn stopped_named(user: &str, server: &str, generation: u64) -> Command {
@@ -1046,4 +1052,239 @@ fn a_refused_spawn_changes_nothing_and_an_old_spawn_encodes_as_before() {
     // as a build of format 5 writes it.
     let json = String::from_utf8(a.encode()).expect("utf8");
     assert!(!json.contains("oauth_client_id"), "{json}");
+}
+
+fn servers_of(state: &HubState, user: &str) -> String {
+    let Some(u) = state.user(user) else {
+        return "no user".into();
+    };
+    let active: Vec<String> = u
+        .servers
+        .values()
+        .map(|s| {
+            format!(
+                "{:?}:{:?} {:?} {}",
+                s.name,
+                s.phase,
+                s.display_name.as_deref().unwrap_or("-"),
+                s.user_options
+            )
+        })
+        .collect();
+    let stopped: Vec<String> = u
+        .stopped
+        .values()
+        .map(|s| {
+            format!(
+                "{:?} {:?} {}",
+                s.name,
+                s.display_name.as_deref().unwrap_or("-"),
+                s.user_options
+            )
+        })
+        .collect();
+    format!(
+        "active [{}] stopped [{}]",
+        active.join(", "),
+        stopped.join(", ")
+    )
+}
+
+#[test]
+fn server_records_outlive_their_stop_from_log_format_7() {
+    let create_server = |name: &str, display: Option<&str>, options| Command::CreateServer {
+        user: "alice".into(),
+        server_name: name.into(),
+        display_name: display.map(str::to_string),
+        user_options: options,
+    };
+    let start = |name: &str, options, display: Option<&str>| Command::RequestSpawn {
+        user: "alice".into(),
+        server_name: name.into(),
+        user_options: options,
+        display_name: display.map(str::to_string),
+    };
+    let stop_named = |name: &str, remove| Command::RequestStop {
+        user: "alice".into(),
+        server_name: name.into(),
+        remove,
+    };
+    let update = |name: &str, new_name: Option<&str>, display: Option<&str>, options| {
+        Command::UpdateServer {
+            user: "alice".into(),
+            server_name: name.into(),
+            new_name: new_name.map(str::to_string),
+            display_name: display.map(str::to_string),
+            user_options: options,
+        }
+    };
+    let remove = |name: &str| Command::RemoveServer {
+        user: "alice".into(),
+        server_name: name.into(),
+    };
+    let mut state = HubState::default();
+    let mut transcript = run(
+        &mut state,
+        vec![
+            Command::SetClusterVersion { version: 7 },
+            create("alice"),
+            create_server("gpu", Some("My GPU"), serde_json::json!({"size": 2})),
+            create_server("gpu", None, serde_json::Value::Null),
+            create_server("", None, serde_json::Value::Null),
+            create_server("bad/name", None, serde_json::Value::Null),
+            create_server("x", Some("  two"), serde_json::Value::Null),
+        ],
+    );
+    transcript += &format!("{}\n", servers_of(&state, "alice"));
+    // Starting with no options takes the record's; the record becomes the
+    // running server, and a PATCH of a running one is refused.
+    transcript += &run(
+        &mut state,
+        vec![
+            start("gpu", serde_json::Value::Null, None),
+            update("gpu", None, Some("renamed"), None),
+            Command::RemoveServer {
+                user: "alice".into(),
+                server_name: "gpu".into(),
+            },
+        ],
+    );
+    transcript += &format!("{}\n", servers_of(&state, "alice"));
+    // Stopped without remove: the record is back, with its options.
+    transcript += &run(
+        &mut state,
+        vec![stop_named("gpu", false), stopped_named("alice", "gpu", 8)],
+    );
+    transcript += &format!("{}\n", servers_of(&state, "alice"));
+    transcript += &run(
+        &mut state,
+        vec![
+            update(
+                "gpu",
+                Some("big"),
+                None,
+                Some(serde_json::json!({"size": 8})),
+            ),
+            update("nope", None, Some("x"), None),
+            update("", None, Some("Default"), None),
+            update("big", Some(""), None, None),
+        ],
+    );
+    transcript += &format!("{}\n", servers_of(&state, "alice"));
+    // A start with options replaces them; a stop with remove forgets it,
+    // also when asked again while stopping.
+    transcript += &run(
+        &mut state,
+        vec![
+            start("big", serde_json::json!({"size": 1}), Some("Small now")),
+            stop_named("big", false),
+            stop_named("big", true),
+        ],
+    );
+    transcript += &format!("{}\n", servers_of(&state, "alice"));
+    transcript += &run(
+        &mut state,
+        vec![stopped_named("alice", "big", 17), remove(""), remove("")],
+    );
+    transcript += &format!("{}\n", servers_of(&state, "alice"));
+    expect![[r#"
+        1 set_cluster_version: done 
+        2 create_user: user alice admin=false 
+        3 create_server: done 
+        4 create_server: REJECTED User alice already has server gpu 
+        5 create_server: REJECTED User alice already has server  
+        6 create_server: REJECTED Invalid name "bad/name": server name contains '/'; allowed are a-z, 0-9 and -_.@ 
+        7 create_server: REJECTED Invalid name "  two": display_name must not start or end with a space or hold two in a row 
+        active [] stopped ["gpu" "My GPU" {"size":2}]
+        8 request_spawn: spawn gen=8 
+        9 update_server: REJECTED alice's server gpu is active. Please stop it before modifying it. 
+        10 remove_server: REJECTED alice's server gpu is active. Please stop it before modifying it. 
+        active ["gpu":Spawning "My GPU" {"size":2}] stopped []
+        11 request_stop: done 
+        12 server_stopped: done 
+        active [] stopped ["gpu" "My GPU" {"size":2}]
+        13 update_server: done 
+        14 update_server: REJECTED User alice has no such server nope 
+        15 update_server: done 
+        16 update_server: REJECTED Invalid name "": a server cannot be renamed to the default server 
+        active [] stopped ["" "Default" null, "big" "My GPU" {"size":8}]
+        17 request_spawn: spawn gen=17 
+        18 request_stop: done 
+        19 request_stop: done 
+        active ["big":Stopping "Small now" {"size":1}] stopped ["" "Default" null]
+        20 server_stopped: done 
+        21 remove_server: done 
+        22 remove_server: REJECTED User alice has no such server  
+        active [] stopped []
+    "#]]
+    .assert_eq(&transcript);
+}
+
+#[test]
+fn before_log_format_7_a_stopped_server_is_forgotten_and_names_are_ascii() {
+    let mut state = HubState::default();
+    let transcript = run(
+        &mut state,
+        vec![
+            create("alice"),
+            Command::RequestSpawn {
+                user: "alice".into(),
+                server_name: "gpu".into(),
+                user_options: serde_json::json!({"size": 2}),
+                display_name: None,
+            },
+            Command::RequestStop {
+                user: "alice".into(),
+                server_name: "gpu".into(),
+                remove: false,
+            },
+            stopped_named("alice", "gpu", 2),
+            create("ünï"),
+            Command::SetClusterVersion { version: 7 },
+            create("ünï"),
+        ],
+    );
+    expect![[r#"
+        1 create_user: user alice admin=false 
+        2 request_spawn: spawn gen=2 
+        3 request_stop: done 
+        4 server_stopped: done 
+        5 create_user: REJECTED Invalid name "ünï": username contains 'ü'; allowed are a-z, 0-9 and -_.@ 
+        6 set_cluster_version: done 
+        7 create_user: user ünï admin=false 
+    "#]]
+    .assert_eq(&transcript);
+    let u = state.user("alice").expect("alice");
+    assert!(u.stopped.is_empty() && u.servers.is_empty());
+    // A user without records encodes as before log format 7.
+    assert!(!String::from_utf8_lossy(&state.encode()).contains("stopped"));
+    // The new fields of old commands need log format 7 only when used.
+    let spawn = |display: Option<&str>| Command::RequestSpawn {
+        user: "a".into(),
+        server_name: String::new(),
+        user_options: serde_json::Value::Null,
+        display_name: display.map(str::to_string),
+    };
+    assert_eq!(spawn(None).min_version(), 1);
+    assert_eq!(spawn(Some("x")).min_version(), 7);
+    let stop = |remove| Command::RequestStop {
+        user: "a".into(),
+        server_name: String::new(),
+        remove,
+    };
+    assert_eq!(stop(false).min_version(), 1);
+    assert_eq!(stop(true).min_version(), 7);
+    assert_eq!(
+        serde_json::to_string(&stop(false)).expect("encodes"),
+        r#"{"op":"request_stop","user":"a","server_name":""}"#
+    );
+    // A unicode user's route prefix is escaped as JupyterHub escapes it.
+    assert_eq!(
+        Route::prefix_for("ünï", "a b"),
+        "/user/%C3%BCn%C3%AF/a%20b/"
+    );
+    assert_eq!(
+        Route::prefix_for("al.ice@x", "g-1_x"),
+        "/user/al.ice@x/g-1_x/"
+    );
 }
