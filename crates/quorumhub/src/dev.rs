@@ -25,6 +25,66 @@ pub struct DevArgs {
     /// First replica's HTTP port; the others follow.
     #[arg(long, default_value_t = 8081)]
     pub http_port: u16,
+    /// Serve the real JupyterLab: every user's server is
+    /// `jupyterhub-singleuser`, found on the PATH (`pip install jupyterhub
+    /// jupyterlab`), instead of the built-in demo server.
+    #[arg(long)]
+    pub jupyterlab: bool,
+    /// Flags for every hub replica, after `--`: the spawner's (for example
+    /// `-- --spawner-cmd jupyterhub-singleuser --spawner-cmd --debug`) or any
+    /// other `quorumhub hub` flag.
+    #[arg(last = true, value_name = "HUB FLAGS")]
+    pub hub_args: Vec<String>,
+}
+
+/// The first executable named `name` on `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+/// The spawner flags `dev` gives every replica: `--jupyterlab`'s, then the
+/// operator's own after `--`. With neither, the built-in demo server runs,
+/// and the banner offers JupyterLab when `jupyterhub-singleuser` is on the
+/// PATH (the returned hint).
+fn spawner_flags(args: &DevArgs) -> anyhow::Result<(Vec<String>, Option<String>)> {
+    let own_cmd = args
+        .hub_args
+        .iter()
+        .any(|a| a == "--spawner-cmd" || a.starts_with("--spawner-cmd="));
+    let found = on_path("jupyterhub-singleuser");
+    if !args.jupyterlab {
+        let hint = match (&found, own_cmd) {
+            (Some(p), false) => Some(format!(
+                "JupyterLab: {} is on your PATH; `quorumhub dev --jupyterlab` serves it instead of the demo server",
+                p.display()
+            )),
+            _ => None,
+        };
+        return Ok((args.hub_args.clone(), hint));
+    }
+    if own_cmd {
+        bail!("--jupyterlab chooses the server command itself; drop it or the --spawner-cmd after `--`");
+    }
+    let Some(exe) = found else {
+        bail!(
+            "--jupyterlab needs jupyterhub-singleuser on the PATH, and it is not there: install it \
+             (`python3 -m venv .venv && .venv/bin/pip install jupyterhub jupyterlab`, or \
+             scripts/jupyter-venv.sh) and put its bin directory first on the PATH"
+        );
+    };
+    let mut flags = vec!["--spawner-cmd".to_string(), exe.display().to_string()];
+    // Jupyter refuses to run as root unless told to.
+    if quorumhub_spawner::account::effective_uid() == 0 {
+        flags.extend(["--spawner-cmd".to_string(), "--allow-root".to_string()]);
+    }
+    flags.extend(args.hub_args.iter().cloned());
+    Ok((flags, None))
 }
 
 /// The secret kept in `path` (mode 0600: the replicas and the proxy read
@@ -97,6 +157,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     if args.replicas == 0 {
         bail!("--replicas must be at least 1");
     }
+    let (spawner_flags, jupyterlab_hint) = spawner_flags(&args)?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let dir = args.dir.canonicalize()?;
@@ -153,6 +214,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             // hub logs a warning), no system accounts needed.
             "--spawner-run-as-hub-user".into(),
         ];
+        let mut hub_args = hub_args;
+        hub_args.extend(spawner_flags.iter().cloned());
         procs.push(Supervised::start(
             format!("hub{i}"),
             &exe,
@@ -194,6 +257,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         g0 = grpcs[0],
         d = dir.display(),
     );
+    if let Some(cmd) = spawner_flags
+        .windows(2)
+        .find(|w| w[0] == "--spawner-cmd")
+        .map(|w| w[1].clone())
+    {
+        println!(
+            "\nUsers' servers run {cmd} (see {}/hub*.log if one does not start).",
+            dir.display()
+        );
+    }
+    if let Some(hint) = jupyterlab_hint {
+        println!("\n{hint}.");
+    }
 
     // Supervise: a process that dies (a crash, or `kill -9` in README's
     // experiment) is reported and started again with backoff; the cluster

@@ -67,56 +67,105 @@ async fn create(url: &str, token: &str, name: &str) -> Option<reqwest::StatusCod
         .map(|r| r.status())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dev_restarts_a_killed_replica_and_keeps_serving() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("dev");
-    let port = free_ports(7);
-    let (grpc, http) = (port + 1, port + 4);
-    let mut dev = Command::new(common::exe())
-        .args(["dev", "--dir", &dir.display().to_string()])
-        .args(["--port", &port.to_string()])
-        .args(["--grpc-port", &grpc.to_string()])
-        .args(["--http-port", &http.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("quorumhub dev");
-    let stdout = dev.stdout.take().expect("stdout");
-    let stderr = dev.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    for pipe in [
-        Box::new(stdout) as Box<dyn std::io::Read + Send>,
-        Box::new(stderr),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+/// A running `quorumhub dev` and the lines it printed.
+struct Dev {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    port: u16,
+    http: u16,
+    child: std::process::Child,
+    rx: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Dev {
+    /// `quorumhub dev` on free ports, with `args` and, first on its PATH,
+    /// `path` (where `jupyterhub-singleuser` is, for `--jupyterlab`).
+    fn start(args: &[&str], path: Option<&Path>) -> Dev {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("dev");
+        let port = free_ports(7);
+        let (grpc, http) = (port + 1, port + 4);
+        let mut cmd = Command::new(common::exe());
+        cmd.args(["dev", "--dir", &dir.display().to_string()])
+            .args(["--port", &port.to_string()])
+            .args(["--grpc-port", &grpc.to_string()])
+            .args(["--http-port", &http.to_string()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(p) = path {
+            let old = std::env::var_os("PATH").unwrap_or_default();
+            let mut dirs = vec![p.to_path_buf()];
+            dirs.extend(std::env::split_paths(&old));
+            cmd.env("PATH", std::env::join_paths(dirs).expect("PATH"));
+        }
+        let mut child = cmd.spawn().expect("quorumhub dev");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        for pipe in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Dev {
+            _tmp: tmp,
+            dir,
+            port,
+            http,
+            child,
+            rx,
+            seen: Vec::new(),
+        }
     }
-    let mut seen = Vec::new();
-    let mut wait_for = |needle: &str, limit: Duration| {
+
+    fn wait_for(&mut self, needle: &str, limit: Duration) {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
-            if seen.iter().any(|l: &String| l.contains(needle)) {
+            if self.seen.iter().any(|l: &String| l.contains(needle)) {
                 return;
             }
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(l) => seen.push(l),
+            match self.rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) => self.seen.push(l),
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 Err(_) => {}
             }
         }
         panic!(
             "dev never printed {needle:?}; it printed:\n{}",
-            seen.join("\n")
+            self.seen.join("\n")
         );
-    };
-    wait_for("quorumhub dev cluster is up", Duration::from_secs(60));
+    }
 
+    /// SIGINT, as Ctrl-C: dev and every replica stop.
+    fn stop(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait().expect("dev").is_none() {
+            assert!(Instant::now() < deadline, "dev did not stop on SIGINT");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while (1..=3).any(|id| !replica_pids(&self.dir, id).is_empty()) {
+            assert!(Instant::now() < deadline, "replicas outlived dev");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_restarts_a_killed_replica_and_keeps_serving() {
+    let mut d = Dev::start(&[], None);
+    d.wait_for("quorumhub dev cluster is up", Duration::from_secs(60));
+    let (dir, port, http) = (d.dir.clone(), d.port, d.http);
     let url = format!("http://127.0.0.1:{port}");
     let token = token(&dir);
     assert_eq!(
@@ -152,8 +201,8 @@ async fn dev_restarts_a_killed_replica_and_keeps_serving() {
             "writes did not resume after the kill"
         );
     }
-    wait_for("hub2 exited unexpectedly", Duration::from_secs(10));
-    wait_for("hub2 restarted", Duration::from_secs(10));
+    d.wait_for("hub2 exited unexpectedly", Duration::from_secs(10));
+    d.wait_for("hub2 restarted", Duration::from_secs(10));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let now = replica_pids(&dir, 2);
@@ -167,7 +216,7 @@ async fn dev_restarts_a_killed_replica_and_keeps_serving() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        dev.try_wait().expect("dev").is_none(),
+        d.child.try_wait().expect("dev").is_none(),
         "dev itself kept running"
     );
 
@@ -188,15 +237,83 @@ async fn dev_restarts_a_killed_replica_and_keeps_serving() {
     }
 
     // Ctrl-C (SIGINT) stops everything.
-    unsafe { libc::kill(dev.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while dev.try_wait().expect("dev").is_none() {
-        assert!(Instant::now() < deadline, "dev did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while (1..=3).any(|id| !replica_pids(&dir, id).is_empty()) {
-        assert!(Instant::now() < deadline, "replicas outlived dev");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    d.stop();
+}
+
+/// `quorumhub dev --jupyterlab` serves the real JupyterLab: a user's
+/// server is the `jupyterhub-singleuser` found on the PATH, reached
+/// through dev's proxy; without the flag, dev offers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_serves_the_real_jupyterlab_from_the_path() {
+    let venv_bin = common::singleuser()
+        .parent()
+        .expect("the venv's bin")
+        .to_path_buf();
+    let mut d = Dev::start(&["--jupyterlab"], Some(&venv_bin));
+    d.wait_for("quorumhub dev cluster is up", Duration::from_secs(60));
+    d.wait_for("jupyterhub-singleuser", Duration::from_secs(5));
+    let url = format!("http://127.0.0.1:{}", d.port);
+    let token = token(&d.dir);
+    assert_eq!(
+        create(&url, &token, "alice").await,
+        Some(reqwest::StatusCode::CREATED)
+    );
+    let http = quorumhub_testkit::client();
+    let started = http
+        .post(format!("{url}/hub/api/users/alice/server"))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+        .expect("start");
+    assert!(
+        [reqwest::StatusCode::CREATED, reqwest::StatusCode::ACCEPTED].contains(&started.status()),
+        "{}",
+        started.status()
+    );
+    // Jupyter Server's own API, behind the hub's auth, through the proxy.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let api = loop {
+        let r = http
+            .get(format!("{url}/user/alice/api/status"))
+            .header("Authorization", format!("token {token}"))
+            .send()
+            .await;
+        if let Ok(r) = r {
+            if r.status() == reqwest::StatusCode::OK {
+                break r.json::<serde_json::Value>().await.expect("json");
+            }
+        }
+        assert!(Instant::now() < deadline, "JupyterLab never answered");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(
+        api.get("kernels").is_some() && api.get("started").is_some(),
+        "not Jupyter Server's status: {api}"
+    );
+    let lab = http
+        .get(format!("{url}/user/alice/lab"))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+        .expect("lab");
+    assert_eq!(lab.status(), reqwest::StatusCode::OK);
+    assert!(lab.text().await.unwrap_or_default().contains("JupyterLab"));
+    d.stop();
+
+    // Without the flag, dev offers it (and runs the demo server).
+    let mut d = Dev::start(&[], Some(&venv_bin));
+    d.wait_for("quorumhub dev --jupyterlab", Duration::from_secs(60));
+    d.stop();
+    // With the flag and nothing on the PATH, dev refuses, saying what to do.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(common::exe())
+        .args(["dev", "--jupyterlab", "--dir"])
+        .arg(tmp.path().join("dev"))
+        .env("PATH", "/nonexistent")
+        .output()
+        .expect("dev");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("pip install jupyterhub jupyterlab"), "{err}");
+    assert!(!tmp.path().join("dev").exists(), "nothing was created");
 }
