@@ -101,21 +101,42 @@ pub fn legacy_oauth_client_id(user: &str, server_name: &str) -> String {
     id
 }
 
+/// The longest escaped name [`file_name`] keeps as it is: with
+/// `server-`/`.log` around it, a file name still fits Linux's 255 bytes.
+pub const FILE_NAME_MAX: usize = 244;
+/// How much of a longer escaped name is kept before its hash.
+const FILE_NAME_HEAD: usize = 170;
+
 /// A file or directory name for a hub user or server name: bytes outside
 /// `A-Za-z0-9_-@` become `%XX`, so no name is `.` or `..` or holds a `/`;
-/// the empty name is `%`.
+/// the empty name is `%`. An escaped name longer than [`FILE_NAME_MAX`]
+/// (a long Unicode name triples in length) would not fit a file system:
+/// it becomes its first escapes up to 170 bytes, `~` and the SHA-256 of the
+/// whole name (hex). `~` is never in an escaped name, so the two forms
+/// never meet; two long names meet only if their SHA-256 does.
 pub fn file_name(name: &str) -> String {
     if name.is_empty() {
         return "%".to_string();
     }
     let mut out = String::with_capacity(name.len());
+    let mut head = 0;
     for &b in name.as_bytes() {
         if b.is_ascii_alphanumeric() || b"_-@".contains(&b) {
             out.push(char::from(b));
         } else {
             push_hex(&mut out, '%', b);
         }
+        if out.len() <= FILE_NAME_HEAD {
+            head = out.len();
+        }
     }
+    if out.len() <= FILE_NAME_MAX {
+        return out;
+    }
+    use sha2::Digest;
+    out.truncate(head);
+    out.push('~');
+    out.push_str(&hex::encode(sha2::Sha256::digest(name.as_bytes())));
     out
 }
 
@@ -400,6 +421,29 @@ mod tests {
         }
         assert_eq!(file_name(""), "%");
         assert_eq!(file_name("\0"), "%00");
+        // Names whose escaped form would not fit a file system: every file
+        // name stays within 255 bytes, and the long ones stay apart.
+        let long = [
+            "0".repeat(255),
+            "0".repeat(254),
+            "é".repeat(255),
+            format!("{}x", "é".repeat(254)),
+            "a.".repeat(127),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for n in &long {
+            let f = file_name(n);
+            assert!(f.len() <= FILE_NAME_MAX, "{f}");
+            assert!(server_log_file(n).len() <= 255, "{n}");
+            assert!(seen.insert(f.clone()), "{f} twice");
+        }
+        let kept = "0".repeat(FILE_NAME_MAX);
+        assert_eq!(file_name(&kept), kept, "what fits is kept as it is");
+        assert!(file_name(&"é".repeat(255)).contains('~'));
+        // The head is cut between escapes, never inside one.
+        let head = file_name(&"é".repeat(255));
+        let head = head.split('~').next().unwrap_or_default();
+        assert!(head.len() <= 170 && head.len().is_multiple_of(3), "{head}");
     }
 
     #[test]
