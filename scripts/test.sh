@@ -9,6 +9,7 @@ profile=default
 # run against (pip, idempotent).
 scripts/jupyter-venv.sh
 scripts/oidc-venv.sh
+scripts/schemathesis-venv.sh
 cargo nextest run --workspace --locked --profile "$profile" "$@"
 
 # The chaos suite against the three-node container deployment (Docker).
