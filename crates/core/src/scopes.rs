@@ -1,18 +1,27 @@
-//! JupyterHub 2+ roles and scopes, for the subset the REST API uses.
+//! JupyterHub 2+ roles and scopes.
 //!
 //! A scope is `name` or `name!filter`, the filter one of `user=U`,
-//! `server=U/S` or a placeholder (`!user`, `!server`) filled in from the
-//! token's owner. [`expand`] turns roles (`self`, `inherit`) and parent
-//! scopes into the full set of leaf scopes, keeping each filter; a caller's
-//! effective scopes are its token's, intersected with its owner's.
+//! `server=U/S`, `group=G` or a placeholder (`!user`, `!server`) filled in
+//! from the token's owner. [`expand`] turns roles (`self`, `admin`) and
+//! parent scopes into the full set of leaf scopes, keeping each filter; a
+//! caller's effective scopes are its token's, intersected with its
+//! owner's; an owner's are its roles' ([`of_user_in`]: the built-in `user`
+//! and `admin` roles and the configured ones, replicated in the state).
 //!
 //! Matching follows JupyterHub: an unfiltered scope covers everything,
-//! `!user=U` also covers U's servers, `!server=U/S` covers that server only.
+//! `!user=U` also covers U's servers, `!server=U/S` covers that server only,
+//! `!group=G` covers G's members and their servers. Group filters are
+//! resolved against one state ([`Scopes::with_groups`]), the one a request
+//! reads.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-/// Every scope this hub knows, with the scopes it implies (JupyterHub's
-/// scope tree, restricted to what the REST API here uses).
+use quorumhub_state::HubState;
+
+/// Every scope JupyterHub 6 defines, with the scopes it implies
+/// (`jupyterhub/scopes.py`'s `scope_definitions`). Scopes of endpoints
+/// quorumhub does not have (services' admin, shares, proxy, shutdown) are
+/// recognised, so roles and tokens written for JupyterHub are accepted.
 const TREE: &[(&str, &[&str])] = &[
     (
         "admin:users",
@@ -51,6 +60,39 @@ const TREE: &[(&str, &[&str])] = &[
     ("read:hub", &[]),
     ("read:metrics", &[]),
     ("access:servers", &[]),
+    ("access:services", &[]),
+    (
+        "read:roles",
+        &[
+            "read:roles:users",
+            "read:roles:services",
+            "read:roles:groups",
+        ],
+    ),
+    ("read:roles:services", &[]),
+    (
+        "admin:services",
+        &["list:services", "read:services", "read:roles:services"],
+    ),
+    ("list:services", &["read:services:name"]),
+    ("read:services", &["read:services:name"]),
+    ("read:services:name", &[]),
+    ("users:shares", &["read:users:shares"]),
+    ("read:users:shares", &[]),
+    ("groups:shares", &["read:groups:shares"]),
+    ("read:groups:shares", &[]),
+    ("read:shares", &[]),
+    (
+        "shares",
+        &[
+            "access:servers",
+            "read:shares",
+            "users:shares",
+            "groups:shares",
+        ],
+    ),
+    ("proxy", &[]),
+    ("shutdown", &[]),
     ("admin-ui", &[]),
     ("read:roles:users", &[]),
     ("read:roles:groups", &[]),
@@ -104,6 +146,8 @@ pub enum Resource<'a> {
         user: &'a str,
         name: &'a str,
     },
+    /// A group (for the group scopes, whose filter is `!group=`).
+    Group(&'a str),
 }
 
 /// Why a scope is not known.
@@ -111,9 +155,10 @@ pub enum Resource<'a> {
 #[error("Unknown scope {0:?}")]
 pub struct UnknownScope(pub String);
 
-/// A set of expanded scopes.
+/// A set of expanded scopes, with the members of the groups its filters
+/// name (once resolved).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Scopes(BTreeSet<String>);
+pub struct Scopes(BTreeSet<String>, BTreeMap<String, BTreeSet<String>>);
 
 impl Scopes {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
@@ -126,12 +171,24 @@ impl Scopes {
 
     /// Does this set allow `name` on `resource`?
     pub fn allows(&self, name: &str, resource: Resource<'_>) -> bool {
-        self.0.iter().any(|s| covers(s, name, resource))
+        self.0.iter().any(|s| covers(s, name, resource, &self.1))
     }
 
     /// Does it hold `name` at all, for some resource?
     pub fn holds(&self, name: &str) -> bool {
         self.0.iter().any(|s| base(s) == name)
+    }
+
+    /// Does it hold `name` with a filter other than `user=`/`group=`
+    /// (JupyterHub refuses to list users or groups under a `!server=`
+    /// filter)?
+    pub fn holds_only_as_server(&self, name: &str) -> bool {
+        self.holds(name)
+            && self
+                .0
+                .iter()
+                .filter(|s| base(s) == name)
+                .all(|s| filter(s).is_some_and(|f| f.starts_with("server=")))
     }
 
     /// The scopes of `self` that `owner` also holds (a token never does
@@ -140,10 +197,38 @@ impl Scopes {
         Scopes(
             self.0
                 .iter()
-                .filter(|s| owner.0.iter().any(|o| implies(o, s)))
+                .filter(|s| owner.0.iter().any(|o| implies(o, s, &owner.1)))
                 .cloned()
                 .collect(),
+            self.1.clone(),
         )
+    }
+
+    /// With the members of every group a `!group=` filter names, as
+    /// `state` has them.
+    pub fn with_groups(mut self, state: &HubState) -> Scopes {
+        for s in &self.0 {
+            if let Some(g) = filter(s).and_then(|f| f.strip_prefix("group=")) {
+                if !self.1.contains_key(g) {
+                    let members = state
+                        .groups
+                        .get(g)
+                        .map(|g| g.users.iter().cloned().collect())
+                        .unwrap_or_default();
+                    self.1.insert(g.to_string(), members);
+                }
+            }
+        }
+        self
+    }
+
+    /// The union of two sets.
+    pub fn union(mut self, other: Scopes) -> Scopes {
+        self.0.extend(other.0);
+        for (g, m) in other.1 {
+            self.1.entry(g).or_default().extend(m);
+        }
+        self
     }
 }
 
@@ -155,24 +240,38 @@ fn filter(scope: &str) -> Option<&str> {
     scope.split_once('!').map(|(_, f)| f)
 }
 
+type Members = BTreeMap<String, BTreeSet<String>>;
+
+/// Is `user` in the group a `group=G` filter names?
+fn in_group(f: &str, user: &str, members: &Members) -> bool {
+    f.strip_prefix("group=")
+        .and_then(|g| members.get(g))
+        .is_some_and(|m| m.contains(user))
+}
+
 /// Does held scope `have` cover `name` on `resource`?
-fn covers(have: &str, name: &str, resource: Resource<'_>) -> bool {
+fn covers(have: &str, name: &str, resource: Resource<'_>, members: &Members) -> bool {
     if base(have) != name {
         return false;
     }
     match (filter(have), resource) {
         (None, _) => true,
         (Some(_), Resource::Any) => false,
-        (Some(f), Resource::User(u)) => f.strip_prefix("user=") == Some(u),
+        (Some(f), Resource::User(u)) => {
+            f.strip_prefix("user=") == Some(u) || in_group(f, u, members)
+        }
         (Some(f), Resource::Server { user, name }) => {
             f.strip_prefix("user=") == Some(user)
                 || f.strip_prefix("server=") == Some(&format!("{user}/{name}"))
+                || in_group(f, user, members)
         }
+        (Some(f), Resource::Group(g)) => f.strip_prefix("group=") == Some(g),
     }
 }
 
-/// Does held scope `have` imply scope `want` (both expanded)?
-fn implies(have: &str, want: &str) -> bool {
+/// Does held scope `have` imply scope `want` (both expanded)? `members`:
+/// of the groups `have`'s set names.
+fn implies(have: &str, want: &str, members: &Members) -> bool {
     if base(have) != base(want) {
         return false;
     }
@@ -180,10 +279,21 @@ fn implies(have: &str, want: &str) -> bool {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(h), Some(w)) if h == w => true,
-        (Some(h), Some(w)) => match (h.strip_prefix("user="), w.strip_prefix("server=")) {
-            (Some(u), Some(server)) => server.split_once('/').map(|(su, _)| su) == Some(u),
-            _ => false,
-        },
+        (Some(h), Some(w)) => {
+            let user_of_want = w.strip_prefix("user=").or_else(|| {
+                w.strip_prefix("server=")
+                    .and_then(|s| s.split_once('/').map(|(u, _)| u))
+            });
+            match (
+                h.strip_prefix("user="),
+                w.strip_prefix("server="),
+                user_of_want,
+            ) {
+                (Some(u), Some(server), _) => server.split_once('/').map(|(su, _)| su) == Some(u),
+                (None, _, Some(wu)) => in_group(h, wu, members),
+                _ => false,
+            }
+        }
     }
 }
 
@@ -229,13 +339,14 @@ pub fn expand<'a>(
             }
         }
     }
-    Ok(Scopes(out))
+    Ok(Scopes(out, BTreeMap::new()))
 }
 
 fn valid_filter(f: &str) -> bool {
     match f.split_once('=') {
         Some(("user", u)) => !u.is_empty() && !u.contains('/'),
         Some(("server", s)) => s.split_once('/').is_some_and(|(u, _)| !u.is_empty()),
+        Some(("group", g)) => !g.is_empty(),
         _ => false,
     }
 }
@@ -262,10 +373,87 @@ fn add(out: &mut BTreeSet<String>, name: &str, f: Option<String>) {
     }
 }
 
-/// What a user may do: the admin role, or `self`.
+/// What a user may do by the built-in roles alone: `admin` and `user`
+/// (`self`), or `user`.
 pub fn of_user(name: &str, admin: bool) -> Scopes {
     let roles: &[&str] = if admin { &["admin", "self"] } else { &["self"] };
     expand(roles.iter().copied(), name, None).unwrap_or_default()
+}
+
+/// The built-in roles' names: `admin`'s scopes cannot be configured, a
+/// configured `user` role replaces the default `["self"]`, `server` and
+/// `token` are JupyterHub's and not configurable here.
+pub const BUILT_IN_ROLES: [&str; 4] = ["admin", "user", "server", "token"];
+
+/// What `name` may do in `state`: the `user` role (its configured scopes,
+/// else `self`), `admin` when the user is an admin or the configured
+/// `admin` role names it (or one of its groups), and every configured role
+/// it holds, with group filters resolved. A user `state` does not know
+/// gets the built-in roles only.
+pub fn of_user_in(state: &HubState, name: &str, admin: bool) -> Scopes {
+    let Some(user) = state.user(name) else {
+        return of_user(name, admin).with_groups(state);
+    };
+    let mut out = BTreeSet::new();
+    let mut admin = admin || user.admin;
+    let mut user_role = false;
+    for role in state.roles_of(user) {
+        match role.name.as_str() {
+            "admin" => admin = true,
+            _ => {
+                user_role |= role.name == "user";
+                for scope in &role.scopes {
+                    // A stored role's scopes were checked at start-up; one
+                    // a newer release knows and this one does not is left
+                    // out (a replica never grants what it cannot check).
+                    if let Ok(s) = expand([scope.as_str()], name, None) {
+                        out.extend(s.0);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(r) = state.roles.get("user") {
+        user_role = true;
+        for scope in &r.scopes {
+            if let Ok(s) = expand([scope.as_str()], name, None) {
+                out.extend(s.0);
+            }
+        }
+    }
+    let mut builtin: Vec<&str> = Vec::new();
+    if !user_role {
+        builtin.push("self");
+    }
+    if admin {
+        builtin.push("admin");
+    }
+    if let Ok(s) = expand(builtin, name, None) {
+        out.extend(s.0);
+    }
+    Scopes(out, BTreeMap::new()).with_groups(state)
+}
+
+/// The scopes the roles `names` grant (JupyterHub's `roles` in a token
+/// request), unexpanded; the first name that is no configured or built-in
+/// (`admin`, `user`) role is the error.
+pub fn of_roles(state: &HubState, names: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for n in names {
+        match (n.as_str(), state.roles.get(n)) {
+            ("admin", _) => out.push("admin".to_string()),
+            (_, Some(r)) => out.extend(r.scopes.iter().cloned()),
+            ("user", None) => out.push("self".to_string()),
+            _ => return Err(n.clone()),
+        }
+    }
+    Ok(out)
+}
+
+/// A configured role's scopes, checked as [`expand`] would for any user:
+/// the first unknown scope or bad filter is the error.
+pub fn check_role_scopes(scopes: &[String]) -> Result<(), UnknownScope> {
+    expand(scopes.iter().map(String::as_str), "user-placeholder", None).map(|_| ())
 }
 
 /// The scopes of the token a server of `user` holds.
@@ -398,11 +586,188 @@ mod tests {
         expect_test::expect!["access:servers!server=alice/"].assert_eq(&show(&got));
     }
 
+    /// A state with users, a group `course` (alice, bob) and `tas` (ta2),
+    /// and the configured roles `roles`.
+    fn state_with(roles: Vec<quorumhub_state::Role>) -> HubState {
+        use quorumhub_state::{Command, Request};
+        let mut s = HubState::default();
+        let mut cmds = vec![Command::SetClusterVersion { version: 7 }];
+        for u in ["alice", "bob", "carol", "ta1", "ta2"] {
+            cmds.push(Command::CreateUser {
+                name: u.into(),
+                admin: false,
+            });
+        }
+        cmds.push(Command::CreateGroup {
+            name: "course".into(),
+            users: vec!["alice".into(), "bob".into()],
+        });
+        cmds.push(Command::CreateGroup {
+            name: "tas".into(),
+            users: vec!["ta2".into()],
+        });
+        cmds.push(Command::SetRoles { roles });
+        for (i, command) in cmds.into_iter().enumerate() {
+            let i = i as u64 + 1;
+            s.apply(
+                i,
+                &Request {
+                    client_id: "t".into(),
+                    serial: i,
+                    at: 1,
+                    command,
+                },
+            );
+        }
+        s
+    }
+
+    fn role(name: &str, scopes: &[&str], users: &[&str], groups: &[&str]) -> quorumhub_state::Role {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        quorumhub_state::Role {
+            name: name.into(),
+            description: String::new(),
+            scopes: v(scopes),
+            users: v(users),
+            groups: v(groups),
+            services: vec![],
+        }
+    }
+
+    #[test]
+    fn group_filters_and_configured_roles_as_data() {
+        let state = state_with(vec![
+            role(
+                "ta",
+                &[
+                    "list:users!group=course",
+                    "read:users!group=course",
+                    "access:servers!group=course",
+                ],
+                &["ta1"],
+                &["tas"],
+            ),
+            role("admin", &[], &["carol"], &[]),
+        ]);
+        let ta1 = of_user_in(&state, "ta1", false);
+        let ta2 = of_user_in(&state, "ta2", false);
+        let alice = of_user_in(&state, "alice", false);
+        let carol = of_user_in(&state, "carol", false);
+        let srv = |user| Resource::Server { user, name: "" };
+        let cases: &[(&str, &Scopes, &str, Resource, bool)] = &[
+            (
+                "ta1 reads a student",
+                &ta1,
+                "read:users",
+                Resource::User("alice"),
+                true,
+            ),
+            (
+                "ta1 reads another student",
+                &ta1,
+                "read:users",
+                Resource::User("bob"),
+                true,
+            ),
+            (
+                "ta1 does not read a non-student",
+                &ta1,
+                "read:users",
+                Resource::User("carol"),
+                false,
+            ),
+            (
+                "ta1 reaches a student's server",
+                &ta1,
+                "access:servers",
+                srv("bob"),
+                true,
+            ),
+            (
+                "ta1 keeps its own user role",
+                &ta1,
+                "servers",
+                srv("ta1"),
+                true,
+            ),
+            (
+                "ta1 cannot stop a student's server",
+                &ta1,
+                "delete:servers",
+                srv("alice"),
+                false,
+            ),
+            (
+                "the role through the group",
+                &ta2,
+                "read:users",
+                Resource::User("alice"),
+                true,
+            ),
+            (
+                "a student holds no role",
+                &alice,
+                "read:users",
+                Resource::User("bob"),
+                false,
+            ),
+            (
+                "the admin role makes an admin",
+                &carol,
+                "admin:users",
+                Resource::Any,
+                true,
+            ),
+            (
+                "group scopes name the group",
+                &of_user("x", true),
+                "read:groups",
+                Resource::Group("course"),
+                true,
+            ),
+        ];
+        for (what, have, name, resource, want) in cases {
+            assert_eq!(have.allows(name, *resource), *want, "{what}");
+        }
+        // A token of ta1 asking for one student keeps it, one outside the
+        // group loses it.
+        let asked = expand(
+            ["read:users!user=alice", "read:users!user=carol"],
+            "ta1",
+            None,
+        )
+        .expect("known")
+        .with_groups(&state);
+        expect_test::expect!["read:users!user=alice"].assert_eq(
+            &asked
+                .within(&ta1)
+                .iter()
+                .filter(|s| s.starts_with("read:users!"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        // A configured `user` role replaces `self`.
+        let narrow = state_with(vec![role("user", &["read:users:name!user"], &[], &[])]);
+        expect_test::expect!["read:users:name!user=alice"]
+            .assert_eq(&show(&of_user_in(&narrow, "alice", false)));
+        assert_eq!(
+            of_roles(&state, &["ta".into(), "user".into()]),
+            Ok(vec![
+                "access:servers!group=course".to_string(),
+                "list:users!group=course".into(),
+                "read:users!group=course".into(),
+                "self".into()
+            ])
+        );
+        assert_eq!(of_roles(&state, &["nope".into()]), Err("nope".to_string()));
+    }
+
     #[test]
     fn unknown_scopes_and_bad_filters_are_refused() {
         for bad in [
             "nope",
             "read:users!group",
+            "read:users!group=",
             "read:users!user=",
             "read:users!colour=red",
             "access:servers!server",

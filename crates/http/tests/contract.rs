@@ -385,7 +385,7 @@ async fn bad_input_gets_jupyterhub_errors() {
         expect![[r#"
             GET /hub/api/users → 403 Missing or invalid credentials
             wrong GET /hub/api/users → 403 Missing or invalid credentials
-            admin POST /hub/api/users/alice → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin POST /hub/api/users/alice → 201 {"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
             admin POST /hub/api/users/alice → 409 User alice already exists
             admin POST /hub/api/users/ALICE → 409 User alice already exists
             admin POST /hub/api/users/bad%2Fname → 400 Invalid username "bad/name": username must not contain '/'
@@ -500,8 +500,8 @@ async fn jupyterhub_6_servers_lists_and_names() {
             admin GET /hub/api/users/alice/servers/gpu → 200 {"display_name":"My GPU","full_name":"alice/gpu","full_progress_url":null,"full_url":null,"last_activity":null,"name":"gpu","pending":null,"progress_url":"/hub/api/users/alice/servers/gpu/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/gpu/","user_options":{"size":2}}
             admin GET /hub/api/users/alice/server → 200 {"display_name":"","full_name":"alice/","full_progress_url":null,"full_url":null,"last_activity":null,"name":"","pending":null,"progress_url":"/hub/api/users/alice/server/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/","user_options":{}}
             admin GET /hub/api/users/alice/servers/nope → 404 alice has no server named 'nope'
-            admin GET /hub/api/users/alice → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
-            admin GET /hub/api/users/alice?include_stopped_servers → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{"cpu":{"display_name":"cpu","full_name":"alice/cpu","full_progress_url":null,"full_url":null,"last_activity":null,"name":"cpu","pending":null,"progress_url":"/hub/api/users/alice/servers/cpu/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/cpu/","user_options":{"size":1}},"gpu":{"display_name":"My GPU","full_name":"alice/gpu","full_progress_url":null,"full_url":null,"last_activity":null,"name":"gpu","pending":null,"progress_url":"/hub/api/users/alice/servers/gpu/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/gpu/","user_options":{"size":2}}}}
+            admin GET /hub/api/users/alice → 200 {"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin GET /hub/api/users/alice?include_stopped_servers → 200 {"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{"cpu":{"display_name":"cpu","full_name":"alice/cpu","full_progress_url":null,"full_url":null,"last_activity":null,"name":"cpu","pending":null,"progress_url":"/hub/api/users/alice/servers/cpu/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/cpu/","user_options":{"size":1}},"gpu":{"display_name":"My GPU","full_name":"alice/gpu","full_progress_url":null,"full_url":null,"last_activity":null,"name":"gpu","pending":null,"progress_url":"/hub/api/users/alice/servers/gpu/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/gpu/","user_options":{"size":2}}}}
             admin PATCH /hub/api/users/alice/servers/gpu {"name": "big", "user_options": {"size": 8}} → 200 {"display_name":"My GPU","full_name":"alice/big","full_progress_url":null,"full_url":null,"last_activity":null,"name":"big","pending":null,"progress_url":"/hub/api/users/alice/servers/big/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/big/","user_options":{"size":8}}
             admin PATCH /hub/api/users/alice/servers/big {"display_name": "Big one"} → 200 {"display_name":"Big one","full_name":"alice/big","full_progress_url":null,"full_url":null,"last_activity":null,"name":"big","pending":null,"progress_url":"/hub/api/users/alice/servers/big/progress","ready":false,"started":null,"stopped":true,"url":"/user/alice/big/","user_options":{"size":8}}
             admin PATCH /hub/api/users/alice/servers/big {"name": "cpu"} → 409 User alice already has server cpu
@@ -519,18 +519,18 @@ async fn jupyterhub_6_servers_lists_and_names() {
             admin DELETE /hub/api/users/alice/server → 204 
             admin DELETE /hub/api/users/alice/server {"remove": true} → 400 Cannot delete the default server
             admin DELETE /hub/api/users/alice/server {"remove": "yes"} → 400 Invalid JSON in body: invalid type: string "yes", expected a boolean at line 1 column 16
-            admin GET /hub/api/users?sort=name&limit=2 → 200 {"_pagination":{"limit":2,"next":{"limit":2,"offset":2,"url":"http://127.0.0.1:8000/hub/api/users?sort=name&offset=2&limit=2"},"offset":0,"total":4},"items":[{"admin":true,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}},{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}]}
-            admin GET /hub/api/users?sort=-last_activity&limit=4 → 200 {"_pagination":{"limit":4,"next":null,"offset":0,"total":4},"items":[{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"carol","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":true,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}}]}
-            admin GET /hub/api/users?sort=last_activity&limit=4 → 200 {"_pagination":{"limit":4,"next":null,"offset":0,"total":4},"items":[{"admin":true,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}},{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"carol","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}]}
+            admin GET /hub/api/users?sort=name&limit=2 → 200 {"_pagination":{"limit":2,"next":{"limit":2,"offset":2,"url":"http://127.0.0.1:8000/hub/api/users?sort=name&offset=2&limit=2"},"offset":0,"total":4},"items":[{"admin":true,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}},{"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}]}
+            admin GET /hub/api/users?sort=-last_activity&limit=4 → 200 {"_pagination":{"limit":4,"next":null,"offset":0,"total":4},"items":[{"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"carol","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":true,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}}]}
+            admin GET /hub/api/users?sort=last_activity&limit=4 → 200 {"_pagination":{"limit":4,"next":null,"offset":0,"total":4},"items":[{"admin":true,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}},{"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"carol","pending":null,"roles":["user"],"server":null,"servers":{}},{"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}]}
             admin GET /hub/api/users?sort=age → 400 sort must be 'id', 'name', or 'last_activity', not 'age'
-            admin GET /hub/api/users?name_filter=AL&limit=10 → 200 {"_pagination":{"limit":10,"next":null,"offset":0,"total":1},"items":[{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}]}
-            admin GET /hub/api/users?state=inactive&name_filter=o&sort=-name&offset=0&limit=1 → 200 {"_pagination":{"limit":1,"next":{"limit":1,"offset":1,"url":"http://127.0.0.1:8000/hub/api/users?state=inactive&name_filter=o&sort=-name&offset=1&limit=1"},"offset":0,"total":2},"items":[{"admin":false,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"carol","pending":null,"roles":["user"],"server":null,"servers":{}}]}
+            admin GET /hub/api/users?name_filter=AL&limit=10 → 200 {"_pagination":{"limit":10,"next":null,"offset":0,"total":1},"items":[{"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}]}
+            admin GET /hub/api/users?state=inactive&name_filter=o&sort=-name&offset=0&limit=1 → 200 {"_pagination":{"limit":1,"next":{"limit":1,"offset":1,"url":"http://127.0.0.1:8000/hub/api/users?state=inactive&name_filter=o&sort=-name&offset=1&limit=1"},"offset":0,"total":2},"items":[{"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":"…","name":"carol","pending":null,"roles":["user"],"server":null,"servers":{}}]}
             admin GET /hub/api/groups?limit=2 → 200 {"_pagination":{"limit":2,"next":{"limit":2,"offset":2,"url":"http://127.0.0.1:8000/hub/api/groups?offset=2&limit=2"},"offset":0,"total":3},"items":[{"kind":"group","name":"g1","properties":{},"roles":[],"users":[]},{"kind":"group","name":"g2","properties":{},"roles":[],"users":[]}]}
             admin GET /hub/api/groups?offset=2&limit=2 → 200 {"_pagination":{"limit":2,"next":null,"offset":2,"total":3},"items":[{"kind":"group","name":"g3","properties":{},"roles":[],"users":[]}]}
             OPTIONS /hub/api/users → 200 
             OPTIONS /hub/api/no-such-endpoint → 200 
-            admin POST /hub/api/users/%C3%9CN%C3%8F%20b → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ünï b","pending":null,"roles":["user"],"server":null,"servers":{}}
-            admin GET /hub/api/users/%C3%BCn%C3%AF%20b → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ünï b","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin POST /hub/api/users/%C3%9CN%C3%8F%20b → 201 {"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ünï b","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin GET /hub/api/users/%C3%BCn%C3%AF%20b → 200 {"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ünï b","pending":null,"roles":["user"],"server":null,"servers":{}}
             admin GET /hub/api/users/%C3%BCn%C3%AF%20b/server → 200 {"display_name":"","full_name":"ünï b/","full_progress_url":null,"full_url":null,"last_activity":null,"name":"","pending":null,"progress_url":"/hub/api/users/%C3%BCn%C3%AF%20b/server/progress","ready":false,"started":null,"stopped":true,"url":"/user/%C3%BCn%C3%AF%20b/","user_options":{}}
             admin POST /hub/api/users/a%2Fb → 400 Invalid username "a/b": username must not contain '/'
             admin POST /hub/api/users/%2E → 400 Invalid username ".": username must not be only dots
@@ -554,6 +554,112 @@ async fn jupyterhub_6_servers_lists_and_names() {
                 ]
             );
         },
+    )
+    .await;
+}
+
+/// Scope → endpoint → the fields visible, as JupyterHub trims models;
+/// roles from the configuration (replicated `SetRoles`) with `!group=`
+/// filters; `roles` in a token request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_trim_models_and_configured_roles_grant_them() {
+    let role =
+        |name: &str, scopes: &[&str], users: &[&str], groups: &[&str]| quorumhub_state::Role {
+            name: name.into(),
+            description: String::new(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            users: users.iter().map(|s| s.to_string()).collect(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            services: vec![],
+        };
+    let user = |name: &str| Command::CreateUser {
+        name: name.into(),
+        admin: false,
+    };
+    check_after(
+        vec![
+            user("alice"),
+            user("bob"),
+            user("carol"),
+            user("ta1"),
+            Command::CreateGroup {
+                name: "course".into(),
+                users: vec!["alice".into(), "bob".into()],
+            },
+            Command::CreateGroup {
+                name: "other".into(),
+                users: vec!["carol".into()],
+            },
+            Command::SetRoles {
+                roles: vec![role(
+                    "ta",
+                    &[
+                        "list:users!group=course",
+                        "read:users:name!group=course",
+                        "read:users:activity!group=course",
+                        "read:groups!group=course",
+                        "list:groups!group=course",
+                    ],
+                    &["ta1"],
+                    &[],
+                )],
+            },
+        ],
+        r#"
+        admin POST /hub/api/users/alice/tokens {"scopes": ["read:users:name!user=alice"]} => ident
+        admin POST /hub/api/users/alice/tokens {"scopes": ["read:users:groups!user=alice", "read:users:activity!user=alice"]} => groupsact
+        admin POST /hub/api/users/alice/tokens {"scopes": ["read:servers!user=alice"]} => servers
+        admin POST /hub/api/users/ta1/tokens {"scopes": ["list:users!user=alice", "read:users:name!user=alice"]} => lister
+        admin POST /hub/api/users/ta1/tokens => ta
+        admin POST /hub/api/users/ta1/tokens {"roles": ["ta"]} => tarole
+        admin POST /hub/api/users/ta1/tokens {"roles": ["nope"]}
+        admin POST /hub/api/users/ta1/tokens {"scopes": ["read:users:name!group=other"]}
+        ident GET /hub/api/user
+        ident GET /hub/api/users/alice
+        groupsact GET /hub/api/users/alice
+        servers GET /hub/api/users/alice
+        lister GET /hub/api/users
+        lister GET /hub/api/users/alice
+        ta GET /hub/api/users
+        ta GET /hub/api/users/bob
+        ta GET /hub/api/users/carol
+        ta GET /hub/api/groups
+        ta GET /hub/api/groups/course
+        ta GET /hub/api/groups/other
+        ta GET /hub/api/user
+        tarole GET /hub/api/users/alice
+        tarole GET /hub/api/users/ta1
+        admin GET /hub/api/users/ta1
+        admin GET /hub/api/groups/course
+        "#,
+        expect![[r#"
+            admin POST /hub/api/users/alice/tokens {"scopes": ["read:users:name!user=alice"]} → 201 {"created":"…","expires_at":null,"id":"a1","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["read:users:name!user=alice"],"session_id":null,"token":"…","user":"alice"}
+            admin POST /hub/api/users/alice/tokens {"scopes": ["read:users:groups!user=alice", "read:users:activity!user=alice"]} → 201 {"created":"…","expires_at":null,"id":"a2","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["read:users:activity!user=alice","read:users:groups!user=alice"],"session_id":null,"token":"…","user":"alice"}
+            admin POST /hub/api/users/alice/tokens {"scopes": ["read:servers!user=alice"]} → 201 {"created":"…","expires_at":null,"id":"a3","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["read:servers!user=alice","read:users:name!user=alice"],"session_id":null,"token":"…","user":"alice"}
+            admin POST /hub/api/users/ta1/tokens {"scopes": ["list:users!user=alice", "read:users:name!user=alice"]} → 201 {"created":"…","expires_at":null,"id":"a4","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["list:users!user=alice","read:users:name!user=alice"],"session_id":null,"token":"…","user":"ta1"}
+            admin POST /hub/api/users/ta1/tokens → 201 {"created":"…","expires_at":null,"id":"a5","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["access:servers!user=ta1","delete:servers!user=ta1","list:groups!group=course","list:users!group=course","read:groups!group=course","read:groups:name!group=course","read:servers!user=ta1","read:tokens!user=ta1","read:users!user=ta1","read:users:activity!group=course","read:users:activity!user=ta1","read:users:groups!user=ta1","read:users:name!group=course","read:users:name!user=ta1","servers!user=ta1","start:servers!user=ta1","tokens!user=ta1","users:activity!user=ta1"],"session_id":null,"token":"…","user":"ta1"}
+            admin POST /hub/api/users/ta1/tokens {"roles": ["ta"]} → 201 {"created":"…","expires_at":null,"id":"a6","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["list:groups!group=course","list:users!group=course","read:groups!group=course","read:groups:name!group=course","read:users:activity!group=course","read:users:name!group=course"],"session_id":null,"token":"…","user":"ta1"}
+            admin POST /hub/api/users/ta1/tokens {"roles": ["nope"]} → 400 Role nope does not exist
+            admin POST /hub/api/users/ta1/tokens {"scopes": ["read:users:name!group=other"]} → 400 Not assigning requested scopes ["read:users:name!group=other"], not held by ta1
+            ident GET /hub/api/user → 200 {"admin":false,"groups":["course"],"kind":"user","name":"alice","scopes":["read:users:name!user=alice"],"session_id":null,"token_id":"a1","user_info":null}
+            ident GET /hub/api/users/alice → 200 {"admin":false,"kind":"user","name":"alice"}
+            groupsact GET /hub/api/users/alice → 200 {"groups":["course"],"kind":"user","last_activity":null,"name":"alice"}
+            servers GET /hub/api/users/alice → 200 {"admin":false,"kind":"user","name":"alice","servers":{}}
+            lister GET /hub/api/users → 200 [{"admin":false,"kind":"user","name":"alice"}]
+            lister GET /hub/api/users/alice → 200 {"admin":false,"kind":"user","name":"alice"}
+            ta GET /hub/api/users → 200 [{"admin":false,"kind":"user","last_activity":null,"name":"alice"},{"admin":false,"kind":"user","last_activity":null,"name":"bob"}]
+            ta GET /hub/api/users/bob → 200 {"admin":false,"kind":"user","last_activity":null,"name":"bob"}
+            ta GET /hub/api/users/carol → 404 No access to resources or resources not found
+            ta GET /hub/api/groups → 200 [{"kind":"group","name":"course","properties":{},"users":["alice","bob"]}]
+            ta GET /hub/api/groups/course → 200 {"kind":"group","name":"course","properties":{},"users":["alice","bob"]}
+            ta GET /hub/api/groups/other → 404 No access to resources or resources not found
+            ta GET /hub/api/user → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ta1","pending":null,"roles":["ta","user"],"scopes":["access:servers!user=ta1","delete:servers!user=ta1","list:groups!group=course","list:users!group=course","read:groups!group=course","read:groups:name!group=course","read:servers!user=ta1","read:tokens!user=ta1","read:users!user=ta1","read:users:activity!group=course","read:users:activity!user=ta1","read:users:groups!user=ta1","read:users:name!group=course","read:users:name!user=ta1","servers!user=ta1","start:servers!user=ta1","tokens!user=ta1","users:activity!user=ta1"],"server":null,"servers":{},"session_id":null,"token_id":"a5","user_info":null}
+            tarole GET /hub/api/users/alice → 200 {"admin":false,"kind":"user","last_activity":null,"name":"alice"}
+            tarole GET /hub/api/users/ta1 → 404 No access to resources or resources not found
+            admin GET /hub/api/users/ta1 → 200 {"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ta1","pending":null,"roles":["ta","user"],"server":null,"servers":{}}
+            admin GET /hub/api/groups/course → 200 {"kind":"group","name":"course","properties":{},"roles":[],"users":["alice","bob"]}
+        "#]],
+        |_| {},
     )
     .await;
 }
@@ -605,21 +711,21 @@ async fn scopes_tokens_groups_and_pages() {
         admin GET /hub/api/users?limit=x
         "#,
         expect![[r#"
-            admin POST /hub/api/users/alice → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
-            admin POST /hub/api/users/bob → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin POST /hub/api/users/alice → 201 {"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin POST /hub/api/users/bob → 201 {"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
             admin POST /hub/api/users/alice/tokens {"scopes": ["read:users!user=alice"], "note": "narrow", "expires_in": 3600} → 201 {"created":"…","expires_at":"…","id":"a1","kind":"api_token","last_activity":null,"note":"narrow","oauth_client":"JupyterHub","roles":[],"scopes":["read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice"],"session_id":null,"token":"…","user":"alice"}
-            narrow GET /hub/api/users/alice → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"server":null,"servers":{}}
+            narrow GET /hub/api/users/alice → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"server":null}
             narrow GET /hub/api/users/bob → 404 No access to resources or resources not found
             narrow GET /hub/api/users → 403 Action is not authorized with current scopes; requires any of [list:users]
             narrow POST /hub/api/users/alice/server → 403 Action is not authorized with current scopes; requires any of [start:servers]
             narrow POST /hub/api/users/carol → 403 Action is not authorized with current scopes; requires any of [admin:users]
             narrow GET /hub/api/users/alice/tokens → 403 Action is not authorized with current scopes; requires any of [read:tokens]
             narrow GET /hub/api/groups → 403 Action is not authorized with current scopes; requires any of [list:groups]
-            narrow GET /hub/api/user → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"scopes":["read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice"],"server":null,"servers":{},"session_id":null,"token_id":"a1","user_info":null}
+            narrow GET /hub/api/user → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":null,"roles":["user"],"scopes":["read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice"],"server":null,"session_id":null,"token_id":"a1","user_info":null}
             admin POST /hub/api/users/alice/tokens {"scopes": ["admin:users"]} → 400 Not assigning requested scopes ["admin:auth_state", "admin:users", "delete:users", "list:users", "read:roles:users", "read:users", "read:users:activity", "read:users:groups", "read:users:name", "users", "users:activity"], not held by alice
             admin POST /hub/api/users/alice/tokens {"scopes": ["no-such-scope"]} → 400 Unknown scope "no-such-scope"
             admin POST /hub/api/users/alice/tokens {"expires_in": 0} → 400 expires_in must be a positive number of seconds, not 0
-            admin POST /hub/api/users/alice/tokens {"roles": ["admin"]} → 400 roles are not supported here; request scopes instead
+            admin POST /hub/api/users/alice/tokens {"roles": ["admin"]} → 400 Not assigning requested scopes ["access:servers", "admin-ui", "admin:auth_state", "admin:groups", "admin:server_state", "admin:servers", "admin:users", "delete:groups", "delete:servers", "delete:users", "groups", "list:groups", "list:users", "read:groups", "read:groups:name", "read:hub", "read:metrics", "read:roles:groups", "read:roles:users", "read:servers", "read:tokens", "read:users", "read:users:activity", "read:users:groups", "read:users:name", "servers", "start:servers", "tokens", "users", "users:activity"], not held by alice
             admin POST /hub/api/users/alice/tokens {"colour": "red"} → 400 Invalid JSON in body: unknown field `colour`, expected one of `expires_in`, `note`, `scopes`, `roles` at line 1 column 9
             admin POST /hub/api/users/alice/tokens → 201 {"created":"…","expires_at":null,"id":"a2","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["access:servers!user=alice","delete:servers!user=alice","read:servers!user=alice","read:tokens!user=alice","read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice","servers!user=alice","start:servers!user=alice","tokens!user=alice","users:activity!user=alice"],"session_id":null,"token":"…","user":"alice"}
             full POST /hub/api/users/alice/tokens {"note": "mine"} → 201 {"created":"…","expires_at":null,"id":"a3","kind":"api_token","last_activity":null,"note":"mine","oauth_client":"JupyterHub","roles":[],"scopes":["access:servers!user=alice","delete:servers!user=alice","read:servers!user=alice","read:tokens!user=alice","read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice","servers!user=alice","start:servers!user=alice","tokens!user=alice","users:activity!user=alice"],"session_id":null,"token":"…","user":"alice"}
@@ -637,14 +743,14 @@ async fn scopes_tokens_groups_and_pages() {
             admin POST /hub/api/groups/g1/users {"users": ["nobody"]} → 404 No such user: nobody
             admin POST /hub/api/groups/g1/users {} → 400 Must specify users to add
             admin POST /hub/api/groups/g1/users {"users": ["bob"]} → 200 {"kind":"group","name":"g1","properties":{},"roles":[],"users":["alice","bob"]}
-            admin GET /hub/api/users/bob → 200 {"admin":false,"created":"…","groups":["g1"],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin GET /hub/api/users/bob → 200 {"admin":false,"auth_state":null,"created":"…","groups":["g1"],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
             admin PUT /hub/api/groups/g1/properties {"course": "x"} → 200 {"kind":"group","name":"g1","properties":{"course":"x"},"roles":[],"users":["alice","bob"]}
             admin DELETE /hub/api/groups/g1/users {"users": ["alice"]} → 200 {"kind":"group","name":"g1","properties":{"course":"x"},"roles":[],"users":["bob"]}
             admin GET /hub/api/groups → 200 [{"kind":"group","name":"g1","properties":{"course":"x"},"roles":[],"users":["bob"]}]
             admin DELETE /hub/api/groups/g1 → 204 
             admin GET /hub/api/groups/g1 → 404 No such group: g1
-            admin GET /hub/api/users/bob → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
-            admin GET /hub/api/users?limit=1 → 200 {"_pagination":{"limit":1,"next":{"limit":1,"offset":1,"url":"http://127.0.0.1:8000/hub/api/users?offset=1&limit=1"},"offset":0,"total":3},"items":[{"admin":true,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}}]}
+            admin GET /hub/api/users/bob → 200 {"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
+            admin GET /hub/api/users?limit=1 → 200 {"_pagination":{"limit":1,"next":{"limit":1,"offset":1,"url":"http://127.0.0.1:8000/hub/api/users?offset=1&limit=1"},"offset":0,"total":3},"items":[{"admin":true,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"admin","pending":null,"roles":["admin","user"],"server":null,"servers":{}}]}
             admin GET /hub/api/users?limit=x → 400 Invalid argument type, offset and limit must be integers
         "#]],
         |_| {},
@@ -883,9 +989,9 @@ async fn the_oauth_token_exchange_and_its_refusals() {
         @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/mallory/oauth_callback → 400 oauth invalid_request: Mismatching redirect URI.
         @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback → 200 {"access_token":"…","expires_in":1209600,"scope":"access:servers!server=alice/ read:users:name!user read:users:groups!user","token_type":"Bearer"}
         @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$plain&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback → 400 oauth invalid_grant: 
-        access GET /hub/api/user → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"alice","pending":"spawn","roles":["user"],"scopes":["access:servers!server=alice/","read:users:groups!user=alice","read:users:name!user=alice"],"server":null,"servers":{"":{"display_name":"","full_name":"alice/","full_progress_url":null,"full_url":null,"last_activity":null,"name":"","pending":"spawn","progress_url":"/hub/api/users/alice/server/progress","ready":false,"started":null,"stopped":false,"url":"/user/alice/","user_options":{}}},"session_id":"…","token_id":"a2","user_info":null}
+        access GET /hub/api/user → 200 {"admin":false,"groups":[],"kind":"user","name":"alice","scopes":["access:servers!server=alice/","read:users:groups!user=alice","read:users:name!user=alice"],"session_id":"…","token_id":"a2","user_info":null}
         access GET /hub/api/users → 403 Action is not authorized with current scopes; requires any of [list:users]
-        access GET /hub/api/users/alice → 403 Action is not authorized with current scopes; requires any of [read:users]
+        access GET /hub/api/users/alice → 200 {"admin":false,"groups":[],"kind":"user","name":"alice"}
         @alice GET /hub/api/oauth2/authorize?client_id=jupyterhub-user-alice&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256 → 302 to /user/alice/oauth_callback?code=…&state=
         @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$pkce&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback → 400 oauth invalid_request: Code verifier required.
         @srv POST /hub/api/oauth2/token form:grant_type=authorization_code&code=$pkce&client_id=jupyterhub-user-alice&client_secret=$SECRET&redirect_uri=/user/alice/oauth_callback&code_verifier=wrong → 400 oauth invalid_grant: 
@@ -920,9 +1026,9 @@ async fn metrics_count_requests_per_route_for_read_metrics_only() {
     )
     .await;
     expect![[r#"
-        admin POST /hub/api/users/ada → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ada","pending":null,"roles":["user"],"server":null,"servers":{}}
-        admin POST /hub/api/users/bob → 201 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
-        admin GET /hub/api/users/ada → 200 {"admin":false,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ada","pending":null,"roles":["user"],"server":null,"servers":{}}
+        admin POST /hub/api/users/ada → 201 {"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ada","pending":null,"roles":["user"],"server":null,"servers":{}}
+        admin POST /hub/api/users/bob → 201 {"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"bob","pending":null,"roles":["user"],"server":null,"servers":{}}
+        admin GET /hub/api/users/ada → 200 {"admin":false,"auth_state":null,"created":"…","groups":[],"kind":"user","last_activity":null,"name":"ada","pending":null,"roles":["user"],"server":null,"servers":{}}
         GET /hub/metrics → 403 Missing or invalid credentials
         wrong GET /hub/metrics → 403 Missing or invalid credentials
         admin POST /hub/api/users/admin/tokens {"scopes": ["read:metrics"]} → 201 {"created":"…","expires_at":null,"id":"a1","kind":"api_token","last_activity":null,"note":"Requested via api","oauth_client":"JupyterHub","roles":[],"scopes":["read:metrics"],"session_id":null,"token":"…","user":"admin"}

@@ -116,6 +116,13 @@ pub struct HubConfig {
     /// (JupyterHub's `authenticate_prometheus`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub authenticate_prometheus: bool,
+    /// Roles (JupyterHub's `load_roles`): a TOML file whose `[[roles]]`
+    /// tables each have `name`, `description`, `scopes`, `users`, `groups`
+    /// (and `services`); the `--config` file's own `[[roles]]` set it. The
+    /// leader replicates them; without it the replicated roles stay as they
+    /// are.
+    #[arg(long)]
+    pub roles_file: Option<PathBuf>,
     /// Sign-in with an OpenID Connect provider (`--oidc-*`).
     #[command(flatten)]
     pub oidc: quorumhub_http::OidcArgs,
@@ -199,6 +206,8 @@ pub enum ConfigError {
     Limits(String),
     #[error("{0}")]
     SecretFile(#[from] quorumhub_proto::secret_file::SecretFileError),
+    #[error(transparent)]
+    Roles(#[from] crate::roles::RolesError),
 }
 
 impl HubConfig {
@@ -305,6 +314,7 @@ impl HubConfig {
             }
         }
         self.spawner.validate()?;
+        self.roles()?;
         let peers = self.peer_map()?;
         if peers.is_empty() && !self.join {
             return Err(ConfigError::NoPeersNoJoin);
@@ -313,6 +323,15 @@ impl HubConfig {
             return Err(ConfigError::SelfNotInPeers(self.node_id));
         }
         Ok(())
+    }
+
+    /// The configured roles, checked; `None` without a roles file (or
+    /// with one that has no `roles`).
+    pub fn roles(&self) -> Result<Option<Vec<quorumhub_state::Role>>, ConfigError> {
+        match &self.roles_file {
+            None => Ok(None),
+            Some(path) => Ok(crate::roles::load(path)?),
+        }
     }
 
     pub fn peer_map(&self) -> Result<BTreeMap<NodeId, Member>, ConfigError> {

@@ -25,6 +25,8 @@ pub mod hub;
 mod metrics;
 pub mod node;
 mod preflight;
+mod role_sync;
+pub mod roles;
 mod transfer;
 mod version;
 

@@ -286,6 +286,16 @@ pub(crate) fn spawn_replica_tasks(
     );
     tokio::spawn(crate::bootstrap::run(hub.clone(), stop.clone()));
     tokio::spawn(crate::version::run(hub.clone(), stop.clone()));
+    // Checked at start-up (`HubConfig::validate`).
+    match hub.config.roles() {
+        Ok(Some(roles)) => {
+            tokio::spawn(crate::role_sync::run(hub.clone(), roles, stop.clone()));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "the roles file changed since start-up; roles not synced")
+        }
+    }
 }
 
 /// A replica's verified data dir and its two stores.

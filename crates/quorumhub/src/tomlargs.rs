@@ -57,6 +57,13 @@ fn from_file(path: &Path) -> anyhow::Result<Vec<OsString>> {
         .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
     let mut args = Vec::new();
     for (key, value) in table {
+        // `[[roles]]` tables are no flag: the hub reads them from this
+        // file itself (with their line numbers).
+        if key == "roles" {
+            args.push(OsString::from("--roles-file"));
+            args.push(path.as_os_str().to_owned());
+            continue;
+        }
         let flag = format!(
             "--{}",
             if key == "peers" {

@@ -298,6 +298,15 @@ async fn dev_serves_the_real_jupyterlab_from_the_path() {
         .expect("lab");
     assert_eq!(lab.status(), reqwest::StatusCode::OK);
     assert!(lab.text().await.unwrap_or_default().contains("JupyterLab"));
+    // Users' servers outlive the hub's processes by design (a new leader
+    // adopts them): stop it before dev.
+    let stopped = http
+        .delete(format!("{url}/hub/api/users/alice/server"))
+        .header("Authorization", format!("token {token}"))
+        .send()
+        .await
+        .expect("stop");
+    assert_eq!(stopped.status(), reqwest::StatusCode::NO_CONTENT);
     d.stop();
 
     // Without the flag, dev offers it (and runs the demo server).

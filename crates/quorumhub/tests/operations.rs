@@ -257,6 +257,16 @@ async fn damaged_store_is_refused_and_reseed_recovers() {
 async fn bad_configuration_is_refused_before_anything_starts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().display().to_string();
+    // A misconfigured role in the TOML file: refused with its line.
+    let conf_dir = tempfile::tempdir().expect("tempdir");
+    let conf = conf_dir.path().join("hub.toml");
+    std::fs::write(
+        &conf,
+        "node_id = 1\njoin = true\n\n[[roles]]\nname = \"ta\"\nscopes = [\"read:everything\"]\n",
+    )
+    .expect("write");
+    let conf = conf.display().to_string();
+    let role_error = format!("{conf}:4: role \"ta\": Unknown scope \"read:everything\"");
     let cases: &[(&[&str], &str, &str)] = &[
         (
             &["--node-id", "0"],
@@ -301,6 +311,7 @@ async fn bad_configuration_is_refused_before_anything_starts() {
             SECRET,
             "cannot exceed --max-body-bytes",
         ),
+        (&["--config", &conf], SECRET, &role_error),
     ];
     for (args, secret, want) in cases {
         let out = Command::new(exe())

@@ -274,3 +274,103 @@ async fn an_admin_confirms_before_opening_another_users_server() {
         direct.location
     );
 }
+
+/// Roles from the TOML file (JupyterHub's `load_roles`) are replicated by
+/// the leader: every replica grants them, with `!group=` filters, and a
+/// new leader keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_roles_are_replicated_and_grant_their_scopes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let roles = dir.path().join("roles.toml");
+    std::fs::write(
+        &roles,
+        r#"
+[[roles]]
+name = "ta"
+description = "Teaching assistants read the course's students"
+scopes = ["list:users!group=course", "read:users:name!group=course", "read:users:activity!group=course"]
+users = ["ta1"]
+"#,
+    )
+    .expect("write");
+    let roles = roles.display().to_string();
+    let mut c = common::start(3, &["--roles-file", &roles]).await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    for u in ["ta1", "alice", "carol"] {
+        let (s, _) = call(
+            &c,
+            Method::POST,
+            &format!("/hub/api/users/{u}"),
+            TOKEN,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{u}");
+    }
+    let (s, _) = call(
+        &c,
+        Method::POST,
+        "/hub/api/groups/course",
+        TOKEN,
+        Some(json!({"users": ["alice"]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, token) = call(&c, Method::POST, "/hub/api/users/ta1/tokens", TOKEN, None).await;
+    assert_eq!(s, StatusCode::CREATED, "{token}");
+    let token = token["token"].as_str().expect("token").to_string();
+    async fn list_at(url: String, token: &str) -> (StatusCode, Value) {
+        let r = client()
+            .get(url)
+            .header("Authorization", format!("token {token}"))
+            .send()
+            .await
+            .expect("list");
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+    // The leader syncs within a couple of seconds; then every replica
+    // lists the course's students, and only the names and activity.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, v) = list_at(c.url(1, "/hub/api/users"), &token).await;
+        if s == StatusCode::OK {
+            assert_eq!(
+                v,
+                json!([{"admin": false, "kind": "user", "last_activity": null, "name": "alice"}])
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the role was never granted: {s} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for node in [2, 3] {
+        let (s, v) = list_at(c.url(node, "/hub/api/users"), &token).await;
+        assert_eq!(
+            (s, v.as_array().map(Vec::len)),
+            (StatusCode::OK, Some(1)),
+            "node {node}"
+        );
+    }
+    let (_, who) = call(&c, Method::GET, "/hub/api/users/ta1", TOKEN, None).await;
+    assert_eq!(who["roles"], json!(["ta", "user"]), "{who}");
+    // A new leader keeps them (they are replicated state, not its config).
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    c.kill(leader);
+    c.wait_leader(Duration::from_secs(10)).await;
+    let alive = c.alive();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, v) = list_at(c.url(alive[0], "/hub/api/users"), &token).await;
+        if s == StatusCode::OK {
+            assert_eq!(v.as_array().map(Vec::len), Some(1), "{v}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "after failover: {s} {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

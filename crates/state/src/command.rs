@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Group, OAuthCode, Session, SpawnerState, Token, User};
+use crate::model::{Group, OAuthCode, Role, Session, SpawnerState, Token, User};
 use crate::Millis;
 
 /// One entry of the Raft log.
@@ -190,6 +190,11 @@ pub enum Command {
         user: String,
         server_name: String,
     },
+    /// Log format 7: the configured roles, replacing the previous set
+    /// (proposed by the leader when its configuration differs).
+    SetRoles {
+        roles: Vec<Role>,
+    },
 }
 
 impl Command {
@@ -225,6 +230,7 @@ impl Command {
             Command::CreateServer { .. } => "create_server",
             Command::UpdateServer { .. } => "update_server",
             Command::RemoveServer { .. } => "remove_server",
+            Command::SetRoles { .. } => "set_roles",
         }
     }
 
@@ -240,7 +246,8 @@ impl Command {
             | Command::RequestStop { remove: true, .. }
             | Command::CreateServer { .. }
             | Command::UpdateServer { .. }
-            | Command::RemoveServer { .. } => 7,
+            | Command::RemoveServer { .. }
+            | Command::SetRoles { .. } => 7,
             Command::CreateUser { .. }
             | Command::DeleteUser { .. }
             | Command::SetAdmin { .. }
@@ -321,6 +328,9 @@ pub enum Rejection {
     /// Log format 7.
     #[error("User {user} has no such server {server_name}")]
     NoSuchServer { user: String, server_name: String },
+    /// Log format 7.
+    #[error("Role {name} is defined twice")]
+    RoleTwice { name: String },
     /// Log format 7: a running server's record cannot be changed.
     #[error("{user}'s server{} is active. Please stop it before modifying it.", server_label(.server_name))]
     ServerActive { user: String, server_name: String },

@@ -23,7 +23,7 @@ mod state;
 pub use command::{Command, Rejection, Request, Response};
 pub use dedupe::Dedupe;
 pub use model::{
-    Group, OAuthCode, Phase, Route, RouteEvent, Server, Session, SpawnerState, StopRecord,
+    Group, OAuthCode, Phase, Role, Route, RouteEvent, Server, Session, SpawnerState, StopRecord,
     StoppedServer, Token, TokenOwner, User, DEFAULT_SERVER,
 };
 pub use names::{

@@ -283,6 +283,26 @@ pub struct OAuthCode {
     pub expires_at: Millis,
 }
 
+/// A role from the hub's configuration (log format 7), as JupyterHub's
+/// `load_roles`: scopes granted to the users, groups and services it
+/// names. Membership is by name, so a role may name a user before the
+/// user exists. Lists are kept sorted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
 /// A group of users (log format 3), as JupyterHub's `/hub/api/groups`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {

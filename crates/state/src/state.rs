@@ -9,8 +9,8 @@ use crate::command::{Command, Rejection, Request, Response};
 use crate::dedupe::Dedupe;
 use crate::ids;
 use crate::model::{
-    Group, OAuthCode, Phase, Route, RouteEvent, Server, Session, StopRecord, StoppedServer, Token,
-    TokenOwner, User,
+    Group, OAuthCode, Phase, Role, Route, RouteEvent, Server, Session, StopRecord, StoppedServer,
+    Token, TokenOwner, User,
 };
 use crate::names::{validate_display_name, validate_server_name, validate_username_at};
 use crate::Millis;
@@ -30,7 +30,8 @@ use crate::Millis;
 /// the same way). 7: a server's record outlives its stop (`User::stopped`,
 /// JupyterHub's stopped servers), with `CreateServer`, `UpdateServer`,
 /// `RemoveServer`, `display_name` on `RequestSpawn` and `remove` on
-/// `RequestStop`; and usernames follow JupyterHub's rule (Unicode).
+/// `RequestStop`; usernames follow JupyterHub's rule (Unicode); and roles
+/// from the configuration (`SetRoles`).
 pub const LOG_FORMAT_VERSION: u32 = 7;
 
 /// The largest command (its JSON encoding) `apply` executes once the cluster
@@ -89,6 +90,9 @@ pub struct HubState {
     /// Log format 3: groups by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, Group>,
+    /// Log format 7: the configured roles by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roles: BTreeMap<String, Role>,
     /// Derived: token id by hash. Rebuilt after a snapshot is restored.
     #[serde(skip)]
     token_by_hash: HashMap<String, String>,
@@ -127,6 +131,7 @@ impl Default for HubState {
             sessions: BTreeMap::new(),
             oauth_codes: BTreeMap::new(),
             groups: BTreeMap::new(),
+            roles: BTreeMap::new(),
             token_by_hash: HashMap::new(),
             active: BTreeSet::new(),
             clients: BTreeMap::new(),
@@ -312,6 +317,7 @@ impl HubState {
                 display_name.as_deref(),
                 user_options.as_ref(),
             ),
+            Command::SetRoles { roles } => self.set_roles(roles),
             Command::RemoveServer { user, server_name } => {
                 let u = self.user_mut(user)?;
                 if u.servers.contains_key(server_name) {
@@ -606,6 +612,29 @@ impl HubState {
         Ok((Response::Done, self.remove_route(user, server_name)))
     }
 
+    fn set_roles(&mut self, roles: &[Role]) -> Outcome {
+        let mut by_name = BTreeMap::new();
+        for r in roles {
+            crate::names::validate_group_name(&r.name).map_err(|why| Rejection::InvalidName {
+                name: r.name.clone(),
+                why,
+            })?;
+            if by_name.contains_key(&r.name) {
+                return Err(Rejection::RoleTwice {
+                    name: r.name.clone(),
+                });
+            }
+            let mut r = r.clone();
+            for list in [&mut r.scopes, &mut r.users, &mut r.groups, &mut r.services] {
+                list.sort();
+                list.dedup();
+            }
+            by_name.insert(r.name.clone(), r);
+        }
+        self.roles = by_name;
+        Ok((Response::Done, vec![]))
+    }
+
     fn create_server(
         &mut self,
         user: &str,
@@ -755,6 +784,18 @@ impl HubState {
     }
 
     // ----- reads -----
+
+    /// The configured roles `user` holds: named in the role, or through one
+    /// of the user's groups (log format 7).
+    pub fn roles_of<'a>(&'a self, user: &'a User) -> impl Iterator<Item = &'a Role> + 'a {
+        self.roles.values().filter(move |r| {
+            r.users.binary_search(&user.name).is_ok()
+                || user
+                    .groups
+                    .iter()
+                    .any(|g| r.groups.binary_search(g).is_ok())
+        })
+    }
 
     pub fn user(&self, name: &str) -> Option<&User> {
         self.users.get(name)

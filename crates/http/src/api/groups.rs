@@ -12,22 +12,13 @@ use quorumhub_state::Group;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::model::group_json;
 use super::paging::Page;
 use crate::auth::Caller;
 use crate::error::{json_body, ApiError};
 use crate::limits::{check, Field};
 use crate::Ctx;
 use quorumhub_core::scopes::Resource;
-
-pub(crate) fn group_json(g: &Group) -> Value {
-    json!({
-        "kind": "group",
-        "name": g.name,
-        "roles": [],
-        "users": g.users,
-        "properties": if g.properties.is_null() { json!({}) } else { g.properties.clone() },
-    })
-}
 
 /// Group and member names are checked here, before anything is proposed
 /// (the state machine checks them again, but only after the entry is in
@@ -44,9 +35,12 @@ fn no_such_group(name: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("No such group: {name}"))
 }
 
-/// A group as JupyterHub shows it, `null` once removed.
-fn shown(group: Option<Group>) -> Value {
-    group.map(|g| group_json(&g)).unwrap_or(Value::Null)
+/// A group as JupyterHub shows it to `caller` (trimmed to its scopes),
+/// `null` once removed.
+fn shown(hub: &Ctx, caller: &Caller, group: Option<Group>) -> Value {
+    group
+        .and_then(|g| hub.read(|s| group_json(s, &g, &caller.scopes)))
+        .unwrap_or(Value::Null)
 }
 
 #[derive(Deserialize, Default)]
@@ -63,20 +57,32 @@ pub(crate) async fn list(
     headers: axum::http::HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require("list:groups", Resource::Any)?;
+    // JupyterHub's post-filter: `list:groups!group=` lists those groups.
+    if !caller.scopes.holds("list:groups") {
+        return Err(crate::auth::forbidden("list:groups"));
+    }
     let Query(q) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid query: {e}")))?;
     let page = Page::of(&headers, q.offset.as_deref(), q.limit.as_deref())?;
     hub.linearize().await?;
     let (items, total) = hub.read(|s| {
-        let items = s
+        let listed: Vec<&Group> = s
             .groups
             .values()
+            .filter(|g| {
+                caller
+                    .scopes
+                    .allows("list:groups", Resource::Group(&g.name))
+            })
+            .collect();
+        let total = listed.len();
+        let items = listed
+            .into_iter()
             .skip(page.offset)
             .take(page.limit)
-            .map(group_json)
+            .filter_map(|g| group_json(s, g, &caller.scopes))
             .collect();
-        (items, s.groups.len())
+        (items, total)
     });
     Ok(Json(page.answer(
         items,
@@ -113,7 +119,11 @@ pub(crate) async fn create_many(
     }
     let mut created = Vec::new();
     for name in body.groups {
-        created.push(shown(groups::create(&hub, name, body.users.clone()).await?));
+        created.push(shown(
+            &hub,
+            &caller,
+            groups::create(&hub, name, body.users.clone()).await?,
+        ));
     }
     Ok((StatusCode::CREATED, Json(Value::Array(created))).into_response())
 }
@@ -123,11 +133,19 @@ pub(crate) async fn get_one(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require("read:groups", Resource::Any)?;
+    caller.require_any(
+        &["read:groups", "read:groups:name", "read:roles:groups"],
+        Resource::Group(&name),
+    )?;
     hub.linearize().await?;
-    hub.read(|s| s.group(&name).map(group_json))
-        .map(Json)
-        .ok_or_else(|| no_such_group(&name))
+    hub.read(|s| {
+        s.group(&name).map(|g| {
+            group_json(s, g, &caller.scopes)
+                .unwrap_or_else(|| json!({"kind": "group", "name": g.name}))
+        })
+    })
+    .map(Json)
+    .ok_or_else(|| no_such_group(&name))
 }
 
 #[derive(Deserialize, Default)]
@@ -145,7 +163,11 @@ pub(crate) async fn create_one(
     caller.require("admin:groups", Resource::Any)?;
     let body: Members = json_body(&body)?.unwrap_or_default();
     check_names(&hub, &name, body.users.as_deref().unwrap_or_default())?;
-    let group = shown(groups::create(&hub, name, body.users.unwrap_or_default()).await?);
+    let group = shown(
+        &hub,
+        &caller,
+        groups::create(&hub, name, body.users.unwrap_or_default()).await?,
+    );
     Ok((StatusCode::CREATED, Json(group)).into_response())
 }
 
@@ -154,7 +176,7 @@ pub(crate) async fn delete(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require("delete:groups", Resource::Any)?;
+    caller.require("delete:groups", Resource::Group(&name))?;
     check_names(&hub, &name, &[])?;
     groups::delete(&hub, name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -176,10 +198,14 @@ pub(crate) async fn add_members(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require("groups", Resource::Any)?;
+    caller.require("groups", Resource::Group(&name))?;
     let users = members(&body, "add")?;
     check_names(&hub, &name, &users)?;
-    Ok(Json(shown(groups::add_members(&hub, name, users).await?)))
+    Ok(Json(shown(
+        &hub,
+        &caller,
+        groups::add_members(&hub, name, users).await?,
+    )))
 }
 
 pub(crate) async fn remove_members(
@@ -188,10 +214,12 @@ pub(crate) async fn remove_members(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require("groups", Resource::Any)?;
+    caller.require("groups", Resource::Group(&name))?;
     let users = members(&body, "delete")?;
     check_names(&hub, &name, &users)?;
     Ok(Json(shown(
+        &hub,
+        &caller,
         groups::remove_members(&hub, name, users).await?,
     )))
 }
@@ -202,13 +230,15 @@ pub(crate) async fn set_properties(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require("groups", Resource::Any)?;
+    caller.require("groups", Resource::Group(&name))?;
     let properties: Value = json_body(&body)?.ok_or_else(|| {
         ApiError::new(StatusCode::BAD_REQUEST, "properties must be a JSON object")
     })?;
     check_names(&hub, &name, &[])?;
     check(&hub.config.limits, Field::GroupProperties(&properties))?;
     Ok(Json(shown(
+        &hub,
+        &caller,
         groups::set_properties(&hub, name, properties).await?,
     )))
 }

@@ -21,7 +21,6 @@ use quorumhub_core::scopes::{self, Resource};
 use quorumhub_core::time::{iso, now_ms};
 
 fn token_json(s: &HubState, t: &Token) -> Value {
-    let owner_admin = s.user(t.owner.user()).is_some_and(|u| u.admin);
     let oauth_client = match (&t.owner, &t.client_id) {
         (TokenOwner::Server { user, server_name }, _) => {
             format!(
@@ -37,7 +36,7 @@ fn token_json(s: &HubState, t: &Token) -> Value {
         "id": t.id,
         "kind": "api_token",
         "roles": [],
-        "scopes": token_scopes(t, owner_admin).to_vec(),
+        "scopes": token_scopes(s, t).to_vec(),
         "created": iso(t.created),
         "last_activity": t.last_activity.map(iso),
         "expires_at": t.expires_at.map(iso),
@@ -134,12 +133,25 @@ pub(crate) async fn create(
             format!("User {name} not found or no permissions to generate tokens"),
         ));
     }
-    let body: CreateBody = json_body(&body)?.unwrap_or_default();
-    if body.roles.as_ref().is_some_and(|r| !r.is_empty()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "roles are not supported here; request scopes instead",
-        ));
+    let mut body: CreateBody = json_body(&body)?.unwrap_or_default();
+    // JupyterHub 3+: `roles` in a token request stand for their scopes,
+    // which the token stores.
+    if let Some(roles) = body.roles.take().filter(|r| !r.is_empty()) {
+        if roles.len() > hub.config.limits.max_token_scopes {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "roles lists {} roles; the limit is {} (--max-token-scopes)",
+                    roles.len(),
+                    hub.config.limits.max_token_scopes
+                ),
+            ));
+        }
+        hub.linearize().await?;
+        let from_roles = hub.read(|s| scopes::of_roles(s, &roles)).map_err(|r| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("Role {r} does not exist"))
+        })?;
+        body.scopes.get_or_insert_with(Vec::new).extend(from_roles);
     }
     let limits = &hub.config.limits;
     if let Some(s) = body.expires_in {
@@ -154,7 +166,7 @@ pub(crate) async fn create(
     }
     hub.linearize().await?;
     let now = now_ms();
-    let (owner_admin, held) = hub
+    let (owner, held) = hub
         .read(|s| {
             let held = s
                 .tokens
@@ -165,7 +177,8 @@ pub(crate) async fn create(
                         && !t.expired(now)
                 })
                 .count();
-            s.user(&name).map(|u| (u.admin, held))
+            s.user(&name)
+                .map(|_| (scopes::of_user_in(s, &name, false), held))
         })
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("No such user: {name}")))?;
     if held >= limits.max_tokens_per_user {
@@ -177,12 +190,14 @@ pub(crate) async fn create(
     }
     let requested = body.scopes.unwrap_or_default();
     let requested: Vec<String> = requested.into_iter().filter(|s| s != "inherit").collect();
-    let owner = scopes::of_user(&name, owner_admin);
     let asked = if requested.is_empty() {
         owner.clone()
     } else {
-        scopes::expand(requested.iter().map(String::as_str), &name, None)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?
+        hub.read(|s| {
+            scopes::expand(requested.iter().map(String::as_str), &name, None)
+                .map(|a| a.with_groups(s))
+        })
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?
     };
     let missing = |held: &scopes::Scopes| -> Vec<String> {
         asked

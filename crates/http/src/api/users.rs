@@ -39,9 +39,22 @@ pub(crate) async fn whoami(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     hub.linearize().await?;
+    // A caller may always see who it is (JupyterHub's identify scopes).
+    let view = caller.scopes.clone().union(
+        quorumhub_core::scopes::expand(
+            quorumhub_core::scopes::IDENTIFY.iter().copied(),
+            &caller.name,
+            None,
+        )
+        .unwrap_or_default(),
+    );
     let mut v = hub
-        .read(|s| s.user(&caller.name).map(|u| user_json(u, Servers::Active)))
-        .ok_or_else(|| no_such_user(&caller.name))?;
+        .read(|s| {
+            s.user(&caller.name)
+                .map(|u| user_json(s, u, Servers::Active, &view))
+        })
+        .ok_or_else(|| no_such_user(&caller.name))?
+        .unwrap_or_else(|| serde_json::json!({"kind": "user", "name": caller.name}));
     // What HubAuth (jupyterhub-singleuser) reads: name, kind and scopes.
     v["kind"] = Value::from("user");
     v["scopes"] = serde_json::json!(caller.scope_list());
@@ -112,7 +125,11 @@ pub(crate) async fn list(
     headers: axum::http::HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    caller.require("list:users", Resource::Any)?;
+    // JupyterHub's post-filter: `list:users` limited to users or groups
+    // lists those; limited to servers, nothing.
+    if !caller.scopes.holds("list:users") || caller.scopes.holds_only_as_server("list:users") {
+        return Err(crate::auth::forbidden("list:users"));
+    }
     let Query(q) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid query: {e}")))?;
     let page = Page::of(&headers, q.offset.as_deref(), q.limit.as_deref())?;
@@ -149,6 +166,7 @@ pub(crate) async fn list(
                     .as_deref()
                     .is_none_or(|f| u.name.to_lowercase().contains(f))
             })
+            .filter(|u| caller.scopes.allows("list:users", Resource::User(&u.name)))
             .collect();
         // Users are kept by name: that order is already `name`'s.
         match sort {
@@ -169,7 +187,7 @@ pub(crate) async fn list(
             .into_iter()
             .skip(page.offset)
             .take(page.limit)
-            .map(|u| user_json(u, shown))
+            .filter_map(|u| user_json(s, u, shown, &caller.scopes))
             .collect::<Vec<_>>();
         (page_items, total)
     });
@@ -201,14 +219,39 @@ pub(crate) async fn get_one(
     query: Result<Query<OneQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let name = normalize_username(&raw);
-    caller.require("read:users", Resource::User(&name))?;
+    caller.require_any(READ_USER, Resource::User(&name))?;
     let Query(q) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid query: {e}")))?;
     let shown = servers_shown(q.include_stopped_servers.as_deref());
     hub.linearize().await?;
-    hub.read(|s| s.user(&name).map(|u| user_json(u, shown)))
-        .map(Json)
-        .ok_or_else(|| no_such_user(&name))
+    hub.read(|s| {
+        s.user(&name)
+            .map(|u| shown_user(s, u, shown, &caller.scopes))
+    })
+    .map(Json)
+    .ok_or_else(|| no_such_user(&name))
+}
+
+/// The scopes that each show some of a user model (JupyterHub's
+/// `UserAPIHandler.get`).
+const READ_USER: &[&str] = &[
+    "read:users",
+    "read:users:name",
+    "read:servers",
+    "read:users:groups",
+    "read:users:activity",
+    "read:roles:users",
+];
+
+/// A model the caller was allowed to ask for: at least its kind and name.
+fn shown_user(
+    s: &quorumhub_state::HubState,
+    u: &quorumhub_state::User,
+    servers: Servers,
+    view: &quorumhub_core::scopes::Scopes,
+) -> Value {
+    user_json(s, u, servers, view)
+        .unwrap_or_else(|| serde_json::json!({"kind": "user", "name": u.name}))
 }
 
 #[derive(Deserialize, Default)]
@@ -222,9 +265,9 @@ pub(crate) struct CreateBody {
     groups: Vec<String>,
 }
 
-async fn create(hub: &Ctx, name: String, admin: bool) -> Result<Value, ApiError> {
+async fn create(hub: &Ctx, caller: &Caller, name: String, admin: bool) -> Result<Value, ApiError> {
     let user = ops::users::create(hub, name, admin).await?;
-    Ok(user_json(&user, Servers::Active))
+    Ok(hub.read(|s| shown_user(s, &user, Servers::Active, &caller.scopes)))
 }
 
 pub(crate) async fn create_one(
@@ -236,7 +279,7 @@ pub(crate) async fn create_one(
     caller.require("admin:users", Resource::Any)?;
     let body: CreateBody = json_body(&body)?.unwrap_or_default();
     let name = user_name(&raw)?;
-    let user = create(&hub, name, body.admin).await?;
+    let user = create(&hub, &caller, name, body.admin).await?;
     Ok((StatusCode::CREATED, Json(user)).into_response())
 }
 
@@ -276,7 +319,7 @@ pub(crate) async fn create_many(
     }
     let mut created = Vec::new();
     for name in names {
-        match create(&hub, name, body.admin).await {
+        match create(&hub, &caller, name, body.admin).await {
             Ok(u) => created.push(u),
             Err(e) if e.status() == StatusCode::CONFLICT => continue,
             Err(e) => return Err(e),
@@ -318,7 +361,9 @@ pub(crate) async fn patch(
             )?;
             let user = ops::users::rename(&hub, name, new_name.clone()).await?;
             if body.admin.is_none() {
-                return Ok(Json(user_json(&user, Servers::Active)));
+                return Ok(Json(
+                    hub.read(|s| shown_user(s, &user, Servers::Active, &caller.scopes)),
+                ));
             }
             new_name
         }
@@ -327,11 +372,16 @@ pub(crate) async fn patch(
     let Some(admin) = body.admin else {
         hub.linearize().await?;
         return hub
-            .read(|s| s.user(&name).map(|u| Json(user_json(u, Servers::Active))))
+            .read(|s| {
+                s.user(&name)
+                    .map(|u| Json(shown_user(s, u, Servers::Active, &caller.scopes)))
+            })
             .ok_or_else(|| no_such_user(&name));
     };
     let user = ops::users::set_admin(&hub, name, admin).await?;
-    Ok(Json(user_json(&user, Servers::Active)))
+    Ok(Json(hub.read(|s| {
+        shown_user(s, &user, Servers::Active, &caller.scopes)
+    })))
 }
 
 pub(crate) async fn delete(

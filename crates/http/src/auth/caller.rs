@@ -13,7 +13,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
-use quorumhub_state::{Token, TokenOwner};
+use quorumhub_state::{HubState, Token, TokenOwner};
 use subtle::ConstantTimeEq;
 
 use super::session;
@@ -53,6 +53,22 @@ impl Caller {
         Err(forbidden(scope))
     }
 
+    /// As [`Caller::require`], for an endpoint any of `scopes` opens
+    /// (JupyterHub's `needs_scope` with several).
+    pub fn require_any(&self, scopes: &[&str], resource: Resource<'_>) -> Result<(), ApiError> {
+        if scopes.iter().any(|s| self.scopes.allows(s, resource)) {
+            return Ok(());
+        }
+        if scopes.iter().any(|s| self.scopes.holds(s)) && resource != Resource::Any {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "No access to resources or resources not found",
+            ));
+        }
+        tracing::info!(caller = %self.name, ?scopes, "refused: missing scope");
+        Err(forbidden(&scopes.join(", ")))
+    }
+
     /// The caller's effective scopes, for `GET /hub/api/user`.
     pub fn scope_list(&self) -> Vec<String> {
         self.scopes.to_vec()
@@ -87,10 +103,11 @@ fn token_from(parts: &Parts) -> Option<String> {
     })
 }
 
-/// The scopes a token grants, within its owner's.
-pub(crate) fn token_scopes(token: &Token, owner_admin: bool) -> Scopes {
+/// The scopes a token grants in `state`, within its owner's (the owner's
+/// roles as `state` has them).
+pub(crate) fn token_scopes(state: &HubState, token: &Token) -> Scopes {
     let user = token.owner.user();
-    let owner = scopes::of_user(user, owner_admin);
+    let owner = scopes::of_user_in(state, user, false);
     let asked = match &token.owner {
         TokenOwner::Server { server_name, .. } => scopes::of_server_token(user, server_name),
         TokenOwner::User { .. } if token.scopes.is_empty() => return owner,
@@ -105,7 +122,7 @@ pub(crate) fn token_scopes(token: &Token, owner_admin: bool) -> Scopes {
                     .copied(),
             );
             match scopes::expand(listed, user, None) {
-                Ok(s) => s,
+                Ok(s) => s.with_groups(state),
                 Err(e) => {
                     tracing::warn!(token = %token.id, "a stored token has an unknown scope: {e}");
                     Scopes::default()
@@ -127,7 +144,7 @@ fn resolve(hub: &Ctx, hash: &str) -> Option<Caller> {
                 TokenOwner::Server { server_name, .. } => Some(server_name.clone()),
                 TokenOwner::User { .. } => None,
             },
-            scopes: token_scopes(token, user.admin),
+            scopes: token_scopes(s, token),
             token_id: Some(token.id.clone()),
             session: token.session.clone(),
         })
@@ -200,7 +217,7 @@ async fn from_cookie(parts: &Parts, hub: &Ctx) -> Result<Option<Caller>, ApiErro
             name: user.name.clone(),
             admin: user.admin,
             server: None,
-            scopes: scopes::of_user(&user.name, user.admin),
+            scopes: scopes::of_user_in(s, &user.name, false),
             token_id: None,
             session: Some(login.session.clone()),
         })

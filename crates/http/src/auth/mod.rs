@@ -7,7 +7,7 @@ mod caller;
 pub(crate) mod ratelimit;
 pub(crate) mod session;
 
-pub(crate) use caller::token_scopes;
+pub(crate) use caller::{forbidden, token_scopes};
 use std::sync::Arc;
 
 use axum::extract::FromRef;

@@ -19,8 +19,8 @@ use quorumhub_core::scopes::{self, Resource};
 use quorumhub_core::time::iso;
 
 fn is_admin(hub: &Ctx, login: &Login) -> bool {
-    let admin = hub.read(|s| s.user(&login.user).is_some_and(|u| u.admin));
-    scopes::of_user(&login.user, admin).allows("admin-ui", Resource::Any)
+    hub.read(|s| scopes::of_user_in(s, &login.user, false))
+        .allows("admin-ui", Resource::Any)
 }
 
 fn with_xsrf(

@@ -233,14 +233,15 @@ async fn authorize_inner(
         (Some(_), Some("S256")) => Some("S256".to_string()),
         (Some(_), Some(_)) => return fail("invalid_request"),
     };
-    let admin = hub.read(|s| s.user(&login.user).is_some_and(|u| u.admin));
-    let may = scopes::of_user(&login.user, admin).allows(
-        "access:servers",
-        Resource::Server {
-            user: &c.user,
-            name: &c.server,
-        },
-    );
+    let may = hub
+        .read(|s| scopes::of_user_in(s, &login.user, false))
+        .allows(
+            "access:servers",
+            Resource::Server {
+                user: &c.user,
+                name: &c.server,
+            },
+        );
     if !may {
         tracing::info!(user = %login.user, server = %format!("{}/{}", c.user, c.server), "refused access to a server");
         return error_page(

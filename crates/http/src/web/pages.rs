@@ -303,14 +303,14 @@ pub(crate) async fn spawn_for(
 
 /// Whether `login` may start and stop `user`'s servers.
 fn may_manage(hub: &Ctx, login: &Login, user: &str) -> bool {
-    let admin = hub.read(|s| s.user(&login.user).is_some_and(|u| u.admin));
-    scopes::of_user(&login.user, admin).allows(
-        "servers",
-        Resource::Server {
-            user,
-            name: DEFAULT_SERVER,
-        },
-    )
+    hub.read(|s| scopes::of_user_in(s, &login.user, false))
+        .allows(
+            "servers",
+            Resource::Server {
+                user,
+                name: DEFAULT_SERVER,
+            },
+        )
 }
 
 /// `Sec-Fetch-Site` says the request came from another site.
