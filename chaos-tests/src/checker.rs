@@ -286,8 +286,9 @@ pub enum ServerResult {
     /// 201/202 for a start (202 also while one is pending, as JupyterHub
     /// answers), 202 for a stop still under way.
     Accepted,
-    /// 204 for a stop: the server is not running (it stopped, or was not
-    /// running at all: JupyterHub answers 204 for both).
+    /// 204 for a stop: the server is not running (this stop took it
+    /// through stopping to gone, or it was not running at all: JupyterHub
+    /// answers 204 for both).
     Stopped,
     /// 400: already running or stopping (start); from a release before
     /// log format 7 also already starting (start) or not running (stop).
@@ -318,7 +319,10 @@ impl Model for ServerModel {
             // rolling upgrade runs both releases at once.
             (ServerOp::Start, ServerResult::Refused) if !on(Phase::Off) => 1 << s,
             (ServerOp::Stop, ServerResult::Accepted) if !on(Phase::Off) => bit(Phase::Stopping),
-            (ServerOp::Stop, ServerResult::Stopped) => bit(Phase::Off),
+            // Done: it was not running, or this stop took it through
+            // stopping (which reads may see meanwhile) and it has gone.
+            (ServerOp::Stop, ServerResult::Stopped) if on(Phase::Off) => bit(Phase::Off),
+            (ServerOp::Stop, ServerResult::Stopped) => bit(Phase::Stopping),
             (ServerOp::Stop, ServerResult::Refused) if on(Phase::Off) => 1 << s,
             (ServerOp::Read, ServerResult::Seen(p)) if on(*p) => 1 << s,
             _ => 0,
@@ -523,10 +527,21 @@ mod tests {
                 Verdict::NotLinearizable,
             ),
             (
-                "a stop that answered stopped leaves nothing stopping",
+                "a stop that answers stopped may be seen stopping meanwhile",
                 vec![
-                    op(0, 1, Stop, Some(Stopped)),
-                    op(2, 3, Stop, Some(Accepted)),
+                    op(0, 1, Start, Some(Accepted)),
+                    op(2, 9, Stop, Some(Stopped)),
+                    op(3, 4, R, Some(Seen(Stopping))),
+                    op(10, 11, R, Some(Seen(Off))),
+                ],
+                Verdict::Linearizable,
+            ),
+            (
+                "a stop of a stopped server that answered stopped stops nothing",
+                vec![
+                    op(0, 1, R, Some(Seen(Off))),
+                    op(2, 3, Stop, Some(Stopped)),
+                    op(4, 5, R, Some(Seen(Stopping))),
                 ],
                 Verdict::NotLinearizable,
             ),
