@@ -49,6 +49,8 @@ async fn schemathesis_finds_no_server_error_and_no_mismatch_with_the_openapi_fil
             .args(["--request-timeout", "20"])
             .arg("--report-dir")
             .arg(report.path())
+            // Its cache (found crashes) goes to the working directory.
+            .current_dir(report.path())
             .env("NO_COLOR", "1")
             .output()
             .expect("st run")
