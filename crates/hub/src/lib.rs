@@ -22,6 +22,7 @@ pub mod config;
 pub mod controller;
 pub mod grpc;
 pub mod hub;
+mod leader_turns;
 mod metrics;
 pub mod node;
 mod preflight;

@@ -16,24 +16,10 @@ use crate::hub::Hub;
 const SYNC_EVERY: Duration = Duration::from_secs(2);
 
 /// The leader's half: make the replicated roles `roles` (log format 7).
-pub(crate) async fn run(hub: Arc<Hub>, roles: Vec<Role>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(SYNC_EVERY);
-    let mut metrics = hub.raft.metrics();
-    let mut was_leader = false;
+pub(crate) async fn run(hub: Arc<Hub>, roles: Vec<Role>, stop: watch::Receiver<bool>) {
+    let mut turns = crate::leader_turns::LeaderTurns::new(&hub, SYNC_EVERY, stop);
     let mut last_error = String::new();
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            _ = tick.tick() => {}
-            r = metrics.changed() => {
-                if r.is_err() { return }
-                if was_leader || !hub.is_leader() { continue }
-            }
-        }
-        was_leader = hub.is_leader();
-        if !was_leader {
-            continue;
-        }
+    while turns.next(&hub).await {
         let (version, current, unknown) = hub.sm.read(|d| {
             let s = &d.state;
             let unknown: Vec<String> = roles

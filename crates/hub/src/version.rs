@@ -25,24 +25,9 @@ use crate::hub::Hub;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 const ASK_TIMEOUT: Duration = Duration::from_millis(800);
 
-pub(crate) async fn run(hub: Arc<Hub>, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(CHECK_EVERY);
-    let mut metrics = hub.raft.metrics();
-    let mut was_leader = false;
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            _ = tick.tick() => {}
-            // A new leader checks at once, not a tick later.
-            r = metrics.changed() => {
-                if r.is_err() { return }
-                if was_leader || !hub.is_leader() { continue }
-            }
-        }
-        was_leader = hub.is_leader();
-        if !was_leader {
-            continue;
-        }
+pub(crate) async fn run(hub: Arc<Hub>, stop: watch::Receiver<bool>) {
+    let mut turns = crate::leader_turns::LeaderTurns::new(&hub, CHECK_EVERY, stop);
+    while turns.next(&hub).await {
         let current = hub.sm.read(|d| d.state.cluster_version);
         if current >= LOG_FORMAT_VERSION {
             continue;

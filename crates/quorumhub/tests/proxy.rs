@@ -36,6 +36,19 @@ async fn wait_ready(c: &Cluster, user: &str) {
     }
 }
 
+/// A JSON answer to an authenticated GET.
+async fn get_json(url: String) -> Value {
+    client()
+        .get(url)
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
 async fn get(url: &str) -> Result<(StatusCode, String), reqwest::Error> {
     let r = client().get(url).send().await?;
     let s = r.status();
@@ -446,15 +459,7 @@ async fn a_unicode_users_named_server_through_the_proxy() {
         events.contains(r#""ready":true"#) && events.contains(&format!("/user/{user}/lab/")),
         "{events}"
     );
-    let model: Value = client()
-        .get(api(&format!("{user}/servers/lab")))
-        .header("Authorization", auth())
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let model = get_json(api(&format!("{user}/servers/lab"))).await;
     assert_eq!(
         (
             &model["ready"],
@@ -501,15 +506,7 @@ async fn a_unicode_users_named_server_through_the_proxy() {
         .await
         .expect("stop");
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    let model: Value = client()
-        .get(api(&format!("{user}/servers/lab")))
-        .header("Authorization", auth())
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let model = get_json(api(&format!("{user}/servers/lab"))).await;
     assert_eq!(
         (&model["stopped"], &model["user_options"]),
         (&Value::Bool(true), &serde_json::json!({"size": 2})),
@@ -526,15 +523,7 @@ async fn a_unicode_users_named_server_through_the_proxy() {
         "{}",
         r.status()
     );
-    let model: Value = client()
-        .get(api(&format!("{user}/servers/lab")))
-        .header("Authorization", auth())
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let model = get_json(api(&format!("{user}/servers/lab"))).await;
     assert_eq!(
         model["user_options"],
         serde_json::json!({"size": 2}),
