@@ -17,6 +17,7 @@ pub mod config;
 mod ctx;
 mod error;
 pub mod limits;
+mod listing;
 pub mod metrics;
 pub mod web;
 

@@ -325,3 +325,200 @@ async fn pages_in_a_real_browser() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// The OIDC flags at their defaults (no provider).
+#[derive(clap::Parser)]
+struct OidcFlags {
+    #[command(flatten)]
+    oidc: quorumhub_http::OidcArgs,
+}
+
+/// The admin page with 100,000 users and 10,000 running servers, in a real
+/// browser: the hub's own HTTP application over an in-memory cluster whose
+/// state is made by the real commands (the servers are recorded, not run:
+/// no machine here runs 10k of them). One page of users is sent, sorted,
+/// filtered and paged on the server; the load time is measured and printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_page_pages_100k_users_in_a_real_browser() {
+    use quorumhub_core::Cluster;
+    use quorumhub_state::{Command, SpawnerState};
+    const USERS: usize = 100_000;
+    const RUNNING: usize = 10_000;
+    let driver = Driver::start();
+    let limits = quorumhub_core::limits::Limits::default();
+    let cluster = std::sync::Arc::new(quorumhub_core::memory::MemoryCluster::new(1, &limits));
+    let c: &dyn Cluster = &*cluster;
+    let propose = |command| async move {
+        let r = c.propose(command).await.expect("committed");
+        assert!(
+            !matches!(r, quorumhub_state::Response::Rejected { .. }),
+            "{r:?}"
+        );
+        r
+    };
+    let started = Instant::now();
+    propose(Command::CreateUser {
+        name: "admin".into(),
+        admin: true,
+    })
+    .await;
+    let hash = quorumhub_core::password::hash("admin-password".into())
+        .await
+        .expect("hash");
+    propose(Command::SetPassword {
+        name: "admin".into(),
+        hash: Some(hash),
+    })
+    .await;
+    for i in 0..USERS {
+        propose(Command::CreateUser {
+            name: format!("user{i:06}"),
+            admin: false,
+        })
+        .await;
+    }
+    for i in 0..RUNNING {
+        let user = format!("user{:06}", i * (USERS / RUNNING));
+        let r = propose(Command::RequestSpawn {
+            user: user.clone(),
+            server_name: String::new(),
+            user_options: serde_json::Value::Null,
+            display_name: None,
+        })
+        .await;
+        let quorumhub_state::Response::SpawnRequested { generation } = r else {
+            panic!("{r:?}")
+        };
+        propose(Command::SpawnStarted {
+            user: user.clone(),
+            server_name: String::new(),
+            generation,
+            spawner: SpawnerState {
+                kind: "process".into(),
+                host: "h".into(),
+                pid: 1,
+                proc_start: 1,
+                port: 1,
+                target: "http://127.0.0.1:9".into(),
+                token_id: None,
+            },
+        })
+        .await;
+        propose(Command::ServerReady {
+            user,
+            server_name: String::new(),
+            generation,
+        })
+        .await;
+    }
+    eprintln!(
+        "made {USERS} users and {RUNNING} running servers in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let base = format!("http://{addr}");
+    let config = quorumhub_http::HttpConfig {
+        public_url: base.clone(),
+        hub_api_url: format!("{base}/hub/api"),
+        jupyterhub_version: "6.1.1".into(),
+        admin_user: "admin".into(),
+        admin_token_hash: None,
+        slow_spawn_timeout: Duration::from_secs(1),
+        limits,
+        oidc: <OidcFlags as clap::Parser>::parse_from(["quorumhub"]).oidc,
+        authenticate_prometheus: true,
+        spawner: "process".into(),
+    };
+    let metrics = quorumhub_http::Metrics::of(cluster.clone());
+    let app = quorumhub_http::router(cluster.clone(), config, metrics);
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
+    let profile = tempfile::tempdir().expect("profile");
+    let b = browser(&driver, profile.path()).await;
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        sign_in(&b, &base, "admin", "admin-password").await;
+        wait_for(&b, "main").await;
+        // Load times, each from the browser's own navigation timing: the
+        // first load, then four more (the median is reported).
+        let mut loads = Vec::new();
+        for _ in 0..5 {
+            b.goto(&format!("{base}/hub/admin")).await.expect("admin");
+            let ms = b
+                .execute(
+                    "const n = performance.getEntriesByType('navigation')[0]; \
+                     return [n.loadEventEnd - n.startTime, n.responseStart - n.requestStart];",
+                    vec![],
+                )
+                .await
+                .expect("timing");
+            loads.push((
+                ms[0].as_f64().unwrap_or(f64::NAN),
+                ms[1].as_f64().unwrap_or(f64::NAN),
+            ));
+        }
+        let mut totals: Vec<f64> = loads.iter().map(|l| l.0).collect();
+        totals.sort_by(f64::total_cmp);
+        eprintln!(
+            "admin page with {USERS} users, {RUNNING} running: loads {loads:?} (ms: load, time to first byte); median load {:.0} ms",
+            totals[totals.len() / 2]
+        );
+        shot(&b, "10-admin-100k").await;
+        let summary = text_of(&b, "#summary").await;
+        assert!(
+            summary.contains(&format!("{} users, {RUNNING} running servers", USERS + 1))
+                && summary.contains(&format!("Showing 1–50 of {}", USERS + 1)),
+            "{summary}"
+        );
+        let rows = b
+            .find_all(Locator::Css("#users tbody tr"))
+            .await
+            .expect("rows");
+        assert_eq!(rows.len(), 50);
+        let first_rows = |b: &Client| {
+            let b = b.clone();
+            async move {
+                let mut names = Vec::new();
+                for r in b.find_all(Locator::Css("#users tbody tr")).await.expect("rows") {
+                    names.push(r.attr("data-user").await.expect("attr").unwrap_or_default());
+                }
+                names
+            }
+        };
+        let names = first_rows(&b).await;
+        assert_eq!(&names[..2], ["admin", "user000000"]);
+        // The next page, then a filter, then sorted by activity descending.
+        b.find(Locator::Css("#next")).await.expect("next").click().await.expect("click");
+        wait_for(&b, "#prev").await;
+        let names = first_rows(&b).await;
+        assert_eq!(names.first().map(String::as_str), Some("user000049"));
+        assert!(text_of(&b, "#summary").await.contains("Showing 51–100 of"));
+        let filter = b.find(Locator::Css("#name-filter")).await.expect("filter");
+        filter.clear().await.expect("clear");
+        filter.send_keys("USER09999").await.expect("type");
+        b.find(Locator::Css("#filter button")).await.expect("button").click().await.expect("click");
+        wait_for(&b, "#users").await;
+        let names = first_rows(&b).await;
+        assert_eq!(names.len(), 10, "{names:?}");
+        assert!(names.iter().all(|n| n.starts_with("user09999")), "{names:?}");
+        assert!(text_of(&b, "#summary").await.contains("Showing 1–10 of 10 matching"));
+        b.goto(&format!("{base}/hub/admin?sort=-name&limit=3")).await.expect("sorted");
+        assert_eq!(first_rows(&b).await, ["user099999", "user099998", "user099997"]);
+        shot(&b, "11-admin-sorted").await;
+        b.goto(&format!("{base}/hub/admin?sort=age")).await.expect("bad sort");
+        assert!(text_of(&b, "main").await.contains("sort must be 'id', 'name', or 'last_activity'"));
+    }))
+    .await;
+    let _ = b.close().await;
+    server.abort();
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}

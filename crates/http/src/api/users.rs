@@ -15,6 +15,7 @@ use super::model::{user_json, Servers};
 use super::paging::Page;
 use crate::auth::Caller;
 use crate::error::{json_body, ApiError};
+use crate::listing::{self, Selection, Sort, StateFilter};
 use crate::Ctx;
 use quorumhub_core::ops;
 use quorumhub_core::scopes::Resource;
@@ -91,34 +92,6 @@ pub(crate) struct OneQuery {
     include_stopped_servers: Option<String>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SortKey {
-    /// Creation order (JupyterHub's database id).
-    Id,
-    Name,
-    LastActivity,
-}
-
-fn sort_of(raw: Option<&str>) -> Result<(SortKey, bool), ApiError> {
-    let raw = raw.unwrap_or("id");
-    let (key, descending) = match raw.strip_prefix('-') {
-        Some(k) => (k, true),
-        None => (raw, false),
-    };
-    let key = match key {
-        "id" => SortKey::Id,
-        "name" => SortKey::Name,
-        "last_activity" => SortKey::LastActivity,
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("sort must be 'id', 'name', or 'last_activity', not '{raw}'"),
-            ))
-        }
-    };
-    Ok((key, descending))
-}
-
 pub(crate) async fn list(
     State(hub): State<Arc<Ctx>>,
     caller: Caller,
@@ -133,55 +106,25 @@ pub(crate) async fn list(
     let Query(q) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("Invalid query: {e}")))?;
     let page = Page::of(&headers, q.offset.as_deref(), q.limit.as_deref())?;
-    let filter = match q.state.as_deref() {
-        None | Some("") => None,
-        Some(s @ ("active" | "ready" | "inactive")) => Some(s.to_string()),
-        Some(other) => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("Unrecognized state filter: {other:?}; use active, ready or inactive"),
-            ))
-        }
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, m);
+    let sel = Selection {
+        state: StateFilter::parse(q.state.as_deref().unwrap_or_default()).map_err(bad)?,
+        name_filter: q
+            .name_filter
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .map(str::to_lowercase),
+        sort: match q.sort.as_deref() {
+            None => Sort::DEFAULT,
+            Some(raw) => Sort::parse(raw).map_err(bad)?,
+        },
     };
-    let (sort, descending) = sort_of(q.sort.as_deref())?;
-    let name_filter = q
-        .name_filter
-        .as_deref()
-        .filter(|f| !f.is_empty())
-        .map(str::to_lowercase);
     let shown = servers_shown(q.include_stopped_servers.as_deref());
     hub.linearize().await?;
     let (users, total) = hub.read(|s| {
-        let mut matching: Vec<&quorumhub_state::User> = s
-            .users
-            .values()
-            .filter(|u| match filter.as_deref() {
-                Some("active") => !u.servers.is_empty(),
-                Some("ready") => u.servers.values().any(|s| s.ready()),
-                Some("inactive") => u.servers.is_empty(),
-                _ => true,
-            })
-            .filter(|u| {
-                name_filter
-                    .as_deref()
-                    .is_none_or(|f| u.name.to_lowercase().contains(f))
-            })
-            .filter(|u| caller.scopes.allows("list:users", Resource::User(&u.name)))
-            .collect();
-        // Users are kept by name: that order is already `name`'s.
-        match sort {
-            SortKey::Name => {}
-            SortKey::Id => matching.sort_by(|a, b| (a.created, &a.name).cmp(&(b.created, &b.name))),
-            // JupyterHub puts users without activity first going up, last
-            // going down.
-            SortKey::LastActivity => {
-                matching.sort_by(|a, b| (a.last_activity, &a.name).cmp(&(b.last_activity, &b.name)))
-            }
-        }
-        // `None` sorts first: reversed, users without activity come last.
-        if descending {
-            matching.reverse();
-        }
+        let matching = listing::select(s, &sel, |u| {
+            caller.scopes.allows("list:users", Resource::User(&u.name))
+        });
         let total = matching.len();
         let page_items = matching
             .into_iter()
@@ -192,8 +135,8 @@ pub(crate) async fn list(
         (page_items, total)
     });
     let mut kept: Vec<(&str, String)> = Vec::new();
-    if let Some(st) = &filter {
-        kept.push(("state", st.clone()));
+    if let Some(st) = &sel.state {
+        kept.push(("state", st.as_param().to_string()));
     }
     if let Some(f) = &q.name_filter {
         kept.push(("name_filter", f.clone()));
