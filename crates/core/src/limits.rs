@@ -16,6 +16,8 @@ pub const DEFAULT_MAX_TOKEN_SCOPES: usize = 64;
 pub const DEFAULT_MAX_SCOPE_BYTES: usize = 255;
 pub const DEFAULT_MAX_TOKENS_PER_USER: usize = 100;
 pub const DEFAULT_NAMED_SERVER_LIMIT_PER_USER: usize = 10;
+/// JupyterHub's `concurrent_spawn_limit` default.
+pub const DEFAULT_CONCURRENT_SPAWN_LIMIT: u32 = 100;
 pub const DEFAULT_MAX_SESSIONS_PER_USER: usize = 50;
 pub const DEFAULT_MAX_WRITES_IN_FLIGHT: usize = 128;
 pub const DEFAULT_MAX_WRITE_QUEUE: usize = 512;
@@ -63,6 +65,16 @@ pub struct Limits {
     /// `named_server_limit_per_user`; here at least 1, never unlimited).
     #[arg(long, default_value_t = DEFAULT_NAMED_SERVER_LIMIT_PER_USER)]
     pub named_server_limit_per_user: usize,
+    /// Servers that may be starting at once in the whole cluster
+    /// (JupyterHub's `concurrent_spawn_limit`, default 100); one more
+    /// start is refused with 429 and Retry-After. 0: no limit.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENT_SPAWN_LIMIT)]
+    pub concurrent_spawn_limit: u32,
+    /// Servers that may be active (starting, running or stopping) at once
+    /// in the whole cluster (JupyterHub's `active_server_limit`); one more
+    /// start is refused with 429. 0 (the default): no limit.
+    #[arg(long, default_value_t = 0)]
+    pub active_server_limit: u32,
     /// Browser sessions (logins) a user may have; a new login past it ends
     /// the user's oldest session.
     #[arg(long, default_value_t = DEFAULT_MAX_SESSIONS_PER_USER)]
@@ -93,6 +105,8 @@ impl Default for Limits {
             max_scope_bytes: DEFAULT_MAX_SCOPE_BYTES,
             max_tokens_per_user: DEFAULT_MAX_TOKENS_PER_USER,
             named_server_limit_per_user: DEFAULT_NAMED_SERVER_LIMIT_PER_USER,
+            concurrent_spawn_limit: DEFAULT_CONCURRENT_SPAWN_LIMIT,
+            active_server_limit: 0,
             max_sessions_per_user: DEFAULT_MAX_SESSIONS_PER_USER,
             max_writes_in_flight: DEFAULT_MAX_WRITES_IN_FLIGHT,
             max_write_queue: DEFAULT_MAX_WRITE_QUEUE,
@@ -102,6 +116,14 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// JupyterHub's spawn limits, as a spawn request carries them.
+    pub fn spawn_limits(&self) -> quorumhub_state::SpawnLimits {
+        quorumhub_state::SpawnLimits {
+            concurrent: self.concurrent_spawn_limit,
+            active: self.active_server_limit,
+        }
+    }
+
     /// Every limit but the queue must be at least 1 (0 would refuse
     /// everything, or in JupyterHub's reading mean "unlimited").
     pub fn validate(&self) -> Result<(), String> {

@@ -3,7 +3,10 @@
 //! flattens [`OidcArgs`] and the [`Limits`] into its flags.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use quorumhub_state::Profiles;
 
 use quorumhub_core::limits::Limits;
 
@@ -29,6 +32,9 @@ pub struct HttpConfig {
     /// `/hub/metrics` needs `read:metrics` (JupyterHub's
     /// `authenticate_prometheus`, on by default).
     pub authenticate_prometheus: bool,
+    /// The profiles users choose from (`user_options.profile`, the spawn
+    /// page's form); empty: no choice, no form.
+    pub profiles: Arc<Profiles>,
 }
 
 /// Sign-in with an OpenID Connect provider.

@@ -101,8 +101,43 @@ impl From<HubError> for ApiError {
     }
 }
 
+/// JupyterHub's `spawn_throttle_retry_range`: a throttled spawn is told
+/// to wait a random 30 to 60 s, so refused users do not all retry at once.
+const SPAWN_RETRY_RANGE_S: std::ops::RangeInclusive<u64> = 30..=60;
+
+/// JupyterHub's answer to a throttled spawn: the wait rounded for people
+/// (up to 10 s steps below 90 s, else minutes).
+fn throttled(retry: u64) -> ApiError {
+    let human = if retry <= 90 {
+        format!("{}0 seconds", retry.div_ceil(10))
+    } else {
+        format!("{} minutes", (retry + 30) / 60)
+    };
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("Too many users trying to log in right now. Try again in {human}."),
+    )
+    .retry_after(retry)
+    .refusal("quota")
+}
+
 impl From<Rejection> for ApiError {
     fn from(r: Rejection) -> ApiError {
+        use rand::Rng;
+        match &r {
+            // Logged as refusals (rate-limited), with the message.
+            Rejection::SpawnThrottled { .. } => {
+                return throttled(rand::thread_rng().gen_range(SPAWN_RETRY_RANGE_S));
+            }
+            Rejection::ActiveServerLimit { .. } => {
+                return ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Active user limit exceeded. Try again in a few minutes.",
+                )
+                .refusal("quota");
+            }
+            _ => {}
+        }
         let status = match &r {
             Rejection::UserExists { .. }
             | Rejection::TokenExists { .. }
@@ -145,5 +180,40 @@ impl From<OpError> for ApiError {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttled_spawns_are_told_when_to_retry_as_jupyterhub_says_it() {
+        for (retry, want) in [
+            (30, "30 seconds"),
+            (31, "40 seconds"),
+            (60, "60 seconds"),
+            (90, "90 seconds"),
+            (91, "2 minutes"),
+            (170, "3 minutes"),
+        ] {
+            let (status, message) = throttled(retry).parts();
+            assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(
+                message,
+                format!("Too many users trying to log in right now. Try again in {want}.")
+            );
+        }
+        let r = ApiError::from(Rejection::SpawnThrottled {
+            pending: 3,
+            limit: 3,
+        })
+        .into_response();
+        let secs: u64 = r.headers()[axum::http::header::RETRY_AFTER]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!(SPAWN_RETRY_RANGE_S.contains(&secs), "{secs}");
     }
 }

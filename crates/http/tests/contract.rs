@@ -30,7 +30,20 @@ const TOKEN: &str = "contract-admin-token-0123456789";
 /// [`TOKEN`]) and the rest of its configuration at the defaults a replica
 /// starts with.
 async fn replica() -> (axum::Router, Arc<MemoryCluster>) {
-    let limits = Limits::default();
+    replica_with(
+        Limits::default(),
+        Default::default(),
+        Duration::from_secs(10),
+    )
+    .await
+}
+
+/// As [`replica`], with these limits, profiles and slow spawn timeout.
+async fn replica_with(
+    limits: Limits,
+    profiles: quorumhub_state::Profiles,
+    slow_spawn_timeout: Duration,
+) -> (axum::Router, Arc<MemoryCluster>) {
     let cluster = Arc::new(MemoryCluster::new(1, &limits));
     let config = HttpConfig {
         public_url: "http://127.0.0.1:8000".into(),
@@ -38,11 +51,12 @@ async fn replica() -> (axum::Router, Arc<MemoryCluster>) {
         jupyterhub_version: "6.1.1".into(),
         admin_user: "admin".into(),
         admin_token_hash: Some(quorumhub_core::secrets::hash_token(TOKEN)),
-        slow_spawn_timeout: Duration::from_secs(10),
+        slow_spawn_timeout,
         limits,
         oidc: <OidcFlags as clap::Parser>::parse_from(["quorumhub"]).oidc,
         authenticate_prometheus: true,
         spawner: "process".into(),
+        profiles: Arc::new(profiles),
     };
     let as_cluster: &dyn Cluster = &*cluster;
     as_cluster
@@ -98,10 +112,11 @@ fn masked(v: &mut serde_json::Value) {
 /// the test ran) as "Try again in … s.".
 fn masked_wait(message: &str) -> String {
     match message.split_once("Try again in ") {
-        Some((before, after)) => {
+        Some((before, after)) if after.starts_with(|c: char| c.is_ascii_digit()) => {
             let rest = after.trim_start_matches(|c: char| c.is_ascii_digit());
             format!("{before}Try again in …{rest}")
         }
+        Some(_) => message.to_string(),
         None => message.to_string(),
     }
 }
@@ -296,7 +311,7 @@ async fn transcript_with(
                     status.as_u16(),
                     "{line}: the error body repeats the status"
                 );
-                v["message"].as_str().unwrap_or("(no message)").to_string()
+                masked_wait(v["message"].as_str().unwrap_or("(no message)"))
             }
             Some(mut v) => {
                 masked(&mut v);
@@ -911,9 +926,16 @@ async fn the_oauth_token_exchange_and_its_refusals() {
     // What the controller does for a spawn (there is none in memory): the
     // server's token, which is its OAuth client secret, then the record of
     // the started server naming it.
-    let generation = servers::spawn(c, "alice", "", serde_json::Value::Null, None)
-        .await
-        .expect("spawn");
+    let generation = servers::spawn(
+        c,
+        "alice",
+        "",
+        serde_json::Value::Null,
+        None,
+        Default::default(),
+    )
+    .await
+    .expect("spawn");
     let (secret, token_id) = tokens::create(
         c,
         tokens::NewToken {
@@ -1068,4 +1090,140 @@ async fn metrics_count_requests_per_route_for_read_metrics_only() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
     }
+}
+
+/// Profiles (`user_options.profile`, the spawn page's options form) and
+/// JupyterHub's spawn limits. The in-memory cluster runs no controller, so
+/// every start stays pending: what the limits count.
+#[tokio::test]
+async fn profiles_the_options_form_and_the_spawn_limits() {
+    use quorumhub_state::{Profile, Profiles};
+    let profile = |slug: &str, name: &str, default| Profile {
+        slug: slug.into(),
+        display_name: name.into(),
+        description: format!("{name}, for tests"),
+        default,
+        ..Profile::default()
+    };
+    let profiles = Profiles::new(vec![
+        profile("small", "Small", false),
+        profile("gpu", "GPU", true),
+    ]);
+    let limits = Limits {
+        concurrent_spawn_limit: 2,
+        active_server_limit: 3,
+        ..Limits::default()
+    };
+    let (router, cluster) = replica_with(limits, profiles, Duration::from_millis(20)).await;
+    let c: &dyn Cluster = &*cluster;
+    let hash = quorumhub_core::password::hash("alice-pw-0123".into())
+        .await
+        .expect("hash");
+    for name in ["alice", "bob", "carol", "dave"] {
+        c.propose(Command::CreateUser {
+            name: name.into(),
+            admin: false,
+        })
+        .await
+        .expect("user");
+    }
+    c.propose(Command::SetPassword {
+        name: "alice".into(),
+        hash: Some(hash),
+    })
+    .await
+    .expect("password");
+    let got = transcript(
+        &router,
+        r#"
+        admin POST /hub/api/users/bob/server {"profile": "huge"}
+        admin POST /hub/api/users/bob/server {"user_options": {"profile": 3}}
+        admin PUT /hub/api/users/bob/servers/lab {"user_options": {"profile": "nope"}}
+        admin PATCH /hub/api/users/bob/server {"user_options": {"profile": "nope"}}
+        @alice GET /hub/login
+        @alice POST /hub/login form:username=alice&password=alice-pw-0123&_xsrf=$XSRF
+        @alice GET /hub/spawn
+        @alice POST /hub/spawn form:profile=huge&_xsrf=$XSRF
+        @alice POST /hub/spawn form:profile=small
+        @alice POST /hub/spawn/bob form:profile=small&_xsrf=$XSRF
+        @alice POST /hub/spawn form:profile=small&_xsrf=$XSRF
+        @alice GET /hub/spawn
+        admin POST /hub/api/users/bob/server {"user_options": {"profile": "gpu", "image": "kept, not used"}}
+        admin POST /hub/api/users/carol/server
+        admin GET /hub/api/users/carol/server
+        "#,
+    )
+    .await;
+    expect![[r#"
+        admin POST /hub/api/users/bob/server {"profile": "huge"} → 400 No such profile: huge. Options include: small, gpu
+        admin POST /hub/api/users/bob/server {"user_options": {"profile": 3}} → 400 user_options.profile must be a string naming one of the profiles: small, gpu
+        admin PUT /hub/api/users/bob/servers/lab {"user_options": {"profile": "nope"}} → 400 No such profile: nope. Options include: small, gpu
+        admin PATCH /hub/api/users/bob/server {"user_options": {"profile": "nope"}} → 400 No such profile: nope. Options include: small, gpu
+        @alice GET /hub/login → 200 page "Sign in · quorumhub"
+        @alice POST /hub/login form:username=alice&password=alice-pw-0123&_xsrf=$XSRF → 302 to /hub/home
+        @alice GET /hub/spawn → 200 page "Server options · quorumhub"
+        @alice POST /hub/spawn form:profile=huge&_xsrf=$XSRF → 400 page "Server options · quorumhub": No such profile: huge. Options include: small, gpu
+        @alice POST /hub/spawn form:profile=small → 403 page "403 · quorumhub": The form did not come from this hub (&#x27;_xsrf&#x27; missing or wrong).
+        @alice POST /hub/spawn/bob form:profile=small&_xsrf=$XSRF → 403 page "403 · quorumhub": You may not start bob&#x27;s server.
+        @alice POST /hub/spawn form:profile=small&_xsrf=$XSRF → 302 to /hub/spawn-pending/alice
+        @alice GET /hub/spawn → 302 to /hub/spawn-pending/alice
+        admin POST /hub/api/users/bob/server {"user_options": {"profile": "gpu", "image": "kept, not used"}} → 202 
+        admin POST /hub/api/users/carol/server → 429 Too many users trying to log in right now. Try again in … seconds.
+        admin GET /hub/api/users/carol/server → 200 {"display_name":"","full_name":"carol/","full_progress_url":null,"full_url":null,"last_activity":null,"name":"","pending":null,"progress_url":"/hub/api/users/carol/server/progress","ready":false,"started":null,"stopped":true,"url":"/user/carol/","user_options":{}}
+    "#]]
+    .assert_eq(&got);
+    let options = |user: &str| {
+        c.read(&|s: &quorumhub_state::HubState| {
+            s.server(user, "").map(|sv| sv.user_options.clone())
+        })
+    };
+    assert_eq!(
+        options("alice"),
+        Some(serde_json::json!({"profile": "small"}))
+    );
+    assert_eq!(
+        options("bob"),
+        Some(serde_json::json!({"profile": "gpu", "image": "kept, not used"}))
+    );
+    assert_eq!(options("carol"), None, "throttled: nothing recorded");
+
+    // The active server limit: three servers are active once one of the
+    // two pending has started.
+    let limits = Limits {
+        concurrent_spawn_limit: 0,
+        active_server_limit: 2,
+        ..Limits::default()
+    };
+    let (router, cluster) =
+        replica_with(limits, Profiles::default(), Duration::from_millis(20)).await;
+    let c: &dyn Cluster = &*cluster;
+    for name in ["bob", "carol", "dave"] {
+        c.propose(Command::CreateUser {
+            name: name.into(),
+            admin: false,
+        })
+        .await
+        .expect("user");
+    }
+    let got = transcript(
+        &router,
+        r#"
+        admin POST /hub/api/users/bob/server {"profile": "gpu"}
+        admin POST /hub/api/users/bob/server
+        admin POST /hub/api/users/carol/server {"size": "any"}
+        admin POST /hub/api/users/dave/server
+        admin DELETE /hub/api/users/carol/server
+        admin POST /hub/api/users/dave/server
+        "#,
+    )
+    .await;
+    expect![[r#"
+        admin POST /hub/api/users/bob/server {"profile": "gpu"} → 400 No such profile: gpu. This hub offers no profiles; start the server without one
+        admin POST /hub/api/users/bob/server → 202 
+        admin POST /hub/api/users/carol/server {"size": "any"} → 202 
+        admin POST /hub/api/users/dave/server → 429 Active user limit exceeded. Try again in a few minutes.
+        admin DELETE /hub/api/users/carol/server → 202 
+        admin POST /hub/api/users/dave/server → 429 Active user limit exceeded. Try again in a few minutes.
+    "#]]
+    .assert_eq(&got);
 }

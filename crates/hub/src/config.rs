@@ -123,6 +123,14 @@ pub struct HubConfig {
     /// are.
     #[arg(long)]
     pub roles_file: Option<PathBuf>,
+    /// Profiles (KubeSpawner's `profile_list`): a TOML file whose
+    /// `[[profiles]]` tables each have `display_name`, `slug`,
+    /// `description`, `default` and the overrides `image` (Docker),
+    /// `cmd`, `args`, `env`, `cpu_limit`, `mem_limit`; the `--config`
+    /// file's own `[[profiles]]` set it. Users choose one on the spawn page
+    /// or with `user_options.profile`.
+    #[arg(long, env = "QUORUMHUB_PROFILES_FILE")]
+    pub profiles_file: Option<PathBuf>,
     /// Sign-in with an OpenID Connect provider (`--oidc-*`).
     #[command(flatten)]
     pub oidc: quorumhub_http::OidcArgs,
@@ -208,6 +216,8 @@ pub enum ConfigError {
     SecretFile(#[from] quorumhub_proto::secret_file::SecretFileError),
     #[error(transparent)]
     Roles(#[from] crate::roles::RolesError),
+    #[error(transparent)]
+    Profiles(#[from] crate::profiles::ProfilesError),
 }
 
 impl HubConfig {
@@ -315,6 +325,7 @@ impl HubConfig {
         }
         self.spawner.validate()?;
         self.roles()?;
+        self.profiles()?;
         let peers = self.peer_map()?;
         if peers.is_empty() && !self.join {
             return Err(ConfigError::NoPeersNoJoin);
@@ -332,6 +343,15 @@ impl HubConfig {
             None => Ok(None),
             Some(path) => Ok(crate::roles::load(path)?),
         }
+    }
+
+    /// The configured profiles, checked against the spawner; empty without
+    /// a profiles file (or with one that has no `profiles`).
+    pub fn profiles(&self) -> Result<quorumhub_state::Profiles, ConfigError> {
+        let Some(path) = &self.profiles_file else {
+            return Ok(Default::default());
+        };
+        Ok(crate::profiles::load(path, self.spawner.kind)?)
     }
 
     pub fn peer_map(&self) -> Result<BTreeMap<NodeId, Member>, ConfigError> {
@@ -392,8 +412,12 @@ impl HubConfig {
         Duration::from_millis(self.raft.write_timeout_ms)
     }
 
-    /// What the HTTP front end is configured with.
-    pub fn http_config(&self) -> quorumhub_http::HttpConfig {
+    /// What the HTTP front end is configured with, `profiles` included
+    /// (read once, by [`HubConfig::profiles`]).
+    pub fn http_config(
+        &self,
+        profiles: std::sync::Arc<quorumhub_state::Profiles>,
+    ) -> quorumhub_http::HttpConfig {
         quorumhub_http::HttpConfig {
             public_url: self.public_url.clone(),
             hub_api_url: self.hub_api_url(),
@@ -408,6 +432,7 @@ impl HubConfig {
             oidc: self.oidc.clone(),
             authenticate_prometheus: self.authenticate_prometheus,
             spawner: self.spawner.kind.as_str().to_string(),
+            profiles,
         }
     }
 

@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quorumhub_spawner::{Launch, Liveness, Revoke, Spawner, Spawners};
+use quorumhub_spawner::{Launch, Liveness, Profiles, Revoke, Spawner, Spawners};
 use quorumhub_state::{Command, Phase, Response, Route, SpawnerState, TokenOwner};
 use tokio::sync::watch;
 
@@ -38,6 +38,8 @@ struct Job {
     /// The OAuth client id recorded for this spawn (or JupyterHub's, for a
     /// spawn requested before log format 6): what the server is given.
     client_id: String,
+    /// The options the server was started with (its profile among them).
+    user_options: serde_json::Value,
 }
 
 type Key = (String, String, u64);
@@ -45,6 +47,7 @@ type Key = (String, String, u64);
 pub(crate) async fn run(
     hub: Arc<Hub>,
     spawners: Arc<Spawners>,
+    profiles: Arc<Profiles>,
     timings: Arc<ControllerMetrics>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -85,6 +88,11 @@ pub(crate) async fn run(
                     phase: srv.phase,
                     spawner: srv.spawner.clone(),
                     client_id: srv.client_id(&u.name),
+                    user_options: if srv.phase == Phase::Spawning && srv.spawner.is_none() {
+                        srv.user_options.clone()
+                    } else {
+                        serde_json::Value::Null
+                    },
                 })
                 .collect()
         });
@@ -100,6 +108,7 @@ pub(crate) async fn run(
             let ctl = Controller {
                 hub: hub.clone(),
                 spawners: spawners.clone(),
+                profiles: profiles.clone(),
                 unknown: unknown.clone(),
                 metrics: timings.clone(),
             };
@@ -120,6 +129,8 @@ pub(crate) async fn run(
 struct Controller {
     hub: Arc<Hub>,
     spawners: Arc<Spawners>,
+    /// The profiles a server's `user_options` choose from.
+    profiles: Arc<Profiles>,
     /// Servers of an unknown spawner kind already warned about (once each).
     unknown: Arc<Mutex<HashSet<Key>>>,
     metrics: Arc<ControllerMetrics>,
@@ -275,6 +286,21 @@ impl Controller {
     /// the start; whatever fails on the way is undone.
     async fn start(&self, job: &Job) -> Result<SpawnerState, String> {
         let hub = &self.hub;
+        // Checked when asked for, and again here: the options were stored
+        // by a replica whose profiles may differ from this leader's.
+        let overrides = match self.profiles.choose(&job.user_options) {
+            Ok(profile) => {
+                if let Some(p) = profile {
+                    tracing::info!(profile = %p.slug, "starting with a profile");
+                }
+                profile.map(|p| p.overrides.clone()).unwrap_or_default()
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{e} (the profiles of the leading replica; check that every replica has the same profiles file)"
+                ))
+            }
+        };
         let Minted {
             secret: token,
             token: record,
@@ -312,6 +338,7 @@ impl Controller {
             token_id: token_id.clone(),
             hub_api_url: hub.config.hub_api_url(),
             public_url: hub.config.public_url.clone(),
+            overrides,
         };
         let sp = match self.spawners.active().start(&launch, self).await {
             Ok(sp) => sp,

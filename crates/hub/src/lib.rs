@@ -26,6 +26,7 @@ mod leader_turns;
 mod metrics;
 pub mod node;
 mod preflight;
+pub mod profiles;
 mod role_sync;
 pub mod roles;
 mod transfer;

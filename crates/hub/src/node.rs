@@ -86,6 +86,8 @@ pub async fn run(
     let mut config = config;
     config.load_secret_files()?;
     config.validate()?;
+    // Read once: the front end and the controller offer the same list.
+    let profiles = Arc::new(config.profiles()?);
     let config = Arc::new(config);
     if config.spawner.servers_as_hub_user() {
         tracing::warn!(
@@ -208,7 +210,7 @@ pub async fn run(
     );
     let (metrics, controller_metrics) =
         crate::metrics::registry(&hub, append_latency, log_bytes, stop_rx.clone());
-    let router = quorumhub_http::router(hub.clone(), config.http_config(), metrics);
+    let router = quorumhub_http::router(hub.clone(), config.http_config(profiles.clone()), metrics);
     let handler = move |req: http::Request<quorumhub_edge::RequestBody>| {
         let router = router.clone();
         async move {
@@ -246,6 +248,7 @@ pub async fn run(
     tokio::spawn(crate::controller::run(
         hub.clone(),
         Arc::new(spawners),
+        profiles,
         controller_metrics,
         stop_rx.clone(),
     ));

@@ -384,6 +384,7 @@ async fn the_admin_page_pages_100k_users_in_a_real_browser() {
             server_name: String::new(),
             user_options: serde_json::Value::Null,
             display_name: None,
+            limits: None,
         })
         .await;
         let quorumhub_state::Response::SpawnRequested { generation } = r else {
@@ -431,6 +432,7 @@ async fn the_admin_page_pages_100k_users_in_a_real_browser() {
         oidc: <OidcFlags as clap::Parser>::parse_from(["quorumhub"]).oidc,
         authenticate_prometheus: true,
         spawner: "process".into(),
+        profiles: Default::default(),
     };
     let metrics = quorumhub_http::Metrics::of(cluster.clone());
     let app = quorumhub_http::router(cluster.clone(), config, metrics);

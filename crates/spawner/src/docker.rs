@@ -50,6 +50,15 @@ pub struct ContainerSpec {
     pub cmd: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
+    /// Memory limit in bytes (the profile's `mem_limit`).
+    pub memory: Option<u64>,
+    /// CPU limit in billionths of a CPU (the profile's `cpu_limit`).
+    pub nano_cpus: Option<i64>,
+}
+
+/// A CPU count as Docker's `NanoCpus`.
+fn nano_cpus(cpus: f64) -> i64 {
+    (cpus * 1e9).round().clamp(1.0, i64::MAX as f64) as i64
 }
 
 /// A container as the spawner sees it.
@@ -182,6 +191,8 @@ impl Engine {
                 // let a server address what its network cannot route to,
                 // such as a hub's address on another network.
                 cap_drop: Some(vec!["NET_RAW".into(), "NET_ADMIN".into()]),
+                memory: spec.memory.and_then(|m| i64::try_from(m).ok()),
+                nano_cpus: spec.nano_cpus,
                 ..Default::default()
             }),
             ..Default::default()
@@ -406,21 +417,29 @@ impl crate::Spawner for DockerSpawner {
         );
         let mut server_env = launch.server_env(CONTAINER_PORT);
         server_env.ip = "0.0.0.0".into();
-        let env = crate::jupyterhub_env(&server_env);
+        let mut env = crate::jupyterhub_env(&server_env);
+        launch.overrides.apply_env(&mut env);
         let cmd = if self.cmd.is_empty() {
             vec!["singleuser".to_string()]
         } else {
             self.cmd.clone()
         };
+        let cmd = launch.overrides.command(cmd);
         let mut labels = labels;
         labels.insert(LABEL_TOKEN_ID.to_string(), launch.token_id.clone());
         let spec = ContainerSpec {
             name: name.clone(),
-            image: self.args.docker_image.clone(),
+            image: launch
+                .overrides
+                .image
+                .clone()
+                .unwrap_or_else(|| self.args.docker_image.clone()),
             network: network.clone(),
             cmd,
             env,
             labels,
+            memory: launch.overrides.mem_limit,
+            nano_cpus: launch.overrides.cpu_limit.map(nano_cpus),
         };
         let info = d.start(&spec).await?;
         let Some(ip) = info.ip else {

@@ -40,6 +40,7 @@ pub use process::{
     host_name, is_alive, is_hub_only_env, pick_free_port, spawn_process, stop_process, ProcessSpec,
     Spawned, INHERITED_ENV,
 };
+pub use quorumhub_state::profiles::{Overrides, Profile, Profiles};
 pub use ready::wait_http_ready;
 pub use spawner::{
     Launch, Liveness, Revoke, Spawner, SpawnerArgs, SpawnerConfigError, SpawnerContext,

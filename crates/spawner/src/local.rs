@@ -68,12 +68,14 @@ impl ProcessSpawner {
         let mut server_env = launch.server_env(port);
         server_env.env_keep = crate::env_keep_from_os(crate::DEFAULT_ENV_KEEP);
         let mut env = crate::jupyterhub_env(&server_env);
-        let cmd = if self.cmd.is_empty() {
+        launch.overrides.apply_env(&mut env);
+        let cmd = if self.cmd.is_empty() && launch.overrides.cmd.is_none() {
             let exe = std::env::current_exe().map_err(SpawnError::CurrentExe)?;
             vec![exe.display().to_string(), "singleuser".into()]
         } else {
             self.cmd.clone()
         };
+        let cmd = launch.overrides.command(cmd);
         let log_name = quorumhub_state::ids::server_log_file(&launch.server);
         if self.args.spawner_run_as_hub_user {
             // Opt-in (dev, tests): the hub's user; the same file names as

@@ -36,6 +36,8 @@ pub struct Launch {
     pub hub_api_url: String,
     /// The hub's public URL (`JUPYTERHUB_PUBLIC_URL`).
     pub public_url: String,
+    /// What the server's profile changes (none without profiles).
+    pub overrides: crate::Overrides,
 }
 
 impl Launch {

@@ -51,6 +51,12 @@ pub enum Command {
         /// Log format 7 (the command needs it only when set).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         display_name: Option<String>,
+        /// Log format 8 (needed only when set): JupyterHub's spawn limits
+        /// of the replica that took the request, checked when the entry
+        /// is applied, so concurrent requests on different replicas never
+        /// overshoot them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limits: Option<SpawnLimits>,
     },
     /// The leader's spawner started the process of spawn `generation`.
     SpawnStarted {
@@ -240,6 +246,9 @@ impl Command {
     pub fn min_version(&self) -> u32 {
         match self {
             Command::RequestSpawn {
+                limits: Some(_), ..
+            } => 8,
+            Command::RequestSpawn {
                 display_name: Some(_),
                 ..
             }
@@ -278,6 +287,24 @@ impl Command {
     }
 }
 
+/// JupyterHub's `concurrent_spawn_limit` and `active_server_limit`; 0 is
+/// no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnLimits {
+    /// Spawns pending at once (servers still starting).
+    pub concurrent: u32,
+    /// Servers active at once (starting, running or stopping).
+    pub active: u32,
+}
+
+impl SpawnLimits {
+    /// `None` when neither limit is set: the command then needs no newer
+    /// log format.
+    pub fn if_any(self) -> Option<SpawnLimits> {
+        (self.concurrent > 0 || self.active > 0).then_some(self)
+    }
+}
+
 /// What applying a command produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
@@ -306,6 +333,14 @@ pub enum Response {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Rejection {
+    /// Log format 8: JupyterHub's 429 for `concurrent_spawn_limit`.
+    #[error(
+        "Too many users trying to log in right now ({pending} of at most {limit} spawns pending)"
+    )]
+    SpawnThrottled { pending: u64, limit: u32 },
+    /// Log format 8: JupyterHub's 429 for `active_server_limit`.
+    #[error("Active user limit exceeded ({active} of at most {limit} servers active). Try again in a few minutes.")]
+    ActiveServerLimit { active: u64, limit: u32 },
     #[error("User {name} already exists")]
     UserExists { name: String },
     #[error("No such user: {name}")]

@@ -18,9 +18,10 @@ pub mod ids;
 mod login;
 mod model;
 mod names;
+pub mod profiles;
 mod state;
 
-pub use command::{Command, Rejection, Request, Response};
+pub use command::{Command, Rejection, Request, Response, SpawnLimits};
 pub use dedupe::Dedupe;
 pub use model::{
     Group, OAuthCode, Phase, Role, Route, RouteEvent, Server, Session, SpawnerState, StopRecord,
@@ -30,6 +31,7 @@ pub use names::{
     normalize_username, validate_display_name, validate_group_name, validate_server_name,
     validate_username, validate_username_at,
 };
+pub use profiles::{Overrides, Profile, Profiles};
 pub use state::{Applied, HubState, LOG_FORMAT_VERSION, MAX_COMMAND_BYTES};
 
 /// Milliseconds since the Unix epoch, as chosen by the proposer of a command.

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::command::{Command, Rejection, Request, Response};
+use crate::command::{Command, Rejection, Request, Response, SpawnLimits};
 use crate::dedupe::Dedupe;
 use crate::ids;
 use crate::model::{
@@ -31,8 +31,9 @@ use crate::Millis;
 /// JupyterHub's stopped servers), with `CreateServer`, `UpdateServer`,
 /// `RemoveServer`, `display_name` on `RequestSpawn` and `remove` on
 /// `RequestStop`; usernames follow JupyterHub's rule (Unicode); and roles
-/// from the configuration (`SetRoles`).
-pub const LOG_FORMAT_VERSION: u32 = 7;
+/// from the configuration (`SetRoles`). 8: `limits` on `RequestSpawn`
+/// (JupyterHub's `concurrent_spawn_limit` and `active_server_limit`).
+pub const LOG_FORMAT_VERSION: u32 = 8;
 
 /// The largest command (its JSON encoding) `apply` executes once the cluster
 /// version is 4 or more. Every replica refuses larger ones before proposing
@@ -99,6 +100,10 @@ pub struct HubState {
     /// Derived: every active server as (user, server name).
     #[serde(skip)]
     active: BTreeSet<(String, String)>,
+    /// Derived: the active servers still starting (phase `Spawning`), for
+    /// `concurrent_spawn_limit`.
+    #[serde(skip)]
+    spawning: BTreeSet<(String, String)>,
     /// Derived: the active servers by OAuth client id ([`Server::client_id`]).
     /// Two servers share an id only if both were spawned before log format 6.
     #[serde(skip)]
@@ -134,6 +139,7 @@ impl Default for HubState {
             roles: BTreeMap::new(),
             token_by_hash: HashMap::new(),
             active: BTreeSet::new(),
+            spawning: BTreeSet::new(),
             clients: BTreeMap::new(),
         }
     }
@@ -197,6 +203,7 @@ impl HubState {
                 server_name,
                 user_options,
                 display_name,
+                limits,
             } => self.request_spawn(
                 index,
                 at,
@@ -204,6 +211,7 @@ impl HubState {
                 server_name,
                 user_options,
                 display_name.as_deref(),
+                *limits,
             ),
             Command::SpawnStarted {
                 user,
@@ -405,6 +413,8 @@ impl HubState {
         Ok((Response::Done, vec![]))
     }
 
+    // One argument per field of the command, as the other arms pass them.
+    #[allow(clippy::too_many_arguments)]
     fn request_spawn(
         &mut self,
         index: u64,
@@ -413,6 +423,7 @@ impl HubState {
         server_name: &str,
         user_options: &serde_json::Value,
         display_name: Option<&str>,
+        limits: Option<SpawnLimits>,
     ) -> Outcome {
         validate_server_name(server_name).map_err(|why| Rejection::InvalidName {
             name: server_name.to_string(),
@@ -431,6 +442,24 @@ impl HubState {
                     pending: p.to_string(),
                 },
             });
+        }
+        // Log format 8: JupyterHub's limits, in its order, over the servers
+        // active when the entry is applied.
+        if let Some(l) = limits {
+            let pending = self.spawning.len() as u64;
+            if l.concurrent > 0 && pending >= u64::from(l.concurrent) {
+                return Err(Rejection::SpawnThrottled {
+                    pending,
+                    limit: l.concurrent,
+                });
+            }
+            let active = self.active.len() as u64;
+            if l.active > 0 && active >= u64::from(l.active) {
+                return Err(Rejection::ActiveServerLimit {
+                    active,
+                    limit: l.active,
+                });
+            }
         }
         // Log format 6: the id is recorded, and one that an active server
         // holds is refused. Ids of the injective scheme never meet, so the
@@ -494,6 +523,7 @@ impl HubState {
             .entry(client_id)
             .or_default()
             .insert(key.clone());
+        self.spawning.insert(key.clone());
         self.active.insert(key);
         Ok((Response::SpawnRequested { generation: index }, vec![]))
     }
@@ -533,6 +563,8 @@ impl HubState {
             server_name: server_name.to_string(),
         };
         self.routes.insert(route.prefix.clone(), route.clone());
+        self.spawning
+            .remove(&(user.to_string(), server_name.to_string()));
         Ok((Response::Done, vec![RouteEvent::Upsert(route)]))
     }
 
@@ -559,6 +591,8 @@ impl HubState {
         }
         server.phase = Phase::Stopping;
         server.remove_on_stop |= remove && keep_records;
+        self.spawning
+            .remove(&(user.to_string(), server_name.to_string()));
         Ok((Response::Done, self.remove_route(user, server_name)))
     }
 
@@ -605,6 +639,7 @@ impl HubState {
                 self.clients.remove(&client_id);
             }
         }
+        self.spawning.remove(&key);
         self.active.remove(&key);
         if let Some(id) = token_id {
             self.remove_token(&id);
@@ -867,6 +902,16 @@ impl HubState {
             .users
             .values()
             .flat_map(|u| u.servers.keys().map(|s| (u.name.clone(), s.clone())))
+            .collect();
+        self.spawning = self
+            .users
+            .values()
+            .flat_map(|u| {
+                u.servers
+                    .values()
+                    .filter(|s| s.phase == Phase::Spawning)
+                    .map(|s| (u.name.clone(), s.name.clone()))
+            })
             .collect();
         self.clients = BTreeMap::new();
         for u in self.users.values() {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use quorumhub_state::{Command, HubState, Rejection, Response};
+use quorumhub_state::{Command, HubState, Rejection, Response, SpawnLimits};
 
 use super::OpError;
 use crate::cluster::Cluster;
@@ -42,20 +42,27 @@ pub fn stop_reason(s: &HubState, user: &str, server: &str, generation: u64) -> O
 
 /// Ask for a spawn; its generation once recorded. `user_options` `null`
 /// reuses the server's last options (log format 7); a `display_name`
-/// needs log format 7.
+/// needs log format 7. `limits` (JupyterHub's spawn limits) are checked
+/// when the request is applied, from log format 8 on; before (mid-upgrade
+/// from an older release) they are not enforced.
 pub async fn spawn(
     hub: &dyn Cluster,
     user: &str,
     server: &str,
     user_options: serde_json::Value,
     display_name: Option<String>,
+    limits: SpawnLimits,
 ) -> Result<u64, OpError> {
+    let limits = limits
+        .if_any()
+        .filter(|_| hub.read(|s| s.cluster_version >= 8));
     super::outcome::spawn_requested(
         hub.propose(Command::RequestSpawn {
             user: user.to_string(),
             server_name: server.to_string(),
             user_options,
             display_name,
+            limits,
         })
         .await?,
     )
@@ -125,8 +132,9 @@ pub async fn ensure_spawning(
     user: &str,
     server: &str,
     user_options: serde_json::Value,
+    limits: SpawnLimits,
 ) -> Result<(), OpError> {
-    match spawn(hub, user, server, user_options, None).await {
+    match spawn(hub, user, server, user_options, None, limits).await {
         Ok(_) => Ok(()),
         Err(OpError::Rejected(Rejection::AlreadyRunning { .. })) => Ok(()),
         Err(OpError::Rejected(Rejection::Pending { pending, .. })) if pending == "spawn" => Ok(()),

@@ -96,6 +96,16 @@ pub(crate) fn server_body(body: &[u8]) -> Result<ServerBody, ApiError> {
     })
 }
 
+/// Options that name a profile this hub does not offer are refused (400,
+/// with the profiles it offers); other keys are the user's own.
+fn check_options(hub: &Ctx, user_options: &Value) -> Result<(), ApiError> {
+    check(&hub.config.limits, Field::UserOptions(user_options))?;
+    match hub.config.profiles.choose(user_options) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(bad(e.to_string())),
+    }
+}
+
 fn check_display_name(name: &str) -> Result<(), ApiError> {
     quorumhub_state::validate_display_name(name)
         .map_err(|why| bad(format!("Invalid display_name: {why}")))
@@ -184,7 +194,7 @@ async fn create(
         ));
     }
     let body = server_body(body)?;
-    check(&hub.config.limits, Field::UserOptions(&body.user_options))?;
+    check_options(hub, &body.user_options)?;
     if let Some(d) = &body.display_name {
         check_display_name(d)?;
     }
@@ -268,7 +278,7 @@ async fn patch(
         check_display_name(d)?;
     }
     if let Some(o) = &user_options {
-        check(&hub.config.limits, Field::UserOptions(o))?;
+        check_options(hub, o)?;
     }
     servers::update(
         hub,
@@ -297,7 +307,7 @@ async fn start(
 ) -> Result<StatusCode, ApiError> {
     let user = target(hub, caller, "start:servers", raw_user, server)?;
     let body = server_body(body)?;
-    check(&hub.config.limits, Field::UserOptions(&body.user_options))?;
+    check_options(hub, &body.user_options)?;
     // The default server's display name is JupyterHub's empty one.
     let display_name = body.display_name.filter(|_| !server.is_empty());
     if let Some(d) = &display_name {
@@ -306,8 +316,9 @@ async fn start(
     if !server.is_empty() {
         check_named_limit(hub, &user, server).await?;
     }
-    let generation = match servers::spawn(hub, &user, server, body.user_options, display_name).await
-    {
+    let limits = hub.config.limits.spawn_limits();
+    let spawned = servers::spawn(hub, &user, server, body.user_options, display_name, limits);
+    let generation = match spawned.await {
         Ok(g) => g,
         // JupyterHub: a start while one is pending is accepted, not refused.
         Err(quorumhub_core::ops::OpError::Rejected(Rejection::Pending { pending, .. }))

@@ -27,8 +27,14 @@ pub fn router() -> Router<HttpState> {
         .route("/hub/login", get(pages::login_form).post(pages::login))
         .route("/hub/logout", get(pages::logout).post(pages::logout))
         .route("/hub/home", get(pages::home))
-        .route("/hub/spawn", get(pages::spawn_own))
-        .route("/hub/spawn/{user}", get(pages::spawn_for))
+        .route(
+            "/hub/spawn",
+            get(pages::spawn_own).post(pages::spawn_own_form),
+        )
+        .route(
+            "/hub/spawn/{user}",
+            get(pages::spawn_for).post(pages::spawn_for_form),
+        )
         .route("/hub/stop", post(pages::stop_own))
         .route("/hub/spawn-pending/{user}", get(pages::spawn_pending))
         .route("/hub/oidc/login", get(oidc::start))
@@ -60,6 +66,7 @@ fn templates() -> &'static Environment<'static> {
                 "spawn_pending.html",
                 include_str!("../../templates/spawn_pending.html"),
             ),
+            ("spawn.html", include_str!("../../templates/spawn.html")),
             ("error.html", include_str!("../../templates/error.html")),
             ("admin.html", include_str!("../../templates/admin.html")),
             ("cluster.html", include_str!("../../templates/cluster.html")),
@@ -199,6 +206,7 @@ mod tests {
             "login.html",
             "home.html",
             "spawn_pending.html",
+            "spawn.html",
             "error.html",
         ] {
             let t = templates().get_template(name).expect(name);

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::extract::rejection::FormRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -10,6 +11,7 @@ use axum::Form;
 use minijinja::context;
 use quorumhub_state::{normalize_username, validate_username, Phase, DEFAULT_SERVER};
 use serde::Deserialize;
+use std::collections::HashMap;
 
 use super::{error_page, hub_error_page, page, redirect, safe_next, secure};
 use crate::auth::session::{self, Login};
@@ -267,7 +269,43 @@ pub(crate) async fn spawn_own(State(hub): State<Arc<Ctx>>, headers: HeaderMap) -
         Err(r) => return r,
     };
     let user = login.user.clone();
-    spawn(&hub, &login, &user).await
+    spawn(&hub, &headers, &login, &user, "/hub/spawn").await
+}
+
+/// The options form's answer for one's own server.
+pub(crate) async fn spawn_own_form(
+    State(hub): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let login = match require_login(&hub, &headers, "/hub/spawn").await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let user = login.user.clone();
+    spawn_posted(&hub, &headers, &login, &user, "/hub/spawn", form).await
+}
+
+/// Where the options form of `user`'s server posts to, `next` kept.
+fn spawn_for_action(user: &str, next: Option<&str>) -> String {
+    let mut action = format!("/hub/spawn/{}", quorumhub_state::ids::url_escape_path(user));
+    if let Some(next) = next {
+        action += "?next=";
+        action.extend(url::form_urlencoded::byte_serialize(next.as_bytes()));
+    }
+    action
+}
+
+/// After a start from `/hub/spawn/{user}?next=...`: to the pending page,
+/// which goes on to `next`.
+fn with_next(r: Response, user: &str, next: Option<&str>) -> Response {
+    match safe_next(next) {
+        Some(next) if r.status() == StatusCode::FOUND => redirect(&format!(
+            "/hub/spawn-pending/{user}?next={}",
+            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        )),
+        _ => r,
+    }
 }
 
 pub(crate) async fn spawn_for(
@@ -291,14 +329,29 @@ pub(crate) async fn spawn_for(
             Some(&login.user),
         );
     }
-    let r = spawn(&hub, &login, &user).await;
-    match safe_next(q.next.as_deref()) {
-        Some(next) if r.status() == StatusCode::FOUND => redirect(&format!(
-            "/hub/spawn-pending/{user}?next={}",
-            url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
-        )),
-        _ => r,
-    }
+    let next = safe_next(q.next.as_deref());
+    let action = spawn_for_action(&user, next.as_deref());
+    let r = spawn(&hub, &headers, &login, &user, &action).await;
+    with_next(r, &user, next.as_deref())
+}
+
+/// The options form's answer for `user`'s server.
+pub(crate) async fn spawn_for_form(
+    State(hub): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    Query(q): Query<NextQuery>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let user = normalize_username(&raw);
+    let login = match require_login(&hub, &headers, &format!("/hub/spawn/{user}")).await {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let next = safe_next(q.next.as_deref());
+    let action = spawn_for_action(&user, next.as_deref());
+    let r = spawn_posted(&hub, &headers, &login, &user, &action, form).await;
+    with_next(r, &user, next.as_deref())
 }
 
 /// Whether `login` may start and stop `user`'s servers.
@@ -332,17 +385,152 @@ pub(crate) fn script_refused() -> Response {
     )
 }
 
-async fn spawn(hub: &Ctx, login: &Login, user: &str) -> Response {
+fn may_not_start(login: &Login, user: &str) -> Response {
+    error_page(
+        StatusCode::FORBIDDEN,
+        &format!("You may not start {user}'s server."),
+        "Only the owner and admins can start a server.",
+        Some(&login.user),
+    )
+}
+
+/// `GET /hub/spawn[/{user}]`: with profiles, the options form for a server
+/// that is not active; otherwise the start itself.
+async fn spawn(
+    hub: &Ctx,
+    headers: &HeaderMap,
+    login: &Login,
+    user: &str,
+    action: &str,
+) -> Response {
     if !may_manage(hub, login, user) {
+        return may_not_start(login, user);
+    }
+    // require_login passed the read barrier.
+    let active = hub.read(|s| s.server(user, DEFAULT_SERVER).is_some());
+    if !hub.config.profiles.is_empty() && !active {
+        if session::from_script(headers) {
+            return script_refused();
+        }
+        let chosen = hub
+            .config
+            .profiles
+            .default_profile()
+            .map(|p| p.slug.clone());
+        return options_form(hub, headers, login, user, action, chosen, None);
+    }
+    start(hub, login, user, serde_json::Value::Null).await
+}
+
+/// The options form (JupyterHub's spawn page), with the profile `chosen`
+/// checked and, after a refused answer, why (status 400).
+fn options_form(
+    hub: &Ctx,
+    headers: &HeaderMap,
+    login: &Login,
+    user: &str,
+    action: &str,
+    chosen: Option<String>,
+    error: Option<String>,
+) -> Response {
+    let key = session::cookie_key(hub).unwrap_or_default();
+    let (xsrf, set) = session::xsrf_token(&key, headers, secure(hub), &login.session);
+    let profiles: Vec<serde_json::Value> = hub
+        .config
+        .profiles
+        .list()
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "slug": p.slug, "display_name": p.display_name, "description": p.description,
+            })
+        })
+        .collect();
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut r = page(
+        status,
+        "spawn.html",
+        context! {
+            user => login.user, target => user, action => action, xsrf => xsrf,
+            profiles => profiles, chosen => chosen, error => error,
+        },
+    );
+    if let Some(c) = set {
+        r.headers_mut().append(header::SET_COOKIE, c);
+    }
+    r
+}
+
+/// `POST /hub/spawn[/{user}]`: the options form's answer, checked on the
+/// server (CSRF token, who may start, a profile this hub offers).
+async fn spawn_posted(
+    hub: &Ctx,
+    headers: &HeaderMap,
+    login: &Login,
+    user: &str,
+    action: &str,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "The options form could not be read.",
+            "Go back to the spawn page and try again.",
+            Some(&login.user),
+        );
+    };
+    let key = session::cookie_key(hub).unwrap_or_default();
+    if !session::xsrf_ok(
+        &key,
+        headers,
+        form.get("_xsrf").map(String::as_str),
+        &login.session,
+    ) {
+        tracing::info!(user = %login.user, "refused a spawn form without its CSRF token");
         return error_page(
             StatusCode::FORBIDDEN,
-            &format!("You may not start {user}'s server."),
-            "Only the owner and admins can start a server.",
+            "The form did not come from this hub ('_xsrf' missing or wrong).",
+            "Go back to the spawn page and try again.",
             Some(&login.user),
         );
     }
+    if !may_manage(hub, login, user) {
+        return may_not_start(login, user);
+    }
+    // KubeSpawner's `options_from_form`: the chosen profile's slug.
+    let options = match form.get("profile") {
+        Some(slug) => serde_json::json!({ "profile": slug }),
+        None => serde_json::json!({}),
+    };
+    if let Err(e) = hub.config.profiles.choose(&options) {
+        tracing::info!(user = %login.user, error = %e, "refused a spawn form");
+        let chosen = hub
+            .config
+            .profiles
+            .default_profile()
+            .map(|p| p.slug.clone());
+        return options_form(
+            hub,
+            headers,
+            login,
+            user,
+            action,
+            chosen,
+            Some(e.to_string()),
+        );
+    }
+    start(hub, login, user, options).await
+}
+
+/// Ask for the start and send the browser to the pending page.
+async fn start(hub: &Ctx, login: &Login, user: &str, options: serde_json::Value) -> Response {
     let pending = format!("/hub/spawn-pending/{user}");
-    match servers::ensure_spawning(hub, user, DEFAULT_SERVER, serde_json::Value::Null).await {
+    let limits = hub.config.limits.spawn_limits();
+    match servers::ensure_spawning(hub, user, DEFAULT_SERVER, options, limits).await {
         Ok(()) => redirect(&pending),
         Err(e) => op_error_page(e, Some(&login.user), &pending),
     }
@@ -351,10 +539,7 @@ async fn spawn(hub: &Ctx, login: &Login, user: &str) -> Response {
 pub(crate) async fn stop_own(
     State(hub): State<Arc<Ctx>>,
     headers: HeaderMap,
-    form: Result<
-        Form<std::collections::HashMap<String, String>>,
-        axum::extract::rejection::FormRejection,
-    >,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
     let login = match require_login(&hub, &headers, "/hub/home").await {
         Ok(l) => l,

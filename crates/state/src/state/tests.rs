@@ -90,6 +90,7 @@ fn spawn(user: &str) -> Command {
         server_name: String::new(),
         user_options: serde_json::Value::Null,
         display_name: None,
+        limits: None,
     }
 }
 fn started(user: &str, generation: u64) -> Command {
@@ -273,6 +274,7 @@ fn named_servers_have_their_own_prefix() {
                 server_name: "gpu".into(),
                 user_options: serde_json::json!({"size": 2}),
                 display_name: None,
+                limits: None,
             },
             named(started, 2),
             named(ready, 2),
@@ -281,6 +283,7 @@ fn named_servers_have_their_own_prefix() {
                 server_name: "bad/name".into(),
                 user_options: serde_json::Value::Null,
                 display_name: None,
+                limits: None,
             },
         ],
     );
@@ -848,6 +851,7 @@ fn oversized_commands_are_refused_from_log_format_4() {
         server_name: String::new(),
         user_options: serde_json::json!({ "x": "a".repeat(bytes) }),
         display_name: None,
+        limits: None,
     };
     let limit = crate::MAX_COMMAND_BYTES;
     // Before the gate a big command still applies (as an older release
@@ -928,6 +932,7 @@ fn spawn_named(user: &str, server: &str) -> Command {
         server_name: server.into(),
         user_options: serde_json::Value::Null,
         display_name: None,
+        limits: None,
     }
 }
 fn stopped_named(user: &str, server: &str, generation: u64) -> Command {
@@ -1103,6 +1108,7 @@ fn server_records_outlive_their_stop_from_log_format_7() {
         server_name: name.into(),
         user_options: options,
         display_name: display.map(str::to_string),
+        limits: None,
     };
     let stop_named = |name: &str, remove| Command::RequestStop {
         user: "alice".into(),
@@ -1232,6 +1238,7 @@ fn before_log_format_7_a_stopped_server_is_forgotten_and_names_are_ascii() {
                 server_name: "gpu".into(),
                 user_options: serde_json::json!({"size": 2}),
                 display_name: None,
+                limits: None,
             },
             Command::RequestStop {
                 user: "alice".into(),
@@ -1264,6 +1271,7 @@ fn before_log_format_7_a_stopped_server_is_forgotten_and_names_are_ascii() {
         server_name: String::new(),
         user_options: serde_json::Value::Null,
         display_name: display.map(str::to_string),
+        limits: None,
     };
     assert_eq!(spawn(None).min_version(), 1);
     assert_eq!(spawn(Some("x")).min_version(), 7);
@@ -1286,5 +1294,79 @@ fn before_log_format_7_a_stopped_server_is_forgotten_and_names_are_ascii() {
     assert_eq!(
         Route::prefix_for("al.ice@x", "g-1_x"),
         "/user/al.ice@x/g-1_x/"
+    );
+}
+
+/// JupyterHub's spawn limits (log format 8), counted when the entry is
+/// applied: servers still starting against `concurrent`, active ones
+/// (starting, running or stopping) against `active`; a server that is
+/// ready or stopping no longer counts as starting.
+#[test]
+fn spawn_limits_count_the_servers_of_the_applied_state() {
+    let limited = |user: &str, concurrent, active| Command::RequestSpawn {
+        user: user.into(),
+        server_name: String::new(),
+        user_options: serde_json::Value::Null,
+        display_name: None,
+        limits: SpawnLimits { concurrent, active }.if_any(),
+    };
+    let state = check(
+        vec![
+            create("a"),
+            create("b"),
+            create("c"),
+            create("d"),
+            limited("a", 2, 3),
+            limited("b", 2, 3),
+            // Two starting: the third waits.
+            limited("c", 2, 3),
+            started("a", 5),
+            ready("a", 5),
+            // a is running: one starting, three active would be too many.
+            limited("c", 2, 3),
+            limited("d", 2, 3),
+            stop("b"),
+            // b is stopping: still active, no longer starting.
+            limited("d", 0, 3),
+            stopped("b", 6),
+            limited("d", 1, 3),
+            // Without limits (or with zeros), nothing is counted.
+            spawn("b"),
+            Command::RequestSpawn {
+                user: "x".into(),
+                server_name: String::new(),
+                user_options: serde_json::Value::Null,
+                display_name: None,
+                limits: SpawnLimits::default().if_any(),
+            },
+        ],
+        expect![[r#"
+            1 create_user: user a admin=false 
+            2 create_user: user b admin=false 
+            3 create_user: user c admin=false 
+            4 create_user: user d admin=false 
+            5 request_spawn: spawn gen=5 
+            6 request_spawn: spawn gen=6 
+            7 request_spawn: REJECTED Too many users trying to log in right now (2 of at most 2 spawns pending) 
+            8 spawn_started: done 
+            9 server_ready: done +/user/a/->http://127.0.0.1:9000
+            10 request_spawn: spawn gen=10 
+            11 request_spawn: REJECTED Too many users trying to log in right now (2 of at most 2 spawns pending) 
+            12 request_stop: done 
+            13 request_spawn: REJECTED Active user limit exceeded (3 of at most 3 servers active). Try again in a few minutes. 
+            14 server_stopped: done 
+            15 request_spawn: REJECTED Too many users trying to log in right now (1 of at most 1 spawns pending) 
+            16 request_spawn: spawn gen=16 
+            17 request_spawn: REJECTED No such user: x 
+        "#]],
+    );
+    // The derived count is what a snapshot restore rebuilds.
+    assert_eq!(HubState::decode(&state.encode()).expect("decodes"), state);
+    assert_eq!(state.spawning.len(), 2);
+    assert_eq!(limited("a", 0, 0).min_version(), 1);
+    assert_eq!(limited("a", 1, 0).min_version(), 8);
+    assert_eq!(
+        serde_json::to_string(&limited("a", 0, 0)).expect("encodes"),
+        r#"{"op":"request_spawn","user":"a","server_name":"","user_options":null}"#
     );
 }
