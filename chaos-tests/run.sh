@@ -50,6 +50,8 @@ fi
 chaos-tests/login-limit.sh
 # From a user's server, no hub port answers; the proxies and the LB do.
 chaos-tests/isolation.sh
+# Two profiles start two different images with the Docker spawner.
+chaos-tests/profiles.sh
 # Each role holds only its credential; gRPC is mutual TLS.
 chaos-tests/credentials.sh
 if [ "${QH_SKIP_UPGRADE:-}" != 1 ]; then

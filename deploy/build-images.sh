@@ -3,6 +3,10 @@
 # release binaries plus exactly the shared libraries they load:
 #   quorumhub:TAG     hub replicas, proxies, hubctl and the built-in
 #                     single-user server (FROM scratch)
+#   quorumhub-alt:TAG the same single-user server as a second image (marked
+#                     QH_IMAGE=alt), so that the deployment's profiles
+#                     (deploy/up.sh writes deploy/profiles.toml) offer two
+#                     images; replace both with your own
 #   quorumhub-lb:TAG  the front load balancer: HAProxy from Debian's package
 #                     with deploy/haproxy.cfg (FROM scratch)
 #
@@ -129,6 +133,15 @@ docker run --rm "quorumhub:$tag" --help >/dev/null || die "quorumhub:$tag does n
 docker run --rm --entrypoint /usr/local/bin/hubctl "quorumhub:$tag" --version >/dev/null \
   || die "hubctl does not run in quorumhub:$tag"
 
+# A second single-user image for the deployment's second profile.
+mkdir -p "$work/alt"
+cat >"$work/alt/Dockerfile" <<DOCKERFILE
+FROM quorumhub:$tag
+ENV QH_IMAGE=alt
+LABEL org.opencontainers.image.title="quorumhub-alt" org.opencontainers.image.revision="$revision"
+DOCKERFILE
+build "quorumhub-alt:$tag" "$work/alt"
+
 # The load balancer image.
 mkdir -p "$work/lb"
 rootfs "$work/lb/rootfs" /usr/sbin/haproxy
@@ -148,7 +161,7 @@ docker run --rm "quorumhub-lb:$tag" -c -q >/dev/null || {
 }
 
 echo "built from $revision:"
-for image in "quorumhub:$tag" "quorumhub-lb:$tag"; do
+for image in "quorumhub:$tag" "quorumhub-alt:$tag" "quorumhub-lb:$tag"; do
   bytes=$(docker image inspect -f '{{.Size}}' "$image")
   printf '  %-24s %6s MB  (%s bytes)\n' "$image" "$(awk -v b="$bytes" 'BEGIN {printf "%.1f", b / 1e6}')" "$bytes"
 done

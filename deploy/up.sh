@@ -15,6 +15,9 @@
 #                         release's images know; the upgrade test uses it)
 #   QH_NET=10.231.0       the qh network is QH_NET.0/24, the users network
 #                         QH_USERS_NET.0.0/16 (QH_USERS_NET=10.232)
+#   QH_PROFILES_FILE=F    the hubs' profiles (a TOML file of [[profiles]]);
+#                         default: deploy/profiles.toml, written here for
+#                         the images :QH_TAG (quorumhub and quorumhub-alt)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export QH_TAG=${QH_TAG:-dev}
@@ -31,7 +34,7 @@ build=0
 for arg in "$@"; do
   case $arg in
     --build) build=1 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$arg' (usage: deploy/up.sh [--build])" ;;
   esac
 done
@@ -110,9 +113,36 @@ tls_env() {
 
 # ---- images ----
 if [ $build = 1 ] || ! docker image inspect "quorumhub:$QH_TAG" >/dev/null 2>&1 \
+  || ! docker image inspect "quorumhub-alt:$QH_TAG" >/dev/null 2>&1 \
   || ! docker image inspect "quorumhub-lb:$QH_TAG" >/dev/null 2>&1; then
-  echo "up: building quorumhub:$QH_TAG and quorumhub-lb:$QH_TAG"
+  echo "up: building quorumhub:$QH_TAG, quorumhub-alt:$QH_TAG and quorumhub-lb:$QH_TAG"
   "$here/build-images.sh" "$QH_TAG" || die "building the images failed"
+fi
+
+# ---- profiles: deploy/profiles.toml for these images, unless QH_PROFILES_FILE ----
+if [ -n "${QH_PROFILES_FILE:-}" ]; then
+  [ -f "$QH_PROFILES_FILE" ] || die "QH_PROFILES_FILE=$QH_PROFILES_FILE is not a file"
+  QH_PROFILES_FILE=$(cd "$(dirname "$QH_PROFILES_FILE")" && pwd)/$(basename "$QH_PROFILES_FILE")
+  export QH_PROFILES_FILE
+else
+  cat >"$here/profiles.toml" <<PROFILES
+# Written by deploy/up.sh for the images :$QH_TAG; set QH_PROFILES_FILE to
+# use your own. Users choose on the spawn page (or user_options.profile).
+[[profiles]]
+slug = "standard"
+display_name = "Standard"
+description = "The quorumhub single-user server (image quorumhub:$QH_TAG)"
+default = true
+
+[[profiles]]
+slug = "alt"
+display_name = "Alternative image, 1 CPU, 256 MiB"
+description = "A second image (quorumhub-alt:$QH_TAG), limited to 1 CPU and 256 MiB"
+image = "quorumhub-alt:$QH_TAG"
+cpu_limit = 1
+mem_limit = "256M"
+env = { QH_PROFILE = "alt" }
+PROFILES
 fi
 
 compose() { docker-compose -p "$project" --env-file "$env_file" -f "$compose_file" "$@"; }

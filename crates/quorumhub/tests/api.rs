@@ -583,3 +583,146 @@ async fn named_server_and_session_quotas() {
         "home pages after three logins with room for two"
     );
 }
+
+/// The environment of the running process whose `JUPYTERHUB_USER` is
+/// `user` (the server the process spawner started), as `KEY=value` lines.
+fn server_environ(user: &str) -> Option<Vec<String>> {
+    let needle = format!("JUPYTERHUB_USER={user}");
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(raw) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let vars: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        if vars.contains(&needle) {
+            return Some(vars);
+        }
+    }
+    None
+}
+
+/// Profiles from the configuration shape the real server process (its
+/// environment, JupyterHub's `MEM_LIMIT` and `CPU_LIMIT`), a profile the
+/// hub does not offer is refused by every replica, and the active server
+/// limit refuses a start past it with JupyterHub's 429 wherever it lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_shape_the_server_and_the_active_limit_refuses_past_it() {
+    let conf = tempfile::tempdir().expect("tempdir");
+    let file = conf.path().join("hub.toml");
+    std::fs::write(
+        &file,
+        "[[profiles]]\ndisplay_name = \"Plain\"\ndefault = true\n\n\
+         [[profiles]]\nslug = \"ml\"\ndisplay_name = \"Machine learning\"\n\
+         description = \"2 CPUs, 2 GiB\"\ncpu_limit = 2\nmem_limit = \"2G\"\n\
+         env = { COURSE = \"ml-101\" }\n",
+    )
+    .expect("write profiles");
+    let path = file.display().to_string();
+    let c = common::start(3, &["--profiles-file", &path, "--active-server-limit", "2"]).await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    let admin = format!("token {TOKEN}");
+    for user in ["pa", "pb", "pc"] {
+        let r = client()
+            .post(c.url(1, &format!("/hub/api/users/{user}")))
+            .header("Authorization", &admin)
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let start = |node: u64, user: &'static str, body: &'static str| {
+        client()
+            .post(c.url(node, &format!("/hub/api/users/{user}/server")))
+            .header("Authorization", &admin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for node in 1..=3 {
+        let r = start(node, "pa", r#"{"user_options": {"profile": "gpu"}}"#)
+            .await
+            .expect("refused start");
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "replica {node}");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(
+            body["message"], "No such profile: gpu. Options include: plain, ml",
+            "replica {node}"
+        );
+    }
+    let ready = |user: &'static str| {
+        let url = c.url(3, &format!("/hub/api/users/{user}"));
+        let admin = admin.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let u: Value = client()
+                    .get(&url)
+                    .header("Authorization", &admin)
+                    .send()
+                    .await
+                    .expect("user")
+                    .json()
+                    .await
+                    .expect("json");
+                if u["servers"][""]["ready"] == true {
+                    return u;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{user}: {u}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let r = start(2, "pa", r#"{"user_options": {"profile": "ml"}}"#)
+        .await
+        .expect("start pa");
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = start(3, "pb", "").await.expect("start pb");
+    assert!(r.status().is_success(), "{}", r.status());
+    let pa = ready("pa").await;
+    assert_eq!(pa["servers"][""]["user_options"]["profile"], "ml");
+    ready("pb").await;
+    let env = server_environ("pa").expect("pa's server process");
+    for want in ["COURSE=ml-101", "MEM_LIMIT=2147483648", "CPU_LIMIT=2"] {
+        assert!(env.iter().any(|v| v == want), "{want} not in {env:?}");
+    }
+    // The default profile ("plain") changes nothing.
+    let env = server_environ("pb").expect("pb's server process");
+    assert!(
+        !env.iter()
+            .any(|v| v.starts_with("COURSE=") || v.starts_with("MEM_LIMIT=")),
+        "{env:?}"
+    );
+    // Two servers active: a third start is refused on every replica, and
+    // nothing is recorded.
+    for node in 1..=3 {
+        let r = start(node, "pc", "").await.expect("start pc");
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "replica {node}");
+        let body: Value = r.json().await.expect("json");
+        assert_eq!(
+            body["message"],
+            "Active user limit exceeded. Try again in a few minutes."
+        );
+    }
+    let pc: Value = client()
+        .get(c.url(1, "/hub/api/users/pc"))
+        .header("Authorization", &admin)
+        .send()
+        .await
+        .expect("pc")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(pc["servers"], serde_json::json!({}), "{pc}");
+    for user in ["pa", "pb"] {
+        let r = client()
+            .delete(c.url(1, &format!("/hub/api/users/{user}/server")))
+            .header("Authorization", &admin)
+            .send()
+            .await
+            .expect("stop");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+}

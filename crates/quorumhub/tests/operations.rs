@@ -267,6 +267,18 @@ async fn bad_configuration_is_refused_before_anything_starts() {
     .expect("write");
     let conf = conf.display().to_string();
     let role_error = format!("{conf}:4: role \"ta\": Unknown scope \"read:everything\"");
+    // A profile that names an image for the process spawner, in its own
+    // file given by the environment (as the container deployment does).
+    let profiles = conf_dir.path().join("profiles.toml");
+    std::fs::write(
+        &profiles,
+        "[[profiles]]\ndisplay_name = \"Plain\"\n\n[[profiles]]\nslug = \"gpu\"\ndisplay_name = \"GPU\"\nimage = \"lab:gpu\"\n",
+    )
+    .expect("write");
+    let profiles = profiles.display().to_string();
+    let profile_error = format!(
+        "{profiles}:4: profile \"gpu\": sets image \"lab:gpu\", which only the Docker spawner uses"
+    );
     let cases: &[(&[&str], &str, &str)] = &[
         (
             &["--node-id", "0"],
@@ -326,6 +338,18 @@ async fn bad_configuration_is_refused_before_anything_starts() {
             "{args:?}: {err}"
         );
     }
+    let out = Command::new(exe())
+        .args(["hub", "--data-dir", &data, "--node-id", "1", "--join"])
+        .arg("--spawner-run-as-hub-user")
+        .env("QUORUMHUB_CLUSTER_SECRET", SECRET)
+        .env("QUORUMHUB_PROFILES_FILE", &profiles)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains(&profile_error),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_dir(dir.path()).expect("ls").count(),
         0,

@@ -5,9 +5,10 @@
 //! JupyterHub 5.x/6.x, so that a real `jupyterhub-singleuser` started by
 //! quorumhub finds exactly what it would find under JupyterHub.
 //!
-//! Not produced, because quorumhub does not support the feature behind them:
-//! `JUPYTERHUB_SSL_*` (internal SSL), `MEM_LIMIT`/`CPU_LIMIT`/... (resource
-//! limits), subdomain hosts (`JUPYTERHUB_HOST` is always the public
+//! `MEM_LIMIT` and `CPU_LIMIT` come from the server's profile
+//! ([`quorumhub_state::Overrides::apply_env`]). Not produced, because
+//! quorumhub does not support the feature behind them: `JUPYTERHUB_SSL_*`
+//! (internal SSL), `MEM_GUARANTEE`/`CPU_GUARANTEE`, subdomain hosts (`JUPYTERHUB_HOST` is always the public
 //! scheme://host:port and URLs are path-based). `LocalProcessSpawner.user_env`
 //! (`USER`, `HOME`, `SHELL` of the target Unix user) is added by the hub's
 //! controller when a server runs as its user's account; otherwise
