@@ -268,7 +268,7 @@ mod tests {
             (
                 "[[profiles]]\ndisplay_name = \"B\"\ncolour = \"red\"\n",
                 Process,
-                "hub.toml: TOML parse error at line 1, column 1\n  |\n1 | [[profiles]]\n  | ^^^^^^^^^^^^\nunknown field `colour`, expected one of `display_name`, `slug`, `description`, `default`, `image`, `cmd`, `args`, `env`, `cpu_limit`, `mem_limit`\n",
+                "hub.toml: TOML parse error at line 3, column 1\n  |\n3 | colour = \"red\"\n  | ^^^^^^\nunknown field `colour`, expected one of `display_name`, `slug`, `description`, `default`, `image`, `cmd`, `args`, `env`, `cpu_limit`, `mem_limit`\n",
             ),
         ];
         for (text, kind, want) in cases {
