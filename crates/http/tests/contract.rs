@@ -1173,7 +1173,7 @@ async fn profiles_the_options_form_and_the_spawn_limits() {
     "#]]
     .assert_eq(&got);
     let options = |user: &str| {
-        c.read(&|s: &quorumhub_state::HubState| {
+        c.read(|s: &quorumhub_state::HubState| {
             s.server(user, "").map(|sv| sv.user_options.clone())
         })
     };
