@@ -109,16 +109,22 @@ const TREE: &[(&str, &[&str])] = &[
     ("read:tokens", &[]),
 ];
 
-/// The `admin` role.
+/// The `admin` role (JupyterHub 6's, but for the scopes of endpoints
+/// quorumhub does not have: `proxy`, `shutdown`, `shares`).
 const ADMIN: &[&str] = &[
     "admin-ui",
     "admin:users",
     "admin:servers",
+    "admin:services",
     "tokens",
     "admin:groups",
+    "list:services",
+    "read:services",
     "read:hub",
-    "read:metrics",
+    "access:services",
     "access:servers",
+    "read:roles",
+    "read:metrics",
 ];
 
 /// What `self` means for a user (JupyterHub's `user` role).
@@ -148,6 +154,8 @@ pub enum Resource<'a> {
     },
     /// A group (for the group scopes, whose filter is `!group=`).
     Group(&'a str),
+    /// A service (for the service scopes, whose filter is `!service=`).
+    Service(&'a str),
 }
 
 /// Why a scope is not known.
@@ -266,6 +274,7 @@ fn covers(have: &str, name: &str, resource: Resource<'_>, members: &Members) -> 
                 || in_group(f, user, members)
         }
         (Some(f), Resource::Group(g)) => f.strip_prefix("group=") == Some(g),
+        (Some(f), Resource::Service(n)) => f.strip_prefix("service=") == Some(n),
     }
 }
 
@@ -347,6 +356,7 @@ fn valid_filter(f: &str) -> bool {
         Some(("user", u)) => !u.is_empty() && !u.contains('/'),
         Some(("server", s)) => s.split_once('/').is_some_and(|(u, _)| !u.is_empty()),
         Some(("group", g)) => !g.is_empty(),
+        Some(("service", n)) => !n.is_empty(),
         _ => false,
     }
 }
@@ -430,6 +440,33 @@ pub fn of_user_in(state: &HubState, name: &str, admin: bool) -> Scopes {
     }
     if let Ok(s) = expand(builtin, name, None) {
         out.extend(s.0);
+    }
+    Scopes(out, BTreeMap::new()).with_groups(state)
+}
+
+/// What the service `name` may do in `state`: the scopes of every
+/// configured role that names it (JupyterHub gives services nothing by
+/// default). A scope that needs a user (`self`, `!user`) means nothing for
+/// a service and is left out.
+pub fn of_service_in(state: &HubState, name: &str) -> Scopes {
+    let mut out = BTreeSet::new();
+    for role in state.roles.values() {
+        if !role.services.iter().any(|s| s.as_str() == name) {
+            continue;
+        }
+        let listed: Vec<&str> = if role.name == "admin" {
+            vec!["admin"]
+        } else {
+            role.scopes.iter().map(String::as_str).collect()
+        };
+        for scope in listed {
+            if scope == "self" || scope.ends_with("!user") {
+                continue;
+            }
+            if let Ok(s) = expand([scope], "", None) {
+                out.extend(s.0);
+            }
+        }
     }
     Scopes(out, BTreeMap::new()).with_groups(state)
 }
@@ -760,6 +797,106 @@ mod tests {
             ])
         );
         assert_eq!(of_roles(&state, &["nope".into()]), Err("nope".to_string()));
+    }
+
+    /// A service's scopes are its roles' (nothing by default); a scope that
+    /// needs a user is left out; `!service=` filters name one service.
+    #[test]
+    fn services_scopes_as_data() {
+        let mut culler = role(
+            "culler",
+            &[
+                "list:users",
+                "delete:servers",
+                "self",
+                "read:users!user",
+                "access:services!service=dash",
+            ],
+            &[],
+            &[],
+        );
+        culler.services = vec!["idle-culler".into()];
+        let mut ops = role("admin", &[], &[], &[]);
+        ops.services = vec!["ops".into()];
+        let state = state_with(vec![culler, ops]);
+        let idle = of_service_in(&state, "idle-culler");
+        let ops = of_service_in(&state, "ops");
+        let nobody = of_service_in(&state, "other");
+        let cases: &[(&str, &Scopes, &str, Resource, bool)] = &[
+            (
+                "the culler lists users",
+                &idle,
+                "list:users",
+                Resource::Any,
+                true,
+            ),
+            (
+                "the culler stops servers",
+                &idle,
+                "delete:servers",
+                Resource::Server {
+                    user: "alice",
+                    name: "",
+                },
+                true,
+            ),
+            (
+                "the culler creates no user",
+                &idle,
+                "admin:users",
+                Resource::Any,
+                false,
+            ),
+            (
+                "self means nothing for a service",
+                &idle,
+                "servers",
+                Resource::Server {
+                    user: "idle-culler",
+                    name: "",
+                },
+                false,
+            ),
+            (
+                "nor does !user",
+                &idle,
+                "read:users",
+                Resource::User("idle-culler"),
+                false,
+            ),
+            (
+                "a service filter names its service",
+                &idle,
+                "access:services",
+                Resource::Service("dash"),
+                true,
+            ),
+            (
+                "and no other",
+                &idle,
+                "access:services",
+                Resource::Service("ops"),
+                false,
+            ),
+            (
+                "the admin role holds every service scope",
+                &ops,
+                "read:services",
+                Resource::Service("dash"),
+                true,
+            ),
+            (
+                "a service no role names holds nothing",
+                &nobody,
+                "list:users",
+                Resource::Any,
+                false,
+            ),
+        ];
+        for (what, scopes, name, resource, want) in cases {
+            assert_eq!(scopes.allows(name, *resource), *want, "{what}");
+        }
+        assert!(nobody.to_vec().is_empty());
     }
 
     #[test]

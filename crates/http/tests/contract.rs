@@ -740,7 +740,7 @@ async fn scopes_tokens_groups_and_pages() {
             admin POST /hub/api/users/alice/tokens {"scopes": ["admin:users"]} → 400 Not assigning requested scopes ["admin:auth_state", "admin:users", "delete:users", "list:users", "read:roles:users", "read:users", "read:users:activity", "read:users:groups", "read:users:name", "users", "users:activity"], not held by alice
             admin POST /hub/api/users/alice/tokens {"scopes": ["no-such-scope"]} → 400 Unknown scope "no-such-scope"
             admin POST /hub/api/users/alice/tokens {"expires_in": 0} → 400 expires_in must be a positive number of seconds, not 0
-            admin POST /hub/api/users/alice/tokens {"roles": ["admin"]} → 400 Not assigning requested scopes ["access:servers", "admin-ui", "admin:auth_state", "admin:groups", "admin:server_state", "admin:servers", "admin:users", "delete:groups", "delete:servers", "delete:users", "groups", "list:groups", "list:users", "read:groups", "read:groups:name", "read:hub", "read:metrics", "read:roles:groups", "read:roles:users", "read:servers", "read:tokens", "read:users", "read:users:activity", "read:users:groups", "read:users:name", "servers", "start:servers", "tokens", "users", "users:activity"], not held by alice
+            admin POST /hub/api/users/alice/tokens {"roles": ["admin"]} → 400 Not assigning requested scopes ["access:servers", "access:services", "admin-ui", "admin:auth_state", "admin:groups", "admin:server_state", "admin:servers", "admin:services", "admin:users", "delete:groups", "delete:servers", "delete:users", "groups", "list:groups", "list:services", "list:users", "read:groups", "read:groups:name", "read:hub", "read:metrics", "read:roles", "read:roles:groups", "read:roles:services", "read:roles:users", "read:servers", "read:services", "read:services:name", "read:tokens", "read:users", "read:users:activity", "read:users:groups", "read:users:name", "servers", "start:servers", "tokens", "users", "users:activity"], not held by alice
             admin POST /hub/api/users/alice/tokens {"colour": "red"} → 400 Invalid JSON in body: unknown field `colour`, expected one of `expires_in`, `note`, `scopes`, `roles` at line 1 column 9
             admin POST /hub/api/users/alice/tokens → 201 {"created":"…","expires_at":null,"id":"a2","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["access:servers!user=alice","delete:servers!user=alice","read:servers!user=alice","read:tokens!user=alice","read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice","servers!user=alice","start:servers!user=alice","tokens!user=alice","users:activity!user=alice"],"session_id":null,"token":"…","user":"alice"}
             full POST /hub/api/users/alice/tokens {"note": "mine"} → 201 {"created":"…","expires_at":null,"id":"a3","kind":"api_token","last_activity":null,"note":"mine","oauth_client":"JupyterHub","roles":[],"scopes":["access:servers!user=alice","delete:servers!user=alice","read:servers!user=alice","read:tokens!user=alice","read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice","servers!user=alice","start:servers!user=alice","tokens!user=alice","users:activity!user=alice"],"session_id":null,"token":"…","user":"alice"}
@@ -1173,9 +1173,7 @@ async fn profiles_the_options_form_and_the_spawn_limits() {
     "#]]
     .assert_eq(&got);
     let options = |user: &str| {
-        c.read(|s: &quorumhub_state::HubState| {
-            s.server(user, "").map(|sv| sv.user_options.clone())
-        })
+        c.read(|s: &quorumhub_state::HubState| s.server(user, "").map(|sv| sv.user_options.clone()))
     };
     assert_eq!(
         options("alice"),

@@ -131,6 +131,13 @@ pub struct HubConfig {
     /// or with `user_options.profile`.
     #[arg(long, env = "QUORUMHUB_PROFILES_FILE")]
     pub profiles_file: Option<PathBuf>,
+    /// Services (JupyterHub's `services`): a TOML file whose `[[services]]`
+    /// tables each have `name` and `command` (a managed service, which the
+    /// leader runs) or `url` and `api_token`/`api_token_file` (an external
+    /// one), `environment`, `display`, `info`; the `--config` file's own
+    /// `[[services]]` set it. Roles grant them scopes (`services = [...]`).
+    #[arg(long, env = "QUORUMHUB_SERVICES_FILE")]
+    pub services_file: Option<PathBuf>,
     /// Sign-in with an OpenID Connect provider (`--oidc-*`).
     #[command(flatten)]
     pub oidc: quorumhub_http::OidcArgs,
@@ -218,6 +225,8 @@ pub enum ConfigError {
     Roles(#[from] crate::roles::RolesError),
     #[error(transparent)]
     Profiles(#[from] crate::profiles::ProfilesError),
+    #[error(transparent)]
+    Services(#[from] crate::services::ServicesError),
 }
 
 impl HubConfig {
@@ -339,9 +348,24 @@ impl HubConfig {
     /// The configured roles, checked; `None` without a roles file (or
     /// with one that has no `roles`).
     pub fn roles(&self) -> Result<Option<Vec<quorumhub_state::Role>>, ConfigError> {
+        let services: Vec<String> = self
+            .services()?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
         match &self.roles_file {
             None => Ok(None),
-            Some(path) => Ok(crate::roles::load(path)?),
+            Some(path) => Ok(crate::roles::load(path, &services)?),
+        }
+    }
+
+    /// The configured services, checked; `None` without a services file
+    /// (or with one that has no `services`).
+    pub fn services(&self) -> Result<Option<Vec<quorumhub_state::Service>>, ConfigError> {
+        match &self.services_file {
+            None => Ok(None),
+            Some(path) => Ok(crate::services::load(path)?),
         }
     }
 

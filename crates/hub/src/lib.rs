@@ -29,6 +29,8 @@ mod preflight;
 pub mod profiles;
 mod role_sync;
 pub mod roles;
+mod service_sync;
+pub mod services;
 mod transfer;
 mod version;
 

@@ -290,6 +290,22 @@ pub(crate) fn spawn_replica_tasks(
     tokio::spawn(crate::bootstrap::run(hub.clone(), stop.clone()));
     tokio::spawn(crate::version::run(hub.clone(), stop.clone()));
     // Checked at start-up (`HubConfig::validate`).
+    match hub.config.services() {
+        Ok(Some(services)) => {
+            let runner =
+                quorumhub_spawner::ServiceRunner::new(hub.config.data_dir.join("services"));
+            tokio::spawn(crate::service_sync::run(
+                hub.clone(),
+                services,
+                runner,
+                stop.clone(),
+            ));
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "the services file changed since start-up; services not synced")
+        }
+    }
     match hub.config.roles() {
         Ok(Some(roles)) => {
             tokio::spawn(crate::role_sync::run(hub.clone(), roles, stop.clone()));

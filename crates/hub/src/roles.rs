@@ -35,7 +35,8 @@ struct File {
 /// The roles of the TOML file at `path` (its `[[roles]]` tables; other
 /// keys are the replica's flags and are ignored here), each checked;
 /// `None` if the file has no `roles` key.
-pub fn load(path: &Path) -> Result<Option<Vec<Role>>, RolesError> {
+/// `services`: the names of the configured services, which roles may name.
+pub fn load(path: &Path, services: &[String]) -> Result<Option<Vec<Role>>, RolesError> {
     let text = std::fs::read_to_string(path).map_err(|e| RolesError::Read(path.into(), e))?;
     let file: File =
         toml::from_str(&text).map_err(|e| RolesError::Parse(path.into(), e.to_string()))?;
@@ -55,14 +56,14 @@ pub fn load(path: &Path) -> Result<Option<Vec<Role>>, RolesError> {
             role: role.name.clone(),
             why,
         };
-        check(&role, &out).map_err(fail)?;
+        check(&role, &out, services).map_err(fail)?;
         out.push(role);
     }
     Ok(Some(normalized(out)))
 }
 
 /// One role against JupyterHub's rules and the roles before it.
-fn check(role: &Role, before: &[Role]) -> Result<(), String> {
+fn check(role: &Role, before: &[Role], services: &[String]) -> Result<(), String> {
     quorumhub_state::validate_group_name(&role.name)
         .map_err(|why| why.replacen("username", "role name", 1))?;
     if before.iter().any(|r| r.name == role.name) {
@@ -92,7 +93,7 @@ fn check(role: &Role, before: &[Role]) -> Result<(), String> {
         quorumhub_state::validate_group_name(g)
             .map_err(|why| format!("group {g:?}: {}", why.replacen("username", "group name", 1)))?;
     }
-    if let Some(s) = role.services.first() {
+    if let Some(s) = role.services.iter().find(|s| !services.contains(s)) {
         return Err(format!(
             "names the service {s:?}, but no service by that name is configured"
         ));
@@ -121,7 +122,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("hub.toml");
         std::fs::write(&path, text).expect("write");
-        load(&path).map_err(|e| {
+        load(&path, &["dash".to_string()]).map_err(|e| {
             e.to_string()
                 .replace(&path.display().to_string(), "hub.toml")
         })
@@ -163,6 +164,10 @@ mod tests {
             (
                 "[[roles]]\nname = \"culler\"\nservices = [\"idle-culler\"]\n",
                 "hub.toml:1: role \"culler\": names the service \"idle-culler\", but no service by that name is configured",
+            ),
+            (
+                "[[roles]]\nname = \"viewer\"\nscopes = [\"list:users\"]\nservices = [\"dash\"]\n",
+                "viewer: [\"list:users\"] users [] groups []",
             ),
             (
                 "[[roles]]\nname = \"x\"\nusers = [\"a/b\"]\n",

@@ -57,9 +57,10 @@ fn from_file(path: &Path) -> anyhow::Result<Vec<OsString>> {
         .with_context(|| format!("config file {} is not valid TOML", path.display()))?;
     let mut args = Vec::new();
     for (key, value) in table {
-        // `[[roles]]` and `[[profiles]]` tables are no flag: the hub reads
-        // them from this file itself (with their line numbers).
-        if key == "roles" || key == "profiles" {
+        // `[[roles]]`, `[[profiles]]` and `[[services]]` tables are no
+        // flag: the hub reads them from this file itself (with their line
+        // numbers).
+        if key == "roles" || key == "profiles" || key == "services" {
             args.push(OsString::from(format!("--{key}-file")));
             args.push(path.as_os_str().to_owned());
             continue;

@@ -374,3 +374,339 @@ users = ["ta1"]
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The pids of the processes running `needle` (in their command line)
+/// whose working directory is inside `root`.
+fn processes_under(root: &std::path::Path, needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for p in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = p.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let inside =
+            std::fs::read_link(p.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(root));
+        let runs = std::fs::read(p.path().join("cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(needle));
+        if inside && runs {
+            out.push(pid);
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Start `user`'s server and wait until it is ready.
+async fn start_ready(c: &common::Cluster, user: &str) {
+    let (s, _) = call(
+        c,
+        Method::POST,
+        &format!("/hub/api/users/{user}"),
+        TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "create {user}");
+    let (s, _) = call(
+        c,
+        Method::POST,
+        &format!("/hub/api/users/{user}/server"),
+        TOKEN,
+        None,
+    )
+    .await;
+    assert!(s.is_success(), "start {user}: {s}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, u) = call(
+            c,
+            Method::GET,
+            &format!("/hub/api/users/{user}"),
+            TOKEN,
+            None,
+        )
+        .await;
+        if u["servers"][""]["ready"] == true {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{user}'s server never became ready: {u}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Wait until `user` has no server (the culler stopped it).
+async fn wait_culled(c: &common::Cluster, user: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (s, u) = call(
+            c,
+            Method::GET,
+            &format!("/hub/api/users/{user}"),
+            TOKEN,
+            None,
+        )
+        .await;
+        if s == StatusCode::OK && u["servers"] == json!({}) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{user}'s server was not culled: {u}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The real jupyterhub-idle-culler as a managed service: the leader starts
+/// it with JupyterHub's service environment and a token whose scopes come
+/// from a configured role, it culls an idle server, and after a `kill -9`
+/// of the leader the new leader adopts the same process (same pid, one
+/// copy, its token still valid: it culls again) instead of starting a
+/// second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_idle_culler_as_a_managed_service_survives_a_leader_kill_without_running_twice() {
+    let venv = std::env::var("QH_JUPYTER_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/jupyter-venv")
+        });
+    let culler = venv.join("bin/jupyterhub-idle-culler");
+    assert!(
+        culler.exists(),
+        "{} is missing: run scripts/jupyter-venv.sh",
+        culler.display()
+    );
+    let conf = tempfile::tempdir().expect("tempdir");
+    let file = conf.path().join("hub.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[services]]\nname = \"idle-culler\"\ncommand = [{:?}, \"--timeout=3\", \"--cull-every=1\"]\n\n\
+             [[roles]]\nname = \"idle-culler\"\n\
+             scopes = [\"list:users\", \"read:users:activity\", \"read:servers\", \"delete:servers\"]\n\
+             services = [\"idle-culler\"]\n",
+            culler.display().to_string()
+        ),
+    )
+    .expect("write the configuration");
+    let path = file.display().to_string();
+    let mut c = common::start(3, &["--services-file", &path, "--roles-file", &path]).await;
+    c.start_proxy_ready().await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    // The leader records the copy it started: the services API shows it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let pid = loop {
+        let (s, v) = call(
+            &c,
+            Method::GET,
+            "/hub/api/services/idle-culler",
+            TOKEN,
+            None,
+        )
+        .await;
+        // The roles are replicated by a loop of their own: wait for both.
+        if s == StatusCode::OK
+            && v["pid"].as_u64().unwrap_or(0) > 0
+            && v["roles"] == json!(["idle-culler"])
+        {
+            assert_eq!(v["kind"], "service");
+            break v["pid"].as_u64().expect("pid") as u32;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the culler was not started: {s} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        processes_under(c.dir.path(), "jupyterhub-idle-culler"),
+        [pid]
+    );
+    let (s, list) = call(&c, Method::GET, "/hub/api/services", TOKEN, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["idle-culler"]["pid"], json!(pid), "{list}");
+
+    start_ready(&c, "sleepy").await;
+    wait_culled(&c, "sleepy", Duration::from_secs(30)).await;
+
+    let leader = c.wait_leader(Duration::from_secs(5)).await;
+    c.kill(leader);
+    let next = c.wait_leader(Duration::from_secs(10)).await;
+    assert_ne!(next, leader);
+    // Give the new leader several supervision turns: it must adopt, not
+    // start another copy.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        processes_under(c.dir.path(), "jupyterhub-idle-culler"),
+        [pid],
+        "one copy, the same process"
+    );
+    // Asked of the new leader (replica 1 may be the one killed).
+    let v: Value = client()
+        .get(c.url(next, "/hub/api/services/idle-culler"))
+        .header("Authorization", format!("token {TOKEN}"))
+        .send()
+        .await
+        .expect("services")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(v["pid"], json!(pid), "{v}");
+    // Its token still works through the new leader: it culls again.
+    let alive = next;
+    let make = |path: String| {
+        client()
+            .post(c.url(alive, &path))
+            .header("Authorization", format!("token {TOKEN}"))
+            .send()
+    };
+    assert_eq!(
+        make("/hub/api/users/drowsy".into())
+            .await
+            .expect("create")
+            .status(),
+        StatusCode::CREATED
+    );
+    let started = make("/hub/api/users/drowsy/server".into())
+        .await
+        .expect("start");
+    assert!(started.status().is_success(), "{}", started.status());
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        let u: Value = client()
+            .get(c.url(alive, "/hub/api/users/drowsy"))
+            .header("Authorization", format!("token {TOKEN}"))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if u["servers"] == json!({}) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "drowsy's server was not culled after the failover: {u}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        processes_under(c.dir.path(), "jupyterhub-idle-culler"),
+        [pid]
+    );
+}
+
+/// An external service (a URL and a token in the configuration): the
+/// proxies route `/services/{name}/` to it, path and query kept; its token
+/// is the service's (`GET /hub/api/user` says so) and has exactly the
+/// scopes of the role that names it; the services API shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_service_is_routed_by_the_proxies_and_its_token_has_its_roles_scopes() {
+    // The service: answers every request with the path it was sent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = head.split(' ').nth(1).unwrap_or("?").to_string();
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{path}",
+                    path.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    const SERVICE_TOKEN: &str = "dashboard-token-0123456789abcdef";
+    let conf = tempfile::tempdir().expect("tempdir");
+    let file = conf.path().join("hub.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[services]]\nname = \"dashboard\"\nurl = \"http://127.0.0.1:{port}\"\napi_token = \"{SERVICE_TOKEN}\"\n\
+             info = {{ team = \"ops\" }}\n\n\
+             [[roles]]\nname = \"dashboard\"\nscopes = [\"list:users\"]\nservices = [\"dashboard\"]\n"
+        ),
+    )
+    .expect("write the configuration");
+    let path = file.display().to_string();
+    let mut c = common::start(3, &["--services-file", &path, "--roles-file", &path]).await;
+    c.start_proxy_ready().await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    // Through the proxy, once the route is replicated and watched.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = client()
+            .get(c.proxy_url("/services/dashboard/api/x?y=1"))
+            .send()
+            .await;
+        if let Ok(r) = r {
+            if r.status() == StatusCode::OK {
+                assert_eq!(
+                    r.text().await.expect("body"),
+                    "/services/dashboard/api/x?y=1"
+                );
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the proxy never routed /services/dashboard/"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Its token: the service, with its role's scopes (wait for the roles).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (s, me) = call(&c, Method::GET, "/hub/api/user", SERVICE_TOKEN, None).await;
+        assert_eq!(s, StatusCode::OK, "{me}");
+        assert_eq!(me["kind"], "service");
+        assert_eq!(me["name"], "dashboard");
+        if me["scopes"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("list:users")))
+        {
+            assert_eq!(me["roles"], json!(["dashboard"]));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard role never applied: {me}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (s, users) = call(&c, Method::GET, "/hub/api/users", SERVICE_TOKEN, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(users.as_array().is_some_and(|u| !u.is_empty()), "{users}");
+    let (s, _) = call(
+        &c,
+        Method::POST,
+        "/hub/api/users/intruder",
+        SERVICE_TOKEN,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "no admin:users for the service");
+    let (s, svc) = call(&c, Method::GET, "/hub/api/services/dashboard", TOKEN, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(svc["url"], format!("http://127.0.0.1:{port}"));
+    assert_eq!(svc["prefix"], "/services/dashboard/");
+    assert_eq!(svc["info"], json!({"team": "ops"}));
+    assert_eq!(svc["command"], json!([]));
+    let (s, _) = call(&c, Method::GET, "/hub/api/services/nope", TOKEN, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // A user without services scopes sees none of them.
+    let (s, _) = call(&c, Method::GET, "/hub/api/services", SERVICE_TOKEN, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}

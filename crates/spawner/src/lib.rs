@@ -25,6 +25,7 @@ mod env;
 pub mod local;
 mod process;
 mod ready;
+pub mod service;
 pub mod singleuser;
 mod spawner;
 
@@ -42,6 +43,7 @@ pub use process::{
 };
 pub use quorumhub_state::profiles::{Overrides, Profile, Profiles};
 pub use ready::wait_http_ready;
+pub use service::{ServiceCopy, ServiceLaunch, ServiceRunner};
 pub use spawner::{
     Launch, Liveness, Revoke, Spawner, SpawnerArgs, SpawnerConfigError, SpawnerContext,
     SpawnerKind, Spawners,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Group, OAuthCode, Role, Session, SpawnerState, Token, User};
+use crate::model::{Group, OAuthCode, Role, Service, Session, SpawnerState, Token, User};
 use crate::Millis;
 
 /// One entry of the Raft log.
@@ -201,6 +201,27 @@ pub enum Command {
     SetRoles {
         roles: Vec<Role>,
     },
+    /// Log format 8: the configured services, replacing the previous set
+    /// (proposed by the leader when its configuration differs); a managed
+    /// service's recorded process is kept.
+    SetServices {
+        services: Vec<Service>,
+    },
+    /// Log format 8: the leader started a copy of a managed service.
+    ServiceStarted {
+        name: String,
+        host: String,
+        pid: u32,
+        proc_start: u64,
+        token_hash: String,
+    },
+    /// Log format 8: the copy of spawn `generation` is gone (its token with
+    /// it).
+    ServiceStopped {
+        name: String,
+        generation: u64,
+        reason: String,
+    },
 }
 
 impl Command {
@@ -237,6 +258,9 @@ impl Command {
             Command::UpdateServer { .. } => "update_server",
             Command::RemoveServer { .. } => "remove_server",
             Command::SetRoles { .. } => "set_roles",
+            Command::SetServices { .. } => "set_services",
+            Command::ServiceStarted { .. } => "service_started",
+            Command::ServiceStopped { .. } => "service_stopped",
         }
     }
 
@@ -247,7 +271,10 @@ impl Command {
         match self {
             Command::RequestSpawn {
                 limits: Some(_), ..
-            } => 8,
+            }
+            | Command::SetServices { .. }
+            | Command::ServiceStarted { .. }
+            | Command::ServiceStopped { .. } => 8,
             Command::RequestSpawn {
                 display_name: Some(_),
                 ..
@@ -341,6 +368,16 @@ pub enum Rejection {
     /// Log format 8: JupyterHub's 429 for `active_server_limit`.
     #[error("Active user limit exceeded ({active} of at most {limit} servers active). Try again in a few minutes.")]
     ActiveServerLimit { active: u64, limit: u32 },
+    /// Log format 8.
+    #[error("No such service: {name}")]
+    NoSuchService { name: String },
+    /// Log format 8: another copy of the managed service is recorded.
+    #[error("service {name} already runs (pid {pid} on {host})")]
+    ServiceRunning {
+        name: String,
+        host: String,
+        pid: u32,
+    },
     #[error("User {name} already exists")]
     UserExists { name: String },
     #[error("No such user: {name}")]

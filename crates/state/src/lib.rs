@@ -19,13 +19,14 @@ mod login;
 mod model;
 mod names;
 pub mod profiles;
+mod services;
 mod state;
 
 pub use command::{Command, Rejection, Request, Response, SpawnLimits};
 pub use dedupe::Dedupe;
 pub use model::{
-    Group, OAuthCode, Phase, Role, Route, RouteEvent, Server, Session, SpawnerState, StopRecord,
-    StoppedServer, Token, TokenOwner, User, DEFAULT_SERVER,
+    Group, OAuthCode, Phase, Role, Route, RouteEvent, Server, Service, ServiceProcess, Session,
+    SpawnerState, StopRecord, StoppedServer, Token, TokenOwner, User, DEFAULT_SERVER,
 };
 pub use names::{
     normalize_username, validate_display_name, validate_group_name, validate_server_name,

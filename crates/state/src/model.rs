@@ -313,3 +313,69 @@ pub struct Group {
     #[serde(default)]
     pub properties: serde_json::Value,
 }
+
+/// A service (log format 8), as JupyterHub's `services` configuration has
+/// it: external (a URL and a token) or managed (a command the leader
+/// runs). The leader replicates its configuration (`SetServices`); a
+/// managed service's running copy is recorded in `process`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub name: String,
+    /// Where the service listens (`scheme://host:port`): the proxies send
+    /// `/services/{name}/` there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A managed service's command; empty for an external one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Shown on the home page's services menu (JupyterHub's `display`).
+    #[serde(default)]
+    pub display: bool,
+    /// Free-form (JupyterHub's `info`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub info: BTreeMap<String, String>,
+    /// Hex SHA-256 of the configured API token (JupyterHub's `api_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_hash: Option<String>,
+    /// A managed service's environment, from the configuration.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environment: BTreeMap<String, String>,
+    /// Set by the state: the running copy of a managed service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ServiceProcess>,
+    /// Set by the state: removed from the configuration while its process
+    /// ran; kept until that process is recorded as stopped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
+}
+
+impl Service {
+    pub fn managed(&self) -> bool {
+        !self.command.is_empty()
+    }
+
+    /// `/services/{name}/`, the name escaped as a user's is.
+    pub fn prefix(&self) -> String {
+        format!("/services/{}/", crate::ids::url_escape_path(&self.name))
+    }
+
+    /// JupyterHub's OAuth client id of a service.
+    pub fn oauth_client_id(&self) -> String {
+        format!("service-{}", self.name)
+    }
+}
+
+/// The running copy of a managed service, as the leader that started it
+/// recorded it (log format 8).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceProcess {
+    /// The log index of its `ServiceStarted`: fences reports about an
+    /// earlier copy.
+    pub generation: u64,
+    pub host: String,
+    pub pid: u32,
+    pub proc_start: u64,
+    /// Hex SHA-256 of the token this copy was given; it goes with the copy.
+    pub token_hash: String,
+    pub started: Millis,
+}

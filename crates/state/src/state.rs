@@ -9,8 +9,8 @@ use crate::command::{Command, Rejection, Request, Response, SpawnLimits};
 use crate::dedupe::Dedupe;
 use crate::ids;
 use crate::model::{
-    Group, OAuthCode, Phase, Role, Route, RouteEvent, Server, Session, StopRecord, StoppedServer,
-    Token, TokenOwner, User,
+    Group, OAuthCode, Phase, Role, Route, RouteEvent, Server, Service, Session, StopRecord,
+    StoppedServer, Token, TokenOwner, User,
 };
 use crate::names::{validate_display_name, validate_server_name, validate_username_at};
 use crate::Millis;
@@ -94,6 +94,12 @@ pub struct HubState {
     /// Log format 7: the configured roles by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, Role>,
+    /// Log format 8: the configured services by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, Service>,
+    /// Derived: service name by the hash of its token(s).
+    #[serde(skip)]
+    pub(crate) service_by_hash: HashMap<String, String>,
     /// Derived: token id by hash. Rebuilt after a snapshot is restored.
     #[serde(skip)]
     token_by_hash: HashMap<String, String>,
@@ -137,6 +143,8 @@ impl Default for HubState {
             oauth_codes: BTreeMap::new(),
             groups: BTreeMap::new(),
             roles: BTreeMap::new(),
+            services: BTreeMap::new(),
+            service_by_hash: HashMap::new(),
             token_by_hash: HashMap::new(),
             active: BTreeSet::new(),
             spawning: BTreeSet::new(),
@@ -326,6 +334,17 @@ impl HubState {
                 user_options.as_ref(),
             ),
             Command::SetRoles { roles } => self.set_roles(roles),
+            Command::SetServices { services } => self.set_services(services),
+            Command::ServiceStarted {
+                name,
+                host,
+                pid,
+                proc_start,
+                token_hash,
+            } => self.service_started(index, at, name, (host, *pid, *proc_start, token_hash)),
+            Command::ServiceStopped {
+                name, generation, ..
+            } => self.service_stopped(name, *generation),
             Command::RemoveServer { user, server_name } => {
                 let u = self.user_mut(user)?;
                 if u.servers.contains_key(server_name) {
@@ -913,6 +932,7 @@ impl HubState {
                     .map(|s| (u.name.clone(), s.name.clone()))
             })
             .collect();
+        self.rebuild_service_index();
         self.clients = BTreeMap::new();
         for u in self.users.values() {
             for s in u.servers.values() {

@@ -11,6 +11,7 @@ mod model;
 mod paging;
 mod progress;
 mod servers;
+mod services;
 mod tokens;
 mod users;
 
@@ -67,6 +68,8 @@ pub(crate) fn routes() -> Router<HttpState> {
             "/users/{name}/tokens/{id}",
             get(tokens::get_one).delete(tokens::revoke),
         )
+        .route("/services", get(services::list))
+        .route("/services/{name}", get(services::get_one))
         .route("/groups", get(groups::list).post(groups::create_many))
         .route(
             "/groups/{name}",

@@ -223,7 +223,9 @@ pub(crate) async fn create(
         ));
     }
     let note = body.note.unwrap_or_else(|| {
-        if caller.name == name {
+        if caller.service {
+            format!("Requested via api by service {}", caller.name)
+        } else if caller.name == name {
             "Requested via api".to_string()
         } else {
             format!("Requested via api by user {}", caller.name)

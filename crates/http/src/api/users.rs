@@ -40,6 +40,23 @@ pub(crate) async fn whoami(
     caller: Caller,
 ) -> Result<Json<Value>, ApiError> {
     hub.linearize().await?;
+    if caller.service {
+        // JupyterHub's answer for a service's token: its model and scopes.
+        let mut v = hub
+            .read(|s| {
+                s.services
+                    .get(&caller.name)
+                    .map(|svc| super::services::service_json(s, svc))
+            })
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("No such service: {}", caller.name),
+                )
+            })?;
+        v["scopes"] = serde_json::json!(caller.scope_list());
+        return Ok(Json(v));
+    }
     // A caller may always see who it is (JupyterHub's identify scopes).
     let view = caller.scopes.clone().union(
         quorumhub_core::scopes::expand(
@@ -334,7 +351,7 @@ pub(crate) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let name = normalize_username(&raw);
     caller.require("delete:users", Resource::User(&name))?;
-    if name == caller.name {
+    if name == caller.name && !caller.service {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "Cannot delete yourself!",

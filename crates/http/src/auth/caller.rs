@@ -34,6 +34,8 @@ pub struct Caller {
     pub token_id: Option<String>,
     /// The browser session behind the token or cookie, if any.
     pub session: Option<String>,
+    /// The caller is the service `name` (its token), not a user.
+    pub service: bool,
 }
 
 impl Caller {
@@ -147,6 +149,24 @@ fn resolve(hub: &Ctx, hash: &str) -> Option<Caller> {
             scopes: token_scopes(s, token),
             token_id: Some(token.id.clone()),
             session: token.session.clone(),
+            service: false,
+        })
+    })
+}
+
+/// A service's token (configured, or its running copy's): the service's
+/// scopes, from the roles that name it.
+fn resolve_service(hub: &Ctx, hash: &str) -> Option<Caller> {
+    hub.read(|s| {
+        let service = s.service_by_token_hash(hash)?;
+        Some(Caller {
+            name: service.name.clone(),
+            admin: false,
+            server: None,
+            scopes: scopes::of_service_in(s, &service.name),
+            token_id: None,
+            session: None,
+            service: true,
         })
     })
 }
@@ -176,6 +196,7 @@ impl FromRequestParts<super::HttpState> for Caller {
                     server: None,
                     token_id: None,
                     session: None,
+                    service: false,
                 });
             }
         }
@@ -183,11 +204,19 @@ impl FromRequestParts<super::HttpState> for Caller {
         // lagging replica could still hold a revoked token or a demoted
         // admin. Pass the read barrier first.
         hub.linearize().await?;
-        let caller = resolve(hub, &hash).ok_or_else(|| {
-            tracing::info!("refused a request with an unknown or expired token");
-            missing()
-        })?;
-        quorumhub_core::admission::identify(&caller.name, false);
+        let caller = resolve(hub, &hash)
+            .or_else(|| resolve_service(hub, &hash))
+            .ok_or_else(|| {
+                tracing::info!("refused a request with an unknown or expired token");
+                missing()
+            })?;
+        // A service is admitted as itself, never as a user of its name.
+        let writer = if caller.service {
+            format!("service:{}", caller.name)
+        } else {
+            caller.name.clone()
+        };
+        quorumhub_core::admission::identify(&writer, false);
         Ok(caller)
     }
 }
@@ -220,6 +249,7 @@ async fn from_cookie(parts: &Parts, hub: &Ctx) -> Result<Option<Caller>, ApiErro
             scopes: scopes::of_user_in(s, &user.name, false),
             token_id: None,
             session: Some(login.session.clone()),
+            service: false,
         })
     }))
 }

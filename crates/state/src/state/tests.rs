@@ -1370,3 +1370,117 @@ fn spawn_limits_count_the_servers_of_the_applied_state() {
         r#"{"op":"request_spawn","user":"a","server_name":"","user_options":null}"#
     );
 }
+
+fn service(name: &str, url: Option<&str>, command: &[&str], token_hash: Option<&str>) -> Service {
+    Service {
+        name: name.into(),
+        url: url.map(str::to_string),
+        command: command.iter().map(|c| c.to_string()).collect(),
+        display: true,
+        info: BTreeMap::new(),
+        token_hash: token_hash.map(str::to_string),
+        environment: BTreeMap::new(),
+        process: None,
+        retired: false,
+    }
+}
+
+fn service_started(name: &str, pid: u32, token_hash: &str) -> Command {
+    Command::ServiceStarted {
+        name: name.into(),
+        host: "h".into(),
+        pid,
+        proc_start: 7,
+        token_hash: token_hash.into(),
+    }
+}
+
+fn service_stopped(name: &str, generation: u64) -> Command {
+    Command::ServiceStopped {
+        name: name.into(),
+        generation,
+        reason: "test".into(),
+    }
+}
+
+/// Services (log format 8): the leader's set replaces the last one and
+/// routes `/services/{name}/`; a managed service has at most one recorded
+/// copy, fenced by its generation; a copy's token lives with it; a service
+/// removed while its copy runs stays, retired, until the copy is stopped.
+#[test]
+fn services_are_replaced_whole_and_a_managed_one_has_one_copy() {
+    let both = || Command::SetServices {
+        services: vec![
+            service("culler", None, &["cull", "--every=60"], None),
+            service("dash", Some("http://10.0.0.5:9000"), &[], Some("dash-hash")),
+        ],
+    };
+    let mut state = HubState::default();
+    let transcript = run(
+        &mut state,
+        vec![
+            both(),
+            service_started("culler", 42, "copy-1"),
+            service_started("culler", 43, "copy-2"),
+            service_started("dash", 44, "copy-3"),
+            service_started("nobody", 45, "copy-4"),
+            both(),
+            service_stopped("culler", 99),
+            service_stopped("culler", 2),
+            service_started("culler", 46, "copy-5"),
+        ],
+    );
+    expect![[r#"
+        1 set_services: done +/services/dash/->http://10.0.0.5:9000
+        2 service_started: done 
+        3 service_started: REJECTED service culler already runs (pid 42 on h) 
+        4 service_started: REJECTED No such service: dash 
+        5 service_started: REJECTED No such service: nobody 
+        6 set_services: done 
+        7 service_stopped: REJECTED report for an earlier spawn of culler's server (generation 99, current 2) 
+        8 service_stopped: done 
+        9 service_started: done 
+    "#]]
+    .assert_eq(&transcript);
+    let by = |s: &HubState, h: &str| s.service_by_token_hash(h).map(|s| s.name.clone());
+    assert_eq!(by(&state, "dash-hash").as_deref(), Some("dash"));
+    assert_eq!(by(&state, "copy-5").as_deref(), Some("culler"));
+    assert_eq!(
+        by(&state, "copy-1"),
+        None,
+        "a stopped copy's token went with it"
+    );
+    assert_eq!(
+        state.services["culler"].process.as_ref().map(|p| p.pid),
+        Some(46)
+    );
+    assert_eq!(HubState::decode(&state.encode()).expect("decodes"), state);
+
+    // Removed from the configuration while its copy runs: retired, hidden,
+    // no new copy, gone once the copy is stopped.
+    let transcript = run(
+        &mut state,
+        vec![
+            Command::SetServices { services: vec![] },
+            service_started("culler", 47, "copy-6"),
+            service_stopped("culler", 9),
+        ],
+    );
+    expect![[r#"
+        10 set_services: done -/services/dash/
+        11 service_started: REJECTED No such service: culler 
+        12 service_stopped: done 
+    "#]]
+    .assert_eq(&transcript);
+    assert!(state.services.is_empty());
+    assert_eq!(by(&state, "copy-5"), None);
+    assert_eq!(by(&state, "dash-hash"), None);
+    assert!(state.routes.is_empty());
+    for c in [
+        both(),
+        service_started("a", 1, "x"),
+        service_stopped("a", 1),
+    ] {
+        assert_eq!(c.min_version(), 8, "{}", c.name());
+    }
+}

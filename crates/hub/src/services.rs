@@ -1,0 +1,228 @@
+//! Services from the configuration (JupyterHub's `c.JupyterHub.services`):
+//! read and checked at start-up. The `--config` file's `[[services]]`
+//! tables (or `--services-file`) with a misconfigured service are refused
+//! with the line and the reason, before anything starts. The leader
+//! replicates them and runs the managed ones ([`crate::service_sync`]).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use quorumhub_state::Service;
+use serde::Deserialize;
+
+/// Why the services in a file cannot be used; each message names the
+/// file, the line and what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error("cannot read the services file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("{0}: {1}")]
+    Parse(PathBuf, String),
+    #[error("{file}:{line}: service {service:?}: {why}")]
+    Service {
+        file: PathBuf,
+        line: usize,
+        service: String,
+        why: String,
+    },
+}
+
+/// A `[[services]]` table as written (JupyterHub's service keys).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    name: String,
+    url: Option<String>,
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    environment: BTreeMap<String, String>,
+    /// Prefer `api_token_file`: the file is checked to be private.
+    api_token: Option<String>,
+    api_token_file: Option<PathBuf>,
+    #[serde(default = "shown")]
+    display: bool,
+    #[serde(default)]
+    info: BTreeMap<String, String>,
+}
+
+fn shown() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+struct File {
+    #[serde(default)]
+    services: Option<Vec<toml::Spanned<Raw>>>,
+}
+
+/// The services of the TOML file at `path` (its `[[services]]` tables;
+/// other keys are the replica's flags and are ignored here), each checked,
+/// sorted by name; `None` if the file has no `services` key.
+pub fn load(path: &Path) -> Result<Option<Vec<Service>>, ServicesError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ServicesError::Read(path.into(), e))?;
+    let file: File =
+        toml::from_str(&text).map_err(|e| ServicesError::Parse(path.into(), e.to_string()))?;
+    let Some(raws) = file.services else {
+        return Ok(None);
+    };
+    let mut out: Vec<Service> = Vec::new();
+    for spanned in raws {
+        let line = text[..spanned.span().start.min(text.len())]
+            .matches('\n')
+            .count()
+            + 1;
+        let raw = spanned.into_inner();
+        let name = raw.name.clone();
+        let service = check(raw, &out).map_err(|why| ServicesError::Service {
+            file: path.into(),
+            line,
+            service: name,
+            why,
+        })?;
+        out.push(service);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Some(out))
+}
+
+/// `scheme://host:port`, nothing after it but `/`.
+fn check_url(url: &str) -> Result<String, String> {
+    let bad = |why: &str| {
+        format!(
+            "url {url:?} {why}; give where the service listens, e.g. \"http://127.0.0.1:10101\""
+        )
+    };
+    let parsed = url::Url::parse(url).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad("is not http or https"));
+    }
+    if parsed.host_str().is_none() {
+        return Err(bad("has no host"));
+    }
+    if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(bad(
+            "has a path: the proxies send /services/<name>/... to it as it is",
+        ));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+fn check(raw: Raw, before: &[Service]) -> Result<Service, String> {
+    quorumhub_state::validate_group_name(&raw.name)
+        .map_err(|why| why.replacen("username", "service name", 1))?;
+    if before.iter().any(|s| s.name == raw.name) {
+        return Err("defined twice; merge the two".into());
+    }
+    let url = raw.url.as_deref().map(check_url).transpose()?;
+    let command = raw.command.unwrap_or_default();
+    if command.first().is_some_and(|p| p.trim().is_empty()) {
+        return Err("command must name a program (its first item)".into());
+    }
+    let token = match (raw.api_token, raw.api_token_file) {
+        (Some(_), Some(_)) => return Err("give api_token or api_token_file, not both".into()),
+        (Some(t), None) => Some(t),
+        (None, Some(f)) => Some(
+            quorumhub_proto::secret_file::read_secret_file("api_token_file", &f)
+                .map_err(|e| e.to_string())?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(t) = &token {
+        if t.len() < 16 || !t.chars().all(|c| c.is_ascii_graphic()) {
+            return Err("api_token must be at least 16 printable characters without spaces (e.g. `openssl rand -hex 32`)".into());
+        }
+    }
+    if command.is_empty() && url.is_none() && token.is_none() {
+        return Err("has no command (a managed service), url or api_token (an external one): it would do nothing".into());
+    }
+    Ok(Service {
+        name: raw.name,
+        url,
+        command,
+        display: raw.display,
+        info: raw.info,
+        token_hash: token.as_deref().map(quorumhub_core::secrets::hash_token),
+        environment: raw.environment,
+        process: None,
+        retired: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Option<Vec<Service>>, String> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hub.toml");
+        std::fs::write(&path, text).expect("write");
+        load(&path).map_err(|e| {
+            e.to_string()
+                .replace(&path.display().to_string(), "hub.toml")
+        })
+    }
+
+    #[test]
+    fn services_files_as_data() {
+        let cases: &[(&str, &str)] = &[
+            ("node_id = 1\n", "none"),
+            (
+                "[[services]]\nname = \"culler\"\ncommand = [\"python3\", \"-m\", \"jupyterhub_idle_culler\"]\nenvironment = { TZ = \"UTC\" }\n\n[[services]]\nname = \"dash\"\nurl = \"http://10.0.0.5:9000/\"\napi_token = \"0123456789abcdef0123\"\ndisplay = false\n",
+                "culler managed url=None token=false display=true; dash external url=Some(\"http://10.0.0.5:9000\") token=true display=false",
+            ),
+            (
+                "[[services]]\nname = \"a\"\ncommand = [\"x\"]\n[[services]]\nname = \"a\"\nurl = \"http://h:1\"\n",
+                "hub.toml:4: service \"a\": defined twice; merge the two",
+            ),
+            (
+                "[[services]]\nname = \"a\"\nurl = \"http://h:1/base/\"\n",
+                "hub.toml:1: service \"a\": url \"http://h:1/base/\" has a path: the proxies send /services/<name>/... to it as it is; give where the service listens, e.g. \"http://127.0.0.1:10101\"",
+            ),
+            (
+                "[[services]]\nname = \"a\"\nurl = \"ftp://h:1\"\n",
+                "hub.toml:1: service \"a\": url \"ftp://h:1\" is not http or https; give where the service listens, e.g. \"http://127.0.0.1:10101\"",
+            ),
+            (
+                "[[services]]\nname = \"a\"\n",
+                "hub.toml:1: service \"a\": has no command (a managed service), url or api_token (an external one): it would do nothing",
+            ),
+            (
+                "[[services]]\nname = \"a\"\napi_token = \"short\"\n",
+                "hub.toml:1: service \"a\": api_token must be at least 16 printable characters without spaces (e.g. `openssl rand -hex 32`)",
+            ),
+            (
+                "[[services]]\nname = \"a/b\"\ncommand = [\"x\"]\n",
+                "hub.toml:1: service \"a/b\": service name contains '/'; allowed are a-z, 0-9 and -_.@",
+            ),
+            (
+                "[[services]]\nname = \"a\"\ncommand = [\"\"]\n",
+                "hub.toml:1: service \"a\": command must name a program (its first item)",
+            ),
+            (
+                "[[services]]\nname = \"a\"\ncommand = [\"x\"]\noauth_no_confirm = true\n",
+                "hub.toml: TOML parse error at line 4, column 1\n  |\n4 | oauth_no_confirm = true\n  | ^^^^^^^^^^^^^^^^\nunknown field `oauth_no_confirm`, expected one of `name`, `url`, `command`, `environment`, `api_token`, `api_token_file`, `display`, `info`\n",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = match load_str(text) {
+                Ok(None) => "none".to_string(),
+                Ok(Some(list)) => list
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} {} url={:?} token={} display={}",
+                            s.name,
+                            if s.managed() { "managed" } else { "external" },
+                            s.url,
+                            s.token_hash.is_some(),
+                            s.display
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                Err(e) => e,
+            };
+            assert_eq!(&got, want, "{text}");
+        }
+    }
+}
