@@ -43,6 +43,9 @@ struct Raw {
     display: bool,
     #[serde(default)]
     info: BTreeMap<String, String>,
+    oauth_redirect_uri: Option<String>,
+    #[serde(default)]
+    oauth_no_confirm: bool,
 }
 
 fn shown() -> bool {
@@ -135,9 +138,20 @@ fn check(raw: Raw, before: &[Service]) -> Result<Service, String> {
     if command.is_empty() && url.is_none() && token.is_none() {
         return Err("has no command (a managed service), url or api_token (an external one): it would do nothing".into());
     }
+    if let Some(uri) = &raw.oauth_redirect_uri {
+        let absolute = uri.starts_with("http://") || uri.starts_with("https://");
+        if !(absolute || uri.starts_with('/')) || uri.chars().any(char::is_whitespace) {
+            return Err(format!(
+                "oauth_redirect_uri {uri:?} must be a path on this hub (/services/{}/oauth_callback) or an http(s) URL",
+                raw.name
+            ));
+        }
+    }
     Ok(Service {
         name: raw.name,
         url,
+        oauth_redirect_uri: raw.oauth_redirect_uri,
+        oauth_no_confirm: raw.oauth_no_confirm,
         command,
         display: raw.display,
         info: raw.info,
@@ -199,8 +213,12 @@ mod tests {
                 "hub.toml:1: service \"a\": command must name a program (its first item)",
             ),
             (
-                "[[services]]\nname = \"a\"\ncommand = [\"x\"]\noauth_no_confirm = true\n",
-                "hub.toml: TOML parse error at line 4, column 1\n  |\n4 | oauth_no_confirm = true\n  | ^^^^^^^^^^^^^^^^\nunknown field `oauth_no_confirm`, expected one of `name`, `url`, `command`, `environment`, `api_token`, `api_token_file`, `display`, `info`\n",
+                "[[services]]\nname = \"a\"\ncommand = [\"x\"]\noauth_client_secret = \"x\"\n",
+                "hub.toml: TOML parse error at line 4, column 1\n  |\n4 | oauth_client_secret = \"x\"\n  | ^^^^^^^^^^^^^^^^^^^\nunknown field `oauth_client_secret`, expected one of `name`, `url`, `command`, `environment`, `api_token`, `api_token_file`, `display`, `info`, `oauth_redirect_uri`, `oauth_no_confirm`\n",
+            ),
+            (
+                "[[services]]\nname = \"a\"\nurl = \"http://h:1\"\napi_token = \"0123456789abcdef0123\"\noauth_redirect_uri = \"evil\"\n",
+                "hub.toml:1: service \"a\": oauth_redirect_uri \"evil\" must be a path on this hub (/services/a/oauth_callback) or an http(s) URL",
             ),
         ];
         for (text, want) in cases {

@@ -326,6 +326,183 @@ async fn pages_in_a_real_browser() {
     }
 }
 
+/// A service protected by JupyterHub's own HubOAuth (`jupyterhub.services.auth`,
+/// tests/services/whoami_oauth.py), run by the hub as a managed service and
+/// reached by a browser through the proxy: the service sends the browser to
+/// the hub's OAuth provider, the user signs in and confirms, the service
+/// exchanges the code with its token as the client secret and asks
+/// `GET /hub/api/user` who it is. A user without `access:services` on it
+/// is refused by the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huboauth_service_through_the_proxy_in_a_real_browser() {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/jupyter-venv");
+    let python = std::env::var("QH_JUPYTER_VENV")
+        .map(|v| PathBuf::from(v).join("bin/python"))
+        .unwrap_or_else(|_| venv.join("bin/python"));
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/jupyter-venv.sh",
+        python.display()
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/services/whoami_oauth.py");
+    let port = quorumhub_testkit::free_port();
+    let conf = tempfile::tempdir().expect("tempdir");
+    let file = conf.path().join("hub.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[services]]\nname = \"whoami\"\nurl = \"http://127.0.0.1:{port}\"\ncommand = [{:?}, {:?}]\n\n\
+             [[roles]]\nname = \"user\"\nscopes = [\"self\"]\n\n\
+             [[roles]]\nname = \"service-users\"\nscopes = [\"access:services!service=whoami\"]\nusers = [\"alice\"]\n",
+            python.display().to_string(),
+            script.display().to_string()
+        ),
+    )
+    .expect("write the configuration");
+    let path = file.display().to_string();
+    let driver = Driver::start();
+    let mut c = common::start(3, &["--services-file", &path, "--roles-file", &path]).await;
+    c.start_proxy_ready().await;
+    c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
+        .await;
+    for user in ["alice", "bob"] {
+        let created = common::client()
+            .post(c.url(1, &format!("/hub/api/users/{user}")))
+            .header("Authorization", format!("token {TOKEN}"))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(created.status().as_u16(), 201);
+        set_password(&c, user, &format!("{user}-password"));
+    }
+    let base = format!("http://{}", c.proxy_addr);
+    // The service answers through the proxy once it runs and is routed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = common::client()
+            .get(format!("{base}/services/whoami/"))
+            .send()
+            .await;
+        // HubOAuth sends a client without its cookie to the hub's
+        // provider, which sends it on to the login page.
+        if r.as_ref().is_ok_and(|r| r.url().path() == "/hub/login") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service never answered through the proxy: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let profile = tempfile::tempdir().expect("profile");
+    let b = browser(&driver, profile.path()).await;
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        b.goto(&format!("{base}/services/whoami/"))
+            .await
+            .expect("the service");
+        // Not signed in: the provider sends the browser to the login page.
+        wait_for(&b, "#username").await;
+        assert_eq!(b.current_url().await.expect("url").path(), "/hub/login");
+        b.find(Locator::Css("#username"))
+            .await
+            .expect("user")
+            .send_keys("alice")
+            .await
+            .expect("type");
+        b.find(Locator::Css("#password"))
+            .await
+            .expect("pw")
+            .send_keys("alice-password")
+            .await
+            .expect("type");
+        b.find(Locator::Css("button[type=submit]"))
+            .await
+            .expect("button")
+            .click()
+            .await
+            .expect("click");
+        // A service asks for consent (no oauth_no_confirm).
+        wait_for(&b, "#authorize").await;
+        assert!(text_of(&b, "main").await.contains("The service whoami"));
+        shot(&b, "12-service-consent").await;
+        b.find(Locator::Css("#authorize"))
+            .await
+            .expect("authorize")
+            .click()
+            .await
+            .expect("click");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let body = loop {
+            let url = b.current_url().await.expect("url");
+            let text = b
+                .find(Locator::Css("body"))
+                .await
+                .expect("body")
+                .text()
+                .await
+                .unwrap_or_default();
+            if url.path() == "/services/whoami/" && text.contains("whoami") {
+                break text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never came back to the service: at {url}: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let answer: serde_json::Value =
+            serde_json::from_str(body.trim()).expect("the service's JSON");
+        assert_eq!(answer["whoami"], "alice", "{answer}");
+        let scopes = answer["scopes"].as_array().expect("scopes");
+        assert!(
+            scopes.contains(&serde_json::json!("access:services!service=whoami")),
+            "{answer}"
+        );
+        shot(&b, "13-service-whoami").await;
+    }))
+    .await;
+    let _ = b.close().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    // bob (another browser) holds no access:services on it: the hub
+    // refuses him, and the service never learns who he is.
+    let profile = tempfile::tempdir().expect("profile");
+    let b = browser(&driver, profile.path()).await;
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(async {
+        sign_in(&b, &base, "bob", "bob-password").await;
+        wait_for(&b, "main").await;
+        b.goto(&format!("{base}/services/whoami/"))
+            .await
+            .expect("the service");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = b
+                .find(Locator::Css("body"))
+                .await
+                .expect("body")
+                .text()
+                .await
+                .unwrap_or_default();
+            if text.contains("You do not have permission to access the service whoami") {
+                break;
+            }
+            assert!(
+                !text.contains("whoami\""),
+                "bob reached the service: {text}"
+            );
+            assert!(Instant::now() < deadline, "bob was not refused: {text}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        shot(&b, "14-service-refused").await;
+    }))
+    .await;
+    let _ = b.close().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
 /// The OIDC flags at their defaults (no provider).
 #[derive(clap::Parser)]
 struct OidcFlags {

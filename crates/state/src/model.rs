@@ -337,6 +337,14 @@ pub struct Service {
     /// Hex SHA-256 of the configured API token (JupyterHub's `api_token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_hash: Option<String>,
+    /// Where the OAuth provider sends users back (JupyterHub's
+    /// `oauth_redirect_uri`); default `/services/{name}/oauth_callback`
+    /// when the proxies route the service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth_redirect_uri: Option<String>,
+    /// JupyterHub's `oauth_no_confirm`: users are not asked to confirm.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oauth_no_confirm: bool,
     /// A managed service's environment, from the configuration.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub environment: BTreeMap<String, String>,

@@ -46,37 +46,82 @@ const CODE_LIFETIME_MS: u64 = 300_000;
 /// How long an access token lives (JupyterHub: 14 days).
 const TOKEN_LIFETIME_S: u64 = 14 * 86_400;
 
-/// A server's OAuth client.
+/// A server's or a service's OAuth client.
 struct Client {
+    /// The server's owner and name (empty for a service).
     user: String,
     server: String,
+    /// The service, for a service's client (`service-{name}`).
+    service: Option<ServiceClient>,
     redirect_uri: String,
-    /// Hash of the server's API token, its client secret.
-    secret_hash: Option<String>,
+    /// Hashes of the tokens that are its client secret: the server's API
+    /// token, or a service's (configured, or its running copy's).
+    secret_hashes: Vec<String>,
 }
 
-/// The active servers whose client id is `client_id`: one, or none; more
-/// only for servers spawned before log format 6 with JupyterHub's
-/// ambiguous ids.
+struct ServiceClient {
+    name: String,
+    /// JupyterHub's `oauth_no_confirm`: no consent page.
+    no_confirm: bool,
+}
+
+/// The service whose OAuth client is `client_id` (`service-{name}`), if it
+/// has a redirect URI (its own, or `/services/{name}/oauth_callback` when
+/// the proxies route it).
+fn service_client(s: &quorumhub_state::HubState, client_id: &str) -> Option<Client> {
+    let name = client_id.strip_prefix("service-")?;
+    let svc = s.configured_services().find(|svc| svc.name == name)?;
+    let redirect_uri = svc.oauth_redirect_uri.clone().or_else(|| {
+        svc.url
+            .as_ref()
+            .map(|_| format!("{}oauth_callback", svc.prefix()))
+    })?;
+    let secret_hashes = svc
+        .token_hash
+        .iter()
+        .chain(svc.process.as_ref().map(|p| &p.token_hash))
+        .cloned()
+        .collect();
+    Some(Client {
+        user: String::new(),
+        server: String::new(),
+        service: Some(ServiceClient {
+            name: svc.name.clone(),
+            no_confirm: svc.oauth_no_confirm,
+        }),
+        redirect_uri,
+        secret_hashes,
+    })
+}
+
+/// The clients whose id is `client_id`: a service's, or the active
+/// servers' (one, or none; more only for servers spawned before log format
+/// 6 with JupyterHub's ambiguous ids).
 fn clients(hub: &Ctx, client_id: &str) -> Vec<Client> {
+    if let Some(c) = hub.read(|s| service_client(s, client_id)) {
+        return vec![c];
+    }
     hub.read(|s| {
         s.servers_with_client_id(client_id)
             .map(|(user, server)| {
-                let secret_hash = server
+                let secret_hashes = server
                     .spawner
                     .as_ref()
                     .and_then(|sp| sp.token_id.as_ref())
                     .and_then(|id| s.tokens.get(id))
-                    .map(|t| t.hash.clone());
+                    .map(|t| t.hash.clone())
+                    .into_iter()
+                    .collect();
                 Client {
                     user: user.name.clone(),
                     server: server.name.clone(),
+                    service: None,
                     redirect_uri: quorumhub_state::ids::oauth_callback_url(
                         "/",
                         &user.name,
                         &server.name,
                     ),
-                    secret_hash,
+                    secret_hashes,
                 }
             })
             .collect()
@@ -106,9 +151,9 @@ fn pick_by_redirect(
 fn pick_by_secret(found: Vec<Client>, secret: &str) -> Option<Client> {
     let hash = hash_token(secret);
     found.into_iter().find(|c| {
-        c.secret_hash
-            .as_ref()
-            .is_some_and(|h| bool::from(h.as_bytes().ct_eq(hash.as_bytes())))
+        c.secret_hashes
+            .iter()
+            .any(|h| bool::from(h.as_bytes().ct_eq(hash.as_bytes())))
     })
 }
 
@@ -233,30 +278,47 @@ async fn authorize_inner(
         (Some(_), Some("S256")) => Some("S256".to_string()),
         (Some(_), Some(_)) => return fail("invalid_request"),
     };
-    let may = hub
-        .read(|s| scopes::of_user_in(s, &login.user, false))
-        .allows(
-            "access:servers",
-            Resource::Server {
-                user: &c.user,
-                name: &c.server,
-            },
-        );
-    if !may {
-        tracing::info!(user = %login.user, server = %format!("{}/{}", c.user, c.server), "refused access to a server");
-        return error_page(
-            StatusCode::FORBIDDEN,
-            &format!(
-                "You do not have permission to access the server at {}",
+    let held = hub.read(|s| scopes::of_user_in(s, &login.user, false));
+    let (may, what) = match &c.service {
+        Some(svc) => (
+            held.allows("access:services", Resource::Service(&svc.name)),
+            format!("the service {}", svc.name),
+        ),
+        None => (
+            held.allows(
+                "access:servers",
+                Resource::Server {
+                    user: &c.user,
+                    name: &c.server,
+                },
+            ),
+            format!(
+                "the server at {}",
                 quorumhub_state::Route::prefix_for(&c.user, &c.server)
             ),
-            "Ask its owner or an admin.",
+        ),
+    };
+    if !may {
+        tracing::info!(user = %login.user, client = %client_id, "refused access to {what}");
+        return error_page(
+            StatusCode::FORBIDDEN,
+            &format!("You do not have permission to access {what}"),
+            if c.service.is_some() {
+                "Ask an admin for access:services on it."
+            } else {
+                "Ask its owner or an admin."
+            },
             user,
         );
     }
-    // Someone else's server: the user confirms first, with a form that
-    // carries the session's CSRF token (a link alone cannot do it).
-    if c.user != login.user {
+    // Someone else's server, or a service that asks for consent: the user
+    // confirms first, with a form that carries the session's CSRF token (a
+    // link alone cannot do it).
+    let confirm = match &c.service {
+        Some(svc) => !svc.no_confirm,
+        None => c.user != login.user,
+    };
+    if confirm {
         let key = session::cookie_key(hub).unwrap_or_default();
         match &confirmed {
             None => {
@@ -271,6 +333,7 @@ async fn authorize_inner(
                     minijinja::context! {
                         user => login.user,
                         owner => c.user,
+                        service => c.service.as_ref().map(|s| s.name.clone()),
                         prefix => quorumhub_state::Route::prefix_for(&c.user, &c.server),
                         xsrf => xsrf,
                         action => here,
@@ -291,12 +354,15 @@ async fn authorize_inner(
                 );
             }
             Some(_) => {
-                tracing::info!(user = %login.user, owner = %c.user, "confirmed access to another user's server");
+                tracing::info!(user = %login.user, client = %client_id, "confirmed access to {what}");
             }
         }
     }
     let code = random_code();
-    let mut granted = scopes::server_access(&c.user, &c.server);
+    let mut granted = match &c.service {
+        Some(svc) => vec![format!("access:services!service={}", svc.name)],
+        None => scopes::server_access(&c.user, &c.server),
+    };
     granted.extend(scopes::IDENTIFY.iter().map(|s| s.to_string()));
     let issued = quorumhub_core::ops::tokens::issue_oauth_code(
         hub,

@@ -1379,6 +1379,8 @@ fn service(name: &str, url: Option<&str>, command: &[&str], token_hash: Option<&
         display: true,
         info: BTreeMap::new(),
         token_hash: token_hash.map(str::to_string),
+        oauth_redirect_uri: None,
+        oauth_no_confirm: false,
         environment: BTreeMap::new(),
         process: None,
         retired: false,
