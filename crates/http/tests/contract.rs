@@ -25,6 +25,8 @@ use quorumhub_http::HttpConfig;
 use quorumhub_state::Command;
 
 const TOKEN: &str = "contract-admin-token-0123456789";
+/// The configured token of the service `dash`, as transcripts' `dash`.
+const DASH_TOKEN: &str = "contract-dash-service-token-0123";
 
 /// A hub over a new in-memory cluster, with the bootstrap admin (token
 /// [`TOKEN`]) and the rest of its configuration at the defaults a replica
@@ -159,6 +161,7 @@ async fn transcript_with(
     let mut tokens: std::collections::BTreeMap<String, String> = [
         ("admin".to_string(), TOKEN.to_string()),
         ("wrong".to_string(), "wrong-token-wrong-token".to_string()),
+        ("dash".to_string(), DASH_TOKEN.to_string()),
     ]
     .into();
     let mut jars: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -1224,4 +1227,83 @@ async fn profiles_the_options_form_and_the_spawn_limits() {
         admin POST /hub/api/users/dave/server → 429 Active user limit exceeded. Try again in a few minutes.
     "#]]
     .assert_eq(&got);
+}
+
+/// Services (log format 8): the services API with JupyterHub's model and
+/// access map, a service's token (who it is, its role's scopes and no
+/// more), and a user who may see one service's name only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_their_tokens_and_the_services_api() {
+    let service = |name: &str, url: Option<&str>, command: &[&str], token: Option<&str>| {
+        quorumhub_state::Service {
+            name: name.into(),
+            url: url.map(str::to_string),
+            command: command.iter().map(|c| c.to_string()).collect(),
+            display: true,
+            info: BTreeMap::from([("team".to_string(), "ops".to_string())]),
+            token_hash: token.map(quorumhub_core::secrets::hash_token),
+            oauth_redirect_uri: None,
+            oauth_no_confirm: false,
+            environment: BTreeMap::new(),
+            process: None,
+            retired: false,
+        }
+    };
+    let role =
+        |name: &str, scopes: &[&str], users: &[&str], services: &[&str]| quorumhub_state::Role {
+            name: name.into(),
+            description: String::new(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            users: users.iter().map(|s| s.to_string()).collect(),
+            groups: vec![],
+            services: services.iter().map(|s| s.to_string()).collect(),
+        };
+    check_after(
+        vec![
+            Command::CreateUser {
+                name: "alice".into(),
+                admin: false,
+            },
+            Command::SetServices {
+                services: vec![
+                    service("dash", Some("http://10.0.0.5:9000"), &[], Some(DASH_TOKEN)),
+                    service("culler", None, &["cull", "--timeout=3600"], None),
+                ],
+            },
+            Command::SetRoles {
+                roles: vec![
+                    role("dash", &["list:users", "read:users:name"], &[], &["dash"]),
+                    role("peek", &["read:services:name!service=dash"], &["alice"], &[]),
+                ],
+            },
+        ],
+        r#"
+        admin GET /hub/api/services
+        admin GET /hub/api/services/culler
+        admin GET /hub/api/services/nope
+        dash GET /hub/api/user
+        dash GET /hub/api/users
+        dash POST /hub/api/users/bob
+        dash GET /hub/api/services
+        admin POST /hub/api/users/alice/tokens => alice
+        alice GET /hub/api/services/dash
+        alice GET /hub/api/services/culler
+        alice GET /hub/api/services
+        "#,
+        expect![[r#"
+            admin GET /hub/api/services → 200 {"culler":{"admin":false,"command":["cull","--timeout=3600"],"display":true,"info":{"team":"ops"},"kind":"service","name":"culler","pid":0,"prefix":"","roles":[],"url":""},"dash":{"admin":false,"command":[],"display":true,"info":{"team":"ops"},"kind":"service","name":"dash","pid":0,"prefix":"/services/dash/","roles":["dash"],"url":"http://10.0.0.5:9000"}}
+            admin GET /hub/api/services/culler → 200 {"admin":false,"command":["cull","--timeout=3600"],"display":true,"info":{"team":"ops"},"kind":"service","name":"culler","pid":0,"prefix":"","roles":[],"url":""}
+            admin GET /hub/api/services/nope → 404 No such service: nope
+            dash GET /hub/api/user → 200 {"admin":false,"command":[],"display":true,"info":{"team":"ops"},"kind":"service","name":"dash","pid":0,"prefix":"/services/dash/","roles":["dash"],"scopes":["list:users","read:users:name"],"url":"http://10.0.0.5:9000"}
+            dash GET /hub/api/users → 200 [{"admin":true,"kind":"user","name":"admin"},{"admin":false,"kind":"user","name":"alice"}]
+            dash POST /hub/api/users/bob → 403 Action is not authorized with current scopes; requires any of [admin:users]
+            dash GET /hub/api/services → 403 Action is not authorized with current scopes; requires any of [list:services]
+            admin POST /hub/api/users/alice/tokens → 201 {"created":"…","expires_at":null,"id":"a1","kind":"api_token","last_activity":null,"note":"Requested via api by user admin","oauth_client":"JupyterHub","roles":[],"scopes":["access:servers!user=alice","delete:servers!user=alice","read:servers!user=alice","read:services:name!service=dash","read:tokens!user=alice","read:users!user=alice","read:users:activity!user=alice","read:users:groups!user=alice","read:users:name!user=alice","servers!user=alice","start:servers!user=alice","tokens!user=alice","users:activity!user=alice"],"session_id":null,"token":"…","user":"alice"}
+            alice GET /hub/api/services/dash → 200 {"admin":false,"kind":"service","name":"dash"}
+            alice GET /hub/api/services/culler → 404 No access to resources or resources not found
+            alice GET /hub/api/services → 403 Action is not authorized with current scopes; requires any of [list:services]
+        "#]],
+        |_| {},
+    )
+    .await;
 }
