@@ -459,6 +459,14 @@ async fn a_huboauth_service_through_the_proxy_in_a_real_browser() {
             "{answer}"
         );
         shot(&b, "13-service-whoami").await;
+        // The home page's services menu links to it.
+        b.goto(&format!("{base}/hub/home")).await.expect("home");
+        let link = wait_for(&b, "#services a").await;
+        assert_eq!(link.text().await.expect("text"), "whoami");
+        assert_eq!(
+            link.attr("href").await.expect("href").as_deref(),
+            Some("/services/whoami/")
+        );
     }))
     .await;
     let _ = b.close().await;

@@ -267,6 +267,27 @@ async fn bad_configuration_is_refused_before_anything_starts() {
     .expect("write");
     let conf = conf.display().to_string();
     let role_error = format!("{conf}:4: role \"ta\": Unknown scope \"read:everything\"");
+    // A service with a URL that has a path, and a role naming a service
+    // that is not configured.
+    let services = conf_dir.path().join("services.toml");
+    std::fs::write(
+        &services,
+        "node_id = 1\njoin = true\n\n[[services]]\nname = \"dash\"\nurl = \"http://10.0.0.5:9000/dash\"\napi_token = \"0123456789abcdef0123\"\n",
+    )
+    .expect("write");
+    let services = services.display().to_string();
+    let service_error =
+        format!("{services}:4: service \"dash\": url \"http://10.0.0.5:9000/dash\" has a path");
+    let roles = conf_dir.path().join("roles.toml");
+    std::fs::write(
+        &roles,
+        "node_id = 1\njoin = true\n\n[[roles]]\nname = \"viewer\"\nscopes = [\"list:users\"]\nservices = [\"grafana\"]\n",
+    )
+    .expect("write");
+    let roles = roles.display().to_string();
+    let unknown_service = format!(
+        "{roles}:4: role \"viewer\": names the service \"grafana\", but no service by that name is configured"
+    );
     // A profile that names an image for the process spawner, in its own
     // file given by the environment (as the container deployment does).
     let profiles = conf_dir.path().join("profiles.toml");
@@ -324,6 +345,8 @@ async fn bad_configuration_is_refused_before_anything_starts() {
             "cannot exceed --max-body-bytes",
         ),
         (&["--config", &conf], SECRET, &role_error),
+        (&["--config", &services], SECRET, &service_error),
+        (&["--config", &roles], SECRET, &unknown_service),
     ];
     for (args, secret, want) in cases {
         let out = Command::new(exe())

@@ -249,12 +249,20 @@ pub(crate) async fn home(State(hub): State<Arc<Ctx>>, headers: HeaderMap) -> Res
             })
             .unwrap_or_default()
     });
+    // JupyterHub's services menu: the services to display that the
+    // proxies route.
+    let services: Vec<serde_json::Value> = hub.read(|s| {
+        s.configured_services()
+            .filter(|svc| svc.display && svc.url.is_some())
+            .map(|svc| serde_json::json!({"name": svc.name, "url": svc.prefix()}))
+            .collect()
+    });
     let mut r = page(
         StatusCode::OK,
         "home.html",
         context! {
             user => login.user, admin => admin, server => state, pending => pending, url => url,
-            xsrf => xsrf, named => named,
+            xsrf => xsrf, named => named, services => services,
         },
     );
     if let Some(c) = set {
