@@ -221,12 +221,9 @@ pub enum ConfigError {
     Limits(String),
     #[error("{0}")]
     SecretFile(#[from] quorumhub_proto::secret_file::SecretFileError),
+    /// A `[[roles]]`, `[[profiles]]` or `[[services]]` table.
     #[error(transparent)]
-    Roles(#[from] crate::roles::RolesError),
-    #[error(transparent)]
-    Profiles(#[from] crate::profiles::ProfilesError),
-    #[error(transparent)]
-    Services(#[from] crate::services::ServicesError),
+    Tables(#[from] crate::tables::TableError),
 }
 
 impl HubConfig {

@@ -31,6 +31,7 @@ mod role_sync;
 pub mod roles;
 mod service_sync;
 pub mod services;
+pub mod tables;
 mod transfer;
 mod version;
 

@@ -4,7 +4,9 @@
 //! line and the reason, before anything starts.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::tables::TableError;
 
 use quorumhub_spawner::SpawnerKind;
 use quorumhub_state::profiles::parse_bytes;
@@ -13,23 +15,6 @@ use serde::Deserialize;
 
 /// Longest slug: a DNS label, as KubeSpawner's slugs are.
 const MAX_SLUG: usize = 63;
-
-/// Why the profiles in a file cannot be used; each message names the
-/// file, the line and what to change.
-#[derive(Debug, thiserror::Error)]
-pub enum ProfilesError {
-    #[error("cannot read the profiles file {0}: {1}")]
-    Read(PathBuf, std::io::Error),
-    #[error("{0}: {1}")]
-    Parse(PathBuf, String),
-    #[error("{file}:{line}: profile {profile:?}: {why}")]
-    Profile {
-        file: PathBuf,
-        line: usize,
-        profile: String,
-        why: String,
-    },
-}
 
 /// A `[[profiles]]` table as written.
 #[derive(Deserialize)]
@@ -62,24 +47,15 @@ struct File {
 /// The profiles of the TOML file at `path` (its `[[profiles]]` tables;
 /// other keys are the replica's flags and are ignored here), each checked
 /// for the spawner `kind`; empty if the file has no `profiles` key.
-pub fn load(path: &Path, kind: SpawnerKind) -> Result<Profiles, ProfilesError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ProfilesError::Read(path.into(), e))?;
-    let file: File =
-        toml::from_str(&text).map_err(|e| ProfilesError::Parse(path.into(), e.to_string()))?;
+pub fn load(path: &Path, kind: SpawnerKind) -> Result<Profiles, TableError> {
+    let (text, file): (String, File) = crate::tables::read(path)?;
     let mut out: Vec<Profile> = Vec::new();
     for spanned in file.profiles.unwrap_or_default() {
-        let line = text[..spanned.span().start.min(text.len())]
-            .matches('\n')
-            .count()
-            + 1;
+        let line = crate::tables::line_of(&text, spanned.span());
         let raw = spanned.into_inner();
         let name = raw.slug.clone().unwrap_or_else(|| raw.display_name.clone());
-        let profile = check(raw, kind, &out).map_err(|why| ProfilesError::Profile {
-            file: path.into(),
-            line,
-            profile: name,
-            why,
-        })?;
+        let profile =
+            check(raw, kind, &out).map_err(crate::tables::refused(path, line, "profile", name))?;
         out.push(profile);
     }
     Ok(Profiles::new(out))

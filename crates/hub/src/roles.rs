@@ -4,27 +4,12 @@
 //! and the reason, before anything starts. The leader replicates them
 //! ([`crate::role_sync`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use crate::tables::TableError;
 
 use quorumhub_state::Role;
 use serde::Deserialize;
-
-/// Why the roles in a file cannot be used; each message names the file,
-/// the line and what to change.
-#[derive(Debug, thiserror::Error)]
-pub enum RolesError {
-    #[error("cannot read the roles file {0}: {1}")]
-    Read(PathBuf, std::io::Error),
-    #[error("{0}: {1}")]
-    Parse(PathBuf, String),
-    #[error("{file}:{line}: role {role:?}: {why}")]
-    Role {
-        file: PathBuf,
-        line: usize,
-        role: String,
-        why: String,
-    },
-}
 
 #[derive(Deserialize)]
 struct File {
@@ -36,27 +21,21 @@ struct File {
 /// keys are the replica's flags and are ignored here), each checked;
 /// `None` if the file has no `roles` key.
 /// `services`: the names of the configured services, which roles may name.
-pub fn load(path: &Path, services: &[String]) -> Result<Option<Vec<Role>>, RolesError> {
-    let text = std::fs::read_to_string(path).map_err(|e| RolesError::Read(path.into(), e))?;
-    let file: File =
-        toml::from_str(&text).map_err(|e| RolesError::Parse(path.into(), e.to_string()))?;
+pub fn load(path: &Path, services: &[String]) -> Result<Option<Vec<Role>>, TableError> {
+    let (text, file): (String, File) = crate::tables::read(path)?;
     let Some(roles) = file.roles else {
         return Ok(None);
     };
     let mut out: Vec<Role> = Vec::new();
     for spanned in roles {
-        let line = text[..spanned.span().start.min(text.len())]
-            .matches('\n')
-            .count()
-            + 1;
+        let line = crate::tables::line_of(&text, spanned.span());
         let role = spanned.into_inner();
-        let fail = |why: String| RolesError::Role {
-            file: path.into(),
+        check(&role, &out, services).map_err(crate::tables::refused(
+            path,
             line,
-            role: role.name.clone(),
-            why,
-        };
-        check(&role, &out, services).map_err(fail)?;
+            "role",
+            role.name.clone(),
+        ))?;
         out.push(role);
     }
     Ok(Some(normalized(out)))

@@ -7,25 +7,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::tables::TableError;
+
 use quorumhub_state::Service;
 use serde::Deserialize;
-
-/// Why the services in a file cannot be used; each message names the
-/// file, the line and what to change.
-#[derive(Debug, thiserror::Error)]
-pub enum ServicesError {
-    #[error("cannot read the services file {0}: {1}")]
-    Read(PathBuf, std::io::Error),
-    #[error("{0}: {1}")]
-    Parse(PathBuf, String),
-    #[error("{file}:{line}: service {service:?}: {why}")]
-    Service {
-        file: PathBuf,
-        line: usize,
-        service: String,
-        why: String,
-    },
-}
 
 /// A `[[services]]` table as written (JupyterHub's service keys).
 #[derive(Deserialize)]
@@ -61,27 +46,18 @@ struct File {
 /// The services of the TOML file at `path` (its `[[services]]` tables;
 /// other keys are the replica's flags and are ignored here), each checked,
 /// sorted by name; `None` if the file has no `services` key.
-pub fn load(path: &Path) -> Result<Option<Vec<Service>>, ServicesError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ServicesError::Read(path.into(), e))?;
-    let file: File =
-        toml::from_str(&text).map_err(|e| ServicesError::Parse(path.into(), e.to_string()))?;
+pub fn load(path: &Path) -> Result<Option<Vec<Service>>, TableError> {
+    let (text, file): (String, File) = crate::tables::read(path)?;
     let Some(raws) = file.services else {
         return Ok(None);
     };
     let mut out: Vec<Service> = Vec::new();
     for spanned in raws {
-        let line = text[..spanned.span().start.min(text.len())]
-            .matches('\n')
-            .count()
-            + 1;
+        let line = crate::tables::line_of(&text, spanned.span());
         let raw = spanned.into_inner();
         let name = raw.name.clone();
-        let service = check(raw, &out).map_err(|why| ServicesError::Service {
-            file: path.into(),
-            line,
-            service: name,
-            why,
-        })?;
+        let service =
+            check(raw, &out).map_err(crate::tables::refused(path, line, "service", name))?;
         out.push(service);
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
