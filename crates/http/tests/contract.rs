@@ -1244,7 +1244,6 @@ async fn services_their_tokens_and_the_services_api() {
             token_hash: token.map(quorumhub_core::secrets::hash_token),
             oauth_redirect_uri: None,
             oauth_no_confirm: false,
-            environment: BTreeMap::new(),
             process: None,
             retired: false,
         }

@@ -221,6 +221,8 @@ pub enum ConfigError {
     Limits(String),
     #[error("{0}")]
     SecretFile(#[from] quorumhub_proto::secret_file::SecretFileError),
+    #[error("service {0:?} has the bootstrap admin token (--admin-token) as its api_token; give it a token of its own")]
+    ServiceHasAdminToken(String),
     /// A `[[roles]]`, `[[profiles]]` or `[[services]]` table.
     #[error(transparent)]
     Tables(#[from] crate::tables::TableError),
@@ -349,7 +351,7 @@ impl HubConfig {
             .services()?
             .unwrap_or_default()
             .into_iter()
-            .map(|s| s.name)
+            .map(|c| c.service.name)
             .collect();
         match &self.roles_file {
             None => Ok(None),
@@ -359,11 +361,25 @@ impl HubConfig {
 
     /// The configured services, checked; `None` without a services file
     /// (or with one that has no `services`).
-    pub fn services(&self) -> Result<Option<Vec<quorumhub_state::Service>>, ConfigError> {
-        match &self.services_file {
-            None => Ok(None),
-            Some(path) => Ok(crate::services::load(path)?),
+    pub fn services(&self) -> Result<Option<Vec<crate::services::Configured>>, ConfigError> {
+        let Some(path) = &self.services_file else {
+            return Ok(None);
+        };
+        let services = crate::services::load(path)?;
+        // The bootstrap admin token is resolved first: a service holding it
+        // would be the admin.
+        let admin = self
+            .admin_token
+            .as_deref()
+            .map(quorumhub_core::secrets::hash_token);
+        if let Some(c) = services
+            .iter()
+            .flatten()
+            .find(|c| admin.is_some() && c.service.token_hash == admin)
+        {
+            return Err(ConfigError::ServiceHasAdminToken(c.service.name.clone()));
         }
+        Ok(services)
     }
 
     /// The configured profiles, checked against the spawner; empty without

@@ -18,8 +18,12 @@ pub(crate) struct LeaderTurns {
 
 impl LeaderTurns {
     pub(crate) fn new(hub: &Hub, every: Duration, stop: watch::Receiver<bool>) -> LeaderTurns {
+        let mut tick = tokio::time::interval(every);
+        // A turn that ran long (a stop's grace) is not followed by a burst
+        // of catch-up turns.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         LeaderTurns {
-            tick: tokio::time::interval(every),
+            tick,
             metrics: hub.raft.metrics(),
             stop,
             was_leader: false,

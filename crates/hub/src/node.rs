@@ -290,10 +290,14 @@ pub(crate) fn spawn_replica_tasks(
     tokio::spawn(crate::bootstrap::run(hub.clone(), stop.clone()));
     tokio::spawn(crate::version::run(hub.clone(), stop.clone()));
     // Checked at start-up (`HubConfig::validate`).
+    let runner = quorumhub_spawner::ServiceRunner::new(hub.config.data_dir.join("services"));
+    tokio::spawn(crate::service_sync::janitor(
+        hub.clone(),
+        runner.clone(),
+        stop.clone(),
+    ));
     match hub.config.services() {
-        Ok(Some(services)) => {
-            let runner =
-                quorumhub_spawner::ServiceRunner::new(hub.config.data_dir.join("services"));
+        Ok(services) => {
             tokio::spawn(crate::service_sync::run(
                 hub.clone(),
                 services,
@@ -301,7 +305,6 @@ pub(crate) fn spawn_replica_tasks(
                 stop.clone(),
             ));
         }
-        Ok(None) => {}
         Err(e) => {
             tracing::error!(error = %e, "the services file changed since start-up; services not synced")
         }

@@ -151,6 +151,12 @@ fn check(raw: Raw, kind: SpawnerKind, before: &[Profile]) -> Result<Profile, Str
             ))
         }
     };
+    // Docker takes the limit as a signed 64-bit number.
+    if mem_limit.is_some_and(|m| m > i64::MAX as u64) {
+        return Err(
+            "mem_limit is larger than any machine's memory; give a size such as \"2G\"".into(),
+        );
+    }
     Ok(Profile {
         slug,
         display_name: raw.display_name,
@@ -220,6 +226,11 @@ mod tests {
                 "[[profiles]]\ndisplay_name = \"B\"\nmem_limit = \"lots\"\n",
                 Process,
                 "hub.toml:1: profile \"B\": mem_limit: \"lots\" is not a size: give bytes, or a number followed by K, M, G or T (e.g. \"512M\", \"2G\")",
+            ),
+            (
+                "[[profiles]]\ndisplay_name = \"B\"\nmem_limit = \"8388608T\"\n",
+                Process,
+                "hub.toml:1: profile \"B\": mem_limit is larger than any machine's memory; give a size such as \"2G\"",
             ),
             (
                 "[[profiles]]\ndisplay_name = \"B\"\ncpu_limit = 0\n",

@@ -12,6 +12,14 @@ use crate::tables::TableError;
 use quorumhub_state::Service;
 use serde::Deserialize;
 
+/// A configured service: what is replicated, and a managed service's
+/// environment, which is not (it may hold secrets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Configured {
+    pub service: Service,
+    pub environment: BTreeMap<String, String>,
+}
+
 /// A `[[services]]` table as written (JupyterHub's service keys).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,12 +54,12 @@ struct File {
 /// The services of the TOML file at `path` (its `[[services]]` tables;
 /// other keys are the replica's flags and are ignored here), each checked,
 /// sorted by name; `None` if the file has no `services` key.
-pub fn load(path: &Path) -> Result<Option<Vec<Service>>, TableError> {
+pub fn load(path: &Path) -> Result<Option<Vec<Configured>>, TableError> {
     let (text, file): (String, File) = crate::tables::read(path)?;
     let Some(raws) = file.services else {
         return Ok(None);
     };
-    let mut out: Vec<Service> = Vec::new();
+    let mut out: Vec<Configured> = Vec::new();
     for spanned in raws {
         let line = crate::tables::line_of(&text, spanned.span());
         let raw = spanned.into_inner();
@@ -60,7 +68,7 @@ pub fn load(path: &Path) -> Result<Option<Vec<Service>>, TableError> {
             check(raw, &out).map_err(crate::tables::refused(path, line, "service", name))?;
         out.push(service);
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out.sort_by(|a, b| a.service.name.cmp(&b.service.name));
     Ok(Some(out))
 }
 
@@ -86,11 +94,19 @@ fn check_url(url: &str) -> Result<String, String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
-fn check(raw: Raw, before: &[Service]) -> Result<Service, String> {
+fn check(raw: Raw, before: &[Configured]) -> Result<Configured, String> {
     quorumhub_state::validate_group_name(&raw.name)
         .map_err(|why| why.replacen("username", "service name", 1))?;
-    if before.iter().any(|s| s.name == raw.name) {
+    if before.iter().any(|c| c.service.name == raw.name) {
         return Err("defined twice; merge the two".into());
+    }
+    for k in raw.environment.keys() {
+        if k.is_empty() || k.contains(['=', '\0']) {
+            return Err(format!("environment: {k:?} is not a variable name"));
+        }
+    }
+    if raw.environment.values().any(|v| v.contains('\0')) {
+        return Err("environment values cannot contain NUL characters".into());
     }
     let url = raw.url.as_deref().map(check_url).transpose()?;
     let command = raw.command.unwrap_or_default();
@@ -111,6 +127,16 @@ fn check(raw: Raw, before: &[Service]) -> Result<Service, String> {
             return Err("api_token must be at least 16 printable characters without spaces (e.g. `openssl rand -hex 32`)".into());
         }
     }
+    let token_hash = token.as_deref().map(quorumhub_core::secrets::hash_token);
+    if let Some(other) = before
+        .iter()
+        .find(|c| token_hash.is_some() && c.service.token_hash == token_hash)
+    {
+        return Err(format!(
+            "has the same api_token as service {:?}; give each service its own",
+            other.service.name
+        ));
+    }
     if command.is_empty() && url.is_none() && token.is_none() {
         return Err("has no command (a managed service), url or api_token (an external one): it would do nothing".into());
     }
@@ -123,18 +149,20 @@ fn check(raw: Raw, before: &[Service]) -> Result<Service, String> {
             ));
         }
     }
-    Ok(Service {
-        name: raw.name,
-        url,
-        oauth_redirect_uri: raw.oauth_redirect_uri,
-        oauth_no_confirm: raw.oauth_no_confirm,
-        command,
-        display: raw.display,
-        info: raw.info,
-        token_hash: token.as_deref().map(quorumhub_core::secrets::hash_token),
+    Ok(Configured {
+        service: Service {
+            name: raw.name,
+            url,
+            oauth_redirect_uri: raw.oauth_redirect_uri,
+            oauth_no_confirm: raw.oauth_no_confirm,
+            command,
+            display: raw.display,
+            info: raw.info,
+            token_hash,
+            process: None,
+            retired: false,
+        },
         environment: raw.environment,
-        process: None,
-        retired: false,
     })
 }
 
@@ -142,7 +170,7 @@ fn check(raw: Raw, before: &[Service]) -> Result<Service, String> {
 mod tests {
     use super::*;
 
-    fn load_str(text: &str) -> Result<Option<Vec<Service>>, String> {
+    fn load_str(text: &str) -> Result<Option<Vec<Configured>>, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("hub.toml");
         std::fs::write(&path, text).expect("write");
@@ -158,7 +186,7 @@ mod tests {
             ("node_id = 1\n", "none"),
             (
                 "[[services]]\nname = \"culler\"\ncommand = [\"python3\", \"-m\", \"jupyterhub_idle_culler\"]\nenvironment = { TZ = \"UTC\" }\n\n[[services]]\nname = \"dash\"\nurl = \"http://10.0.0.5:9000/\"\napi_token = \"0123456789abcdef0123\"\ndisplay = false\n",
-                "culler managed url=None token=false display=true; dash external url=Some(\"http://10.0.0.5:9000\") token=true display=false",
+                "culler managed url=None token=false display=true env={\"TZ\": \"UTC\"}; dash external url=Some(\"http://10.0.0.5:9000\") token=true display=false env={}",
             ),
             (
                 "[[services]]\nname = \"a\"\ncommand = [\"x\"]\n[[services]]\nname = \"a\"\nurl = \"http://h:1\"\n",
@@ -175,6 +203,14 @@ mod tests {
             (
                 "[[services]]\nname = \"a\"\n",
                 "hub.toml:1: service \"a\": has no command (a managed service), url or api_token (an external one): it would do nothing",
+            ),
+            (
+                "[[services]]\nname = \"a\"\napi_token = \"0123456789abcdef0123\"\n[[services]]\nname = \"b\"\napi_token = \"0123456789abcdef0123\"\n",
+                "hub.toml:4: service \"b\": has the same api_token as service \"a\"; give each service its own",
+            ),
+            (
+                "[[services]]\nname = \"a\"\ncommand = [\"x\"]\nenvironment = { \"A=B\" = \"c\" }\n",
+                "hub.toml:1: service \"a\": environment: \"A=B\" is not a variable name",
             ),
             (
                 "[[services]]\nname = \"a\"\napi_token = \"short\"\n",
@@ -202,14 +238,16 @@ mod tests {
                 Ok(None) => "none".to_string(),
                 Ok(Some(list)) => list
                     .iter()
-                    .map(|s| {
+                    .map(|c| {
+                        let s = &c.service;
                         format!(
-                            "{} {} url={:?} token={} display={}",
+                            "{} {} url={:?} token={} display={} env={:?}",
                             s.name,
                             if s.managed() { "managed" } else { "external" },
                             s.url,
                             s.token_hash.is_some(),
-                            s.display
+                            s.display,
+                            c.environment
                         )
                     })
                     .collect::<Vec<_>>()

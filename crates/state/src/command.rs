@@ -371,6 +371,14 @@ pub enum Rejection {
     /// Log format 8.
     #[error("No such service: {name}")]
     NoSuchService { name: String },
+    /// Log format 8: a report about a copy of a managed service that is
+    /// not the recorded one.
+    #[error("report for an earlier copy of service {name} (generation {got}, current {current})")]
+    StaleServiceCopy {
+        name: String,
+        got: u64,
+        current: u64,
+    },
     /// Log format 8: another copy of the managed service is recorded.
     #[error("service {name} already runs (pid {pid} on {host})")]
     ServiceRunning {

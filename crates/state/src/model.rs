@@ -316,8 +316,10 @@ pub struct Group {
 
 /// A service (log format 8), as JupyterHub's `services` configuration has
 /// it: external (a URL and a token) or managed (a command the leader
-/// runs). The leader replicates its configuration (`SetServices`); a
-/// managed service's running copy is recorded in `process`.
+/// runs). The leader replicates its configuration (`SetServices`) but for
+/// a managed service's `environment`, which may hold secrets and stays in
+/// the replicas' configuration; a managed service's running copy is
+/// recorded in `process`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Service {
     pub name: String,
@@ -345,9 +347,6 @@ pub struct Service {
     /// JupyterHub's `oauth_no_confirm`: users are not asked to confirm.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub oauth_no_confirm: bool,
-    /// A managed service's environment, from the configuration.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub environment: BTreeMap<String, String>,
     /// Set by the state: the running copy of a managed service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<ServiceProcess>,

@@ -28,34 +28,55 @@ impl HubState {
                 });
             }
             let mut s = s.clone();
-            // What only the state sets.
+            // What only the state sets. A running copy stays recorded while
+            // the service stays managed with the same command and URL; a
+            // changed one is dropped (its token with it), and the leader
+            // starts one as now configured.
             s.retired = false;
             s.process = self
                 .services
                 .get(&s.name)
+                .filter(|old| old.command == s.command && old.url == s.url)
                 .and_then(|old| old.process.clone())
                 .filter(|_| s.managed());
             next.insert(s.name.clone(), s);
         }
-        // A removed (or no longer managed) service whose copy runs stays,
-        // retired, until the leader has stopped that copy.
+        // A removed service whose copy runs stays, retired, until the
+        // leader has stopped that copy; one that became external keeps the
+        // record of its old copy until then. (A copy whose command or URL
+        // changed is simply dropped above: its token goes at once, and the
+        // replica on its host stops it.)
+        let mut gone_clients = Vec::new();
         for (name, old) in &self.services {
+            if !next.contains_key(name) && !old.retired {
+                gone_clients.push(old.oauth_client_id());
+            }
             let Some(p) = &old.process else { continue };
-            let kept = next.get(name).is_some_and(|s| s.process.is_some());
-            if !kept {
-                let mut retired = old.clone();
-                retired.retired = true;
-                retired.process = Some(p.clone());
-                retired.url = None;
-                match next.get_mut(name) {
-                    // Now external: the configured service wins, the old
-                    // copy still has to go.
-                    Some(s) => s.process = Some(p.clone()),
-                    None => {
-                        next.insert(name.clone(), retired);
-                    }
+            match next.get_mut(name) {
+                Some(s) if !s.managed() => s.process = Some(p.clone()),
+                Some(_) => {}
+                None => {
+                    let mut retired = old.clone();
+                    retired.retired = true;
+                    retired.url = None;
+                    next.insert(name.clone(), retired);
                 }
             }
+        }
+        // JupyterHub deletes a removed service's OAuth client, and with it
+        // the tokens users gave it.
+        let revoked: Vec<String> = self
+            .tokens
+            .values()
+            .filter(|t| {
+                t.client_id
+                    .as_ref()
+                    .is_some_and(|c| gone_clients.contains(c))
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        for id in revoked {
+            self.remove_token(&id);
         }
         let mut events = Vec::new();
         for old in self.services.values() {
@@ -127,8 +148,8 @@ impl HubState {
         match &s.process {
             Some(p) if p.generation == generation => {}
             other => {
-                return Err(Rejection::StaleGeneration {
-                    user: name.to_string(),
+                return Err(Rejection::StaleServiceCopy {
+                    name: name.to_string(),
                     got: generation,
                     current: other.as_ref().map_or(0, |p| p.generation),
                 })

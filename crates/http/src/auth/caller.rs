@@ -210,9 +210,10 @@ impl FromRequestParts<super::HttpState> for Caller {
                 tracing::info!("refused a request with an unknown or expired token");
                 missing()
             })?;
-        // A service is admitted as itself, never as a user of its name.
+        // A service is admitted as itself, never as a user: no user name
+        // contains `/`.
         let writer = if caller.service {
-            format!("service:{}", caller.name)
+            format!("service/{}", caller.name)
         } else {
             caller.name.clone()
         };

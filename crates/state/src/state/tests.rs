@@ -1381,7 +1381,6 @@ fn service(name: &str, url: Option<&str>, command: &[&str], token_hash: Option<&
         token_hash: token_hash.map(str::to_string),
         oauth_redirect_uri: None,
         oauth_no_confirm: false,
-        environment: BTreeMap::new(),
         process: None,
         retired: false,
     }
@@ -1439,7 +1438,7 @@ fn services_are_replaced_whole_and_a_managed_one_has_one_copy() {
         4 service_started: REJECTED No such service: dash 
         5 service_started: REJECTED No such service: nobody 
         6 set_services: done 
-        7 service_stopped: REJECTED report for an earlier spawn of culler's server (generation 99, current 2) 
+        7 service_stopped: REJECTED report for an earlier copy of service culler (generation 99, current 2) 
         8 service_stopped: done 
         9 service_started: done 
     "#]]
@@ -1458,26 +1457,65 @@ fn services_are_replaced_whole_and_a_managed_one_has_one_copy() {
     );
     assert_eq!(HubState::decode(&state.encode()).expect("decodes"), state);
 
+    // A changed command drops the recorded copy (and its token): the
+    // leader starts one as now configured.
+    let changed = || Command::SetServices {
+        services: vec![
+            service("culler", None, &["cull", "--every=30"], None),
+            service("dash", Some("http://10.0.0.5:9000"), &[], Some("dash-hash")),
+        ],
+    };
+    let mut oauth = token("alice", "alice-dash-oauth");
+    oauth.client_id = Some("service-dash".into());
+    let transcript = run(
+        &mut state,
+        vec![
+            changed(),
+            service_started("culler", 47, "copy-6"),
+            create("alice"),
+            Command::CreateToken { token: oauth },
+        ],
+    );
+    expect![[r#"
+        10 set_services: done 
+        11 service_started: done 
+        12 create_user: user alice admin=false 
+        13 create_token: token a1 
+    "#]]
+    .assert_eq(&transcript);
+    assert_eq!(by(&state, "copy-5"), None, "the old copy's token went");
+    assert_eq!(by(&state, "copy-6").as_deref(), Some("culler"));
+
     // Removed from the configuration while its copy runs: retired, hidden,
-    // no new copy, gone once the copy is stopped.
+    // no new copy, gone once the copy is stopped; a removed service's OAuth
+    // tokens go with its client.
     let transcript = run(
         &mut state,
         vec![
             Command::SetServices { services: vec![] },
-            service_started("culler", 47, "copy-6"),
+            service_started("culler", 48, "copy-7"),
             service_stopped("culler", 9),
+            service_stopped("culler", 11),
         ],
     );
     expect![[r#"
-        10 set_services: done -/services/dash/
-        11 service_started: REJECTED No such service: culler 
-        12 service_stopped: done 
+        14 set_services: done -/services/dash/
+        15 service_started: REJECTED No such service: culler 
+        16 service_stopped: REJECTED report for an earlier copy of service culler (generation 9, current 11) 
+        17 service_stopped: done 
     "#]]
     .assert_eq(&transcript);
     assert!(state.services.is_empty());
-    assert_eq!(by(&state, "copy-5"), None);
+    assert_eq!(by(&state, "copy-6"), None);
     assert_eq!(by(&state, "dash-hash"), None);
     assert!(state.routes.is_empty());
+    assert!(
+        state
+            .tokens
+            .values()
+            .all(|t| t.client_id.as_deref() != Some("service-dash")),
+        "the removed service's OAuth tokens are revoked"
+    );
     for c in [
         both(),
         service_started("a", 1, "x"),
