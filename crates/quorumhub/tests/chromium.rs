@@ -124,6 +124,11 @@ async fn sign_in(c: &Client, base: &str, user: &str, password: &str) {
     c.goto(&format!("{base}/hub/login"))
         .await
         .expect("login page");
+    fill_login(c, user, password).await;
+}
+
+/// Type `user` and `password` into the login form on the page and send it.
+async fn fill_login(c: &Client, user: &str, password: &str) {
     wait_for(c, "#username")
         .await
         .send_keys(user)
@@ -335,15 +340,7 @@ async fn pages_in_a_real_browser() {
 /// is refused by the hub.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huboauth_service_through_the_proxy_in_a_real_browser() {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/jupyter-venv");
-    let python = std::env::var("QH_JUPYTER_VENV")
-        .map(|v| PathBuf::from(v).join("bin/python"))
-        .unwrap_or_else(|_| venv.join("bin/python"));
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/jupyter-venv.sh",
-        python.display()
-    );
+    let python = common::venv_bin("python");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/services/whoami_oauth.py");
     let port = quorumhub_testkit::free_port();
     let conf = tempfile::tempdir().expect("tempdir");
@@ -403,24 +400,7 @@ async fn a_huboauth_service_through_the_proxy_in_a_real_browser() {
         // Not signed in: the provider sends the browser to the login page.
         wait_for(&b, "#username").await;
         assert_eq!(b.current_url().await.expect("url").path(), "/hub/login");
-        b.find(Locator::Css("#username"))
-            .await
-            .expect("user")
-            .send_keys("alice")
-            .await
-            .expect("type");
-        b.find(Locator::Css("#password"))
-            .await
-            .expect("pw")
-            .send_keys("alice-password")
-            .await
-            .expect("type");
-        b.find(Locator::Css("button[type=submit]"))
-            .await
-            .expect("button")
-            .click()
-            .await
-            .expect("click");
+        fill_login(&b, "alice", "alice-password").await;
         // A service asks for consent (no oauth_no_confirm).
         wait_for(&b, "#authorize").await;
         assert!(text_of(&b, "main").await.contains("The service whoami"));

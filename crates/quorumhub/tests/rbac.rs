@@ -33,17 +33,7 @@ async fn call(
 /// The real jupyterhub-idle-culler stops an idle server through the API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_idle_culler_stops_an_idle_server() {
-    let venv = std::env::var("QH_JUPYTER_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/jupyter-venv")
-        });
-    let culler = venv.join("bin/jupyterhub-idle-culler");
-    assert!(
-        culler.exists(),
-        "{} is missing: run scripts/jupyter-venv.sh",
-        culler.display()
-    );
+    let culler = common::venv_bin("jupyterhub-idle-culler");
     let mut c = common::start(3, &[]).await;
     c.start_proxy_ready().await;
     c.wait_cluster_version(quorumhub_state::LOG_FORMAT_VERSION, Duration::from_secs(10))
@@ -467,17 +457,7 @@ async fn wait_culled(c: &common::Cluster, user: &str, limit: Duration) {
 /// second one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_idle_culler_as_a_managed_service_survives_a_leader_kill_without_running_twice() {
-    let venv = std::env::var("QH_JUPYTER_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/jupyter-venv")
-        });
-    let culler = venv.join("bin/jupyterhub-idle-culler");
-    assert!(
-        culler.exists(),
-        "{} is missing: run scripts/jupyter-venv.sh",
-        culler.display()
-    );
+    let culler = common::venv_bin("jupyterhub-idle-culler");
     let conf = tempfile::tempdir().expect("tempdir");
     let file = conf.path().join("hub.toml");
     std::fs::write(

@@ -14,21 +14,27 @@ pub fn exe() -> PathBuf {
 
 pub type Cluster = quorumhub_testkit::Cluster;
 
-/// The real `jupyterhub-singleuser`, where scripts/jupyter-venv.sh installs
-/// jupyterhub and JupyterLab (or `QH_JUPYTER_VENV`).
-pub fn singleuser() -> PathBuf {
+/// The program `name` of the Jupyter venv (scripts/jupyter-venv.sh
+/// installs jupyterhub, JupyterLab and the idle culler there, or
+/// `QH_JUPYTER_VENV` names another one).
+pub fn venv_bin(name: &str) -> PathBuf {
     let venv = std::env::var("QH_JUPYTER_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/jupyter-venv")
         });
-    let exe = venv.join("bin/jupyterhub-singleuser");
+    let exe = venv.join("bin").join(name);
     assert!(
         exe.exists(),
         "{} is missing: run scripts/jupyter-venv.sh (or set QH_JUPYTER_VENV)",
         exe.display()
     );
     exe
+}
+
+/// The real `jupyterhub-singleuser`.
+pub fn singleuser() -> PathBuf {
+    venv_bin("jupyterhub-singleuser")
 }
 
 /// Start `n` replicas of this build's binary.
