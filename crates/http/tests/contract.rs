@@ -1113,8 +1113,8 @@ async fn profiles_the_options_form_and_the_spawn_limits() {
         profile("gpu", "GPU", true),
     ]);
     let limits = Limits {
-        concurrent_spawn_limit: 2,
-        active_server_limit: 3,
+        concurrent_spawn_limit: 3,
+        active_server_limit: 4,
         ..Limits::default()
     };
     let (router, cluster) = replica_with(limits, profiles, Duration::from_millis(20)).await;
@@ -1151,6 +1151,11 @@ async fn profiles_the_options_form_and_the_spawn_limits() {
         @alice POST /hub/spawn/bob form:profile=small&_xsrf=$XSRF
         @alice POST /hub/spawn form:profile=small&_xsrf=$XSRF
         @alice GET /hub/spawn
+        @alice GET /hub/spawn/alice/lab
+        @alice POST /hub/spawn/alice/lab?next=/user/alice/lab/tree form:profile=gpu&_xsrf=$XSRF
+        @alice GET /hub/spawn-pending/alice/lab
+        @alice GET /hub/spawn/alice/.hidden
+        @alice GET /hub/spawn/bob/lab
         admin POST /hub/api/users/bob/server {"user_options": {"profile": "gpu", "image": "kept, not used"}}
         admin POST /hub/api/users/carol/server
         admin GET /hub/api/users/carol/server
@@ -1170,6 +1175,11 @@ async fn profiles_the_options_form_and_the_spawn_limits() {
         @alice POST /hub/spawn/bob form:profile=small&_xsrf=$XSRF → 403 page "403 · quorumhub": You may not start bob&#x27;s server.
         @alice POST /hub/spawn form:profile=small&_xsrf=$XSRF → 302 to /hub/spawn-pending/alice
         @alice GET /hub/spawn → 302 to /hub/spawn-pending/alice
+        @alice GET /hub/spawn/alice/lab → 200 page "Server options · quorumhub"
+        @alice POST /hub/spawn/alice/lab?next=/user/alice/lab/tree form:profile=gpu&_xsrf=$XSRF → 302 to /hub/spawn-pending/alice/lab?next=%2Fuser%2Falice%2Flab%2Ftree
+        @alice GET /hub/spawn-pending/alice/lab → 200 page "Starting · quorumhub"
+        @alice GET /hub/spawn/alice/.hidden → 400 page "400 · quorumhub": Invalid server name &quot;.hidden&quot;: server name must not start with &#x27;.&#x27; or &#x27;-&#x27;
+        @alice GET /hub/spawn/bob/lab → 403 page "403 · quorumhub": You may not start bob&#x27;s server.
         admin POST /hub/api/users/bob/server {"user_options": {"profile": "gpu", "image": "kept, not used"}} → 202 
         admin POST /hub/api/users/carol/server → 429 Too many users trying to log in right now. Try again in … seconds.
         admin GET /hub/api/users/carol/server → 200 {"display_name":"","full_name":"carol/","full_progress_url":null,"full_url":null,"last_activity":null,"name":"","pending":null,"progress_url":"/hub/api/users/carol/server/progress","ready":false,"started":null,"stopped":true,"url":"/user/carol/","user_options":{}}
@@ -1181,6 +1191,12 @@ async fn profiles_the_options_form_and_the_spawn_limits() {
     assert_eq!(
         options("alice"),
         Some(serde_json::json!({"profile": "small"}))
+    );
+    assert_eq!(
+        c.read(|s: &quorumhub_state::HubState| {
+            s.server("alice", "lab").map(|sv| sv.user_options.clone())
+        }),
+        Some(serde_json::json!({"profile": "gpu"}))
     );
     assert_eq!(
         options("bob"),

@@ -40,6 +40,30 @@ pub fn stop_reason(s: &HubState, user: &str, server: &str, generation: u64) -> O
         .map(|r| r.reason.clone())
 }
 
+/// JupyterHub's `named_server_limit_per_user`: the refusal (its message,
+/// answered with 400) of a new named server `server` of `user` past
+/// `limit` named servers that exist, running or stopped, other than
+/// `server` itself; `None` if it may be created.
+pub fn named_limit_refusal(s: &HubState, user: &str, server: &str, limit: usize) -> Option<String> {
+    if server.is_empty() {
+        return None;
+    }
+    let u = s.user(user)?;
+    let exists = u.servers.contains_key(server) || u.stopped.contains_key(server);
+    let named = u
+        .servers
+        .keys()
+        .chain(u.stopped.keys())
+        .filter(|k| !k.is_empty())
+        .count();
+    (!exists && named >= limit).then(|| {
+        format!(
+            "User {user} already has the maximum of {limit} named servers.  One must be \
+             deleted before a new server can be created (--named-server-limit-per-user)"
+        )
+    })
+}
+
 /// Ask for a spawn; its generation once recorded. `user_options` `null`
 /// reuses the server's last options (log format 7); a `display_name`
 /// needs log format 7. `limits` (JupyterHub's spawn limits) are checked

@@ -111,24 +111,14 @@ fn check_display_name(name: &str) -> Result<(), ApiError> {
         .map_err(|why| bad(format!("Invalid display_name: {why}")))
 }
 
-/// JupyterHub's `named_server_limit_per_user`: named servers that exist,
-/// running or not, other than `server` itself (400, JupyterHub's answer).
+/// JupyterHub's `named_server_limit_per_user` (400, JupyterHub's answer),
+/// after a read barrier.
 async fn check_named_limit(hub: &Ctx, user: &str, server: &str) -> Result<(), ApiError> {
     let limit = hub.config.limits.named_server_limit_per_user;
     hub.linearize().await?;
-    let named = hub.read(|s| {
-        s.user(user).map(|u| {
-            let exists = u.servers.contains_key(server) || u.stopped.contains_key(server);
-            let n = u.servers.keys().chain(u.stopped.keys());
-            (exists, n.filter(|k| !k.is_empty()).count())
-        })
-    });
-    match named {
-        Some((false, n)) if n >= limit => Err(bad(format!(
-            "User {user} already has the maximum of {limit} named servers.  One must be \
-             deleted before a new server can be created (--named-server-limit-per-user)"
-        ))),
-        _ => Ok(()),
+    match hub.read(|s| servers::named_limit_refusal(s, user, server, limit)) {
+        Some(message) => Err(bad(message)),
+        None => Ok(()),
     }
 }
 

@@ -36,7 +36,15 @@ pub fn router() -> Router<HttpState> {
             get(pages::spawn_for).post(pages::spawn_for_form),
         )
         .route("/hub/stop", post(pages::stop_own))
+        .route(
+            "/hub/spawn/{user}/{server}",
+            get(pages::spawn_named).post(pages::spawn_named_form),
+        )
         .route("/hub/spawn-pending/{user}", get(pages::spawn_pending))
+        .route(
+            "/hub/spawn-pending/{user}/{server}",
+            get(pages::spawn_pending_named),
+        )
         .route("/hub/oidc/login", get(oidc::start))
         .route("/hub/oauth_callback", get(oidc::callback))
         .route("/hub/admin", get(admin::admin))

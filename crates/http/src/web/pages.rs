@@ -263,6 +263,7 @@ pub(crate) async fn home(State(hub): State<Arc<Ctx>>, headers: HeaderMap) -> Res
         context! {
             user => login.user, admin => admin, server => state, pending => pending, url => url,
             xsrf => xsrf, named => named, services => services,
+            with_options => !hub.config.profiles.is_empty(),
         },
     );
     if let Some(c) = set {
@@ -277,7 +278,7 @@ pub(crate) async fn spawn_own(State(hub): State<Arc<Ctx>>, headers: HeaderMap) -
         Err(r) => return r,
     };
     let user = login.user.clone();
-    spawn(&hub, &headers, &login, &user, "/hub/spawn").await
+    spawn(&hub, &headers, &login, &user, DEFAULT_SERVER, "/hub/spawn").await
 }
 
 /// The options form's answer for one's own server.
@@ -291,12 +292,26 @@ pub(crate) async fn spawn_own_form(
         Err(r) => return r,
     };
     let user = login.user.clone();
-    spawn_posted(&hub, &headers, &login, &user, "/hub/spawn", form).await
+    spawn_posted(
+        &hub,
+        &headers,
+        &login,
+        &user,
+        DEFAULT_SERVER,
+        "/hub/spawn",
+        form,
+    )
+    .await
 }
 
-/// Where the options form of `user`'s server posts to, `next` kept.
-fn spawn_for_action(user: &str, next: Option<&str>) -> String {
+/// Where the options form of `user`'s server `server` posts to, `next`
+/// kept.
+fn spawn_for_action(user: &str, server: &str, next: Option<&str>) -> String {
     let mut action = format!("/hub/spawn/{}", quorumhub_state::ids::url_escape_path(user));
+    if !server.is_empty() {
+        action += "/";
+        action += &quorumhub_state::ids::url_escape_path(server);
+    }
     if let Some(next) = next {
         action += "?next=";
         action.extend(url::form_urlencoded::byte_serialize(next.as_bytes()));
@@ -304,12 +319,25 @@ fn spawn_for_action(user: &str, next: Option<&str>) -> String {
     action
 }
 
-/// After a start from `/hub/spawn/{user}?next=...`: to the pending page,
-/// which goes on to `next`.
-fn with_next(r: Response, user: &str, next: Option<&str>) -> Response {
+/// The pending page of `user`'s server `server`.
+fn pending_url(user: &str, server: &str) -> String {
+    if server.is_empty() {
+        format!("/hub/spawn-pending/{user}")
+    } else {
+        format!(
+            "/hub/spawn-pending/{user}/{}",
+            quorumhub_state::ids::url_escape_path(server)
+        )
+    }
+}
+
+/// After a start from `/hub/spawn/{user}[/{server}]?next=...`: to the
+/// pending page, which goes on to `next`.
+fn with_next(r: Response, user: &str, server: &str, next: Option<&str>) -> Response {
     match safe_next(next) {
         Some(next) if r.status() == StatusCode::FOUND => redirect(&format!(
-            "/hub/spawn-pending/{user}?next={}",
+            "{}?next={}",
+            pending_url(user, server),
             url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
         )),
         _ => r,
@@ -322,14 +350,50 @@ pub(crate) async fn spawn_for(
     Path(raw): Path<String>,
     Query(q): Query<NextQuery>,
 ) -> Response {
-    let user = normalize_username(&raw);
-    let login = match require_login(&hub, &headers, &format!("/hub/spawn/{user}")).await {
+    spawn_page(&hub, &headers, &raw, DEFAULT_SERVER, q).await
+}
+
+/// `GET /hub/spawn/{user}/{server}`: a named server (JupyterHub's spawn
+/// page for it).
+pub(crate) async fn spawn_named(
+    State(hub): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    Path((raw, server)): Path<(String, String)>,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    spawn_page(&hub, &headers, &raw, &server, q).await
+}
+
+/// A server name outside the rule: a 400 page saying why.
+fn bad_server_name(server: &str, login: &Login) -> Option<Response> {
+    let why = quorumhub_state::validate_server_name(server).err()?;
+    Some(error_page(
+        StatusCode::BAD_REQUEST,
+        &format!("Invalid server name {server:?}: {why}"),
+        "Go back to the home page.",
+        Some(&login.user),
+    ))
+}
+
+async fn spawn_page(
+    hub: &Ctx,
+    headers: &HeaderMap,
+    raw: &str,
+    server: &str,
+    q: NextQuery,
+) -> Response {
+    let user = normalize_username(raw);
+    let here = spawn_for_action(&user, server, None);
+    let login = match require_login(hub, headers, &here).await {
         Ok(l) => l,
         Err(r) => return r,
     };
+    if let Some(r) = bad_server_name(server, &login).filter(|_| !server.is_empty()) {
+        return r;
+    }
     // Starting someone else's server by a link from another site: refused.
-    if login.user != user && cross_site(&headers) {
-        tracing::info!(user = %login.user, target = %user, "refused a cross-site spawn");
+    if login.user != user && cross_site(headers) {
+        tracing::info!(user = %login.user, target = %user, server, "refused a cross-site spawn");
         return error_page(
             StatusCode::FORBIDDEN,
             &format!("A link from another site asked to start {user}'s server."),
@@ -338,9 +402,9 @@ pub(crate) async fn spawn_for(
         );
     }
     let next = safe_next(q.next.as_deref());
-    let action = spawn_for_action(&user, next.as_deref());
-    let r = spawn(&hub, &headers, &login, &user, &action).await;
-    with_next(r, &user, next.as_deref())
+    let action = spawn_for_action(&user, server, next.as_deref());
+    let r = spawn(hub, headers, &login, &user, server, &action).await;
+    with_next(r, &user, server, next.as_deref())
 }
 
 /// The options form's answer for `user`'s server.
@@ -351,27 +415,47 @@ pub(crate) async fn spawn_for_form(
     Query(q): Query<NextQuery>,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
-    let user = normalize_username(&raw);
-    let login = match require_login(&hub, &headers, &format!("/hub/spawn/{user}")).await {
+    spawn_form_answer(&hub, &headers, &raw, DEFAULT_SERVER, q, form).await
+}
+
+/// The options form's answer for `user`'s named server `server`.
+pub(crate) async fn spawn_named_form(
+    State(hub): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    Path((raw, server)): Path<(String, String)>,
+    Query(q): Query<NextQuery>,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    spawn_form_answer(&hub, &headers, &raw, &server, q, form).await
+}
+
+async fn spawn_form_answer(
+    hub: &Ctx,
+    headers: &HeaderMap,
+    raw: &str,
+    server: &str,
+    q: NextQuery,
+    form: Result<Form<HashMap<String, String>>, FormRejection>,
+) -> Response {
+    let user = normalize_username(raw);
+    let here = spawn_for_action(&user, server, None);
+    let login = match require_login(hub, headers, &here).await {
         Ok(l) => l,
         Err(r) => return r,
     };
+    if let Some(r) = bad_server_name(server, &login).filter(|_| !server.is_empty()) {
+        return r;
+    }
     let next = safe_next(q.next.as_deref());
-    let action = spawn_for_action(&user, next.as_deref());
-    let r = spawn_posted(&hub, &headers, &login, &user, &action, form).await;
-    with_next(r, &user, next.as_deref())
+    let action = spawn_for_action(&user, server, next.as_deref());
+    let r = spawn_posted(hub, headers, &login, &user, server, &action, form).await;
+    with_next(r, &user, server, next.as_deref())
 }
 
-/// Whether `login` may start and stop `user`'s servers.
-fn may_manage(hub: &Ctx, login: &Login, user: &str) -> bool {
+/// Whether `login` may start and stop `user`'s server `server`.
+fn may_manage(hub: &Ctx, login: &Login, user: &str, server: &str) -> bool {
     hub.read(|s| scopes::of_user_in(s, &login.user, false))
-        .allows(
-            "servers",
-            Resource::Server {
-                user,
-                name: DEFAULT_SERVER,
-            },
-        )
+        .allows("servers", Resource::Server { user, name: server })
 }
 
 /// `Sec-Fetch-Site` says the request came from another site.
@@ -409,13 +493,14 @@ async fn spawn(
     headers: &HeaderMap,
     login: &Login,
     user: &str,
+    server: &str,
     action: &str,
 ) -> Response {
-    if !may_manage(hub, login, user) {
+    if !may_manage(hub, login, user, server) {
         return may_not_start(login, user);
     }
     // require_login passed the read barrier.
-    let active = hub.read(|s| s.server(user, DEFAULT_SERVER).is_some());
+    let active = hub.read(|s| s.server(user, server).is_some());
     if !hub.config.profiles.is_empty() && !active {
         if session::from_script(headers) {
             return script_refused();
@@ -425,18 +510,21 @@ async fn spawn(
             .profiles
             .default_profile()
             .map(|p| p.slug.clone());
-        return options_form(hub, headers, login, user, action, chosen, None);
+        return options_form(hub, headers, login, user, server, action, chosen, None);
     }
-    start(hub, login, user, serde_json::Value::Null).await
+    start(hub, login, user, server, serde_json::Value::Null).await
 }
 
 /// The options form (JupyterHub's spawn page), with the profile `chosen`
 /// checked and, after a refused answer, why (status 400).
+// The page's parts, as the handlers have them.
+#[allow(clippy::too_many_arguments)]
 fn options_form(
     hub: &Ctx,
     headers: &HeaderMap,
     login: &Login,
     user: &str,
+    server: &str,
     action: &str,
     chosen: Option<String>,
     error: Option<String>,
@@ -463,7 +551,7 @@ fn options_form(
         status,
         "spawn.html",
         context! {
-            user => login.user, target => user, action => action, xsrf => xsrf,
+            user => login.user, target => user, server => server, action => action, xsrf => xsrf,
             profiles => profiles, chosen => chosen, error => error,
         },
     );
@@ -480,6 +568,7 @@ async fn spawn_posted(
     headers: &HeaderMap,
     login: &Login,
     user: &str,
+    server: &str,
     action: &str,
     form: Result<Form<HashMap<String, String>>, FormRejection>,
 ) -> Response {
@@ -506,7 +595,7 @@ async fn spawn_posted(
             Some(&login.user),
         );
     }
-    if !may_manage(hub, login, user) {
+    if !may_manage(hub, login, user, server) {
         return may_not_start(login, user);
     }
     // KubeSpawner's `options_from_form`: the chosen profile's slug.
@@ -526,19 +615,38 @@ async fn spawn_posted(
             headers,
             login,
             user,
+            server,
             action,
             chosen,
             Some(e.to_string()),
         );
     }
-    start(hub, login, user, options).await
+    start(hub, login, user, server, options).await
 }
 
-/// Ask for the start and send the browser to the pending page.
-async fn start(hub: &Ctx, login: &Login, user: &str, options: serde_json::Value) -> Response {
-    let pending = format!("/hub/spawn-pending/{user}");
+/// Ask for the start (a new named server within
+/// `--named-server-limit-per-user`) and send the browser to the pending
+/// page.
+async fn start(
+    hub: &Ctx,
+    login: &Login,
+    user: &str,
+    server: &str,
+    options: serde_json::Value,
+) -> Response {
+    let pending = pending_url(user, server);
+    let limit = hub.config.limits.named_server_limit_per_user;
+    // require_login passed the read barrier.
+    if let Some(message) = hub.read(|s| servers::named_limit_refusal(s, user, server, limit)) {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            &message,
+            "Delete one of your named servers from the home page first.",
+            Some(&login.user),
+        );
+    }
     let limits = hub.config.limits.spawn_limits();
-    match servers::ensure_spawning(hub, user, DEFAULT_SERVER, options, limits).await {
+    match servers::ensure_spawning(hub, user, server, options, limits).await {
         Ok(()) => redirect(&pending),
         Err(e) => op_error_page(e, Some(&login.user), &pending),
     }
@@ -579,13 +687,33 @@ pub(crate) async fn spawn_pending(
     Path(raw): Path<String>,
     Query(q): Query<NextQuery>,
 ) -> Response {
-    let user = normalize_username(&raw);
-    let here = format!("/hub/spawn-pending/{user}");
-    let login = match require_login(&hub, &headers, &here).await {
+    pending_page(&hub, &headers, &raw, DEFAULT_SERVER, q).await
+}
+
+/// `GET /hub/spawn-pending/{user}/{server}`: a named server's.
+pub(crate) async fn spawn_pending_named(
+    State(hub): State<Arc<Ctx>>,
+    headers: HeaderMap,
+    Path((raw, server)): Path<(String, String)>,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    pending_page(&hub, &headers, &raw, &server, q).await
+}
+
+async fn pending_page(
+    hub: &Ctx,
+    headers: &HeaderMap,
+    raw: &str,
+    server: &str,
+    q: NextQuery,
+) -> Response {
+    let user = normalize_username(raw);
+    let here = pending_url(&user, server);
+    let login = match require_login(hub, headers, &here).await {
         Ok(l) => l,
         Err(r) => return r,
     };
-    if !may_manage(&hub, &login, &user) {
+    if !may_manage(hub, &login, &user, server) {
         return error_page(
             StatusCode::NOT_FOUND,
             &format!("No server of {user} that you may see."),
@@ -594,11 +722,19 @@ pub(crate) async fn spawn_pending(
         );
     }
     // require_login passed the read barrier.
-    let url = quorumhub_state::Route::prefix_for(&user, DEFAULT_SERVER);
+    let url = quorumhub_state::Route::prefix_for(&user, server);
     let next = safe_next(q.next.as_deref()).unwrap_or_else(|| url.clone());
-    let key = session::cookie_key(&hub).unwrap_or_default();
-    let (xsrf, set) = session::xsrf_token(&key, &headers, secure(&hub), &login.session);
-    let mut r = match hub.read(|s| s.server(&user, DEFAULT_SERVER).map(|sv| sv.phase)) {
+    let key = session::cookie_key(hub).unwrap_or_default();
+    let (xsrf, set) = session::xsrf_token(&key, headers, secure(hub), &login.session);
+    let progress = if server.is_empty() {
+        format!("/hub/api/users/{user}/server/progress")
+    } else {
+        format!(
+            "/hub/api/users/{user}/servers/{}/progress",
+            quorumhub_state::ids::url_escape_path(server)
+        )
+    };
+    let mut r = match hub.read(|s| s.server(&user, server).map(|sv| sv.phase)) {
         Some(Phase::Running) => redirect(&next),
         Some(_) => page(
             StatusCode::OK,
@@ -607,7 +743,7 @@ pub(crate) async fn spawn_pending(
                 user => login.user,
                 url => here,
                 next => next,
-                progress_url => format!("/hub/api/users/{user}/server/progress?_xsrf={xsrf}"),
+                progress_url => format!("{progress}?_xsrf={xsrf}"),
             },
         ),
         None => error_page(
