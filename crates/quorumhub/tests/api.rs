@@ -585,13 +585,20 @@ async fn named_server_and_session_quotas() {
 }
 
 /// The environment of the running process whose `JUPYTERHUB_USER` is
-/// `user` (the server the process spawner started), as `KEY=value` lines.
-fn server_environ(user: &str) -> Option<Vec<String>> {
+/// `user` and whose working directory is inside `root` (the server this
+/// test's process spawner started, not another test's), as `KEY=value`
+/// lines.
+fn server_environ(root: &std::path::Path, user: &str) -> Option<Vec<String>> {
     let needle = format!("JUPYTERHUB_USER={user}");
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let inside =
+            std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(root));
         let Ok(raw) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
+        if !inside {
+            continue;
+        }
         let vars: Vec<String> = raw
             .split(|b| *b == 0)
             .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -684,12 +691,12 @@ async fn profiles_shape_the_server_and_the_active_limit_refuses_past_it() {
     let pa = ready("pa").await;
     assert_eq!(pa["servers"][""]["user_options"]["profile"], "ml");
     ready("pb").await;
-    let env = server_environ("pa").expect("pa's server process");
+    let env = server_environ(c.dir.path(), "pa").expect("pa's server process");
     for want in ["COURSE=ml-101", "MEM_LIMIT=2147483648", "CPU_LIMIT=2"] {
         assert!(env.iter().any(|v| v == want), "{want} not in {env:?}");
     }
     // The default profile ("plain") changes nothing.
-    let env = server_environ("pb").expect("pb's server process");
+    let env = server_environ(c.dir.path(), "pb").expect("pb's server process");
     assert!(
         !env.iter()
             .any(|v| v.starts_with("COURSE=") || v.starts_with("MEM_LIMIT=")),

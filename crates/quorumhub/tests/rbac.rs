@@ -18,8 +18,20 @@ async fn call(
     token: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
+    call_on(c, 1, method, path, token, body).await
+}
+
+/// As [`call`], through replica `node`.
+async fn call_on(
+    c: &common::Cluster,
+    node: u64,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
     let mut req = client()
-        .request(method, c.url(1, path))
+        .request(method, c.url(node, path))
         .header("Authorization", format!("token {token}"));
     if let Some(b) = body {
         req = req.json(&b);
@@ -385,10 +397,11 @@ fn processes_under(root: &std::path::Path, needle: &str) -> Vec<u32> {
     out
 }
 
-/// Start `user`'s server and wait until it is ready.
-async fn start_ready(c: &common::Cluster, user: &str) {
-    let (s, _) = call(
+/// Start `user`'s server through replica `node` and wait until it is ready.
+async fn start_ready(c: &common::Cluster, node: u64, user: &str) {
+    let (s, _) = call_on(
         c,
+        node,
         Method::POST,
         &format!("/hub/api/users/{user}"),
         TOKEN,
@@ -396,8 +409,9 @@ async fn start_ready(c: &common::Cluster, user: &str) {
     )
     .await;
     assert_eq!(s, StatusCode::CREATED, "create {user}");
-    let (s, _) = call(
+    let (s, _) = call_on(
         c,
+        node,
         Method::POST,
         &format!("/hub/api/users/{user}/server"),
         TOKEN,
@@ -407,8 +421,9 @@ async fn start_ready(c: &common::Cluster, user: &str) {
     assert!(s.is_success(), "start {user}: {s}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, u) = call(
+        let (_, u) = call_on(
             c,
+            node,
             Method::GET,
             &format!("/hub/api/users/{user}"),
             TOKEN,
@@ -426,12 +441,13 @@ async fn start_ready(c: &common::Cluster, user: &str) {
     }
 }
 
-/// Wait until `user` has no server (the culler stopped it).
-async fn wait_culled(c: &common::Cluster, user: &str, limit: Duration) {
+/// Wait until `user` has no server (the culler stopped it), asking `node`.
+async fn wait_culled(c: &common::Cluster, node: u64, user: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
-        let (s, u) = call(
+        let (s, u) = call_on(
             c,
+            node,
             Method::GET,
             &format!("/hub/api/users/{user}"),
             TOKEN,
@@ -509,8 +525,8 @@ async fn the_idle_culler_as_a_managed_service_survives_a_leader_kill_without_run
     assert_eq!(s, StatusCode::OK);
     assert_eq!(list["idle-culler"]["pid"], json!(pid), "{list}");
 
-    start_ready(&c, "sleepy").await;
-    wait_culled(&c, "sleepy", Duration::from_secs(30)).await;
+    start_ready(&c, 1, "sleepy").await;
+    wait_culled(&c, 1, "sleepy", Duration::from_secs(30)).await;
 
     let leader = c.wait_leader(Duration::from_secs(5)).await;
     c.kill(leader);
@@ -525,55 +541,19 @@ async fn the_idle_culler_as_a_managed_service_survives_a_leader_kill_without_run
         "one copy, the same process"
     );
     // Asked of the new leader (replica 1 may be the one killed).
-    let v: Value = client()
-        .get(c.url(next, "/hub/api/services/idle-culler"))
-        .header("Authorization", format!("token {TOKEN}"))
-        .send()
-        .await
-        .expect("services")
-        .json()
-        .await
-        .expect("json");
+    let (_, v) = call_on(
+        &c,
+        next,
+        Method::GET,
+        "/hub/api/services/idle-culler",
+        TOKEN,
+        None,
+    )
+    .await;
     assert_eq!(v["pid"], json!(pid), "{v}");
     // Its token still works through the new leader: it culls again.
-    let alive = next;
-    let make = |path: String| {
-        client()
-            .post(c.url(alive, &path))
-            .header("Authorization", format!("token {TOKEN}"))
-            .send()
-    };
-    assert_eq!(
-        make("/hub/api/users/drowsy".into())
-            .await
-            .expect("create")
-            .status(),
-        StatusCode::CREATED
-    );
-    let started = make("/hub/api/users/drowsy/server".into())
-        .await
-        .expect("start");
-    assert!(started.status().is_success(), "{}", started.status());
-    let deadline = Instant::now() + Duration::from_secs(45);
-    loop {
-        let u: Value = client()
-            .get(c.url(alive, "/hub/api/users/drowsy"))
-            .header("Authorization", format!("token {TOKEN}"))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if u["servers"] == json!({}) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "drowsy's server was not culled after the failover: {u}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    start_ready(&c, next, "drowsy").await;
+    wait_culled(&c, next, "drowsy", Duration::from_secs(45)).await;
     assert_eq!(
         processes_under(c.dir.path(), "jupyterhub-idle-culler"),
         [pid]

@@ -748,7 +748,14 @@ async fn pending_page(
         ),
         None => error_page(
             StatusCode::OK,
-            &format!("{user}'s server is not running."),
+            &format!(
+                "{user}'s server{} is not running.",
+                if server.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {server}")
+                }
+            ),
             "Start it from the home page.",
             Some(&login.user),
         ),
