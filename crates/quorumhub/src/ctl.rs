@@ -159,6 +159,38 @@ fn explain(status: tonic::Status) -> anyhow::Error {
     }
 }
 
+/// How long a membership change is retried while the hubs answer
+/// "unavailable" (no leader known, or leadership moved mid-change).
+const MEMBERSHIP_RETRY: Duration = Duration::from_secs(30);
+
+/// `call` again while it fails with `Unavailable`, for up to
+/// [`MEMBERSHIP_RETRY`]: a membership change that meets an election (the
+/// leader stepped down mid-change, or none is known yet) is retried rather
+/// than failed. Only for calls that are safe to repeat: adding a learner
+/// that is one already, promoting a voter, and removing a removed member
+/// change nothing the second time.
+async fn retry_unavailable<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + MEMBERSHIP_RETRY;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match call().await {
+            Err(e)
+                if e.code() == tonic::Code::Unavailable
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                eprintln!("hub unavailable ({}); retrying", e.message());
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// The first address in `--hub` that answers NodeStatus.
 async fn first_live(
     args: &CtlArgs,
@@ -267,33 +299,48 @@ pub async fn run(args: CtlArgs) -> anyhow::Result<ExitCode> {
                 http_addr: http.clone(),
                 voter: false,
             };
-            let added = client
-                .add_learner(req(
-                    AddLearnerRequest {
-                        member: Some(member),
-                    },
-                    Duration::from_secs(120),
-                ))
-                .await
-                .map_err(explain)?
-                .into_inner();
+            let added = retry_unavailable(|| {
+                let (mut c, member) = (client.clone(), member.clone());
+                async move {
+                    c.add_learner(req(
+                        AddLearnerRequest {
+                            member: Some(member),
+                        },
+                        Duration::from_secs(120),
+                    ))
+                    .await
+                }
+            })
+            .await
+            .map_err(explain)?
+            .into_inner();
             let reply = if *learner {
                 added
             } else {
-                client
-                    .promote_voter(req(MemberRequest { id: *id }, timeout))
-                    .await
-                    .map_err(explain)?
-                    .into_inner()
+                retry_unavailable(|| {
+                    let mut c = client.clone();
+                    async move {
+                        c.promote_voter(req(MemberRequest { id: *id }, timeout))
+                            .await
+                    }
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
             };
             members_json(&reply.members, reply.log_index)
         }
         CtlCmd::Members(MembersCmd::Remove { id }) => {
-            let reply = client
-                .remove_member(req(MemberRequest { id: *id }, timeout))
-                .await
-                .map_err(explain)?
-                .into_inner();
+            let reply = retry_unavailable(|| {
+                let mut c = client.clone();
+                async move {
+                    c.remove_member(req(MemberRequest { id: *id }, timeout))
+                        .await
+                }
+            })
+            .await
+            .map_err(explain)?
+            .into_inner();
             members_json(&reply.members, reply.log_index)
         }
         CtlCmd::TransferLeader { to } => {
