@@ -28,6 +28,10 @@ use quorumhub_core::ops::OpError;
 /// How often running servers are checked for liveness.
 const POLL: Duration = Duration::from_secs(2);
 
+/// How often the leader asks its spawners for what nobody owns
+/// ([`Spawner::reap`]).
+const REAP_EVERY: Duration = Duration::from_secs(30);
+
 #[derive(Clone, Debug)]
 struct Job {
     user: String,
@@ -57,6 +61,8 @@ pub(crate) async fn run(
     let unknown: Arc<Mutex<HashSet<Key>>> = Arc::default();
     let mut poll = tokio::time::interval(POLL);
     let mut was_leader = false;
+    let mut last_reap = Instant::now();
+    let reaping: Arc<tokio::sync::Mutex<()>> = Arc::default();
     loop {
         let polling = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -77,6 +83,22 @@ pub(crate) async fn run(
             }
             tracing::info!("leading: resuming the spawner controller");
             was_leader = true;
+        }
+        if polling && last_reap.elapsed() >= REAP_EVERY {
+            last_reap = Instant::now();
+            if let Ok(guard) = reaping.clone().try_lock_owned() {
+                let ctl = Controller {
+                    hub: hub.clone(),
+                    spawners: spawners.clone(),
+                    profiles: profiles.clone(),
+                    unknown: unknown.clone(),
+                    metrics: timings.clone(),
+                };
+                tokio::spawn(async move {
+                    ctl.reap().await;
+                    drop(guard);
+                });
+            }
         }
         let jobs: Vec<Job> = hub.read(|s| {
             s.active_servers()
@@ -171,8 +193,9 @@ impl Controller {
             (Phase::Spawning, Some(sp)) => self.adopt(&job, sp.clone()).await,
             (Phase::Running, Some(sp)) => {
                 if self.liveness(sp).await == Liveness::Gone {
-                    tracing::warn!(pid = sp.pid, host = %sp.host, "server process is gone");
-                    self.stopped(&job, "the server process exited").await;
+                    let reason = self.gone_reason(sp, "the server process exited").await;
+                    tracing::warn!(pid = sp.pid, host = %sp.host, %reason, "server process is gone");
+                    self.stopped(&job, &reason).await;
                 }
             }
             (Phase::Running, None) => {
@@ -219,6 +242,50 @@ impl Controller {
         match self.spawner_of(sp) {
             Some(spawner) => spawner.liveness(sp).await,
             None => Liveness::Unknown,
+        }
+    }
+
+    /// The spawner's account of why a gone server ended, else `fallback`.
+    async fn gone_reason(&self, sp: &SpawnerState, fallback: &str) -> String {
+        match self.spawner_of(sp) {
+            Some(spawner) => spawner.gone_reason(sp).await,
+            None => None,
+        }
+        .unwrap_or_else(|| fallback.to_string())
+    }
+
+    /// Let every spawner remove what no active spawn owns, on state read
+    /// after a read barrier (so a deposed leader never reaps a newer
+    /// leader's servers).
+    async fn reap(&self) {
+        if self.hub.linearize().await.is_err() || !self.hub.is_leader() {
+            return;
+        }
+        let owned: Vec<(quorumhub_spawner::OwnedSpawn, Option<String>)> = self.hub.read(|s| {
+            s.active_servers()
+                .map(|(u, srv)| {
+                    (
+                        quorumhub_spawner::OwnedSpawn {
+                            user: u.name.clone(),
+                            server: srv.name.clone(),
+                            generation: srv.generation,
+                            recorded_id: srv.spawner.as_ref().map(|sp| sp.pid),
+                        },
+                        srv.spawner.as_ref().map(|sp| sp.kind.clone()),
+                    )
+                })
+                .collect()
+        });
+        for spawner in self.spawners.all() {
+            let kind = spawner.kind().as_str();
+            // A spawn recorded by another kind claims nothing of this one's
+            // by id; one not yet recorded may be this kind's, in flight.
+            let mine: Vec<quorumhub_spawner::OwnedSpawn> = owned
+                .iter()
+                .filter(|(_, k)| k.as_deref().is_none_or(|k| k == kind))
+                .map(|(o, _)| o.clone())
+                .collect();
+            spawner.reap(&mine, self).await;
         }
     }
 
@@ -374,8 +441,10 @@ impl Controller {
 
     async fn adopt(&self, job: &Job, sp: SpawnerState) {
         if self.liveness(&sp).await == Liveness::Gone {
-            self.stopped(job, "the server process died before it was ready")
+            let reason = self
+                .gone_reason(&sp, "the server process died before it was ready")
                 .await;
+            self.stopped(job, &reason).await;
             return;
         }
         tracing::info!(

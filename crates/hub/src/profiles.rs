@@ -36,6 +36,14 @@ struct Raw {
     cpu_limit: Option<f64>,
     /// Bytes, or JupyterHub's "512M", "2G".
     mem_limit: Option<toml::Value>,
+    /// Slurm spawner: `--partition`.
+    partition: Option<String>,
+    /// Slurm spawner: `--account`.
+    account: Option<String>,
+    /// Slurm spawner: `--time`, in Slurm's format.
+    time_limit: Option<String>,
+    /// Slurm spawner: `--gres` (GPUs: "gpu:1").
+    gres: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -151,6 +159,30 @@ fn check(raw: Raw, kind: SpawnerKind, before: &[Profile]) -> Result<Profile, Str
             ))
         }
     };
+    let slurm = quorumhub_state::SlurmOverrides {
+        partition: raw.partition,
+        account: raw.account,
+        time_limit: raw.time_limit,
+        gres: raw.gres,
+    };
+    if !slurm.is_empty() && kind != SpawnerKind::Slurm {
+        return Err(format!(
+            "sets partition, account, time_limit or gres, which only the Slurm spawner uses (this replica runs --spawner {}); remove them, or use --spawner slurm",
+            kind.as_str()
+        ));
+    }
+    for (key, v) in [
+        ("partition", &slurm.partition),
+        ("account", &slurm.account),
+        ("gres", &slurm.gres),
+    ] {
+        if let Some(v) = v {
+            quorumhub_spawner::slurm::check_word(v).map_err(|e| format!("{key}: {e}"))?;
+        }
+    }
+    if let Some(t) = &slurm.time_limit {
+        quorumhub_spawner::slurm::check_time_limit(t).map_err(|e| format!("time_limit: {e}"))?;
+    }
     // Docker takes the limit as a signed 64-bit number.
     if mem_limit.is_some_and(|m| m > i64::MAX as u64) {
         return Err(
@@ -169,6 +201,7 @@ fn check(raw: Raw, kind: SpawnerKind, before: &[Profile]) -> Result<Profile, Str
             env: raw.env,
             cpu_limit: raw.cpu_limit,
             mem_limit,
+            slurm,
         },
     })
 }
@@ -189,7 +222,7 @@ mod tests {
 
     #[test]
     fn profiles_files_as_data() {
-        use SpawnerKind::{Docker, Process};
+        use SpawnerKind::{Docker, Process, Slurm};
         let cases: &[(&str, SpawnerKind, &str)] = &[
             ("node_id = 1\n", Process, "none"),
             (
@@ -255,7 +288,27 @@ mod tests {
             (
                 "[[profiles]]\ndisplay_name = \"B\"\ncolour = \"red\"\n",
                 Process,
-                "hub.toml: TOML parse error at line 3, column 1\n  |\n3 | colour = \"red\"\n  | ^^^^^^\nunknown field `colour`, expected one of `display_name`, `slug`, `description`, `default`, `image`, `cmd`, `args`, `env`, `cpu_limit`, `mem_limit`\n",
+                "hub.toml: TOML parse error at line 3, column 1\n  |\n3 | colour = \"red\"\n  | ^^^^^^\nunknown field `colour`, expected one of `display_name`, `slug`, `description`, `default`, `image`, `cmd`, `args`, `env`, `cpu_limit`, `mem_limit`, `partition`, `account`, `time_limit`, `gres`\n",
+            ),
+            (
+                "[[profiles]]\ndisplay_name = \"GPU\"\npartition = \"gpu\"\ngres = \"gpu:1\"\ntime_limit = \"8:00:00\"\naccount = \"physics\"\ncpu_limit = 1.5\nmem_limit = \"4G\"\n",
+                Slurm,
+                "gpu cpu=Some(1.5) mem=Some(4294967296) slurm=SlurmOverrides { partition: Some(\"gpu\"), account: Some(\"physics\"), time_limit: Some(\"8:00:00\"), gres: Some(\"gpu:1\") }",
+            ),
+            (
+                "[[profiles]]\ndisplay_name = \"GPU\"\npartition = \"gpu\"\n",
+                Process,
+                "hub.toml:1: profile \"GPU\": sets partition, account, time_limit or gres, which only the Slurm spawner uses (this replica runs --spawner process); remove them, or use --spawner slurm",
+            ),
+            (
+                "[[profiles]]\ndisplay_name = \"GPU\"\npartition = \"gpu --uid=0\"\n",
+                Slurm,
+                "hub.toml:1: profile \"GPU\": partition: \"gpu --uid=0\" must be 1 to 200 characters of letters, digits, '_', '.', '-', ':' and ','",
+            ),
+            (
+                "[[profiles]]\ndisplay_name = \"Short\"\ntime_limit = \"1h\"\n",
+                Slurm,
+                "hub.toml:1: profile \"Short\": time_limit: \"1h\" is not a Slurm time limit: give MINUTES, HH:MM:SS or DAYS-HH[:MM[:SS]] (e.g. \"60\", \"8:00:00\", \"1-00:00\")",
             ),
         ];
         for (text, kind, want) in cases {
@@ -281,6 +334,9 @@ mod tests {
                         }
                         if !o.env.is_empty() {
                             s += &format!(" env={:?}", o.env);
+                        }
+                        if !o.slurm.is_empty() {
+                            s += &format!(" slurm={:?}", o.slurm);
                         }
                         s
                     })

@@ -27,6 +27,7 @@ mod process;
 mod ready;
 pub mod service;
 pub mod singleuser;
+pub mod slurm;
 mod spawner;
 
 use std::path::PathBuf;
@@ -45,8 +46,8 @@ pub use quorumhub_state::profiles::{Overrides, Profile, Profiles};
 pub use ready::wait_http_ready;
 pub use service::{ServiceCopy, ServiceLaunch, ServiceRunner};
 pub use spawner::{
-    Launch, Liveness, Revoke, Spawner, SpawnerArgs, SpawnerConfigError, SpawnerContext,
-    SpawnerKind, Spawners,
+    Launch, Liveness, Owned, OwnedSpawn, Revoke, Spawner, SpawnerArgs, SpawnerConfigError,
+    SpawnerContext, SpawnerKind, Spawners,
 };
 
 /// Why starting, watching or stopping a server failed; each message says
@@ -126,6 +127,8 @@ pub enum SpawnError {
     OtherHost { host: String, pid: u32 },
     #[error("container {name} has no address on network {network:?}; check --docker-network")]
     NoContainerAddress { name: String, network: String },
+    #[error("{0}")]
+    Slurm(String),
     #[error("the server did not answer HTTP at {url} within {timeout:?} (last attempt: {last}); read its log file, or raise --spawn-timeout-s if it is just slow")]
     NotReady {
         url: String,

@@ -17,13 +17,13 @@ use crate::{ProcessSpec, SpawnError};
 /// The process spawner's flags.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ProcessArgs {
-    /// Process spawner: run every server as the hub's own Unix user, in
-    /// the shared <data-dir>/servers, instead of as its user's own system
-    /// account. Every user's server can then read every other's files and
+    /// Process and Slurm spawners: run every server as the hub's own Unix
+    /// user (the process spawner: in the shared <data-dir>/servers) instead
+    /// of as its user's own system account. Every user's server can then read every other's files and
     /// the hub's; for `quorumhub dev` and tests only. Logged as a warning.
     #[arg(long)]
     pub spawner_run_as_hub_user: bool,
-    /// Process spawner: the system account of hub user NAME is
+    /// Process and Slurm spawners: the system account of hub user NAME is
     /// PREFIX + NAME (e.g. `jupyter-` makes alice's `jupyter-alice`).
     #[arg(long, default_value = "")]
     pub system_user_prefix: String,

@@ -104,7 +104,37 @@ pub trait Spawner: Send + Sync + 'static {
     /// Stop the server, with `grace` between asking and forcing, and
     /// remove what it leaves behind.
     async fn stop(&self, state: &SpawnerState, grace: Duration) -> Result<(), SpawnError>;
+
+    /// Why a server that [`Spawner::liveness`] found gone ended, in the
+    /// spawner's words (e.g. Slurm's `TIMEOUT (TimeLimit)`); `None`: it
+    /// cannot tell.
+    async fn gone_reason(&self, state: &SpawnerState) -> Option<String> {
+        let _ = state;
+        None
+    }
+
+    /// Remove what this spawner started for this cluster that no spawn in
+    /// `owned` claims (a server stopped while its start was never
+    /// recorded), revoking its token. Called by the leader now and then,
+    /// after a read barrier; a spawner must leave alone anything too young
+    /// to be known for sure to be nobody's. The default does nothing.
+    async fn reap(&self, owned: &Owned, revoke: &dyn Revoke) {
+        let _ = (owned, revoke);
+    }
 }
+
+/// One spawn the replicated state knows (see [`Spawner::reap`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedSpawn {
+    pub user: String,
+    pub server: String,
+    pub generation: u64,
+    /// The recorded `SpawnerState::pid` of this spawner's kind, if any.
+    pub recorded_id: Option<u32>,
+}
+
+/// Every active spawn, as [`Spawner::reap`] is given them.
+pub type Owned = [OwnedSpawn];
 
 /// The spawners this build has, by the name their servers record.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,10 +143,16 @@ pub enum SpawnerKind {
     Process,
     /// A container per server, which outlives any hub replica.
     Docker,
+    /// A Slurm batch job per server, on the cluster's compute nodes.
+    Slurm,
 }
 
 impl SpawnerKind {
-    pub const ALL: [SpawnerKind; 2] = [SpawnerKind::Process, SpawnerKind::Docker];
+    pub const ALL: [SpawnerKind; 3] = [
+        SpawnerKind::Process,
+        SpawnerKind::Docker,
+        SpawnerKind::Slurm,
+    ];
 
     /// The name recorded in a server's replicated `SpawnerState::kind`:
     /// part of the log format, so it never changes.
@@ -124,6 +160,7 @@ impl SpawnerKind {
         match self {
             SpawnerKind::Process => "process",
             SpawnerKind::Docker => "docker",
+            SpawnerKind::Slurm => "slurm",
         }
     }
 
@@ -138,8 +175,9 @@ impl SpawnerKind {
 #[derive(clap::Args, Clone, Debug)]
 pub struct SpawnerArgs {
     /// Which spawner starts single-user servers: `process` (a local process
-    /// on the leading replica's host) or `docker` (a container per server,
-    /// which outlives and is unaffected by any hub replica).
+    /// on the leading replica's host), `docker` (a container per server,
+    /// which outlives and is unaffected by any hub replica) or `slurm` (a
+    /// Slurm batch job per server, on the cluster's compute nodes).
     #[arg(long = "spawner", value_enum, default_value_t = SpawnerKind::Process)]
     pub kind: SpawnerKind,
     /// Command that runs a single-user server (default: this binary's
@@ -151,6 +189,8 @@ pub struct SpawnerArgs {
     pub process: crate::local::ProcessArgs,
     #[command(flatten)]
     pub docker: crate::docker::DockerArgs,
+    #[command(flatten)]
+    pub slurm: crate::slurm::SlurmArgs,
 }
 
 /// A spawner flag that cannot work; each message says what to do.
@@ -162,6 +202,8 @@ pub enum SpawnerConfigError {
     NotRootForUserAccounts(u32),
     #[error("--system-user-prefix {0:?}: {1}")]
     SystemUserPrefix(String, String),
+    #[error("{0}")]
+    Slurm(String),
 }
 
 impl SpawnerArgs {
@@ -186,6 +228,15 @@ impl SpawnerArgs {
         }
         if self.kind == SpawnerKind::Docker {
             self.docker.validate()?;
+        }
+        if self.kind == SpawnerKind::Slurm {
+            self.slurm.validate()?;
+            let uid = crate::account::effective_uid();
+            if !self.process.spawner_run_as_hub_user && uid != 0 {
+                return Err(SpawnerConfigError::Slurm(format!(
+                    "the Slurm spawner submits each server's job as its user's own account (sbatch --uid), which needs the hub to run as root (it runs as uid {uid}); run it as root, or start it with --spawner-run-as-hub-user to run every job as the hub's own user"
+                )));
+            }
         }
         Ok(())
     }
@@ -216,6 +267,7 @@ impl Spawners {
         let all: Vec<Arc<dyn Spawner>> = vec![
             Arc::new(crate::local::ProcessSpawner::new(args, ctx)),
             Arc::new(crate::docker::DockerSpawner::new(args, ctx)),
+            Arc::new(crate::slurm::SlurmSpawner::new(args, ctx)),
         ];
         Spawners::new(args.kind, all)
     }
@@ -227,6 +279,11 @@ impl Spawners {
             "no spawner registered for the chosen kind {active:?}"
         );
         Spawners { active, all }
+    }
+
+    /// Every registered spawner.
+    pub fn all(&self) -> impl Iterator<Item = &dyn Spawner> {
+        self.all.iter().map(|s| &**s)
     }
 
     /// The spawner that starts new servers.
@@ -267,7 +324,7 @@ mod tests {
         use clap::ValueEnum;
         // The recorded names are in every replica's state: never rename.
         let names: Vec<_> = SpawnerKind::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(names, ["process", "docker"]);
+        assert_eq!(names, ["process", "docker", "slurm"]);
         for k in SpawnerKind::ALL {
             // `--spawner NAME` names a kind as its servers record it.
             let flag = k.to_possible_value().map(|v| v.get_name().to_string());
@@ -275,7 +332,7 @@ mod tests {
             assert_eq!(SpawnerKind::of(&state(k.as_str())), Some(k));
         }
         assert_eq!(SpawnerKind::ALL.len(), SpawnerKind::value_variants().len());
-        assert_eq!(SpawnerKind::of(&state("slurm")), None);
+        assert_eq!(SpawnerKind::of(&state("kubernetes")), None);
     }
 
     #[test]
@@ -296,6 +353,7 @@ mod tests {
                 &["x", "--spawner", "docker", "--docker-network", "n"][..],
                 SpawnerKind::Docker,
             ),
+            (&["x", "--spawner", "slurm"][..], SpawnerKind::Slurm),
         ] {
             let args = Flags::parse_from(flags).spawner;
             let spawners = Spawners::from_args(&args, &ctx);
@@ -304,7 +362,7 @@ mod tests {
                 let found = spawners.of(&state(k.as_str())).map(|s| s.kind());
                 assert_eq!(found, Some(k), "a server recorded as {k:?}");
             }
-            assert!(spawners.of(&state("slurm")).is_none());
+            assert!(spawners.of(&state("kubernetes")).is_none());
             assert!(spawners.of(&state("")).is_none());
         }
     }

@@ -32,7 +32,7 @@ pub use names::{
     normalize_username, validate_display_name, validate_group_name, validate_server_name,
     validate_username, validate_username_at,
 };
-pub use profiles::{Overrides, Profile, Profiles};
+pub use profiles::{Overrides, Profile, Profiles, SlurmOverrides};
 pub use state::{Applied, HubState, LOG_FORMAT_VERSION, MAX_COMMAND_BYTES};
 
 /// Milliseconds since the Unix epoch, as chosen by the proposer of a command.

@@ -42,6 +42,28 @@ pub struct Overrides {
     /// Bytes (JupyterHub's `mem_limit`): enforced by the Docker spawner;
     /// `MEM_LIMIT` in the server's environment with any spawner.
     pub mem_limit: Option<u64>,
+    /// Slurm spawner: what the job asks the scheduler for.
+    pub slurm: SlurmOverrides,
+}
+
+/// What a profile asks Slurm for (with `cpu_limit` as `--cpus-per-task`
+/// and `mem_limit` as `--mem`); `None` keeps the `--slurm-*` flag's value.
+/// Each value is one word the configuration check has verified, passed as
+/// the value of one sbatch option.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SlurmOverrides {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    /// Slurm's format: `MINUTES`, `HH:MM:SS`, `DAYS-HH:MM`.
+    pub time_limit: Option<String>,
+    /// Generic resources, e.g. `gpu:1` or `gpu:a100:2`.
+    pub gres: Option<String>,
+}
+
+impl SlurmOverrides {
+    pub fn is_empty(&self) -> bool {
+        self == &SlurmOverrides::default()
+    }
 }
 
 impl Overrides {
