@@ -60,24 +60,30 @@ put /usr/bin/dash /bin/sh
 put "$bin_dir/quorumhub" /usr/local/bin/quorumhub
 
 mkdir -p "$dest/etc/slurm" "$dest/tmp" "$dest/run/munge" "$dest/var/lib/munge" "$dest/var/log/munge" \
-  "$dest/var/spool/slurmctld" "$dest/var/spool/slurmd" "$dest/home"
+  "$dest/var/spool/slurmctld" "$dest/var/spool/slurmd" "$dest/home" "$dest/var/lib/quorumhub/data"
 chmod 1777 "$dest/tmp"
 chmod 0755 "$dest/run/munge"
-chmod 0700 "$dest/var/lib/munge" "$dest/var/log/munge"
+chmod 0700 "$dest/var/lib/munge" "$dest/var/log/munge" "$dest/var/lib/quorumhub/data"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$dest/etc/passwd"
 printf 'root:x:0:\n' >"$dest/etc/group"
 printf 'hosts: files dns\n' >"$dest/etc/nsswitch.conf"
 # The daemons' start: munged in the background (root, the key root-owned
-# 0400), then the Slurm daemon named by the first argument, in the
-# foreground.
+# 0400), then the Slurm daemon named by the first argument, or quorumhub,
+# in the foreground.
 cat >"$dest/usr/local/bin/slurm-node" <<'SH'
 #!/bin/sh
 set -e
-/usr/sbin/munged --key-file=/etc/munge/munge.key --socket=/run/munge/munge.socket.2 --force
+# Every Slurm daemon and submit host has the key; a proxy has none.
+if [ -e /etc/munge/munge.key ]; then
+  /usr/sbin/munged --key-file=/etc/munge/munge.key --socket=/run/munge/munge.socket.2 --force
+fi
 case "$1" in
   slurmctld) exec /usr/sbin/slurmctld -D -i ;;
   slurmd) exec /usr/sbin/slurmd -D ;;
-  *) echo "slurm-node: give slurmctld or slurmd" >&2; exit 2 ;;
+  # A hub replica or proxy on the cluster's network: quorumhub with the
+  # Slurm client commands and munge beside it (a submit host).
+  quorumhub) shift; exec /usr/local/bin/quorumhub "$@" ;;
+  *) echo "slurm-node: give slurmctld, slurmd or quorumhub ARGS" >&2; exit 2 ;;
 esac
 SH
 chmod 755 "$dest/usr/local/bin/slurm-node"

@@ -294,8 +294,8 @@ pub fn parse_node_addr(out: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The job script: the server's environment (nothing of the hub's; the job
-/// is submitted with `--export=NONE`), then `exec` of its command. Every
+/// The job script: the server's environment (nothing of the hub's: sbatch
+/// runs with a cleared environment), then `exec` of its command. Every
 /// value is single-quoted, so no value is ever read as shell.
 pub fn job_script(env: &BTreeMap<String, String>, cmd: &[String]) -> String {
     let mut s = String::from("#!/bin/sh\n# A quorumhub single-user server.\n");
@@ -339,7 +339,11 @@ pub fn sbatch_args(
         "--parsable".to_string(),
         format!("--job-name={name}"),
         format!("--comment={comment}"),
-        "--export=NONE".into(),
+        // The job's environment is sbatch's, which the spawner clears to
+        // PATH and SLURM_CONF (nothing of the hub's), plus what the script
+        // sets. Not NONE: that makes slurmd load the user's login
+        // environment with `su -`, which a node without su dies of.
+        "--export=ALL".into(),
         // A job that fails is a server that stopped: the user starts
         // another, Slurm must not run this one again behind the hub.
         "--no-requeue".into(),
@@ -347,9 +351,6 @@ pub fn sbatch_args(
         "--ntasks=1".into(),
         format!("--output={output}"),
         format!("--chdir={chdir}"),
-        // Signal the server a minute before its time limit, as
-        // batchspawner's scripts do with `--signal`.
-        "--signal=TERM@60".into(),
     ];
     if let Some((uid, gid)) = run_as {
         a.push(format!("--uid={uid}"));
@@ -405,6 +406,13 @@ fn is_unreachable(stderr: &str) -> bool {
         "Munge encode failed",
     ];
     SIGNS.iter().any(|s| stderr.contains(s))
+}
+
+/// Why a submission did not happen.
+enum Submit {
+    /// Slurm did not answer: try again (after looking for the job).
+    Retry(String),
+    Failed(SpawnError),
 }
 
 /// A cached `squeue` listing (see the module's docs).
@@ -466,8 +474,10 @@ impl SlurmSpawner {
         Duration::from_secs(self.args.slurm_command_timeout_s)
     }
 
-    /// Runs one Slurm command with a clean environment (no `SBATCH_*` or
-    /// `SQUEUE_*` of the hub's changes what it does), bounded in time.
+    /// Runs one Slurm command with a clean environment, bounded in time:
+    /// no `SBATCH_*` or `SQUEUE_*` of the hub's changes what it does, and
+    /// none of the hub's variables reaches a job (`sbatch --export=ALL`
+    /// passes on only `PATH` and `SLURM_CONF`).
     async fn run(
         &self,
         program: &str,
@@ -485,7 +495,7 @@ impl SlurmSpawner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        for k in ["PATH", "SLURM_CONF", "HOME", "LANG", "TZ"] {
+        for k in ["PATH", "SLURM_CONF"] {
             if let Ok(v) = std::env::var(k) {
                 cmd.env(k, v);
             }
@@ -650,13 +660,13 @@ impl SlurmSpawner {
         }
     }
 
-    async fn submit(&self, launch: &Launch) -> Result<(u32, u16), SpawnError> {
-        let account = self.account(&launch.user)?;
-        let jobs = self
-            .jobs(true)
-            .await
-            .map_err(|e| self.slurm_error("squeue", e))?;
-        let port = self.pick_port(&jobs)?;
+    async fn submit(
+        &self,
+        launch: &Launch,
+        jobs: &HashMap<u32, JobInfo>,
+    ) -> Result<(u32, u16), Submit> {
+        let account = self.account(&launch.user).map_err(Submit::Failed)?;
+        let port = self.pick_port(jobs).map_err(Submit::Failed)?;
         let attempt: String = launch
             .token_id
             .chars()
@@ -689,15 +699,19 @@ impl SlurmSpawner {
         launch.overrides.apply_env(&mut env);
         env.retain(|k, _| !crate::is_hub_only_env(k));
         let base = if self.cmd.is_empty() {
-            let exe = std::env::current_exe().map_err(SpawnError::CurrentExe)?;
+            let exe =
+                std::env::current_exe().map_err(|e| Submit::Failed(SpawnError::CurrentExe(e)))?;
             vec![exe.display().to_string(), "singleuser".into()]
         } else {
             self.cmd.clone()
         };
         let cmd = launch.overrides.command(base);
         let script = job_script(&env, &cmd);
+        // The home directory where this submit host has it (an HPC centre
+        // shares homes); else /tmp, which every node has.
         let chdir = account
             .as_ref()
+            .filter(|a| a.home.is_dir())
             .map(|a| a.home.display().to_string())
             .unwrap_or_else(|| "/tmp".into());
         let args = sbatch_args(
@@ -708,10 +722,17 @@ impl SlurmSpawner {
             account.as_ref().map(|a| (a.uid, a.gid)),
             &chdir,
         );
-        let out = self
-            .run("sbatch", &args, Some(&script))
-            .await
-            .map_err(|e| self.slurm_error("sbatch", e))?;
+        let out = match self.run("sbatch", &args, Some(&script)).await {
+            Ok(out) => out,
+            Err(CmdError::Unreachable(m)) => {
+                self.reserved
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&port);
+                return Err(Submit::Retry(m));
+            }
+            Err(e) => return Err(Submit::Failed(self.slurm_error("sbatch", e))),
+        };
         // --parsable: "ID" or "ID;CLUSTER".
         let id = out
             .trim()
@@ -719,10 +740,61 @@ impl SlurmSpawner {
             .next()
             .and_then(|s| s.trim().parse::<u32>().ok())
             .ok_or_else(|| {
-                SpawnError::Slurm(format!("sbatch printed {:?}, not a job id", out.trim()))
+                Submit::Failed(SpawnError::Slurm(format!(
+                    "sbatch printed {:?}, not a job id",
+                    out.trim()
+                )))
             })?;
         tracing::info!(job = id, port, "Slurm job submitted");
         Ok((id, port))
+    }
+
+    /// The job of this spawn: one a previous leader submitted (adopted,
+    /// with its token; further ones cancelled), or a new one. `Ok(Err(why))`:
+    /// Slurm did not answer, try again.
+    async fn find_or_submit(
+        &self,
+        launch: &Launch,
+        revoke: &dyn Revoke,
+        prefix: &str,
+        jobs: &HashMap<u32, JobInfo>,
+    ) -> Result<Result<(u32, u16, String), String>, SpawnError> {
+        // A job of this very spawn that no leader recorded: the previous
+        // leader submitted it and died before its job id was committed (or
+        // sbatch's answer was lost). Adopt it (its token is still valid)
+        // rather than submit another.
+        let mut mine: Vec<&JobInfo> = jobs
+            .values()
+            .filter(|j| j.name.starts_with(prefix) && job_phase(&j.state) != JobPhase::Ended)
+            .collect();
+        mine.sort_by_key(|j| j.id);
+        let adopted = mine
+            .first()
+            .and_then(|j| Some(((*j).clone(), j.token_id()?.to_string(), j.port()?)));
+        for extra in mine.iter().skip(usize::from(adopted.is_some())) {
+            tracing::warn!(job = extra.id, "cancelling a second job of the same spawn");
+            if let Some(t) = extra.token_id() {
+                if t != launch.token_id {
+                    revoke.revoke(t).await;
+                }
+            }
+            self.cancel(extra.id, Duration::ZERO).await?;
+        }
+        if let Some((job, token_id, port)) = adopted {
+            if token_id != launch.token_id {
+                tracing::info!(
+                    job = job.id,
+                    "adopting the Slurm job a previous leader submitted for this spawn"
+                );
+                revoke.revoke(&launch.token_id).await;
+            }
+            return Ok(Ok((job.id, port, token_id)));
+        }
+        match self.submit(launch, jobs).await {
+            Ok((id, port)) => Ok(Ok((id, port, launch.token_id.clone()))),
+            Err(Submit::Retry(why)) => Ok(Err(why)),
+            Err(Submit::Failed(e)) => Err(e),
+        }
     }
 
     fn slurm_error(&self, what: &str, e: CmdError) -> SpawnError {
@@ -883,41 +955,29 @@ impl crate::Spawner for SlurmSpawner {
         revoke: &dyn Revoke,
     ) -> Result<SpawnerState, SpawnError> {
         let prefix = self.spawn_prefix(&launch.user, &launch.server, launch.generation);
-        let jobs = self
-            .jobs(true)
-            .await
-            .map_err(|e| self.slurm_error("squeue", e))?;
-        // A job of this very spawn that no leader recorded: the previous
-        // leader submitted it and died before its job id was committed.
-        // Adopt it (its token is still valid) rather than submit another.
-        let mut mine: Vec<&JobInfo> = jobs
-            .values()
-            .filter(|j| j.name.starts_with(&prefix) && job_phase(&j.state) != JobPhase::Ended)
-            .collect();
-        mine.sort_by_key(|j| j.id);
-        let adopted = mine
-            .first()
-            .and_then(|j| Some(((*j).clone(), j.token_id()?.to_string(), j.port()?)));
-        for extra in mine.iter().skip(usize::from(adopted.is_some())) {
-            tracing::warn!(job = extra.id, "cancelling a second job of the same spawn");
-            if let Some(t) = extra.token_id() {
-                revoke.revoke(t).await;
+        let limit = Duration::from_secs(self.args.slurm_start_timeout_s);
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(500);
+        // Until a job of this spawn exists: Slurm not answering is waited
+        // for (within --slurm-start-timeout-s), and every try looks for a
+        // job of this spawn first, so a submission whose answer was lost is
+        // adopted, not repeated.
+        let (id, port, token_id) = loop {
+            let retry = match self.jobs(true).await {
+                Err(e) => e.message().to_string(),
+                Ok(jobs) => match self.find_or_submit(launch, revoke, &prefix, &jobs).await? {
+                    Ok(found) => break found,
+                    Err(why) => why,
+                },
+            };
+            if started.elapsed() + pause >= limit {
+                return Err(SpawnError::Slurm(format!(
+                    "Slurm did not answer for {limit:?} ({retry}); the server was not started. Check slurmctld, or raise --slurm-start-timeout-s"
+                )));
             }
-            self.cancel(extra.id, Duration::ZERO).await?;
-        }
-        let (id, port, token_id) = match adopted {
-            Some((job, token_id, port)) => {
-                tracing::info!(
-                    job = job.id,
-                    "adopting the Slurm job a previous leader submitted for this spawn"
-                );
-                revoke.revoke(&launch.token_id).await;
-                (job.id, port, token_id)
-            }
-            None => {
-                let (id, port) = self.submit(launch).await?;
-                (id, port, launch.token_id.clone())
-            }
+            self.warn_unreachable("submitting a server", &CmdError::Unreachable(retry));
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
         };
         let job = match self.wait_running(id).await {
             Ok(job) => job,
@@ -1109,7 +1169,7 @@ mod tests {
         );
         assert_eq!(
             args.join(" "),
-            "--parsable --job-name=qh.c.a..g1.x --comment=qh-token=t,qh-port=40000 --export=NONE --no-requeue --nodes=1 --ntasks=1 --output=/tmp/o-%j --chdir=/home/a --signal=TERM@60 --uid=1001 --gid=1001 --partition=gpu --account=physics --time=1:00:00 --gres=gpu:1 --cpus-per-task=2 --mem=2048M"
+            "--parsable --job-name=qh.c.a..g1.x --comment=qh-token=t,qh-port=40000 --export=ALL --no-requeue --nodes=1 --ntasks=1 --output=/tmp/o-%j --chdir=/home/a --uid=1001 --gid=1001 --partition=gpu --account=physics --time=1:00:00 --gres=gpu:1 --cpus-per-task=2 --mem=2048M"
         );
         let plain = sbatch_args("n", "c", &JobRequest::default(), "o", None, "/tmp");
         assert!(!plain

@@ -746,19 +746,34 @@ async fn pending_page(
                 progress_url => format!("{progress}?_xsrf={xsrf}"),
             },
         ),
-        None => error_page(
-            StatusCode::OK,
-            &format!(
-                "{user}'s server{} is not running.",
-                if server.is_empty() {
-                    String::new()
-                } else {
-                    format!(" {server}")
-                }
-            ),
-            "Start it from the home page.",
-            Some(&login.user),
-        ),
+        None => {
+            // As JupyterHub's pending page shows a failed spawn's error: the
+            // reason this server last stopped (Slurm's refusal, a server
+            // that never answered, ...).
+            let why = hub.read(|s| {
+                s.user(&user)
+                    .and_then(|u| u.last_stop.as_ref())
+                    .filter(|r| r.server_name == server)
+                    .map(|r| r.reason.clone())
+            });
+            let hint = match why {
+                Some(reason) => format!("It stopped: {reason}. Start it from the home page."),
+                None => "Start it from the home page.".to_string(),
+            };
+            error_page(
+                StatusCode::OK,
+                &format!(
+                    "{user}'s server{} is not running.",
+                    if server.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {server}")
+                    }
+                ),
+                &hint,
+                Some(&login.user),
+            )
+        }
     };
     if let Some(c) = set {
         r.headers_mut().append(header::SET_COOKIE, c);
