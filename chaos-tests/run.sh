@@ -54,6 +54,8 @@ chaos-tests/isolation.sh
 chaos-tests/profiles.sh
 # Each role holds only its credential; gRPC is mutual TLS.
 chaos-tests/credentials.sh
+# Servers as Slurm jobs on a multi-node Slurm cluster in containers.
+chaos-tests/slurm.sh
 if [ "${QH_SKIP_UPGRADE:-}" != 1 ]; then
   chaos-tests/upgrade.sh
 fi

@@ -17,7 +17,9 @@
 #   - a job that hits its time limit is recorded stopped with Slurm's
 #     reason (TIMEOUT);
 #   - a compute node killed: its servers recorded stopped (NODE_FAIL), their
-#     routes gone; the user starts again and lands on the other node.
+#     routes gone; the user starts again and lands on the other node;
+#   - a job named like this cluster's servers that no server owns is
+#     cancelled by the leader; someone else's job is left alone.
 #
 #   chaos-tests/slurm.sh          (builds quorumhub-slurm:TAG from
 #                                  target/release/quorumhub; brings the
@@ -266,6 +268,16 @@ through "$p2" u1 || die "u1's new server does not answer"
 echo "slurm: u1 started again as job $new1 on $other"
 docker start "${project}_${node1}_1" >/dev/null
 
+# ---- a job nobody owns, and one that is not quorumhub's ----
+# Submitted by hand: one named like this cluster's servers (as a leader that
+# died between sbatch and recording, for a server since stopped, leaves
+# one), and one of someone else's. The leader cancels the first within
+# REAP_MIN_AGE (60 s) plus a reap period (30 s), and never touches the second.
+orphan=$(docker exec "$ctl" sbatch --parsable --uid=2060 --gid=2060 --chdir=/tmp -o /dev/null \
+  --job-name=qh.quorumhub.u60..g999.orphan --wrap 'exec /usr/local/bin/quorumhub singleuser --port 45998')
+foreign=$(docker exec "$ctl" sbatch --parsable --uid=2059 --gid=2059 --chdir=/tmp -o /dev/null \
+  --job-name=someone-elses --wrap 'exec /usr/local/bin/quorumhub singleuser --port 45999')
+
 # ---- a time limit ----
 start u6 short
 wait_ready u6
@@ -281,4 +293,12 @@ for h in hub1 hub2 hub3; do
 done
 [ $found = 1 ] || die "u6's stop was not recorded with Slurm's TIMEOUT"
 echo "slurm: u6's job $job6 hit its one-minute limit and was recorded stopped: TIMEOUT"
+deadline=$((SECONDS + 150))
+until [[ $(squeue -t all -j "$orphan" -o '%T') == CANCELLED* ]]; do
+  [ $SECONDS -lt $deadline ] || die "the job $orphan that no server owns is still '$(squeue -t all -j "$orphan" -o '%T')'"
+  sleep 2
+done
+[ "$(squeue -t all -j "$foreign" -o '%T')" = RUNNING ] || die "the foreign job $foreign is '$(squeue -t all -j "$foreign" -o '%T')', not left running"
+docker exec "$ctl" scancel "$foreign"
+echo "slurm: the job $orphan that no server owned was cancelled; the foreign job $foreign was left alone"
 echo "slurm: PASS in $((SECONDS - started)) s"

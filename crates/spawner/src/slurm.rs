@@ -28,8 +28,9 @@
 //!   the spawn generation and by the job's age.
 //!
 //! Liveness comes from one `squeue` listing shared by every check for about
-//! a second, so a leader with hundreds of servers asks the controller once
-//! per poll, not once per server. A controller that does not answer makes a
+//! a second (a tenth of one while spawns wait for their jobs to run), so a
+//! leader with hundreds of servers asks the controller once per poll, not
+//! once per server. A controller that does not answer makes a
 //! server's liveness unknown, never gone.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -424,6 +425,10 @@ struct Listing {
 /// How long one `squeue` listing answers liveness checks.
 const LISTING_TTL: Duration = Duration::from_millis(1000);
 
+/// How old a listing may be for spawns waiting for their job to run: the
+/// waiters of concurrent spawns share one `squeue` per this interval.
+const WAITING_TTL: Duration = Duration::from_millis(100);
+
 /// How long a job of this cluster's must have existed before
 /// [`SlurmSpawner::reap`] may cancel it as nobody's.
 pub const REAP_MIN_AGE: Duration = Duration::from_secs(60);
@@ -547,11 +552,11 @@ impl SlurmSpawner {
     }
 
     /// Every job Slurm still knows (running, pending, and recently ended),
-    /// from a listing at most [`LISTING_TTL`] old unless `fresh`.
-    async fn jobs(&self, fresh: bool) -> Result<HashMap<u32, JobInfo>, CmdError> {
+    /// from a listing at most `max_age` old (`Duration::ZERO`: a new one).
+    async fn jobs(&self, max_age: Duration) -> Result<HashMap<u32, JobInfo>, CmdError> {
         let mut cached = self.listing.lock().await;
         if let Some(l) = cached.as_ref() {
-            if !fresh && l.at.elapsed() < LISTING_TTL {
+            if l.at.elapsed() < max_age {
                 return Ok(l.jobs.clone());
             }
         }
@@ -813,9 +818,8 @@ impl SlurmSpawner {
         let limit = Duration::from_secs(self.args.slurm_start_timeout_s);
         let started = Instant::now();
         let mut last;
-        let mut pause = Duration::from_millis(200);
         loop {
-            match self.jobs(false).await {
+            match self.jobs(WAITING_TTL).await {
                 Ok(jobs) => match jobs.get(&id) {
                     Some(j) => match job_phase(&j.state) {
                         JobPhase::Running if j.batch_host.is_some() => return Ok(j.clone()),
@@ -839,8 +843,14 @@ impl SlurmSpawner {
                     "Slurm job {id} did not start within {limit:?} (last seen: {last}); the job is cancelled. Ask for fewer resources, or raise --slurm-start-timeout-s"
                 )));
             }
+            // A job usually runs within a second of sbatch: look often
+            // first, then once a second for one that waits in the queue.
+            let pause = if started.elapsed() < Duration::from_secs(5) {
+                WAITING_TTL
+            } else {
+                Duration::from_secs(1)
+            };
             tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 
@@ -912,7 +922,7 @@ impl SlurmSpawner {
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(250)).await;
-            match self.jobs(true).await {
+            match self.jobs(Duration::ZERO).await {
                 Ok(jobs)
                     if jobs
                         .get(&id)
@@ -963,7 +973,7 @@ impl crate::Spawner for SlurmSpawner {
         // job of this spawn first, so a submission whose answer was lost is
         // adopted, not repeated.
         let (id, port, token_id) = loop {
-            let retry = match self.jobs(true).await {
+            let retry = match self.jobs(Duration::ZERO).await {
                 Err(e) => e.message().to_string(),
                 Ok(jobs) => match self.find_or_submit(launch, revoke, &prefix, &jobs).await? {
                     Ok(found) => break found,
@@ -996,7 +1006,7 @@ impl crate::Spawner for SlurmSpawner {
     }
 
     async fn liveness(&self, state: &SpawnerState) -> Liveness {
-        match self.jobs(false).await {
+        match self.jobs(LISTING_TTL).await {
             Ok(jobs) => match jobs.get(&state.pid) {
                 Some(j) if job_phase(&j.state) != JobPhase::Ended => Liveness::Running,
                 // Ended, or no longer listed at all (ended more than
@@ -1011,7 +1021,7 @@ impl crate::Spawner for SlurmSpawner {
     }
 
     async fn gone_reason(&self, state: &SpawnerState) -> Option<String> {
-        let jobs = self.jobs(false).await.ok()?;
+        let jobs = self.jobs(LISTING_TTL).await.ok()?;
         Some(match jobs.get(&state.pid) {
             Some(j) => format!("the Slurm job {} ended: {}", j.id, describe(j)),
             None => format!(
@@ -1026,7 +1036,7 @@ impl crate::Spawner for SlurmSpawner {
     }
 
     async fn reap(&self, owned: &crate::spawner::Owned, revoke: &dyn Revoke) {
-        let jobs = match self.jobs(true).await {
+        let jobs = match self.jobs(Duration::ZERO).await {
             Ok(j) => j,
             Err(e) => {
                 self.warn_unreachable("looking for jobs nobody owns", &e);
