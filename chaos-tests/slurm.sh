@@ -18,6 +18,8 @@
 #     reason (TIMEOUT);
 #   - a compute node killed: its servers recorded stopped (NODE_FAIL), their
 #     routes gone; the user starts again and lands on the other node;
+#   - a server that never answers on its port: stopped after the spawn
+#     timeout, its job cancelled;
 #   - a job named like this cluster's servers that no server owns is
 #     cancelled by the leader; someone else's job is left alone.
 #
@@ -137,7 +139,7 @@ if frame[0] != 0x81 or frame[2:2 + len(payload)] != payload:
 PY
 }
 
-for i in $(seq 1 8); do
+for i in $(seq 1 9); do
   curl -fsS -o /dev/null -X POST -H "$auth" "$api/users/u$i" || die "cannot create u$i"
 done
 
@@ -145,7 +147,7 @@ done
 body=$(curl -sS -X POST -H "$auth" -H 'content-type: application/json' \
   -d '{"user_options": {"profile": "huge"}}' -w ' %{http_code}' "$api/users/u8/server")
 [ "${body##* }" = 400 ] || die "an unknown profile got ${body##* }, not 400: $body"
-grep -q 'Options include: standard, big, short, gpu' <<<"$body" || die "the refusal does not name the profiles: $body"
+grep -q 'Options include: standard, big, short, deaf, gpu' <<<"$body" || die "the refusal does not name the profiles: $body"
 [ -z "$(jobs_ever u8)" ] || die "a refused start submitted a job"
 # Slurm refuses a GPU job on this cluster: as JupyterHub, a spawn that
 # fails within --slow-spawn-timeout-s answers 500 with the reason; a slower
@@ -234,7 +236,7 @@ echo "slurm: slurmctld down 12 s: no server declared stopped; u7's spawn waited 
 job4=$(job_of u4 | awk '{print $1}')
 curl -fsS -o /dev/null -X DELETE -H "$auth" "$api/users/u4/server" || die "cannot stop u4's server"
 deadline=$((SECONDS + 40))
-until state=$(squeue -t all -j "$job4" -o '%T') && [[ $state == CANCELLED* || $state == COMPLETED* ]]; do
+until state=$(squeue -t all -j "$job4" -o "%T") && [[ $state == CANCELLED* ]]; do
   [ $SECONDS -lt $deadline ] || die "job $job4 is still '$state' 40 s after u4's server was stopped"
   sleep 0.5
 done
@@ -278,6 +280,16 @@ orphan=$(docker exec "$ctl" sbatch --parsable --uid=2060 --gid=2060 --chdir=/tmp
 foreign=$(docker exec "$ctl" sbatch --parsable --uid=2059 --gid=2059 --chdir=/tmp -o /dev/null \
   --job-name=someone-elses --wrap 'exec /usr/local/bin/quorumhub singleuser --port 45999')
 
+# ---- a server that never answers where the hub looks: stopped after the
+# spawn timeout (30 s), its job cancelled ----
+start u9 deaf
+deadline=$((SECONDS + 20))
+until [ -n "$(job_of u9)" ]; do
+  [ $SECONDS -lt $deadline ] || die "no job for u9 within 20 s"
+  sleep 0.2
+done
+job9=$(job_of u9 | awk '{print $1}')
+
 # ---- a time limit ----
 start u6 short
 wait_ready u6
@@ -293,6 +305,9 @@ for h in hub1 hub2 hub3; do
 done
 [ $found = 1 ] || die "u6's stop was not recorded with Slurm's TIMEOUT"
 echo "slurm: u6's job $job6 hit its one-minute limit and was recorded stopped: TIMEOUT"
+has_server u9 && die "u9's server, which never answered, is still recorded"
+[[ $(squeue -t all -j "$job9" -o '%T') == CANCELLED* ]] || die "u9's job $job9 is '$(squeue -t all -j "$job9" -o '%T')', not cancelled"
+echo "slurm: u9's server never answered on its port: stopped after the spawn timeout, job $job9 cancelled"
 deadline=$((SECONDS + 150))
 until [[ $(squeue -t all -j "$orphan" -o '%T') == CANCELLED* ]]; do
   [ $SECONDS -lt $deadline ] || die "the job $orphan that no server owns is still '$(squeue -t all -j "$orphan" -o '%T')'"

@@ -83,6 +83,12 @@ display_name = "Short (1 minute)"
 time_limit = "1"
 
 [[profiles]]
+slug = "deaf"
+display_name = "Listens on the wrong port"
+description = "For the tests: the job runs, the server never answers where the hub looks"
+cmd = ["/usr/local/bin/quorumhub", "singleuser", "--port", "45997"]
+
+[[profiles]]
 slug = "gpu"
 display_name = "One GPU"
 description = "This cluster has no GPUs: Slurm refuses the job"

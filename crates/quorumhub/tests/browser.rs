@@ -264,3 +264,51 @@ async fn a_browser_logs_in_opens_jupyterlab_and_stays_logged_in_after_a_leader_k
         .expect("whoami");
     assert_eq!(me.status(), StatusCode::FORBIDDEN);
 }
+
+/// A spawn that fails: the pending page says why, as JupyterHub's shows the
+/// spawn's error (the Slurm spawner's refusals reach users this way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pending_page_of_a_failed_spawn_says_why() {
+    let mut c = common::start(1, &["--spawner-cmd", "/bin/false"]).await;
+    c.start_proxy_ready().await;
+    let created = common::client()
+        .post(c.url(1, "/hub/api/users/alice"))
+        .header("Authorization", auth())
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let out = hubctl_stdin(
+        &c,
+        &["users", "set-password", "alice"],
+        "alice-password-1\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut b = Browser::new(format!("http://{}", c.proxy_addr));
+    let ok = login(&mut b, "alice", "alice-password-1").await;
+    assert_eq!(ok.status, StatusCode::FOUND, "{}", ok.body);
+    // Before any spawn: no reason to give.
+    let page = b.get("/hub/spawn-pending/alice").await;
+    assert!(page.body.contains("server is not running"), "{}", page.body);
+    assert!(!page.body.contains("It stopped"), "{}", page.body);
+    let spawn = b.get("/hub/spawn").await;
+    assert_eq!(spawn.location.as_deref(), Some("/hub/spawn-pending/alice"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = b.get("/hub/spawn-pending/alice").await;
+        if page.body.contains("It stopped:") {
+            assert!(
+                page.body.contains("exited before it answered HTTP"),
+                "{}",
+                page.body
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reason shown: {}", page.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

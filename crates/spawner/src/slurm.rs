@@ -894,28 +894,23 @@ impl SlurmSpawner {
         }
     }
 
-    /// `scancel` job `id`: TERM, and after `grace` KILL; a job already
-    /// ended is fine.
+    /// `scancel` job `id` (TERM; KILL after `grace` if it still runs); a job
+    /// already ended is fine.
     async fn cancel(&self, id: u32, grace: Duration) -> Result<(), SpawnError> {
-        let signal = |sig: Option<&str>| {
-            let mut a = Vec::new();
-            if let Some(s) = sig {
-                a.push(format!("--signal={s}"));
-                a.push("--full".to_string());
+        let scancel = |args: Vec<String>| async move {
+            match self.run("scancel", &args, None).await {
+                Ok(_) => Ok(()),
+                Err(CmdError::Refused(m))
+                    if m.contains("Invalid job id") || m.contains("already completed") =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(self.slurm_error("scancel", e)),
             }
-            a.push(id.to_string());
-            a
         };
-        let term = if grace.is_zero() { None } else { Some("TERM") };
-        match self.run("scancel", &signal(term), None).await {
-            Ok(_) => {}
-            Err(CmdError::Refused(m))
-                if m.contains("Invalid job id") || m.contains("already completed") =>
-            {
-                return Ok(())
-            }
-            Err(e) => return Err(self.slurm_error("scancel", e)),
-        }
+        // Slurm's own cancel: the job is CANCELLED, its processes get TERM
+        // (and KILL after the cluster's KillWait).
+        scancel(vec![id.to_string()]).await?;
         if grace.is_zero() {
             return Ok(());
         }
@@ -933,15 +928,13 @@ impl SlurmSpawner {
                 _ => {}
             }
         }
-        match self.run("scancel", &signal(None), None).await {
-            Ok(_) => Ok(()),
-            Err(CmdError::Refused(m))
-                if m.contains("Invalid job id") || m.contains("already completed") =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(self.slurm_error("scancel", e)),
-        }
+        // Still there after our grace: KILL now rather than after KillWait.
+        scancel(vec![
+            "--signal=KILL".into(),
+            "--full".into(),
+            id.to_string(),
+        ])
+        .await
     }
 }
 
