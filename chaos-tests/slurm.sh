@@ -11,6 +11,8 @@
 #   - the leader killed during a spawn (after sbatch, its job pending): the
 #     server comes up on the job the dead leader submitted, and no second
 #     job is ever submitted for it;
+#   - the leader paused after sbatch and back once the next leader adopted
+#     the job: the old leader does not cancel it;
 #   - slurmctld killed: no running server is declared stopped, and a spawn
 #     waits for Slurm and gets one job once it is back;
 #   - stop cancels the job;
@@ -139,7 +141,7 @@ if frame[0] != 0x81 or frame[2:2 + len(payload)] != payload:
 PY
 }
 
-for i in $(seq 1 9); do
+for i in $(seq 1 10); do
   curl -fsS -o /dev/null -X POST -H "$auth" "$api/users/u$i" || die "cannot create u$i"
 done
 
@@ -218,6 +220,30 @@ done
 revive "$dead"
 echo "slurm: hub $dead killed after submitting u5's job $job5 (pending); the next leader adopted it, none other was submitted"
 
+# ---- the leader paused during a spawn, and back after the next leader
+# adopted its job: the old leader, finding its start not recorded, must not
+# cancel that job ----
+docker exec "$ctl" scontrol update PartitionName=main State=DOWN
+start u10
+deadline=$((SECONDS + 30))
+until [ -n "$(job_of u10)" ]; do
+  [ $SECONDS -lt $deadline ] || die "no job for u10 within 30 s"
+  sleep 0.1
+done
+job10=$(job_of u10 | awk '{print $1}')
+paused=$(leader)
+docker pause "${project}_hub${paused}_1" >/dev/null
+sleep 3
+docker exec "$ctl" scontrol update PartitionName=main State=UP
+wait_ready u10 120
+docker unpause "${project}_hub${paused}_1" >/dev/null
+sleep 8
+[ "$(job_of u10 | awk '{print $1}')" = "$job10" ] || die "u10's job $job10 did not survive the old leader's return ($(job_of u10))"
+ready u10 || die "u10's server is not ready after the old leader came back"
+through "$p2" u10 || die "u10's server does not answer after the old leader came back"
+[ "$(jobs_ever u10)" = "$job10" ] || die "u10 has jobs '$(jobs_ever u10 | tr '\n' ' ')', not just $job10"
+echo "slurm: hub $paused paused after submitting u10's job $job10; the next leader adopted it, and the old leader, back, left it running"
+
 # ---- slurmctld down: nothing declared dead, a spawn waits ----
 docker kill -s KILL "$ctl" >/dev/null
 start u7
@@ -246,7 +272,7 @@ echo "slurm: stopping u4's server ended job $job4 ($state)"
 # ---- a compute node killed ----
 read -r job1 node1 <<<"$(job_of u1)"
 other=c1; [ "$node1" = c1 ] && other=c2
-on_node=$(for i in 1 2 3 5 7; do job_of "u$i" | awk -v n="$node1" -v u="u$i" '$2 == n {print u}'; done | tr '\n' ' ')
+on_node=$(for i in 1 2 3 5 7 10; do job_of "u$i" | awk -v n="$node1" -v u="u$i" '$2 == n {print u}'; done | tr '\n' ' ')
 docker kill -s KILL "${project}_${node1}_1" >/dev/null
 t0=$SECONDS
 for u in $on_node; do

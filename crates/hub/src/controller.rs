@@ -160,7 +160,30 @@ struct Controller {
 
 #[async_trait::async_trait]
 impl Revoke for Controller {
+    /// Revokes a server token that no active server has recorded as its
+    /// own. Spawners pass ids they read back from what they started (a
+    /// container's label, a Slurm job's comment, which the job's owner can
+    /// set): any other token (a user's, an admin's, a service's, or a
+    /// running server's) is left alone, so no such id can revoke it.
     async fn revoke(&self, token_id: &str) {
+        let refusal = self.hub.read(|s| match s.tokens.get(token_id) {
+            None => Some("no such token"),
+            Some(t) if !matches!(t.owner, TokenOwner::Server { .. }) => {
+                Some("not a server's token")
+            }
+            Some(_)
+                if s.active_servers().any(|(_, srv)| {
+                    srv.spawner.as_ref().and_then(|sp| sp.token_id.as_deref()) == Some(token_id)
+                }) =>
+            {
+                Some("the token of a recorded server")
+            }
+            Some(_) => None,
+        });
+        if let Some(why) = refusal {
+            tracing::debug!(token = token_id, why, "not revoking");
+            return;
+        }
         if let Err(e) = self
             .hub
             .propose_local(Command::RevokeToken {
@@ -276,8 +299,14 @@ impl Controller {
                 })
                 .collect()
         });
+        let active = self.spawners.active().kind();
         for spawner in self.spawners.all() {
             let kind = spawner.kind().as_str();
+            // Only spawners in use: one this replica starts servers with,
+            // or one an active server was recorded by.
+            if spawner.kind() != active && !owned.iter().any(|(_, k)| k.as_deref() == Some(kind)) {
+                continue;
+            }
             // A spawn recorded by another kind claims nothing of this one's
             // by id; one not yet recorded may be this kind's, in flight.
             let mine: Vec<quorumhub_spawner::OwnedSpawn> = owned
@@ -406,6 +435,21 @@ impl Controller {
             hub_api_url: hub.config.hub_api_url(),
             public_url: hub.config.public_url.clone(),
             overrides,
+            wanted: {
+                let (hub, user, server, generation) = (
+                    self.hub.clone(),
+                    job.user.clone(),
+                    job.server.clone(),
+                    job.generation,
+                );
+                quorumhub_spawner::Wanted(Arc::new(move || {
+                    hub.read(|s| {
+                        s.server(&user, &server).is_some_and(|srv| {
+                            srv.generation == generation && srv.phase == Phase::Spawning
+                        })
+                    })
+                }))
+            },
         };
         let sp = match self.spawners.active().start(&launch, self).await {
             Ok(sp) => sp,
@@ -425,10 +469,26 @@ impl Controller {
         match recorded {
             Ok(Response::Done) => Ok(sp),
             other => {
-                // Not recorded (another leader's process won, or no quorum):
-                // nobody could find this server later. Stop it, drop its
-                // token.
-                self.terminate(&sp).await;
+                // Not recorded (another leader's process won, or no quorum).
+                // Stop it and drop its token, unless the cluster records this
+                // very server, as a new leader that adopted what this one
+                // started does; a replica that cannot pass the read barrier
+                // (deposed, cut off) stops nothing and leaves it to the
+                // leader's reap.
+                let fresh = hub.linearize().await.is_ok();
+                let recorded_elsewhere = self.hub.read(|s| {
+                    s.server(&job.user, &job.server).is_some_and(|srv| {
+                        srv.spawner.as_ref().is_some_and(|r| {
+                            r.kind == sp.kind && r.pid == sp.pid && r.host == sp.host
+                        })
+                    })
+                });
+                if fresh && !recorded_elsewhere {
+                    self.terminate(&sp).await;
+                    if let Some(t) = sp.token_id.as_deref().filter(|t| *t != token_id) {
+                        self.revoke(t).await;
+                    }
+                }
                 self.revoke(&token_id).await;
                 Err(format!("could not record the started process: {other:?}"))
             }
@@ -478,6 +538,16 @@ impl Controller {
         if self.current(job) != Some(Phase::Spawning) {
             // Stopped (or replaced) meanwhile: the Stopping job will clean up.
             return None;
+        }
+        // Something answered; make sure the server itself still runs (a
+        // Slurm job whose server failed to bind its port has ended, and
+        // whatever answered there is not it).
+        if self.liveness(&sp).await == Liveness::Gone {
+            let reason = self.gone_reason(&sp, "the server process exited").await;
+            tracing::warn!(%reason, "an answer came from the server's address, but the server is gone");
+            self.stopped(job, &format!("the server did not become ready: {reason}"))
+                .await;
+            return Some(SpawnOutcome::Failure);
         }
         match hub
             .propose_local(Command::ServerReady {

@@ -47,7 +47,7 @@ pub use ready::wait_http_ready;
 pub use service::{ServiceCopy, ServiceLaunch, ServiceRunner};
 pub use spawner::{
     Launch, Liveness, Owned, OwnedSpawn, Revoke, Spawner, SpawnerArgs, SpawnerConfigError,
-    SpawnerContext, SpawnerKind, Spawners,
+    SpawnerContext, SpawnerKind, Spawners, Wanted,
 };
 
 /// Why starting, watching or stopping a server failed; each message says

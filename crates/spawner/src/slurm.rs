@@ -25,7 +25,11 @@
 //!   (same job, same token), so a server never gets a second job.
 //! - [`SlurmSpawner::reap`] cancels the cluster's jobs that no active spawn
 //!   owns (a stopped server's job whose id was never recorded), fenced by
-//!   the spawn generation and by the job's age.
+//!   the spawn generation and by how long the leader has seen it unowned.
+//! - Names and comments are the jobs' owners' to set, so they are trusted
+//!   only so far: a job is adopted only if it runs as the uid the spawn's
+//!   jobs run as, and a token id read from a comment is revoked only if it
+//!   is an unrecorded server token (the controller's `Revoke` checks).
 //!
 //! Liveness comes from one `squeue` listing shared by every check for about
 //! a second (a tenth of one while spawns wait for their jobs to run), so a
@@ -73,8 +77,9 @@ pub struct SlurmArgs {
     /// server gets one no other server of this cluster has.
     #[arg(long, default_value = "40000-49999")]
     pub slurm_port_range: String,
-    /// Slurm spawner: how long a job may stay pending before the spawn is
-    /// given up and the job cancelled (batchspawner's `start_timeout`).
+    /// Slurm spawner: how long from the spawn's start (Slurm not answering
+    /// included) until its job runs, before the spawn is given up and the
+    /// job cancelled (batchspawner's `start_timeout`).
     #[arg(long, default_value_t = 300)]
     pub slurm_start_timeout_s: u64,
     /// Slurm spawner: how long one Slurm command may take before the
@@ -200,8 +205,9 @@ pub struct JobInfo {
     pub comment: String,
     /// Why it is in its state (`Resources`, `TimeLimit`, `None`, ...).
     pub reason: String,
-    /// Submit time as Slurm prints it (`2026-12-03T10:00:00`).
-    pub submitted: String,
+    /// The uid the job runs as (`%U`): who could have set its name and
+    /// comment.
+    pub uid: Option<u32>,
 }
 
 impl JobInfo {
@@ -247,16 +253,20 @@ pub fn job_phase(state: &str) -> JobPhase {
         "RUNNING" | "COMPLETING" | "STAGE_OUT" | "SIGNALING" => JobPhase::Running,
         "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESIZING"
         | "SUSPENDED" | "STOPPED" | "RESV_DEL_HOLD" | "SPECIAL_EXIT" => JobPhase::Waiting,
-        // COMPLETED, CANCELLED, FAILED, TIMEOUT, NODE_FAIL, PREEMPTED,
-        // BOOT_FAIL, DEADLINE, OUT_OF_MEMORY, REVOKED, and anything new.
-        _ => JobPhase::Ended,
+        "COMPLETED" | "CANCELLED" | "FAILED" | "TIMEOUT" | "NODE_FAIL" | "PREEMPTED"
+        | "BOOT_FAIL" | "DEADLINE" | "OUT_OF_MEMORY" | "REVOKED" => JobPhase::Ended,
+        // A state this build does not know (a newer Slurm's): never taken
+        // as the end of a server.
+        _ => JobPhase::Waiting,
     }
 }
 
-/// The `squeue -o` format the spawner parses: fields a name or comment can
-/// never contain a `|` of (the spawner's names are escaped; comments are
-/// its own).
-pub const SQUEUE_FORMAT: &str = "%i|%T|%B|%r|%V|%j|%k";
+/// The `squeue -o` format the spawner parses. The spawner's own names never
+/// contain a `|` (they are escaped) and the comment is the last field, so
+/// its jobs parse whole; a job whose owner put a `|` in its name, or a line
+/// break in its comment, can only garble its own line (and the uid, which
+/// comes before both, still says whose it is).
+pub const SQUEUE_FORMAT: &str = "%i|%T|%B|%r|%U|%j|%k";
 
 /// `squeue -h -o SQUEUE_FORMAT` output; lines it cannot read are skipped
 /// (and counted), never guessed at.
@@ -279,7 +289,7 @@ pub fn parse_squeue(out: &str) -> (Vec<JobInfo>, usize) {
             batch_host: (!host.is_empty() && host != "n/a" && host != "(null)")
                 .then(|| host.to_string()),
             reason: f[3].trim().to_string(),
-            submitted: f[4].trim().to_string(),
+            uid: f[4].trim().parse().ok(),
             name: f[5].trim().to_string(),
             comment: f[6].trim().to_string(),
         });
@@ -416,10 +426,49 @@ enum Submit {
     Failed(SpawnError),
 }
 
-/// A cached `squeue` listing (see the module's docs).
+/// One `squeue` listing.
+#[derive(Debug, Default)]
+pub struct Jobs {
+    pub by_id: HashMap<u32, JobInfo>,
+    /// Every line was read, and no job id came twice: a job missing from
+    /// `by_id` is known to be gone. Otherwise missing says nothing.
+    pub complete: bool,
+}
+
+impl Jobs {
+    /// From `squeue -h -o SQUEUE_FORMAT` output. A job id listed twice (a
+    /// forged line) is left out, and the listing is then incomplete.
+    pub fn parse(out: &str) -> Jobs {
+        let (jobs, skipped) = parse_squeue(out);
+        let mut by_id: HashMap<u32, JobInfo> = HashMap::new();
+        let mut twice = HashSet::new();
+        for j in jobs {
+            match by_id.entry(j.id) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    twice.insert(j.id);
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(j);
+                }
+            }
+        }
+        for id in &twice {
+            by_id.remove(id);
+        }
+        Jobs {
+            by_id,
+            complete: skipped == 0 && twice.is_empty(),
+        }
+    }
+}
+
+/// A cached `squeue` listing, or why there was none (see the module's
+/// docs): a Slurm that does not answer is asked once per interval, not
+/// once per waiting caller.
 struct Listing {
+    /// When `squeue` was started.
     at: Instant,
-    jobs: HashMap<u32, JobInfo>,
+    result: Result<std::sync::Arc<Jobs>, String>,
 }
 
 /// How long one `squeue` listing answers liveness checks.
@@ -429,8 +478,8 @@ const LISTING_TTL: Duration = Duration::from_millis(1000);
 /// waiters of concurrent spawns share one `squeue` per this interval.
 const WAITING_TTL: Duration = Duration::from_millis(100);
 
-/// How long a job of this cluster's must have existed before
-/// [`SlurmSpawner::reap`] may cancel it as nobody's.
+/// How long this replica must have seen a job of this cluster's owned by no
+/// active spawn before [`SlurmSpawner::reap`] cancels it.
 pub const REAP_MIN_AGE: Duration = Duration::from_secs(60);
 
 /// Starts each server as a Slurm batch job.
@@ -510,13 +559,17 @@ impl SlurmSpawner {
                 "cannot run {program}: {e}; install Slurm's client commands on every hub replica (Debian: slurm-client) or set --slurm-bin-dir"
             ))
         })?;
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            // A write error shows up as sbatch's own failure below.
-            let _ = pipe.write_all(input.as_bytes()).await;
-            drop(pipe);
-        }
-        let out = match tokio::time::timeout(self.command_timeout(), child.wait_with_output()).await
-        {
+        let pipe = child.stdin.take();
+        let input = stdin.map(str::to_owned);
+        let finished = async move {
+            if let (Some(input), Some(mut pipe)) = (input, pipe) {
+                // A write error shows up as the command's own failure.
+                let _ = pipe.write_all(input.as_bytes()).await;
+                drop(pipe);
+            }
+            child.wait_with_output().await
+        };
+        let out = match tokio::time::timeout(self.command_timeout(), finished).await {
             Ok(Ok(out)) => out,
             Ok(Err(e)) => return Err(CmdError::Unreachable(format!("{program} failed: {e}"))),
             Err(_) => {
@@ -553,31 +606,45 @@ impl SlurmSpawner {
 
     /// Every job Slurm still knows (running, pending, and recently ended),
     /// from a listing at most `max_age` old (`Duration::ZERO`: a new one).
-    async fn jobs(&self, max_age: Duration) -> Result<HashMap<u32, JobInfo>, CmdError> {
+    async fn jobs(&self, max_age: Duration) -> Result<std::sync::Arc<Jobs>, CmdError> {
+        let now = Instant::now();
+        self.jobs_since(now.checked_sub(max_age).unwrap_or(now))
+            .await
+    }
+
+    /// Every job Slurm still knows, from a listing taken after `since`.
+    async fn jobs_since(&self, since: Instant) -> Result<std::sync::Arc<Jobs>, CmdError> {
         let mut cached = self.listing.lock().await;
         if let Some(l) = cached.as_ref() {
-            if l.at.elapsed() < max_age {
-                return Ok(l.jobs.clone());
+            if l.at > since {
+                return l.result.clone().map_err(CmdError::Unreachable);
             }
         }
-        let args: Vec<String> = ["-h", "-t", "all", "-o", SQUEUE_FORMAT]
+        // -a: hidden partitions too (and any the hub's user may not use).
+        let args: Vec<String> = ["-h", "-a", "-t", "all", "-o", SQUEUE_FORMAT]
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let out = self.run("squeue", &args, None).await?;
-        let (jobs, skipped) = parse_squeue(&out);
-        if skipped > 0 {
-            tracing::warn!(
-                skipped,
-                "squeue printed lines the Slurm spawner cannot read; ignoring them"
-            );
-        }
-        let jobs: HashMap<u32, JobInfo> = jobs.into_iter().map(|j| (j.id, j)).collect();
+        // A listing is as old as the moment it was asked for: what Slurm
+        // accepted after that may be missing from it.
+        let asked = Instant::now();
+        let result = match self.run("squeue", &args, None).await {
+            Ok(out) => {
+                let jobs = Jobs::parse(&out);
+                if !jobs.complete {
+                    tracing::warn!(
+                        "squeue printed lines the Slurm spawner cannot read, or a job twice; those jobs count as unknown"
+                    );
+                }
+                Ok(std::sync::Arc::new(jobs))
+            }
+            Err(e) => Err(e.message().to_string()),
+        };
         *cached = Some(Listing {
-            at: Instant::now(),
-            jobs: jobs.clone(),
+            at: asked,
+            result: result.clone(),
         });
-        Ok(jobs)
+        result.map_err(CmdError::Unreachable)
     }
 
     /// The name prefix of every job of one spawn.
@@ -596,8 +663,9 @@ impl SlurmSpawner {
     }
 
     /// A port no job of this cluster's holds or was just given.
-    fn pick_port(&self, jobs: &HashMap<u32, JobInfo>) -> Result<u16, SpawnError> {
+    fn pick_port(&self, jobs: &Jobs) -> Result<u16, SpawnError> {
         let used: HashSet<u16> = jobs
+            .by_id
             .values()
             .filter(|j| job_phase(&j.state) != JobPhase::Ended)
             .filter_map(JobInfo::port)
@@ -668,9 +736,9 @@ impl SlurmSpawner {
     async fn submit(
         &self,
         launch: &Launch,
-        jobs: &HashMap<u32, JobInfo>,
+        account: Option<&crate::Account>,
+        jobs: &Jobs,
     ) -> Result<(u32, u16), Submit> {
-        let account = self.account(&launch.user).map_err(Submit::Failed)?;
         let port = self.pick_port(jobs).map_err(Submit::Failed)?;
         let attempt: String = launch
             .token_id
@@ -695,7 +763,7 @@ impl SlurmSpawner {
         server_env.ip = "0.0.0.0".into();
         let mut env = crate::jupyterhub_env(&server_env);
         env.insert("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into());
-        if let Some(a) = &account {
+        if let Some(a) = account {
             env.insert("USER".into(), a.name.clone());
             env.insert("LOGNAME".into(), a.name.clone());
             env.insert("HOME".into(), a.home.display().to_string());
@@ -715,7 +783,6 @@ impl SlurmSpawner {
         // The home directory where this submit host has it (an HPC centre
         // shares homes); else /tmp, which every node has.
         let chdir = account
-            .as_ref()
             .filter(|a| a.home.is_dir())
             .map(|a| a.home.display().to_string())
             .unwrap_or_else(|| "/tmp".into());
@@ -724,7 +791,7 @@ impl SlurmSpawner {
             &comment,
             &self.request(launch),
             &self.args.slurm_output,
-            account.as_ref().map(|a| (a.uid, a.gid)),
+            account.map(|a| (a.uid, a.gid)),
             &chdir,
         );
         let out = match self.run("sbatch", &args, Some(&script)).await {
@@ -762,24 +829,35 @@ impl SlurmSpawner {
         launch: &Launch,
         revoke: &dyn Revoke,
         prefix: &str,
-        jobs: &HashMap<u32, JobInfo>,
+        jobs: &Jobs,
     ) -> Result<Result<(u32, u16, String), String>, SpawnError> {
+        let account = self.account(&launch.user)?;
+        let uid = account
+            .as_ref()
+            .map_or_else(crate::account::effective_uid, |a| a.uid);
         // A job of this very spawn that no leader recorded: the previous
         // leader submitted it and died before its job id was committed (or
         // sbatch's answer was lost). Adopt it (its token is still valid)
-        // rather than submit another.
+        // rather than submit another. Only a job that runs as the uid this
+        // spawn's jobs run as: anyone may name a job like this one.
         let mut mine: Vec<&JobInfo> = jobs
+            .by_id
             .values()
-            .filter(|j| j.name.starts_with(prefix) && job_phase(&j.state) != JobPhase::Ended)
+            .filter(|j| {
+                j.name.starts_with(prefix)
+                    && j.uid == Some(uid)
+                    && job_phase(&j.state) != JobPhase::Ended
+            })
             .collect();
         mine.sort_by_key(|j| j.id);
         let adopted = mine
             .first()
             .and_then(|j| Some(((*j).clone(), j.token_id()?.to_string(), j.port()?)));
+        let keep = adopted.as_ref().map(|(_, t, _)| t.clone());
         for extra in mine.iter().skip(usize::from(adopted.is_some())) {
             tracing::warn!(job = extra.id, "cancelling a second job of the same spawn");
             if let Some(t) = extra.token_id() {
-                if t != launch.token_id {
+                if t != launch.token_id && Some(t) != keep.as_deref() {
                     revoke.revoke(t).await;
                 }
             }
@@ -795,7 +873,7 @@ impl SlurmSpawner {
             }
             return Ok(Ok((job.id, port, token_id)));
         }
-        match self.submit(launch, jobs).await {
+        match self.submit(launch, account.as_ref(), jobs).await {
             Ok((id, port)) => Ok(Ok((id, port, launch.token_id.clone()))),
             Err(Submit::Retry(why)) => Ok(Err(why)),
             Err(Submit::Failed(e)) => Err(e),
@@ -811,16 +889,31 @@ impl SlurmSpawner {
         }
     }
 
-    /// Waits until job `id` runs and returns it, bounded by
-    /// `--slurm-start-timeout-s`; a controller that stops answering meanwhile
-    /// is waited for within the same bound.
-    async fn wait_running(&self, id: u32) -> Result<JobInfo, SpawnError> {
+    /// Waits until job `id` runs and returns it, within
+    /// `--slurm-start-timeout-s` of `started` (the spawn's start); a
+    /// controller that stops answering meanwhile is waited for within the
+    /// same bound, and a spawn no longer `wanted` ends the wait.
+    async fn wait_running(
+        &self,
+        id: u32,
+        started: Instant,
+        wanted: &crate::Wanted,
+    ) -> Result<JobInfo, SpawnError> {
         let limit = Duration::from_secs(self.args.slurm_start_timeout_s);
-        let started = Instant::now();
+        // Only listings taken after the job id was learnt can tell whether
+        // the job is listed.
+        let known = Instant::now();
         let mut last;
         loop {
-            match self.jobs(WAITING_TTL).await {
-                Ok(jobs) => match jobs.get(&id) {
+            if !wanted.check() {
+                return Err(SpawnError::Slurm(format!(
+                    "the server was asked to stop while Slurm job {id} waited to run; the job is cancelled"
+                )));
+            }
+            let now = Instant::now();
+            let since = now.checked_sub(WAITING_TTL).unwrap_or(now).max(known);
+            match self.jobs_since(since).await {
+                Ok(jobs) => match jobs.by_id.get(&id) {
                     Some(j) => match job_phase(&j.state) {
                         JobPhase::Running if j.batch_host.is_some() => return Ok(j.clone()),
                         JobPhase::Ended => {
@@ -831,6 +924,11 @@ impl SlurmSpawner {
                         }
                         _ => last = format!("{} ({})", j.state, j.reason),
                     },
+                    None if jobs.complete => {
+                        return Err(SpawnError::Slurm(format!(
+                            "Slurm job {id} is not listed by squeue any more (it ended, or was removed)"
+                        )))
+                    }
                     None => last = "not listed by squeue".into(),
                 },
                 Err(e) => {
@@ -845,7 +943,7 @@ impl SlurmSpawner {
             }
             // A job usually runs within a second of sbatch: look often
             // first, then once a second for one that waits in the queue.
-            let pause = if started.elapsed() < Duration::from_secs(5) {
+            let pause = if started.elapsed() < Duration::from_secs(10) {
                 WAITING_TTL
             } else {
                 Duration::from_secs(1)
@@ -901,7 +999,9 @@ impl SlurmSpawner {
             match self.run("scancel", &args, None).await {
                 Ok(_) => Ok(()),
                 Err(CmdError::Refused(m))
-                    if m.contains("Invalid job id") || m.contains("already completed") =>
+                    // "Invalid job id specified", "Job/step already
+                    // completing or completed".
+                    if m.contains("Invalid job id") || m.contains("already complet") =>
                 {
                     Ok(())
                 }
@@ -916,12 +1016,13 @@ impl SlurmSpawner {
         }
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            match self.jobs(Duration::ZERO).await {
+            tokio::time::sleep(WAITING_TTL * 2).await;
+            match self.jobs(WAITING_TTL).await {
                 Ok(jobs)
                     if jobs
+                        .by_id
                         .get(&id)
-                        .is_none_or(|j| job_phase(&j.state) == JobPhase::Ended) =>
+                        .map_or(jobs.complete, |j| job_phase(&j.state) == JobPhase::Ended) =>
                 {
                     return Ok(())
                 }
@@ -982,29 +1083,34 @@ impl crate::Spawner for SlurmSpawner {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(5));
         };
-        let job = match self.wait_running(id).await {
+        let job = match self.wait_running(id, started, &launch.wanted).await {
             Ok(job) => job,
             Err(e) => {
                 if let Err(c) = self.cancel(id, Duration::ZERO).await {
                     tracing::warn!(job = id, error = %c, "could not cancel the job that did not start");
                 }
+                // An adopted job's token is not the launch's (which the
+                // controller revokes): it goes with its job.
+                if token_id != launch.token_id {
+                    revoke.revoke(&token_id).await;
+                }
                 return Err(e);
             }
         };
-        self.reserved
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&port);
+        // The port's reservation stays until it expires: a concurrent
+        // spawn may hold a listing from before this job showed its port.
         Ok(self.located(&job, port, token_id).await)
     }
 
     async fn liveness(&self, state: &SpawnerState) -> Liveness {
         match self.jobs(LISTING_TTL).await {
-            Ok(jobs) => match jobs.get(&state.pid) {
+            Ok(jobs) => match jobs.by_id.get(&state.pid) {
                 Some(j) if job_phase(&j.state) != JobPhase::Ended => Liveness::Running,
-                // Ended, or no longer listed at all (ended more than
-                // MinJobAge ago).
-                _ => Liveness::Gone,
+                Some(_) => Liveness::Gone,
+                // No longer listed (it ended more than MinJobAge ago), if
+                // the listing is whole; else nothing is known.
+                None if jobs.complete => Liveness::Gone,
+                None => Liveness::Unknown,
             },
             Err(e) => {
                 self.warn_unreachable("checking a server", &e);
@@ -1015,7 +1121,7 @@ impl crate::Spawner for SlurmSpawner {
 
     async fn gone_reason(&self, state: &SpawnerState) -> Option<String> {
         let jobs = self.jobs(LISTING_TTL).await.ok()?;
-        Some(match jobs.get(&state.pid) {
+        Some(match jobs.by_id.get(&state.pid) {
             Some(j) => format!("the Slurm job {} ended: {}", j.id, describe(j)),
             None => format!(
                 "the Slurm job {} is no longer known to Slurm (it ended)",
@@ -1038,7 +1144,7 @@ impl crate::Spawner for SlurmSpawner {
         };
         let cluster = self.cluster_prefix();
         let mut seen = HashSet::new();
-        for j in jobs.values() {
+        for j in jobs.by_id.values() {
             if !j.name.starts_with(&cluster) || job_phase(&j.state) == JobPhase::Ended {
                 continue;
             }
@@ -1092,7 +1198,9 @@ mod tests {
             ("CANCELLED by 0", JobPhase::Ended),
             ("FAILED", JobPhase::Ended),
             ("OUT_OF_MEMORY", JobPhase::Ended),
-            ("SOMETHING_NEW", JobPhase::Ended),
+            ("PREEMPTED", JobPhase::Ended),
+            // A state a newer Slurm adds never ends a server.
+            ("SOMETHING_NEW", JobPhase::Waiting),
             ("SUSPENDED", JobPhase::Waiting),
         ];
         for (state, want) in cases {
@@ -1102,20 +1210,21 @@ mod tests {
 
     #[test]
     fn squeue_lines_are_read_or_skipped() {
-        let out = "12|RUNNING|c1|None|2026-12-03T10:00:00|qh.c.alice..g1.ab|qh-token=t1,qh-port=40001\n\
-                   13|PENDING|n/a|Resources|2026-12-03T10:00:01|qh.c.bob..g2.cd|qh-token=t2,qh-port=40002\n\
+        let out = "12|RUNNING|c1|None|2001|qh.c.alice..g1.ab|qh-token=t1,qh-port=40001\n\
+                   13|PENDING|n/a|Resources|2002|qh.c.bob..g2.cd|qh-token=t2,qh-port=40002\n\
                    garbage\n\
-                   14|TIMEOUT|c2|TimeLimit|2026-12-03T10:00:02|other job|(null)\n";
+                   14|TIMEOUT|c2|TimeLimit|2003|other|job|(null)\n";
         let (jobs, skipped) = parse_squeue(out);
         assert_eq!(skipped, 1);
         let got: Vec<String> = jobs
             .iter()
             .map(|j| {
                 format!(
-                    "{} {} {:?} {} {:?} {:?} {}",
+                    "{} {} {:?} {:?} {} {:?} {:?} {}",
                     j.id,
                     j.state,
                     j.batch_host,
+                    j.uid,
                     j.name,
                     j.token_id(),
                     j.port(),
@@ -1123,14 +1232,32 @@ mod tests {
                 )
             })
             .collect();
+        // A '|' in a name garbles only that job's own comment.
         assert_eq!(
             got,
             [
-                "12 RUNNING Some(\"c1\") qh.c.alice..g1.ab Some(\"t1\") Some(40001) RUNNING",
-                "13 PENDING None qh.c.bob..g2.cd Some(\"t2\") Some(40002) PENDING (Resources)",
-                "14 TIMEOUT Some(\"c2\") other job None None TIMEOUT (TimeLimit)",
+                "12 RUNNING Some(\"c1\") Some(2001) qh.c.alice..g1.ab Some(\"t1\") Some(40001) RUNNING",
+                "13 PENDING None Some(2002) qh.c.bob..g2.cd Some(\"t2\") Some(40002) PENDING (Resources)",
+                "14 TIMEOUT Some(\"c2\") Some(2003) other None None TIMEOUT (TimeLimit)",
             ]
         );
+    }
+
+    #[test]
+    fn a_listing_with_unreadable_or_repeated_lines_proves_no_job_gone() {
+        let whole = Jobs::parse("12|RUNNING|c1|None|2001|n|c\n13|PENDING|n/a|None|2001|n|c\n");
+        assert!(whole.complete);
+        assert_eq!(whole.by_id.len(), 2);
+        // A comment with a line break forging a second line for job 12.
+        let forged = Jobs::parse(
+            "12|RUNNING|c1|None|2001|n|c\n13|RUNNING|c1|None|2666|x|evil\n12|COMPLETED|c1|None|2666|x|y\n",
+        );
+        assert!(!forged.complete);
+        assert!(!forged.by_id.contains_key(&12), "a repeated id is left out");
+        assert!(forged.by_id.contains_key(&13));
+        let garbled = Jobs::parse("12|RUNNING|c1|None|2001|n|c\nnot a job line\n");
+        assert!(!garbled.complete);
+        assert!(Jobs::parse("").complete, "no jobs at all is a whole answer");
     }
 
     #[test]

@@ -38,6 +38,32 @@ pub struct Launch {
     pub public_url: String,
     /// What the server's profile changes (none without profiles).
     pub overrides: crate::Overrides,
+    /// Whether the spawn is still wanted (`false` once the server is asked
+    /// to stop): a spawner that waits long (a Slurm job in the queue) asks
+    /// it now and then and gives up, removing what it started.
+    pub wanted: Wanted,
+}
+
+/// [`Launch::wanted`]: a check of the replicated state, cheap and
+/// synchronous.
+#[derive(Clone)]
+pub struct Wanted(pub std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl Wanted {
+    /// Always wanted.
+    pub fn always() -> Wanted {
+        Wanted(std::sync::Arc::new(|| true))
+    }
+
+    pub fn check(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Wanted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Wanted(..)")
+    }
 }
 
 impl Launch {
