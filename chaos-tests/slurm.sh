@@ -106,6 +106,19 @@ revive() {
     sleep 0.5
   done
 }
+# Start user $1's server with the partition closed, so its job stays
+# pending (as in a busy queue): prints the job's id once sbatch has run.
+pending_spawn() {
+  docker exec "$ctl" scontrol update PartitionName=main State=DOWN
+  start "$1"
+  local deadline=$((SECONDS + 30))
+  until [ -n "$(job_of "$1")" ]; do
+    [ $SECONDS -lt $deadline ] || die "no job for $1 within 30 s"
+    sleep 0.1
+  done
+  job_of "$1" | awk '{print $1}'
+}
+open_partition() { docker exec "$ctl" scontrol update PartitionName=main State=UP; }
 # GET through a proxy: the built-in server's status names its prefix.
 through() {
   curl -fs --max-time 5 -H "$auth" "$1/user/$2/api/status" | grep -q "\"prefix\":\"/user/$2/\""
@@ -197,18 +210,11 @@ echo "slurm: hub $dead killed while four servers ran; hub $new leads; the same f
 # The partition is closed first, so u5's job stays pending (as in a busy
 # queue) and the leader dies after sbatch, before the job could run and be
 # recorded; the next leader must find that job, not submit another.
-docker exec "$ctl" scontrol update PartitionName=main State=DOWN
-start u5
-deadline=$((SECONDS + 30))
-until [ -n "$(job_of u5)" ]; do
-  [ $SECONDS -lt $deadline ] || die "no job for u5 within 30 s"
-  sleep 0.1
-done
-job5=$(job_of u5 | awk '{print $1}')
+job5=$(pending_spawn u5)
 dead=$(kill_leader)
 sleep 3
 [ -n "$(leader)" ] || die "no new leader 3 s after hub $dead was killed"
-docker exec "$ctl" scontrol update PartitionName=main State=UP
+open_partition
 wait_ready u5 120
 [ "$(jobs_ever u5)" = "$job5" ] || die "u5 has jobs '$(jobs_ever u5 | tr '\n' ' ')', not just $job5"
 through "$p1" u5 || die "u5's server does not answer through the proxies"
@@ -223,18 +229,11 @@ echo "slurm: hub $dead killed after submitting u5's job $job5 (pending); the nex
 # ---- the leader paused during a spawn, and back after the next leader
 # adopted its job: the old leader, finding its start not recorded, must not
 # cancel that job ----
-docker exec "$ctl" scontrol update PartitionName=main State=DOWN
-start u10
-deadline=$((SECONDS + 30))
-until [ -n "$(job_of u10)" ]; do
-  [ $SECONDS -lt $deadline ] || die "no job for u10 within 30 s"
-  sleep 0.1
-done
-job10=$(job_of u10 | awk '{print $1}')
+job10=$(pending_spawn u10)
 paused=$(leader)
 docker pause "${project}_hub${paused}_1" >/dev/null
 sleep 3
-docker exec "$ctl" scontrol update PartitionName=main State=UP
+open_partition
 wait_ready u10 120
 docker unpause "${project}_hub${paused}_1" >/dev/null
 sleep 8

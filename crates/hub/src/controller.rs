@@ -61,6 +61,13 @@ pub(crate) async fn run(
     let unknown: Arc<Mutex<HashSet<Key>>> = Arc::default();
     let mut poll = tokio::time::interval(POLL);
     let mut was_leader = false;
+    let make = || Controller {
+        hub: hub.clone(),
+        spawners: spawners.clone(),
+        profiles: profiles.clone(),
+        unknown: unknown.clone(),
+        metrics: timings.clone(),
+    };
     let mut last_reap = Instant::now();
     let reaping: Arc<tokio::sync::Mutex<()>> = Arc::default();
     loop {
@@ -87,13 +94,7 @@ pub(crate) async fn run(
         if polling && last_reap.elapsed() >= REAP_EVERY {
             last_reap = Instant::now();
             if let Ok(guard) = reaping.clone().try_lock_owned() {
-                let ctl = Controller {
-                    hub: hub.clone(),
-                    spawners: spawners.clone(),
-                    profiles: profiles.clone(),
-                    unknown: unknown.clone(),
-                    metrics: timings.clone(),
-                };
+                let ctl = make();
                 tokio::spawn(async move {
                     ctl.reap().await;
                     drop(guard);
@@ -127,13 +128,7 @@ pub(crate) async fn run(
             {
                 continue;
             }
-            let ctl = Controller {
-                hub: hub.clone(),
-                spawners: spawners.clone(),
-                profiles: profiles.clone(),
-                unknown: unknown.clone(),
-                metrics: timings.clone(),
-            };
+            let ctl = make();
             let inflight = inflight.clone();
             tokio::spawn(async move {
                 let span = tracing::info_span!("server", user = %job.user, server = %job.server, generation = job.generation);

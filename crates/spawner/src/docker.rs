@@ -402,12 +402,7 @@ impl crate::Spawner for DockerSpawner {
             }
             d.stop_and_remove(&old, Duration::ZERO).await?;
         }
-        let attempt: String = launch
-            .token_id
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(8)
-            .collect();
+        let attempt = launch.attempt();
         let name = container_name(
             &self.cluster_id,
             &launch.user,

@@ -740,12 +740,7 @@ impl SlurmSpawner {
         jobs: &Jobs,
     ) -> Result<(u32, u16), Submit> {
         let port = self.pick_port(jobs).map_err(Submit::Failed)?;
-        let attempt: String = launch
-            .token_id
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .take(8)
-            .collect();
+        let attempt = launch.attempt();
         let name = quorumhub_state::ids::container_name(
             &self.cluster_id,
             &launch.user,

@@ -67,6 +67,17 @@ impl std::fmt::Debug for Wanted {
 }
 
 impl Launch {
+    /// What tells this attempt at the spawn from another leader's: the
+    /// first letters and digits of its token's id (names of containers and
+    /// Slurm jobs end with it).
+    pub fn attempt(&self) -> String {
+        self.token_id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(8)
+            .collect()
+    }
+
     /// The JupyterHub environment of this launch for a server listening on
     /// `port`, its OAuth client id included.
     pub fn server_env(&self, port: u16) -> crate::ServerEnv {
