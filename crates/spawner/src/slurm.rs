@@ -482,6 +482,9 @@ const WAITING_TTL: Duration = Duration::from_millis(100);
 /// active spawn before [`SlurmSpawner::reap`] cancels it.
 pub const REAP_MIN_AGE: Duration = Duration::from_secs(60);
 
+/// How many jobs one reap pass cancels at most.
+pub const REAP_MAX_CANCELS: usize = 100;
+
 /// Starts each server as a Slurm batch job.
 pub struct SlurmSpawner {
     args: SlurmArgs,
@@ -1138,15 +1141,25 @@ impl crate::Spawner for SlurmSpawner {
             }
         };
         let cluster = self.cluster_prefix();
+        // Each active spawn's name prefix, made once per pass (not once per
+        // job and spawn).
+        let claims: Vec<(String, Option<u32>)> = owned
+            .iter()
+            .map(|o| {
+                (
+                    self.spawn_prefix(&o.user, &o.server, o.generation),
+                    o.recorded_id,
+                )
+            })
+            .collect();
         let mut seen = HashSet::new();
+        let mut cancelled = 0;
         for j in jobs.by_id.values() {
             if !j.name.starts_with(&cluster) || job_phase(&j.state) == JobPhase::Ended {
                 continue;
             }
-            let claimed = owned.iter().any(|o| {
-                j.name
-                    .starts_with(&self.spawn_prefix(&o.user, &o.server, o.generation))
-                    && o.recorded_id.is_none_or(|id| id == j.id)
+            let claimed = claims.iter().any(|(prefix, recorded)| {
+                j.name.starts_with(prefix.as_str()) && recorded.is_none_or(|id| id == j.id)
             });
             if claimed {
                 continue;
@@ -1158,9 +1171,13 @@ impl crate::Spawner for SlurmSpawner {
                 .unwrap_or_else(|p| p.into_inner())
                 .entry(j.id)
                 .or_insert_with(Instant::now);
-            if first_seen.elapsed() < REAP_MIN_AGE {
+            // At most REAP_MAX_CANCELS a pass: a flood of jobs named like
+            // ours (anyone can) costs the reaper bounded time; the rest wait
+            // for the next pass.
+            if first_seen.elapsed() < REAP_MIN_AGE || cancelled >= REAP_MAX_CANCELS {
                 continue;
             }
+            cancelled += 1;
             tracing::warn!(job = j.id, name = %j.name, "cancelling a Slurm job that no server owns");
             if let Some(t) = j.token_id() {
                 revoke.revoke(t).await;
