@@ -77,6 +77,18 @@ wait_ready() {
   done
 }
 has_server() { curl -fsS -H "$auth" "$api/users/$1" | grep -q '"servers":{"'; }
+# Whether some hub logged a line holding every one of the fixed strings
+# "$@". The logs are read whole first: `docker logs | grep -q` fails under
+# pipefail whenever grep exits before docker logs has written everything.
+logged() {
+  local h lines s
+  for h in hub1 hub2 hub3; do
+    lines=$(docker logs "${project}_${h}_1" 2>&1) || true
+    for s in "$@"; do lines=$(grep -F -- "$s" <<<"$lines") || break; done
+    [ -n "$lines" ] && return 0
+  done
+  return 1
+}
 start() {
   local code
   code=$(curl -sS -o /dev/null -w '%{http_code}' -X POST -H "$auth" -H 'content-type: application/json' \
@@ -218,11 +230,7 @@ open_partition
 wait_ready u5 120
 [ "$(jobs_ever u5)" = "$job5" ] || die "u5 has jobs '$(jobs_ever u5 | tr '\n' ' ')', not just $job5"
 through "$p1" u5 || die "u5's server does not answer through the proxies"
-adopted=0
-for h in hub1 hub2 hub3; do
-  docker logs "${project}_${h}_1" 2>&1 | grep 'user=u5 ' | grep -q 'adopting the Slurm job a previous leader submitted' && adopted=1
-done
-[ $adopted = 1 ] || die "no hub logged adopting u5's unrecorded job $job5"
+logged 'user=u5 ' 'adopting the Slurm job a previous leader submitted' || die "no hub logged adopting u5's unrecorded job $job5"
 revive "$dead"
 echo "slurm: hub $dead killed after submitting u5's job $job5 (pending); the next leader adopted it, none other was submitted"
 
@@ -283,10 +291,7 @@ for u in $on_node; do
   if through "$p1" "$u"; then die "$u's route still leads to a server after its node died"; fi
 done
 echo "slurm: node $node1 killed; its servers ($on_node) recorded stopped in $((SECONDS - t0)) s, routes gone"
-docker logs "${project}_hub1_1" 2>&1 | grep -q 'NODE_FAIL' \
-  || docker logs "${project}_hub2_1" 2>&1 | grep -q 'NODE_FAIL' \
-  || docker logs "${project}_hub3_1" 2>&1 | grep -q 'NODE_FAIL' \
-  || die "no hub recorded Slurm's NODE_FAIL as the reason"
+logged 'server stopped' 'NODE_FAIL' || die "no hub recorded Slurm's NODE_FAIL as the reason"
 start u1
 wait_ready u1 90
 read -r new1 where <<<"$(job_of u1)"
@@ -324,11 +329,7 @@ while has_server u6; do
   [ $SECONDS -lt $deadline ] || die "u6's one-minute server still runs after 180 s"
   sleep 2
 done
-found=0
-for h in hub1 hub2 hub3; do
-  docker logs "${project}_${h}_1" 2>&1 | grep "server stopped" | grep -q "Slurm job $job6 ended: TIMEOUT" && found=1
-done
-[ $found = 1 ] || die "u6's stop was not recorded with Slurm's TIMEOUT"
+logged 'server stopped' "Slurm job $job6 ended: TIMEOUT" || die "u6's stop was not recorded with Slurm's TIMEOUT"
 echo "slurm: u6's job $job6 hit its one-minute limit and was recorded stopped: TIMEOUT"
 has_server u9 && die "u9's server, which never answered, is still recorded"
 [[ $(squeue -t all -j "$job9" -o '%T') == CANCELLED* ]] || die "u9's job $job9 is '$(squeue -t all -j "$job9" -o '%T')', not cancelled"
