@@ -642,8 +642,9 @@ fn report(
             for r in lb_failed.iter().take(10) {
                 let _ = writeln!(
                     text,
-                    "  failed via lb at {:.1} ms: {:?} {}: {}",
+                    "  failed via lb at {:.1} ms, after {:.1} ms: {:?} {}: {}",
                     ms(r.call),
+                    ms(r.ret) - ms(r.call),
                     r.op,
                     r.key,
                     r.detail

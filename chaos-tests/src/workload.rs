@@ -103,7 +103,15 @@ impl Targets {
 pub struct Api {
     pub http: reqwest::Client,
     pub token: String,
+    /// The timeout of a server's start or stop, which the hub may hold for
+    /// up to its `--slow-spawn-timeout-s` (10 s by default) before it
+    /// answers 202: the client's own timeout must not be shorter.
+    slow_timeout: Duration,
 }
+
+/// What a server's start or stop may wait in the hub (its default
+/// `--slow-spawn-timeout-s`), and some slack for a leader change meanwhile.
+const SLOW_OP_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Api {
     pub fn new(token: &str, timeout: Duration) -> anyhow::Result<Self> {
@@ -113,17 +121,29 @@ impl Api {
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build()?,
             token: token.to_string(),
+            slow_timeout: timeout.max(SLOW_OP_TIMEOUT),
         })
     }
 
     async fn send(&self, method: reqwest::Method, url: String) -> Result<(u16, Value), String> {
-        let resp = self
+        self.send_within(method, url, None).await
+    }
+
+    /// `send` with a timeout of its own in place of the client's.
+    async fn send_within(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        timeout: Option<Duration>,
+    ) -> Result<(u16, Value), String> {
+        let mut request = self
             .http
             .request(method, url)
-            .header("Authorization", format!("token {}", self.token))
-            .send()
-            .await
-            .map_err(|e| format!("{e}"))?;
+            .header("Authorization", format!("token {}", self.token));
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let resp = request.send().await.map_err(|e| describe(&e))?;
         let status = resp.status().as_u16();
         let body = resp.json::<Value>().await.unwrap_or(Value::Null);
         Ok((status, body))
@@ -158,9 +178,10 @@ impl Api {
     ) -> (Outcome<ServerResult>, String) {
         let answer = match op {
             ServerOp::Start => self
-                .send(
+                .send_within(
                     reqwest::Method::POST,
                     format!("{base}/hub/api/users/{key}/server"),
+                    Some(self.slow_timeout),
                 )
                 .await
                 .map(|(s, b)| match s {
@@ -169,9 +190,10 @@ impl Api {
                     _ => (Outcome::Unknown, format!("{s} {b}")),
                 }),
             ServerOp::Stop => self
-                .send(
+                .send_within(
                     reqwest::Method::DELETE,
                     format!("{base}/hub/api/users/{key}/server"),
+                    Some(self.slow_timeout),
                 )
                 .await
                 .map(|(s, b)| match s {
@@ -190,6 +212,23 @@ impl Api {
         };
         answer.unwrap_or_else(|e| (Outcome::Unknown, e))
     }
+}
+
+/// A failed request in words: reqwest's own text ("error sending request
+/// for url ...") says neither that it timed out nor what broke, so the
+/// causes follow it.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if e.is_timeout() {
+        text.push_str(" (timed out)");
+    }
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// The default server's phase in a JupyterHub user model.
@@ -411,4 +450,48 @@ fn record_ws_at(log: &Log, at: u64, error: String, recovered: bool) {
             error,
             recovered_by_retry: recovered,
         });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A hub that answers every request after `delay`, with `status`.
+    async fn slow_hub(delay: Duration, status: u16) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    tokio::time::sleep(delay).await;
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    // The hub may hold a stop for its --slow-spawn-timeout-s before it
+    // answers; the client must wait for that answer rather than call the
+    // stop failed (which failed a rolling upgrade's "no request through the
+    // load balancer fails" once). Other calls keep the client's timeout.
+    #[tokio::test]
+    async fn a_start_or_stop_outwaits_the_client_timeout_and_other_calls_do_not() {
+        let api = Api::new("t", Duration::from_millis(200)).unwrap();
+        let base = slow_hub(Duration::from_millis(800), 204).await;
+        let (out, detail) = api.server_op(&base, "u", &ServerOp::Stop).await;
+        assert_eq!(
+            (out, detail.as_str()),
+            (Outcome::Ok(ServerResult::Stopped), "204")
+        );
+        let (out, detail) = api.user_op(&base, "u", &UserOp::Read).await;
+        assert_eq!(out, Outcome::Unknown);
+        assert!(detail.contains("(timed out)"), "{detail}");
+    }
 }
