@@ -414,13 +414,7 @@ async fn a_huboauth_service_through_the_proxy_in_a_real_browser() {
         let deadline = Instant::now() + Duration::from_secs(30);
         let body = loop {
             let url = b.current_url().await.expect("url");
-            let text = b
-                .find(Locator::Css("body"))
-                .await
-                .expect("body")
-                .text()
-                .await
-                .unwrap_or_default();
+            let text = text_of(&b, "body").await;
             if url.path() == "/services/whoami/" && text.contains("whoami") {
                 break text;
             }
@@ -465,13 +459,7 @@ async fn a_huboauth_service_through_the_proxy_in_a_real_browser() {
             .expect("the service");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let text = b
-                .find(Locator::Css("body"))
-                .await
-                .expect("body")
-                .text()
-                .await
-                .unwrap_or_default();
+            let text = text_of(&b, "body").await;
             if text.contains("You do not have permission to access the service whoami") {
                 break;
             }
