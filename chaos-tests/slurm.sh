@@ -2,7 +2,8 @@
 # quorumhub on a real multi-node Slurm cluster in containers
 # (deploy/slurm/): three hubs with --spawner slurm, two proxies, slurmctld
 # and the compute nodes c1 and c2. Checks, in order:
-#   - options outside the configured profiles: 400 naming the allowed ones;
+#   - options outside the configured profiles (an unknown one, a partition
+#     of the user's choosing): 400 naming the allowed ones;
 #     a job Slurm refuses (a GPU on a cluster without any): the progress
 #     stream shows Slurm's reason;
 #   - four servers, placed by Slurm on both nodes, reached through both
@@ -175,6 +176,11 @@ body=$(curl -sS -X POST -H "$auth" -H 'content-type: application/json' \
   -d '{"user_options": {"profile": "huge"}}' -w ' %{http_code}' "$api/users/u8/server")
 [ "${body##* }" = 400 ] || die "an unknown profile got ${body##* }, not 400: $body"
 grep -q 'Options include: standard, big, short, deaf, gpu' <<<"$body" || die "the refusal does not name the profiles: $body"
+# A partition (or any sbatch setting) is the profiles' to choose, not the user's.
+body=$(curl -sS -X POST -H "$auth" -H 'content-type: application/json' \
+  -d '{"user_options": {"profile": "standard", "partition": "big", "req_memory": "64G"}}' -w ' %{http_code}' "$api/users/u8/server")
+[ "${body##* }" = 400 ] || die "a start choosing its own partition got ${body##* }, not 400: $body"
+grep -q 'not for users to set.*standard, big, short, deaf, gpu' <<<"$body" || die "the refusal does not name the profiles: $body"
 [ -z "$(jobs_ever u8)" ] || die "a refused start submitted a job"
 # Slurm refuses a GPU job on this cluster: as JupyterHub, a spawn that
 # fails within --slow-spawn-timeout-s answers 500 with the reason; a slower
@@ -186,7 +192,7 @@ case ${body##* } in
   *) die "the GPU spawn answered ${body##* }: $body" ;;
 esac
 grep -qi 'Slurm refused the job: .*gres' <<<"$events" || die "the user is not shown Slurm's reason: $events"
-echo "slurm: an unknown profile got 400; a job Slurm refused shows its reason: $(grep -o 'Slurm refused[^"]*' <<<"$events" | head -1)"
+echo "slurm: an unknown profile and a user-chosen partition got 400; a job Slurm refused shows its reason: $(grep -o 'Slurm refused[^"]*' <<<"$events" | head -1)"
 
 # ---- four servers on both nodes, through both proxies, HTTP and WebSocket ----
 t0=$SECONDS

@@ -102,6 +102,38 @@ pub enum OptionsError {
     Unknown { given: String, allowed: String },
     #[error("No such profile: {0}. This hub offers no profiles; start the server without one")]
     NoProfiles(String),
+    #[error("user_options.{key} is not for users to set: the hub's profiles set it. Choose one with user_options.profile: {allowed}")]
+    Reserved { key: String, allowed: String },
+    #[error("user_options.{0} is not for users to set: the operator configures it, and this hub offers no profiles; start the server without it")]
+    ReservedNoProfiles(String),
+}
+
+/// `user_options` keys that name what only the operator sets: a profile's
+/// settings, and the `req_*` options batchspawner users know (`req_partition`,
+/// `req_memory`, `req_runtime`, ...). A start that sends one is refused
+/// rather than run with the defaults the user did not ask for. `image` is not
+/// among them: BinderHub-style launchers send it; it is kept, not used.
+const RESERVED: &[&str] = &[
+    "cmd",
+    "args",
+    "env",
+    "environment",
+    "cpu_limit",
+    "cpu_guarantee",
+    "mem_limit",
+    "mem_guarantee",
+    "partition",
+    "account",
+    "qos",
+    "time_limit",
+    "gres",
+];
+
+fn reserved_key(user_options: &serde_json::Value) -> Option<&str> {
+    let map = user_options.as_object()?;
+    map.keys()
+        .map(String::as_str)
+        .find(|k| RESERVED.contains(k) || k.starts_with("req_"))
 }
 
 /// The configured profiles, in the order the spawn page shows them.
@@ -164,6 +196,27 @@ impl Profiles {
                     allowed: self.allowed(),
                 }),
         }
+    }
+
+    /// What a user's start may send: [`Profiles::choose`], after refusing
+    /// keys that only the operator sets. For the entry points (the REST
+    /// API); the controller chooses with `choose` alone, so servers whose
+    /// options were stored before keep starting.
+    pub fn check(
+        &self,
+        user_options: &serde_json::Value,
+    ) -> Result<Option<&Profile>, OptionsError> {
+        if let Some(key) = reserved_key(user_options) {
+            return Err(if self.list.is_empty() {
+                OptionsError::ReservedNoProfiles(key.to_string())
+            } else {
+                OptionsError::Reserved {
+                    key: key.to_string(),
+                    allowed: self.allowed(),
+                }
+            });
+        }
+        self.choose(user_options)
     }
 }
 
@@ -243,6 +296,43 @@ mod tests {
             };
             assert_eq!(&got, want, "{options}");
         }
+        // What users may send: keys only the operator sets are refused, the
+        // rest (a launcher's own, BinderHub's image) are kept.
+        let checked: &[(&Profiles, serde_json::Value, &str)] = &[
+            (&two, json!({"profile": "small", "binder_ref_url": "x", "image": "y"}), "small"),
+            (
+                &two,
+                json!({"profile": "small", "partition": "gpu"}),
+                "user_options.partition is not for users to set: the hub's profiles set it. Choose one with user_options.profile: small, gpu",
+            ),
+            (
+                &two,
+                json!({"req_memory": "4G"}),
+                "user_options.req_memory is not for users to set: the hub's profiles set it. Choose one with user_options.profile: small, gpu",
+            ),
+            (
+                &none,
+                json!({"mem_limit": "4G"}),
+                "user_options.mem_limit is not for users to set: the operator configures it, and this hub offers no profiles; start the server without it",
+            ),
+            (&none, json!({"size": 8}), "-"),
+            (&two, json!({"profile": "huge"}), "No such profile: huge. Options include: small, gpu"),
+        ];
+        for (profiles, options, want) in checked {
+            let got = match profiles.check(options) {
+                Ok(Some(p)) => p.slug.clone(),
+                Ok(None) => "-".into(),
+                Err(e) => e.to_string(),
+            };
+            assert_eq!(&got, want, "{options}");
+        }
+        // The controller still starts a server whose stored options hold one.
+        assert_eq!(
+            two.choose(&json!({"partition": "gpu"}))
+                .unwrap()
+                .map(|p| p.slug.as_str()),
+            Some("gpu")
+        );
         // Without a marked default, the first profile is the default.
         let first = Profiles::new(vec![profile("a", false), profile("b", false)]);
         assert_eq!(

@@ -96,11 +96,12 @@ pub(crate) fn server_body(body: &[u8]) -> Result<ServerBody, ApiError> {
     })
 }
 
-/// Options that name a profile this hub does not offer are refused (400,
+/// Options that name a profile this hub does not offer, or set what only
+/// the operator sets (a partition, a memory limit, ...), are refused (400,
 /// with the profiles it offers); other keys are the user's own.
 fn check_options(hub: &Ctx, user_options: &Value) -> Result<(), ApiError> {
     check(&hub.config.limits, Field::UserOptions(user_options))?;
-    match hub.config.profiles.choose(user_options) {
+    match hub.config.profiles.check(user_options) {
         Ok(_) => Ok(()),
         Err(e) => Err(bad(e.to_string())),
     }
