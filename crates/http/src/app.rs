@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::auth::{Caller, HttpState};
 use crate::config::HttpConfig;
-use crate::error::{ApiError, Refused};
+use crate::error::{ApiError, ErrorMessage, Refused, SpawnRefused};
 use crate::metrics::Metrics;
 use crate::{Cluster, Ctx};
 use quorumhub_core::scopes::Resource;
@@ -101,15 +101,16 @@ async fn request_span(State(state): State<HttpState>, req: Request, next: Next) 
     state
         .metrics
         .observe(method, &handler, status.as_u16(), started.elapsed());
+    if let Some(SpawnRefused(reason)) = resp.extensions_mut().remove::<SpawnRefused>() {
+        state.metrics.spawn_refused(reason, started.elapsed());
+    }
     let refused = resp.extensions_mut().remove::<Refused>();
+    let error = resp.extensions_mut().remove::<ErrorMessage>();
+    let who = writer.user().map(|u| format!("user {u}")).unwrap_or(client);
     span.in_scope(|| {
         if let Some(Refused { kind, message }) = refused {
             // A limit or quota: logged once per client per interval, so a
             // flood does not become a flood of log lines.
-            let who = writer
-                .user()
-                .map(|u| format!("user {u}"))
-                .unwrap_or(client);
             let key = format!("{kind}:{who}");
             match state
                 .refusals
@@ -132,11 +133,29 @@ async fn request_span(State(state): State<HttpState>, req: Request, next: Next) 
                 "request failed"
             );
         } else if status.is_client_error() {
-            tracing::info!(
-                status = status.as_u16(),
-                ms = started.elapsed().as_millis() as u64,
-                "request refused"
-            );
+            // Bad input: logged with what the client was told, once per
+            // client and status per interval (the rest at debug).
+            // Quoted and cut short: it may echo what the client sent.
+            let message: String = error
+                .map(|ErrorMessage(m)| m.chars().take(300).collect())
+                .unwrap_or_default();
+            let key = format!("{}:{who}", status.as_u16());
+            match state.refusals.should_log(&key, std::time::Instant::now()) {
+                Some(unlogged) => tracing::info!(
+                    status = status.as_u16(),
+                    client = %who,
+                    ms = started.elapsed().as_millis() as u64,
+                    unlogged,
+                    "request refused: {message:?} (logged once a minute per client and status; \
+                     `unlogged`: refusals since the last line)"
+                ),
+                None => tracing::debug!(
+                    status = status.as_u16(),
+                    client = %who,
+                    ms = started.elapsed().as_millis() as u64,
+                    "request refused: {message:?}"
+                ),
+            }
         } else {
             tracing::debug!(
                 status = status.as_u16(),

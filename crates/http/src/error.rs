@@ -21,6 +21,17 @@ pub(crate) struct Refused {
     pub message: String,
 }
 
+/// The message of an API error response, for the request layer's log line
+/// (the body already holds it as JSON).
+#[derive(Clone, Debug)]
+pub(crate) struct ErrorMessage(pub String);
+
+/// Marks a response that refused a start because of a spawn limit, with
+/// JupyterHub's metric reason (`throttled`, `too-many-users`): the request
+/// layer counts it in `jupyterhub_server_spawn_duration_seconds`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SpawnRefused(pub &'static str);
+
 /// A JupyterHub-style JSON error: `{"status": N, "message": "..."}`.
 #[derive(Debug)]
 pub struct ApiError {
@@ -28,6 +39,7 @@ pub struct ApiError {
     message: String,
     retry_after: Option<u64>,
     refused: Option<&'static str>,
+    spawn_refused: Option<&'static str>,
 }
 
 impl ApiError {
@@ -44,6 +56,18 @@ impl ApiError {
         self
     }
 
+    /// Mark as a start refused by a spawn limit (`reason`: JupyterHub's).
+    fn spawn_refusal(mut self, reason: &'static str) -> ApiError {
+        self.spawn_refused = Some(reason);
+        self
+    }
+
+    /// The marker [`SpawnRefused`] for a response built from this error's
+    /// parts (the pages' error pages).
+    pub(crate) fn spawn_refused(&self) -> Option<SpawnRefused> {
+        self.spawn_refused.map(SpawnRefused)
+    }
+
     pub(crate) fn status(&self) -> StatusCode {
         self.status
     }
@@ -58,6 +82,7 @@ impl ApiError {
             message: message.into(),
             retry_after: None,
             refused: None,
+            spawn_refused: None,
         }
     }
 }
@@ -72,6 +97,13 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             r.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(reason) = self.spawn_refused {
+            r.extensions_mut().insert(SpawnRefused(reason));
+        }
+        if self.refused.is_none() {
+            r.extensions_mut()
+                .insert(ErrorMessage(self.message.clone()));
         }
         if let Some(kind) = self.refused {
             r.extensions_mut().insert(Refused {
@@ -127,14 +159,16 @@ impl From<Rejection> for ApiError {
         match &r {
             // Logged as refusals (rate-limited), with the message.
             Rejection::SpawnThrottled { .. } => {
-                return throttled(rand::thread_rng().gen_range(SPAWN_RETRY_RANGE_S));
+                return throttled(rand::thread_rng().gen_range(SPAWN_RETRY_RANGE_S))
+                    .spawn_refusal("throttled");
             }
             Rejection::ActiveServerLimit { .. } => {
                 return ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "Active user limit exceeded. Try again in a few minutes.",
                 )
-                .refusal("quota");
+                .refusal("quota")
+                .spawn_refusal("too-many-users");
             }
             _ => {}
         }

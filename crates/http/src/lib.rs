@@ -24,5 +24,5 @@ pub mod web;
 pub use app::router;
 pub use config::{HttpConfig, OidcArgs};
 pub use ctx::Ctx;
-pub use metrics::{FrontEndMetrics, Metrics};
+pub use metrics::{FrontEndMetrics, Metrics, SpawnDurations};
 pub use quorumhub_core::Cluster;

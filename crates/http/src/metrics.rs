@@ -6,7 +6,11 @@
 //! - `jupyterhub_total_users`, `jupyterhub_running_servers` and
 //!   `jupyterhub_active_users{period="24h"|"7d"|"30d"}`, read from this
 //!   replica's applied state at each scrape (no barrier: a follower may be
-//!   a few milliseconds behind).
+//!   a few milliseconds behind);
+//! - `jupyterhub_server_spawn_duration_seconds{status, reason}`, JupyterHub
+//!   6's series ([`SpawnDurations`]): this replica observes the starts its
+//!   spawn limits refused (`failure` with `throttled` or `too-many-users`);
+//!   the leader's controller observes the spawns it ran.
 //!
 //! The composition root registers the rest (Raft's, the controller's) in
 //! the same [`Registry`] before handing it here. Who may read it:
@@ -54,6 +58,61 @@ pub struct RequestLabels {
 
 type Requests = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
+/// JupyterHub's spawn buckets (seconds).
+const SPAWN_BUCKETS: [f64; 12] = [
+    0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpawnLabels {
+    status: &'static str,
+    reason: &'static str,
+}
+
+/// JupyterHub 6's `jupyterhub_server_spawn_duration_seconds{status,
+/// reason}`: `status` is `success`, `failure` or `error`; `reason` is empty,
+/// or why a start was refused before it began (`throttled`,
+/// `too-many-users`, `already-pending`).
+#[derive(Clone)]
+pub struct SpawnDurations {
+    family: Family<SpawnLabels, Histogram, fn() -> Histogram>,
+}
+
+fn spawn_histogram() -> Histogram {
+    Histogram::new(SPAWN_BUCKETS)
+}
+
+impl SpawnDurations {
+    fn register(registry: &mut Registry) -> SpawnDurations {
+        let family: Family<SpawnLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(spawn_histogram);
+        // As JupyterHub does: the series exist before the first event, so
+        // dashboards and alerts see zeros rather than nothing.
+        for status in ["success", "failure", "error"] {
+            let _ = family.get_or_create(&SpawnLabels { status, reason: "" });
+        }
+        for reason in ["throttled", "too-many-users", "already-pending"] {
+            let _ = family.get_or_create(&SpawnLabels {
+                status: "failure",
+                reason,
+            });
+        }
+        registry.register(
+            "jupyterhub_server_spawn_duration_seconds",
+            "Time taken for server spawning operation",
+            family.clone(),
+        );
+        SpawnDurations { family }
+    }
+
+    /// One spawn that ended with `status` (and `reason`, or "") after `took`.
+    pub fn observe(&self, status: &'static str, reason: &'static str, took: Duration) {
+        self.family
+            .get_or_create(&SpawnLabels { status, reason })
+            .observe(took.as_secs_f64());
+    }
+}
+
 fn request_histogram() -> Histogram {
     Histogram::new(REQUEST_BUCKETS)
 }
@@ -63,6 +122,7 @@ fn request_histogram() -> Histogram {
 #[derive(Clone)]
 pub struct FrontEndMetrics {
     requests: Requests,
+    spawns: SpawnDurations,
 }
 
 impl FrontEndMetrics {
@@ -75,7 +135,13 @@ impl FrontEndMetrics {
             requests.clone(),
         );
         registry.register_collector(Box::new(StateGauges { cluster }));
-        FrontEndMetrics { requests }
+        let spawns = SpawnDurations::register(registry);
+        FrontEndMetrics { requests, spawns }
+    }
+
+    /// The spawn histogram, for the controller's observations.
+    pub fn spawns(&self) -> SpawnDurations {
+        self.spawns.clone()
     }
 }
 
@@ -119,6 +185,12 @@ impl Metrics {
                 code,
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// Count a start refused by a spawn limit, as a failed spawn with the
+    /// limit's reason (JupyterHub's `throttled`, `too-many-users`).
+    pub(crate) fn spawn_refused(&self, reason: &'static str, took: Duration) {
+        self.front.spawns.observe("failure", reason, took);
     }
 
     /// Every metric, as OpenMetrics text.

@@ -10,7 +10,7 @@
 
 use axum::body::Body;
 use expect_test::{expect, Expect};
-use http::{Method, Request};
+use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
@@ -1061,27 +1061,7 @@ async fn metrics_count_requests_per_route_for_read_metrics_only() {
         reader GET /hub/metrics → 403 Action is not authorized with current scopes; requires any of [read:metrics]
         scraper GET /hub/metrics → 200 # HELP jupyterhub_request_duration_seconds Request duration for all HTTP requests.
     "#]].assert_eq(&got);
-    let scrape = |token: &'static str| {
-        let router = router.clone();
-        async move {
-            let req = Request::builder()
-                .uri("/hub/metrics")
-                .header("authorization", format!("token {token}"))
-                .body(Body::empty())
-                .expect("request");
-            let resp = router.oneshot(req).await.expect("infallible");
-            let status = resp.status();
-            let kind = resp
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            let body = resp.into_body().collect().await.expect("body").to_bytes();
-            (status, kind, String::from_utf8_lossy(&body).into_owned())
-        }
-    };
-    let (status, kind, text) = scrape(TOKEN).await;
+    let (status, kind, text) = scrape(&router, TOKEN).await;
     assert_eq!(status, 200, "{text}");
     assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
     for line in [
@@ -1093,6 +1073,41 @@ async fn metrics_count_requests_per_route_for_read_metrics_only() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
     }
+}
+
+/// `GET /hub/metrics` with `token`: the status, the content type, the text.
+async fn scrape(router: &axum::Router, token: &str) -> (StatusCode, String, String) {
+    let req = Request::builder()
+        .uri("/hub/metrics")
+        .header("authorization", format!("token {token}"))
+        .body(Body::empty())
+        .expect("request");
+    let resp = router.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, kind, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The starts the spawn limits refused, as JupyterHub 6 counts them:
+/// `(throttled, too-many-users)`.
+async fn spawn_refusals(router: &axum::Router) -> (String, String) {
+    let (_, _, text) = scrape(router, TOKEN).await;
+    let count = |reason: &str| {
+        let series = format!(
+            "jupyterhub_server_spawn_duration_seconds_count{{status=\"failure\",reason=\"{reason}\"}} "
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .unwrap_or("missing")
+            .to_string()
+    };
+    (count("throttled"), count("too-many-users"))
 }
 
 /// Profiles (`user_options.profile`, the spawn page's options form) and
@@ -1143,6 +1158,8 @@ async fn profiles_the_options_form_and_the_spawn_limits() {
         admin POST /hub/api/users/bob/server {"user_options": {"profile": 3}}
         admin PUT /hub/api/users/bob/servers/lab {"user_options": {"profile": "nope"}}
         admin PATCH /hub/api/users/bob/server {"user_options": {"profile": "nope"}}
+        admin POST /hub/api/users/bob/server {"user_options": {"profile": "small", "partition": "gpu"}}
+        admin PUT /hub/api/users/bob/servers/lab {"req_memory": "4G"}
         @alice GET /hub/login
         @alice POST /hub/login form:username=alice&password=alice-pw-0123&_xsrf=$XSRF
         @alice GET /hub/spawn
@@ -1167,6 +1184,8 @@ async fn profiles_the_options_form_and_the_spawn_limits() {
         admin POST /hub/api/users/bob/server {"user_options": {"profile": 3}} → 400 user_options.profile must be a string naming one of the profiles: small, gpu
         admin PUT /hub/api/users/bob/servers/lab {"user_options": {"profile": "nope"}} → 400 No such profile: nope. Options include: small, gpu
         admin PATCH /hub/api/users/bob/server {"user_options": {"profile": "nope"}} → 400 No such profile: nope. Options include: small, gpu
+        admin POST /hub/api/users/bob/server {"user_options": {"profile": "small", "partition": "gpu"}} → 400 user_options.partition is not for users to set: the hub's profiles set it. Choose one with user_options.profile: small, gpu
+        admin PUT /hub/api/users/bob/servers/lab {"req_memory": "4G"} → 400 user_options.req_memory is not for users to set: the hub's profiles set it. Choose one with user_options.profile: small, gpu
         @alice GET /hub/login → 200 page "Sign in · quorumhub"
         @alice POST /hub/login form:username=alice&password=alice-pw-0123&_xsrf=$XSRF → 302 to /hub/home
         @alice GET /hub/spawn → 200 page "Server options · quorumhub"
@@ -1203,6 +1222,7 @@ async fn profiles_the_options_form_and_the_spawn_limits() {
         Some(serde_json::json!({"profile": "gpu", "image": "kept, not used"}))
     );
     assert_eq!(options("carol"), None, "throttled: nothing recorded");
+    assert_eq!(spawn_refusals(&router).await, ("1".into(), "0".into()));
 
     // The active server limit: three servers are active once one of the
     // two pending has started.
@@ -1243,6 +1263,7 @@ async fn profiles_the_options_form_and_the_spawn_limits() {
         admin POST /hub/api/users/dave/server → 429 Active user limit exceeded. Try again in a few minutes.
     "#]]
     .assert_eq(&got);
+    assert_eq!(spawn_refusals(&router).await, ("0".into(), "2".into()));
 }
 
 /// Services (log format 8): the services API with JupyterHub's model and

@@ -1,14 +1,15 @@
 //! The replica's metrics, in one registry with the front end's
 //! (`quorumhub_http::metrics`: requests and JupyterHub's state gauges),
 //! served at `/hub/metrics`:
-//! - Raft, `quorumhub_raft_*`: term, role, leader, log and applied indexes,
+//! - Raft, `quorumhub_raft_*`: term, role, leader, log, committed and applied indexes,
 //!   snapshot and log size, replication lag per follower (on the leader),
 //!   append latency (write and flush of each batch), and counters of leader
 //!   changes and elections seen by this replica;
 //! - `quorumhub_cluster_version` and `quorumhub_build_info{version}`;
 //! - the controller, with JupyterHub's names:
-//!   `jupyterhub_server_spawn_duration_seconds{status, reason}` and
-//!   `jupyterhub_server_stop_seconds{status}`, observed by the leader that
+//!   `jupyterhub_server_spawn_duration_seconds{status, reason}` (the front
+//!   end's histogram, which also counts the starts its spawn limits refused)
+//!   and `jupyterhub_server_stop_seconds{status}`, observed by the leader that
 //!   started or stopped the server (a spawn adopted from a previous leader
 //!   is not observed: its start was not seen here).
 
@@ -29,10 +30,6 @@ use tokio::sync::watch;
 
 use crate::hub::Hub;
 
-/// JupyterHub's spawn buckets (seconds).
-const SPAWN_BUCKETS: [f64; 12] = [
-    0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0,
-];
 /// JupyterHub's stop buckets (seconds).
 const STOP_BUCKETS: [f64; 9] = [0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0];
 
@@ -44,24 +41,14 @@ pub(crate) fn append_latency() -> Histogram {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SpawnLabels {
-    status: &'static str,
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StopLabels {
     status: &'static str,
 }
 
 /// What the controller observes.
 pub(crate) struct ControllerMetrics {
-    spawns: Family<SpawnLabels, Histogram, fn() -> Histogram>,
+    spawns: quorumhub_http::SpawnDurations,
     stops: Family<StopLabels, Histogram, fn() -> Histogram>,
-}
-
-fn spawn_histogram() -> Histogram {
-    Histogram::new(SPAWN_BUCKETS)
 }
 
 fn stop_histogram() -> Histogram {
@@ -78,24 +65,19 @@ pub(crate) enum SpawnOutcome {
 }
 
 impl ControllerMetrics {
-    fn register(registry: &mut Registry) -> ControllerMetrics {
-        let spawns: Family<SpawnLabels, Histogram, fn() -> Histogram> =
-            Family::new_with_constructor(spawn_histogram);
+    /// `spawns` is the front end's histogram (registered with it), which
+    /// also counts the starts a spawn limit refused.
+    fn register(
+        registry: &mut Registry,
+        spawns: quorumhub_http::SpawnDurations,
+    ) -> ControllerMetrics {
         let stops: Family<StopLabels, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(stop_histogram);
         // As JupyterHub does: the series exist before the first event, so
         // dashboards and alerts see zeros rather than nothing.
-        for status in ["success", "failure", "error"] {
-            let _ = spawns.get_or_create(&SpawnLabels { status, reason: "" });
-        }
         for status in ["success", "failure"] {
             let _ = stops.get_or_create(&StopLabels { status });
         }
-        registry.register(
-            "jupyterhub_server_spawn_duration_seconds",
-            "Time taken for server spawning operation",
-            spawns.clone(),
-        );
         registry.register(
             "jupyterhub_server_stop_seconds",
             "Time taken for server stopping operation",
@@ -109,9 +91,7 @@ impl ControllerMetrics {
             SpawnOutcome::Success => "success",
             SpawnOutcome::Failure => "failure",
         };
-        self.spawns
-            .get_or_create(&SpawnLabels { status, reason: "" })
-            .observe(took.as_secs_f64());
+        self.spawns.observe(status, "", took);
     }
 
     pub(crate) fn stopped(&self, recorded: bool, took: Duration) {
@@ -128,7 +108,7 @@ impl ControllerMetrics {
 pub(crate) fn registry(
     hub: &Arc<Hub>,
     append_latency: Histogram,
-    log_bytes: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+    log: LogProbes,
     stop: watch::Receiver<bool>,
 ) -> (quorumhub_http::Metrics, Arc<ControllerMetrics>) {
     let mut registry = Registry::default();
@@ -152,9 +132,9 @@ pub(crate) fn registry(
     );
     registry.register_collector(Box::new(RaftGauges {
         hub: hub.clone(),
-        log_bytes,
+        log,
     }));
-    let controller = Arc::new(ControllerMetrics::register(&mut registry));
+    let controller = Arc::new(ControllerMetrics::register(&mut registry, front.spawns()));
     tokio::spawn(count_changes(hub.clone(), leader_changes, elections, stop));
     (quorumhub_http::Metrics::new(registry, front), controller)
 }
@@ -188,10 +168,19 @@ async fn count_changes(
     }
 }
 
+/// What the log store answers at each scrape once Raft owns it.
+pub(crate) struct LogProbes {
+    /// Bytes on disk.
+    pub bytes: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+    /// The committed index this replica recorded (openraft's metrics have
+    /// none).
+    pub committed: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+}
+
 /// Raft's gauges, read from openraft's metrics at each scrape.
 struct RaftGauges {
     hub: Arc<Hub>,
-    log_bytes: Box<dyn Fn() -> Option<u64> + Send + Sync>,
+    log: LogProbes,
 }
 
 impl fmt::Debug for RaftGauges {
@@ -275,7 +264,13 @@ impl Collector for RaftGauges {
             "Entries in the log after the purge point",
             (last_log - purged).max(0),
         )?;
-        if let Some(bytes) = (self.log_bytes)() {
+        gauge(
+            e,
+            "quorumhub_raft_committed_index",
+            "Index of the last entry this replica knows is on a quorum",
+            index((self.log.committed)()),
+        )?;
+        if let Some(bytes) = (self.log.bytes)() {
             gauge(
                 e,
                 "quorumhub_raft_log_bytes",

@@ -127,7 +127,10 @@ pub async fn run(
         let h = append_latency.clone();
         Arc::new(move |took, _entries| h.observe(took.as_secs_f64()))
     });
-    let log_bytes = Box::new(log_store.size_probe());
+    let log_probes = crate::metrics::LogProbes {
+        bytes: Box::new(log_store.size_probe()),
+        committed: Box::new(log_store.committed_probe()),
+    };
 
     // Bind both listeners before anything starts, so a taken port fails fast.
     let grpc_listener = TcpListener::bind(config.grpc_listen)
@@ -209,7 +212,7 @@ pub async fn run(
         None,
     );
     let (metrics, controller_metrics) =
-        crate::metrics::registry(&hub, append_latency, log_bytes, stop_rx.clone());
+        crate::metrics::registry(&hub, append_latency, log_probes, stop_rx.clone());
     let router = quorumhub_http::router(hub.clone(), config.http_config(profiles.clone()), metrics);
     let handler = move |req: http::Request<quorumhub_edge::RequestBody>| {
         let router = router.clone();

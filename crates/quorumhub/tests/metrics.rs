@@ -214,6 +214,14 @@ async fn prometheus_scrapes_every_replica() {
     )
     .await;
     eventually(
+        "every replica knows a committed index",
+        limit,
+        want("count(quorumhub_raft_committed_index > 0)", |v| {
+            v.first().is_some_and(|(_, x)| *x == 3.0)
+        }),
+    )
+    .await;
+    eventually(
         "appends are timed",
         limit,
         want("min(quorumhub_raft_append_duration_seconds_count)", |v| {

@@ -101,6 +101,18 @@ impl LogStore {
         move || db.size_on_disk().ok()
     }
 
+    /// The index this replica last recorded as committed (`save_committed`:
+    /// what it has learned is on a quorum), a probe like [`Self::size_probe`].
+    /// `None` before anything is committed, or if the record is unreadable.
+    pub fn committed_probe(&self) -> impl Fn() -> Option<u64> + Send + Sync + 'static {
+        let meta = self.meta.clone();
+        move || {
+            let bytes = meta.get(COMMITTED).ok()??;
+            let committed: Option<LogId<NodeId>> = codec::decode(&bytes).ok()?;
+            committed.map(|c| c.index)
+        }
+    }
+
     /// Check every record: checksum, decodable, stored under its own index,
     /// contiguous, and following the purge point.
     pub fn verify(&self) -> Result<LogSummary, LogStoreError> {

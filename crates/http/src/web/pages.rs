@@ -783,11 +783,17 @@ async fn pending_page(
 
 /// An operation's error as a page, with a link back.
 fn op_error_page(e: OpError, user: Option<&str>, back: &str) -> Response {
-    let (status, message) = ApiError::from(e).parts();
+    let api = ApiError::from(e);
+    let spawn_refused = api.spawn_refused();
+    let (status, message) = api.parts();
     let hint = format!("Go to {back}.");
     let mut r = error_page(status, &message, &hint, user);
     if status == StatusCode::BAD_REQUEST && message.contains("already running") {
         r = redirect(back);
     }
-    r.into_response()
+    let mut r = r.into_response();
+    if let Some(marker) = spawn_refused {
+        r.extensions_mut().insert(marker);
+    }
+    r
 }
