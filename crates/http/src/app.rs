@@ -135,9 +135,10 @@ async fn request_span(State(state): State<HttpState>, req: Request, next: Next) 
         } else if status.is_client_error() {
             // Bad input: logged with what the client was told, once per
             // client and status per interval (the rest at debug).
-            // Quoted and cut short: it may echo what the client sent.
-            let message: String = error
-                .map(|ErrorMessage(m)| m.chars().take(300).collect())
+            // Quoted and cut short: it may echo what the client sent. The
+            // pages' error pages carry none.
+            let message = error
+                .map(|ErrorMessage(m)| format!(": {:?}", m.chars().take(300).collect::<String>()))
                 .unwrap_or_default();
             let key = format!("{}:{who}", status.as_u16());
             match state.refusals.should_log(&key, std::time::Instant::now()) {
@@ -146,14 +147,14 @@ async fn request_span(State(state): State<HttpState>, req: Request, next: Next) 
                     client = %who,
                     ms = started.elapsed().as_millis() as u64,
                     unlogged,
-                    "request refused: {message:?} (logged once a minute per client and status; \
+                    "request refused{message} (logged once a minute per client and status; \
                      `unlogged`: refusals since the last line)"
                 ),
                 None => tracing::debug!(
                     status = status.as_u16(),
                     client = %who,
                     ms = started.elapsed().as_millis() as u64,
-                    "request refused: {message:?}"
+                    "request refused{message}"
                 ),
             }
         } else {

@@ -101,15 +101,16 @@ impl IntoResponse for ApiError {
         if let Some(reason) = self.spawn_refused {
             r.extensions_mut().insert(SpawnRefused(reason));
         }
-        if self.refused.is_none() {
-            r.extensions_mut()
-                .insert(ErrorMessage(self.message.clone()));
-        }
-        if let Some(kind) = self.refused {
-            r.extensions_mut().insert(Refused {
-                kind,
-                message: self.message,
-            });
+        match self.refused {
+            Some(kind) => {
+                r.extensions_mut().insert(Refused {
+                    kind,
+                    message: self.message,
+                });
+            }
+            None => {
+                r.extensions_mut().insert(ErrorMessage(self.message));
+            }
         }
         r
     }

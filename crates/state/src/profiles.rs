@@ -288,13 +288,14 @@ mod tests {
                 "No such profile: small. This hub offers no profiles; start the server without one",
             ),
         ];
+        // A choice as the cases write it: the slug, "-" for none, the error.
+        let shown = |r: Result<Option<&Profile>, OptionsError>| match r {
+            Ok(Some(p)) => p.slug.clone(),
+            Ok(None) => "-".to_string(),
+            Err(e) => e.to_string(),
+        };
         for (profiles, options, want) in cases {
-            let got = match profiles.choose(options) {
-                Ok(Some(p)) => p.slug.clone(),
-                Ok(None) => "-".into(),
-                Err(e) => e.to_string(),
-            };
-            assert_eq!(&got, want, "{options}");
+            assert_eq!(&shown(profiles.choose(options)), want, "{options}");
         }
         // What users may send: keys only the operator sets are refused, the
         // rest (a launcher's own, BinderHub's image) are kept.
@@ -319,12 +320,7 @@ mod tests {
             (&two, json!({"profile": "huge"}), "No such profile: huge. Options include: small, gpu"),
         ];
         for (profiles, options, want) in checked {
-            let got = match profiles.check(options) {
-                Ok(Some(p)) => p.slug.clone(),
-                Ok(None) => "-".into(),
-                Err(e) => e.to_string(),
-            };
-            assert_eq!(&got, want, "{options}");
+            assert_eq!(&shown(profiles.check(options)), want, "{options}");
         }
         // The controller still starts a server whose stored options hold one.
         assert_eq!(
